@@ -16,6 +16,8 @@
 
 pub mod header;
 pub mod message;
+pub mod transaction;
+pub mod transport;
 pub mod uri;
 
 pub use header::HeaderName;
