@@ -14,8 +14,10 @@
 //! until it returns `None`, sending each `Transmit`; sleep until the earliest `Timeout`, then call
 //! `handle_timeout(now)`.
 
+pub mod auth;
 pub mod header;
 pub mod message;
+pub mod registrar;
 pub mod transaction;
 pub mod transport;
 pub mod uri;

@@ -1,0 +1,331 @@
+//! Digest authentication (RFC 3261 §22, RFC 7616 for the response formula, RFC 8760 for
+//! SHA-256 in SIP): qop=auth, stateless nonces that expire (`stale=true`), and nonce-count
+//! replay protection. Credentials are stored as HA1 hashes only.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use md5::Md5;
+use sha2::{Digest, Sha256};
+
+/// A digest algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+pub enum Algorithm {
+    /// MD5 (RFC 2617), still what most phones speak.
+    #[serde(rename = "MD5")]
+    Md5,
+    /// SHA-256 (RFC 7616, RFC 8760).
+    #[serde(rename = "SHA-256")]
+    Sha256,
+}
+
+impl Algorithm {
+    /// The token used in the `algorithm` parameter.
+    pub fn token(self) -> &'static str {
+        match self {
+            Self::Md5 => "MD5",
+            Self::Sha256 => "SHA-256",
+        }
+    }
+
+    fn from_token(t: &str) -> Option<Self> {
+        match t.to_ascii_uppercase().as_str() {
+            "MD5" => Some(Self::Md5),
+            "SHA-256" => Some(Self::Sha256),
+            _ => None,
+        }
+    }
+
+    /// Lower-case hex of the hash of `data`.
+    pub fn hex(self, data: &[u8]) -> String {
+        match self {
+            Self::Md5 => to_hex(&Md5::digest(data)),
+            Self::Sha256 => to_hex(&Sha256::digest(data)),
+        }
+    }
+}
+
+fn to_hex(b: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 2);
+    for &x in b {
+        s.push(HEX[(x >> 4) as usize] as char);
+        s.push(HEX[(x & 15) as usize] as char);
+    }
+    s
+}
+
+/// HA1 = H(username ":" realm ":" password), what `crest passwd` prints and the config stores.
+pub fn ha1(alg: Algorithm, user: &str, realm: &str, password: &str) -> String {
+    alg.hex(format!("{user}:{realm}:{password}").as_bytes())
+}
+
+/// The parameters of an `Authorization: Digest ...` header.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Credentials {
+    /// username
+    pub username: String,
+    /// realm
+    pub realm: String,
+    /// nonce
+    pub nonce: String,
+    /// digest-uri
+    pub uri: String,
+    /// the response hash
+    pub response: String,
+    /// algorithm (MD5 when absent)
+    pub algorithm: String,
+    /// cnonce
+    pub cnonce: Option<String>,
+    /// qop
+    pub qop: Option<String>,
+    /// nonce-count, hexadecimal
+    pub nc: Option<u32>,
+    /// opaque
+    pub opaque: Option<String>,
+}
+
+impl Credentials {
+    /// Parses a header value; `None` when the scheme is not Digest (RFC 4475 §3.3.7: an
+    /// unknown scheme is ignored, and the request is challenged).
+    pub fn parse(v: &str) -> Option<Self> {
+        let v = v.trim();
+        let (scheme, rest) = v.split_once([' ', '\t'])?;
+        if !scheme.eq_ignore_ascii_case("Digest") {
+            return None;
+        }
+        let mut c = Self {
+            algorithm: "MD5".into(),
+            ..Self::default()
+        };
+        for part in crate::header::split_list(rest) {
+            let (k, val) = part.split_once('=')?;
+            let val = val.trim();
+            let val = val
+                .strip_prefix('"')
+                .and_then(|x| x.strip_suffix('"'))
+                .unwrap_or(val)
+                .to_owned();
+            match k.trim().to_ascii_lowercase().as_str() {
+                "username" => c.username = val,
+                "realm" => c.realm = val,
+                "nonce" => c.nonce = val,
+                "uri" => c.uri = val,
+                "response" => c.response = val.to_ascii_lowercase(),
+                "algorithm" => c.algorithm = val,
+                "cnonce" => c.cnonce = Some(val),
+                "qop" => c.qop = Some(val),
+                "nc" => c.nc = Some(u32::from_str_radix(&val, 16).ok()?),
+                "opaque" => c.opaque = Some(val),
+                _ => {}
+            }
+        }
+        Some(c)
+    }
+}
+
+/// Why credentials were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No Digest credentials for this realm: challenge.
+    #[error("no credentials")]
+    Missing,
+    /// The nonce is well formed and ours but expired: challenge with stale=true.
+    #[error("stale nonce")]
+    Stale,
+    /// The nonce was not issued by this server.
+    #[error("unknown nonce")]
+    BadNonce,
+    /// The nonce-count did not increase: a replayed request.
+    #[error("replayed nonce-count")]
+    Replay,
+    /// The user has no credentials for this algorithm.
+    #[error("unknown user")]
+    UnknownUser,
+    /// qop other than auth, or an unknown algorithm.
+    #[error("unsupported digest parameters")]
+    Unsupported,
+    /// The response hash is wrong.
+    #[error("wrong password")]
+    BadResponse,
+}
+
+/// Issues and checks digest challenges for one realm.
+#[derive(Debug)]
+pub struct DigestAuth {
+    realm: String,
+    secret: [u8; 32],
+    epoch: Instant,
+    nonce_ttl: Duration,
+    algorithms: Vec<Algorithm>,
+    /// Highest nonce-count seen per nonce (pruned when the nonce expires).
+    seen: HashMap<String, (u32, Instant)>,
+}
+
+impl DigestAuth {
+    /// `secret` keys the nonce MAC (from the seeded RNG); `epoch` is any fixed instant.
+    pub fn new(
+        realm: &str,
+        secret: [u8; 32],
+        epoch: Instant,
+        nonce_ttl: Duration,
+        algorithms: Vec<Algorithm>,
+    ) -> Self {
+        Self {
+            realm: realm.to_owned(),
+            secret,
+            epoch,
+            nonce_ttl,
+            algorithms,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// The realm.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    fn mac(&self, stamp: u64) -> String {
+        let mut h = Sha256::new();
+        h.update(self.secret);
+        h.update(stamp.to_be_bytes());
+        h.update(self.realm.as_bytes());
+        to_hex(&h.finalize()[..12])
+    }
+
+    fn nonce(&self, now: Instant) -> String {
+        let stamp = now.saturating_duration_since(self.epoch).as_millis() as u64;
+        format!("{stamp:x}.{}", self.mac(stamp))
+    }
+
+    /// The `WWW-Authenticate` values to send, one per algorithm in order of preference.
+    pub fn challenges(&self, now: Instant, stale: bool) -> Vec<String> {
+        let nonce = self.nonce(now);
+        self.algorithms
+            .iter()
+            .map(|a| {
+                format!(
+                    "Digest realm=\"{}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"{}",
+                    self.realm,
+                    a.token(),
+                    if stale { ", stale=true" } else { "" }
+                )
+            })
+            .collect()
+    }
+
+    /// Checks credentials for `method`; `ha1` looks up the stored hash of (user, algorithm).
+    pub fn verify(
+        &mut self,
+        now: Instant,
+        method: &str,
+        c: &Credentials,
+        ha1: impl Fn(&str, Algorithm) -> Option<String>,
+    ) -> Result<(), AuthError> {
+        if c.realm != self.realm {
+            return Err(AuthError::Missing);
+        }
+        let alg = Algorithm::from_token(&c.algorithm)
+            .filter(|a| self.algorithms.contains(a))
+            .ok_or(AuthError::Unsupported)?;
+        let (stamp, mac) = c.nonce.split_once('.').ok_or(AuthError::BadNonce)?;
+        let stamp = u64::from_str_radix(stamp, 16).map_err(|_| AuthError::BadNonce)?;
+        if self.mac(stamp) != mac {
+            return Err(AuthError::BadNonce);
+        }
+        let issued = self.epoch + Duration::from_millis(stamp);
+        if now.saturating_duration_since(issued) > self.nonce_ttl {
+            return Err(AuthError::Stale);
+        }
+        if c.qop.as_deref() != Some("auth") {
+            return Err(AuthError::Unsupported);
+        }
+        let (Some(nc), Some(cnonce)) = (c.nc, c.cnonce.as_deref()) else {
+            return Err(AuthError::Unsupported);
+        };
+        let h1 = ha1(&c.username, alg).ok_or(AuthError::UnknownUser)?;
+        let h2 = alg.hex(format!("{method}:{}", c.uri).as_bytes());
+        let expected = alg.hex(format!("{h1}:{}:{:08x}:{cnonce}:auth:{h2}", c.nonce, nc).as_bytes());
+        if expected != c.response {
+            return Err(AuthError::BadResponse);
+        }
+        let expires = issued + self.nonce_ttl;
+        match self.seen.get_mut(&c.nonce) {
+            Some((last, _)) if nc <= *last => return Err(AuthError::Replay),
+            Some((last, _)) => *last = nc,
+            None => {
+                self.seen.insert(c.nonce.clone(), (nc, expires));
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets nonce-counts of expired nonces.
+    pub fn prune(&mut self, now: Instant) {
+        self.seen.retain(|_, (_, exp)| *exp > now);
+    }
+}
+
+/// Builds the credentials a client would send (used by tests and the load benchmark).
+pub fn client_response(
+    alg: Algorithm,
+    ha1: &str,
+    method: &str,
+    uri: &str,
+    nonce: &str,
+    nc: u32,
+    cnonce: &str,
+) -> String {
+    let h2 = alg.hex(format!("{method}:{uri}").as_bytes());
+    alg.hex(format!("{ha1}:{nonce}:{nc:08x}:{cnonce}:auth:{h2}").as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds(auth: &DigestAuth, now: Instant, alg: Algorithm, nc: u32, password: &str) -> Credentials {
+        let challenge = &auth.challenges(now, false)[0];
+        let nonce = challenge.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap();
+        let h1 = ha1(alg, "alice", "crest", password);
+        let resp = client_response(alg, &h1, "REGISTER", "sip:crest", nonce, nc, "c0ffee");
+        let header = format!(
+            "Digest username=\"alice\", realm=\"crest\", nonce=\"{nonce}\", uri=\"sip:crest\", \
+             response=\"{resp}\", algorithm={}, cnonce=\"c0ffee\", qop=auth, nc={nc:08x}",
+            alg.token()
+        );
+        Credentials::parse(&header).unwrap()
+    }
+
+    #[test]
+    fn md5_and_sha256_verify_and_replay_is_refused() {
+        let t0 = Instant::now();
+        for alg in [Algorithm::Md5, Algorithm::Sha256] {
+            let mut a = DigestAuth::new("crest", [7; 32], t0, Duration::from_secs(30), vec![alg]);
+            let lookup = |u: &str, al: Algorithm| (u == "alice").then(|| ha1(al, "alice", "crest", "secret"));
+            let c1 = creds(&a, t0, alg, 1, "secret");
+            assert_eq!(a.verify(t0, "REGISTER", &c1, lookup), Ok(()));
+            assert_eq!(a.verify(t0, "REGISTER", &c1, lookup), Err(AuthError::Replay));
+            let c2 = creds(&a, t0, alg, 2, "secret");
+            assert_eq!(a.verify(t0, "REGISTER", &c2, lookup), Ok(()));
+            let bad = creds(&a, t0, alg, 3, "wrong");
+            assert_eq!(a.verify(t0, "REGISTER", &bad, lookup), Err(AuthError::BadResponse));
+            let late = t0 + Duration::from_secs(31);
+            let c4 = creds(&a, t0, alg, 4, "secret");
+            assert_eq!(a.verify(late, "REGISTER", &c4, lookup), Err(AuthError::Stale));
+        }
+    }
+
+    #[test]
+    fn forged_nonce_and_hex_nc() {
+        let t0 = Instant::now();
+        let mut a = DigestAuth::new("crest", [1; 32], t0, Duration::from_secs(30), vec![Algorithm::Md5]);
+        let mut c = creds(&a, t0, Algorithm::Md5, 0x100, "secret");
+        assert_eq!(c.nc, Some(256));
+        c.nonce = "0.deadbeef".into();
+        assert_eq!(a.verify(t0, "REGISTER", &c, |_, _| None), Err(AuthError::BadNonce));
+        assert!(Credentials::parse("Basic dXNlcjpwYXNz").is_none());
+    }
+}
