@@ -15,6 +15,10 @@
 //! `handle_timeout(now)`.
 
 pub mod auth;
+mod build;
+mod call;
+pub mod config;
+pub mod endpoint;
 pub mod header;
 pub mod message;
 pub mod registrar;
@@ -25,3 +29,8 @@ pub mod uri;
 pub use header::HeaderName;
 pub use message::{Framing, Message, ParseError};
 pub use uri::Uri;
+pub use build::reason_phrase;
+pub use call::Side;
+pub use config::SipConfig;
+pub use endpoint::{Endpoint, EndpointConfig, Stats};
+pub use transport::{ConnectionId, Flow, Transmit, TransportKind};

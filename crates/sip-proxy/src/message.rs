@@ -102,6 +102,9 @@ pub struct Header {
 #[derive(Clone)]
 pub struct Message {
     buf: Bytes,
+    /// A defect found while framing that still leaves a request answerable (a malformed
+    /// Request-Line, bad Content-Length in a datagram); [`Message::validate`] reports it first.
+    defect: Option<ParseError>,
     start: StartLine,
     headers: Vec<Header>,
     body: Range<usize>,
@@ -192,7 +195,23 @@ impl Message {
         } else {
             line_end
         };
-        let start = parse_start_line(b, skip..sl_end)?;
+        let mut defect = None;
+        let start = match parse_start_line(b, skip..sl_end) {
+            Ok(s) => s,
+            Err(e) if !b[skip..].starts_with(b"SIP/") && framing == Framing::Datagram => {
+                // Keep going so that the request can still be answered with 400 or 505.
+                let l = &b[skip..sl_end];
+                let sp1 = l.iter().position(|&c| c == b' ').unwrap_or(l.len());
+                let sp2 = l.iter().rposition(|&c| c == b' ').filter(|&p| p > sp1).unwrap_or(l.len());
+                defect = Some(e);
+                StartLine::Request {
+                    method: skip..skip + sp1,
+                    uri: (skip + sp1 + 1).min(sl_end)..skip + sp2,
+                    version: (skip + sp2 + 1).min(sl_end)..sl_end,
+                }
+            }
+            Err(e) => return Err(e),
+        };
 
         let mut headers = Vec::with_capacity(16);
         let mut pos = line_end + 1;
@@ -229,15 +248,26 @@ impl Message {
             let name = HeaderName::from_bytes(&b[name_range.clone()]);
             let value = trim_range(b, colon + 1..line.end);
             if name == HeaderName::ContentLength {
-                if content_length.is_some() {
-                    return Err(ParseError::Repeated("Content-Length"));
-                }
                 let v = &b[value.clone()];
-                if v.first() == Some(&b'-') {
-                    return Err(ParseError::ContentLength("negative"));
+                let problem = if content_length.is_some() {
+                    Some(ParseError::Repeated("Content-Length"))
+                } else if v.first() == Some(&b'-') {
+                    Some(ParseError::ContentLength("negative"))
+                } else {
+                    match parse_u32(v) {
+                        Some(n) => {
+                            content_length = Some(n as usize);
+                            None
+                        }
+                        None => Some(ParseError::ContentLength("not a number")),
+                    }
+                };
+                if let Some(p) = problem {
+                    if framing == Framing::Stream {
+                        return Err(p);
+                    }
+                    defect.get_or_insert(p);
                 }
-                let n = parse_u32(v).ok_or(ParseError::ContentLength("not a number"))?;
-                content_length = Some(n as usize);
             }
             headers.push(Header {
                 name,
@@ -249,12 +279,12 @@ impl Message {
         }
         let available = buf.len() - hend;
         let body_len = match (content_length, framing) {
-            (Some(n), _) if n > available => {
-                return match framing {
-                    Framing::Datagram => Err(ParseError::ContentLength("larger than the datagram")),
-                    Framing::Stream => Err(ParseError::Incomplete),
-                };
+            (Some(_), Framing::Datagram) if defect.is_some() => available,
+            (Some(n), Framing::Datagram) if n > available => {
+                defect.get_or_insert(ParseError::ContentLength("larger than the datagram"));
+                available
             }
+            (Some(n), Framing::Stream) if n > available => return Err(ParseError::Incomplete),
             (Some(n), _) => n,
             (None, Framing::Datagram) => available,
             (None, Framing::Stream) => return Err(ParseError::ContentLength("missing on a stream")),
@@ -266,6 +296,7 @@ impl Message {
         Ok((
             Self {
                 buf,
+                defect,
                 start,
                 headers,
                 body: hend..used,
@@ -433,6 +464,9 @@ impl Message {
 
     /// The checks a server makes before acting on a message; the error names the response.
     pub fn validate(&self) -> Result<(), ParseError> {
+        if let Some(d) = &self.defect {
+            return Err(d.clone());
+        }
         const SINGLE: [(HeaderName, &str); 6] = [
             (HeaderName::From, "From"),
             (HeaderName::To, "To"),

@@ -1,0 +1,193 @@
+//! B2BUA call state: a call joins two dialogs, leg A (Crest is the UAS: the caller) and leg B
+//! (Crest is the UAC: the callee). Each leg is a dialog of RFC 3261 §12 with its own Call-ID,
+//! tags, CSeq spaces, route set and flow.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::build::finish;
+use crate::header::{HeaderName, NameAddr};
+use crate::message::Message;
+use crate::transaction::TxId;
+use crate::transport::Flow;
+
+/// Which leg of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The caller's leg (Crest answered its INVITE).
+    A,
+    /// The callee's leg (Crest sent the INVITE).
+    B,
+}
+
+impl Side {
+    /// The other leg.
+    pub fn other(self) -> Self {
+        match self {
+            Self::A => Self::B,
+            Self::B => Self::A,
+        }
+    }
+}
+
+/// A 2xx that Crest, as UAS, retransmits until the ACK arrives (RFC 3261 §13.3.1.4).
+#[derive(Debug, Clone)]
+pub(crate) struct PendingOk {
+    pub(crate) data: Bytes,
+    pub(crate) cseq: u32,
+    pub(crate) next: Instant,
+    pub(crate) interval: Duration,
+    pub(crate) give_up: Instant,
+}
+
+/// One dialog of a call.
+#[derive(Debug, Clone)]
+pub(crate) struct Leg {
+    pub(crate) call_id: Box<str>,
+    pub(crate) local_tag: Box<str>,
+    pub(crate) remote_tag: Option<Box<str>>,
+    /// Our name-addr without tag (From in our requests).
+    pub(crate) local_uri: String,
+    /// The peer's name-addr without tag (To in our requests).
+    pub(crate) remote_uri: String,
+    /// Request-URI of our in-dialog requests (the peer's Contact).
+    pub(crate) remote_target: String,
+    /// Route headers of our in-dialog requests, in order.
+    pub(crate) route_set: Vec<String>,
+    pub(crate) local_cseq: u32,
+    pub(crate) remote_cseq: u32,
+    /// Where the peer is reached (the flow its messages came over).
+    pub(crate) flow: Flow,
+    /// The ACK we sent for the peer's 2xx (resent on 2xx retransmissions).
+    pub(crate) ack: Option<Bytes>,
+    pub(crate) pending_ok: Option<PendingOk>,
+}
+
+/// Where we are in the life of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallState {
+    /// INVITE sent to B, no final response yet.
+    Early,
+    /// B answered; the 200 to A awaits its ACK.
+    Answered,
+    /// Both legs confirmed.
+    Confirmed,
+    /// Ended; kept a while to absorb late messages.
+    Ended,
+}
+
+/// A bridged call.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pub(crate) span: tracing::Span,
+    pub(crate) state: CallState,
+    pub(crate) a: Leg,
+    pub(crate) b: Leg,
+    pub(crate) a_invite: Message,
+    pub(crate) a_invite_tx: TxId,
+    pub(crate) b_invite: Message,
+    pub(crate) b_provisional: bool,
+    pub(crate) cancel_pending: bool,
+    /// Negotiated session interval (RFC 4028), if either leg runs a session timer.
+    pub(crate) session_interval: Option<Duration>,
+    pub(crate) started: Instant,
+    pub(crate) answered: Option<Instant>,
+    pub(crate) ring_deadline: Option<Instant>,
+    pub(crate) session_deadline: Option<Instant>,
+    pub(crate) linger_until: Option<Instant>,
+}
+
+impl Call {
+    pub(crate) fn leg(&self, side: Side) -> &Leg {
+        match side {
+            Side::A => &self.a,
+            Side::B => &self.b,
+        }
+    }
+
+    pub(crate) fn leg_mut(&mut self, side: Side) -> &mut Leg {
+        match side {
+            Side::A => &mut self.a,
+            Side::B => &mut self.b,
+        }
+    }
+
+    /// The earliest deadline of any of the call's timers.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.ring_deadline,
+            self.session_deadline,
+            self.linger_until,
+            self.a.pending_ok.as_ref().map(|p| p.next),
+            self.b.pending_ok.as_ref().map(|p| p.next),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+/// What a request written on a leg needs from the endpoint.
+#[derive(Debug)]
+pub(crate) struct RequestParts<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) cseq: u32,
+    pub(crate) branch: &'a str,
+    /// `SIP/2.0/UDP 192.0.2.1:5060` without parameters.
+    pub(crate) via_prefix: &'a str,
+    pub(crate) contact: Option<&'a str>,
+    pub(crate) max_forwards: u32,
+    pub(crate) extra: &'a str,
+    pub(crate) body: Option<(&'a str, &'a [u8])>,
+}
+
+impl Leg {
+    /// Writes a request within this dialog (or the initial INVITE of leg B).
+    pub(crate) fn request(&self, p: &RequestParts<'_>) -> Bytes {
+        let mut out = String::with_capacity(600);
+        let _ = write!(
+            out,
+            "{} {} SIP/2.0\r\nVia: {};branch={};rport\r\nMax-Forwards: {}\r\n",
+            p.method, self.remote_target, p.via_prefix, p.branch, p.max_forwards
+        );
+        for r in &self.route_set {
+            let _ = write!(out, "Route: {r}\r\n");
+        }
+        let _ = write!(out, "From: {};tag={}\r\nTo: {}", self.local_uri, self.local_tag, self.remote_uri);
+        if let Some(t) = &self.remote_tag {
+            let _ = write!(out, ";tag={t}");
+        }
+        let _ = write!(out, "\r\nCall-ID: {}\r\nCSeq: {} {}\r\n", self.call_id, p.cseq, p.method);
+        if let Some(c) = p.contact {
+            let _ = write!(out, "Contact: {c}\r\n");
+        }
+        out.push_str(p.extra);
+        finish(out, p.body)
+    }
+
+    /// Learns the peer's tag, target and route set from a dialog-creating response (leg B) —
+    /// the route set of a UAC is the Record-Route list reversed (RFC 3261 §12.1.2).
+    pub(crate) fn learn_from_response(&mut self, resp: &Message) {
+        if let Some(tag) = resp.to_hdr().and_then(|t| t.tag().map(Box::from)) {
+            self.remote_tag = Some(tag);
+        }
+        if let Some(c) = resp.header_list(HeaderName::Contact).first()
+            && let Ok(na) = NameAddr::parse(c)
+        {
+            self.remote_target = na.uri.to_string();
+        }
+        let rr = resp.header_list(HeaderName::RecordRoute);
+        if !rr.is_empty() {
+            self.route_set = rr.iter().rev().map(|r| r.to_string()).collect();
+        }
+    }
+}
+
+/// A name-addr without its tag parameter, for From/To of our requests.
+pub(crate) fn without_tag(na: &NameAddr) -> String {
+    let mut na = na.clone();
+    na.params.remove("tag");
+    na.to_string()
+}

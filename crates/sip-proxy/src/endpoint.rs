@@ -1,0 +1,1236 @@
+//! The SIP endpoint: protection, registrar, OPTIONS, and B2BUA call control, on top of the
+//! transaction layer. Sans-IO: [`Endpoint::handle_input`] takes one received message with the
+//! flow it came over; [`Endpoint::poll_transmit`] yields what to send; [`Endpoint::poll_timeout`]
+//! and [`Endpoint::handle_timeout`] drive every timer.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tracing::{debug, info, info_span, warn};
+
+use crate::auth::{Algorithm, AuthError, Credentials, DigestAuth};
+use crate::build::{own, response};
+use crate::call::{Call, CallState, Leg, PendingOk, RequestParts, Side, without_tag};
+use crate::config::{RouteTarget, SipConfig, UserConfig};
+use crate::header::{HeaderName, NameAddr, split_list};
+use crate::message::{Message, parse_u32};
+use crate::registrar::{RegisterError, Registrar};
+use crate::transaction::{
+    RequestMatch, ResponseMatch, TimeoutKind, TimerConfig, TransactionLayer, TxEvent, TxId,
+};
+use crate::transport::{Flow, Transmit, TransportKind};
+use crate::uri::Uri;
+
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE";
+const SUPPORTED: &[&str] = &["timer"];
+const BRANCH_PREFIX: &str = "z9hG4bKcr";
+
+/// Counters the server exports as metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests received (including retransmissions).
+    pub requests_in: u64,
+    /// Responses received.
+    pub responses_in: u64,
+    /// Messages that failed to parse or validate.
+    pub bad_messages: u64,
+    /// Calls set up (INVITEs routed to a target).
+    pub calls_started: u64,
+    /// Calls answered.
+    pub calls_answered: u64,
+    /// Calls ended, whatever the reason.
+    pub calls_ended: u64,
+    /// Successful REGISTER requests.
+    pub registrations: u64,
+    /// Requests refused by the per-source rate limit.
+    pub rate_limited: u64,
+    /// Requests refused with 503 for overload or draining.
+    pub overload_rejected: u64,
+    /// Requests refused for missing or wrong credentials (401/403).
+    pub auth_rejected: u64,
+}
+
+/// The parts of the configuration the endpoint runs on, resolved by the server.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// The `sip:` section.
+    pub sip: SipConfig,
+    /// Routes with resolved targets: (number, target, public).
+    pub routes: Vec<(String, RouteTarget, bool)>,
+    /// The address Crest puts in Via and Contact for each transport it listens on.
+    pub local: Vec<(TransportKind, SocketAddr)>,
+    /// Seed for tags, branches, Call-IDs and the nonce key.
+    pub seed: u64,
+}
+
+/// SplitMix64: small, fast, seedable; identifiers need uniqueness, not secrecy (the nonce key
+/// is drawn from it once at start from a seed the server takes from the OS).
+#[derive(Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn token(&mut self) -> String {
+        format!("{:016x}", self.next())
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Owner {
+    /// Crest's INVITE on leg B of a call.
+    BInvite(u64),
+    /// A CANCEL, BYE or other request Crest started on its own.
+    Own,
+    /// A request relayed from one leg to the other: the server transaction to answer.
+    Relay {
+        call: u64,
+        from: Side,
+        server_tx: TxId,
+        request: Message,
+    },
+}
+
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// The SIP endpoint (see the module docs).
+pub struct Endpoint {
+    cfg: SipConfig,
+    routes: HashMap<String, (RouteTarget, bool)>,
+    users: HashMap<String, UserConfig>,
+    local: Vec<(TransportKind, SocketAddr)>,
+    tx: TransactionLayer,
+    registrar: Registrar,
+    auth: DigestAuth,
+    rng: Rng,
+    calls: HashMap<u64, Call>,
+    next_call: u64,
+    dialogs: HashMap<Box<str>, (u64, Side)>,
+    owners: HashMap<TxId, Owner>,
+    timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    buckets: HashMap<IpAddr, Bucket>,
+    out: VecDeque<Transmit>,
+    draining: bool,
+    shedding: bool,
+    next_sweep: Instant,
+    stats: Stats,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("calls", &self.calls.len())
+            .field("transactions", &self.tx.len())
+            .finish()
+    }
+}
+
+fn mask(user: &str) -> String {
+    let n = user.chars().count();
+    if n <= 4 {
+        return "*".repeat(n);
+    }
+    user.chars()
+        .enumerate()
+        .map(|(i, c)| if i < 2 || i >= n - 2 { c } else { '*' })
+        .collect()
+}
+
+impl Endpoint {
+    /// A new endpoint; `now` anchors nonce timestamps.
+    pub fn new(now: Instant, cfg: EndpointConfig) -> Self {
+        let mut rng = Rng(cfg.seed);
+        let mut secret = [0u8; 32];
+        for chunk in secret.chunks_mut(8) {
+            chunk.copy_from_slice(&rng.next().to_le_bytes());
+        }
+        let sip = cfg.sip;
+        let timers = TimerConfig {
+            t1: Duration::from_millis(sip.timers.t1_ms),
+            t2: Duration::from_millis(sip.timers.t2_ms),
+            t4: Duration::from_millis(sip.timers.t4_ms),
+        };
+        let auth = DigestAuth::new(
+            &sip.auth.realm,
+            secret,
+            now,
+            Duration::from_secs(sip.auth.nonce_ttl_secs),
+            sip.auth.algorithms.clone(),
+        );
+        Self {
+            routes: cfg.routes.into_iter().map(|(n, t, p)| (n, (t, p))).collect(),
+            users: sip.users.iter().map(|u| (u.name.clone(), u.clone())).collect(),
+            local: cfg.local,
+            tx: TransactionLayer::new(timers),
+            registrar: Registrar::new(sip.registrar),
+            auth,
+            rng,
+            calls: HashMap::new(),
+            next_call: 1,
+            dialogs: HashMap::new(),
+            owners: HashMap::new(),
+            timers: BinaryHeap::new(),
+            buckets: HashMap::new(),
+            out: VecDeque::new(),
+            draining: false,
+            shedding: false,
+            next_sweep: now + Duration::from_secs(30),
+            cfg: sip,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Calls not yet ended.
+    pub fn active_calls(&self) -> usize {
+        self.calls.values().filter(|c| c.state != CallState::Ended).count()
+    }
+
+    /// Registered AoRs.
+    pub fn registered_users(&self) -> usize {
+        self.registrar.len()
+    }
+
+    /// Live transactions.
+    pub fn transactions(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// Stop taking new calls (SIGTERM): new INVITEs get 503; calls in progress go on.
+    pub fn start_draining(&mut self) {
+        self.draining = true;
+    }
+
+    /// Set by the driver while it is behind (its inbound queue waits too long): new calls and
+    /// registrations get an immediate 503 with Retry-After instead of timing out.
+    pub fn set_shedding(&mut self, on: bool) {
+        self.shedding = on;
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    /// When [`Self::handle_timeout`] next has work.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        let tx = self.tx.poll_timeout();
+        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
+            match self.calls.get(&id).and_then(Call::next_deadline) {
+                Some(d) if d <= at => break,
+                later => {
+                    // Stale entry: the call's deadline moved later (or it has none left).
+                    self.timers.pop();
+                    if let Some(d) = later {
+                        self.timers.push(Reverse((d, id)));
+                    }
+                }
+            }
+        }
+        let call = self.timers.peek().map(|r| r.0.0);
+        [tx, call, Some(self.next_sweep)].into_iter().flatten().min()
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tx.handle_timeout(now);
+        self.drain_tx(now);
+        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            self.fire_call_timers(now, id);
+        }
+        if now >= self.next_sweep {
+            self.next_sweep = now + Duration::from_secs(30);
+            self.registrar.sweep(now);
+            self.auth.prune(now);
+            let rate = self.cfg.rate_limit.burst / self.cfg.rate_limit.requests_per_sec.max(0.001);
+            self.buckets
+                .retain(|_, b| now.saturating_duration_since(b.last).as_secs_f64() < rate + 1.0);
+        }
+    }
+
+    fn schedule(&mut self, id: u64) {
+        if let Some(at) = self.calls.get(&id).and_then(Call::next_deadline) {
+            self.timers.push(Reverse((at, id)));
+        }
+    }
+
+    /// Handles one whole message received on `flow`.
+    pub fn handle_input(&mut self, now: Instant, flow: Flow, data: Bytes) {
+        let msg = match Message::parse(data, flow.transport.framing()) {
+            Ok(m) => m,
+            Err(e) => {
+                self.stats.bad_messages += 1;
+                debug!(remote = %flow.remote, error = %e, "unparsable message dropped");
+                return;
+            }
+        };
+        if let Err(e) = msg.validate() {
+            self.stats.bad_messages += 1;
+            debug!(remote = %flow.remote, error = %e, "invalid message");
+            if msg.is_request() && msg.method() != Some("ACK") {
+                self.stateless(&msg, flow, e.status(), "");
+            }
+            return;
+        }
+        if msg.is_request() {
+            self.stats.requests_in += 1;
+            self.handle_request(now, flow, msg);
+        } else {
+            self.stats.responses_in += 1;
+            self.handle_response(now, &msg);
+        }
+        self.drain_tx(now);
+    }
+
+    fn stateless(&mut self, req: &Message, flow: Flow, code: u16, extra: &str) {
+        if req.header(HeaderName::Via).is_none() || req.cseq().is_none() {
+            return; // nowhere to route a response
+        }
+        let tag = self.rng.token();
+        let data = response(req, &flow, code, Some(&tag), extra, None);
+        self.out.push_back(Transmit { flow, data });
+    }
+
+    #[allow(clippy::too_many_arguments)] // a response has this many independent parts
+    fn respond(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        req: &Message,
+        flow: Flow,
+        code: u16,
+        to_tag: Option<&str>,
+        extra: &str,
+        body: Option<(&str, &[u8])>,
+    ) {
+        let data = response(req, &flow, code, to_tag, extra, body);
+        self.tx.send_response(now, tx, code, data);
+    }
+
+    /// A final response outside a dialog, with a fresh To tag.
+    fn reply(&mut self, now: Instant, id: TxId, req: &Message, flow: Flow, code: u16, extra: &str) {
+        let tag = self.rng.token();
+        self.respond(now, id, req, flow, code, Some(&tag), extra, None);
+    }
+
+    fn drain_tx(&mut self, now: Instant) {
+        while let Some(ev) = self.tx.poll_event() {
+            match ev {
+                TxEvent::Transmit(t) => self.out.push_back(t),
+                TxEvent::Timeout(id, kind) => self.on_tx_timeout(now, id, kind),
+            }
+        }
+    }
+
+    fn allow_source(&mut self, now: Instant, ip: IpAddr) -> bool {
+        let rl = &self.cfg.rate_limit;
+        if rl.requests_per_sec <= 0.0 || rl.exempt.contains(&ip) {
+            return true;
+        }
+        let (rate, burst) = (rl.requests_per_sec, rl.burst);
+        let b = self.buckets.entry(ip).or_insert(Bucket {
+            tokens: burst,
+            last: now,
+        });
+        let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * rate).min(burst);
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn retry_after(&self) -> String {
+        format!("Retry-After: {}\r\n", self.cfg.overload.retry_after_secs)
+    }
+}
+
+/// Requests outside any call, and the protection in front of them.
+impl Endpoint {
+    fn local_for(&self, t: TransportKind) -> SocketAddr {
+        self.local
+            .iter()
+            .find(|(k, _)| *k == t)
+            .or_else(|| self.local.first())
+            .map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)), |(_, a)| *a)
+    }
+
+    fn via_prefix(&self, t: TransportKind) -> String {
+        let a = self.local_for(t);
+        let host = match a.ip() {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            IpAddr::V4(v4) => v4.to_string(),
+        };
+        format!("SIP/2.0/{} {host}:{}", t.via_token(), a.port())
+    }
+
+    fn contact(&self, t: TransportKind) -> String {
+        let a = self.local_for(t);
+        let mut uri = Uri::sip(Some("crest"), &a.ip().to_string(), Some(a.port()));
+        if t != TransportKind::Udp {
+            uri.params.set("transport", Some(t.via_token().to_ascii_lowercase()));
+        }
+        format!("<{uri}>")
+    }
+
+    fn is_own_via(&self, v: &str) -> bool {
+        crate::header::Via::parse(v).is_ok_and(|via| {
+            via.branch().is_some_and(|b| b.starts_with(BRANCH_PREFIX))
+                && self.local.iter().any(|(_, a)| {
+                    via.host == a.ip().to_string() && via.port.unwrap_or(5060) == a.port()
+                })
+        })
+    }
+
+    fn handle_request(&mut self, now: Instant, flow: Flow, msg: Message) {
+        let is_ack = msg.method() == Some("ACK");
+        if !is_ack && !self.allow_source(now, flow.remote.ip()) {
+            self.stats.rate_limited += 1;
+            let extra = self.retry_after();
+            self.stateless(&msg, flow, 503, &extra);
+            return;
+        }
+        match self.tx.handle_request(now, &msg, flow) {
+            RequestMatch::Retransmission | RequestMatch::AckAbsorbed => {}
+            RequestMatch::AckForDialog => self.handle_dialog_ack(now, &msg),
+            RequestMatch::New(id) => self.handle_new_request(now, id, flow, msg),
+        }
+    }
+
+    fn unsupported_required(msg: &Message) -> Vec<String> {
+        msg.header_list(HeaderName::Require)
+            .iter()
+            .chain(msg.header_list(HeaderName::ProxyRequire).iter())
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(o)))
+            .collect()
+    }
+
+    fn handle_new_request(&mut self, now: Instant, id: TxId, flow: Flow, msg: Message) {
+        let method = msg.method().unwrap_or_default().to_owned();
+        if method == "CANCEL" {
+            return self.handle_cancel(now, id, flow, &msg);
+        }
+        let unsupported = Self::unsupported_required(&msg);
+        if !unsupported.is_empty() {
+            let extra = format!("Unsupported: {}\r\n", unsupported.join(", "));
+            return self.reply(now, id, &msg, flow, 420, &extra);
+        }
+        let uri = msg.request_uri_str().unwrap_or_default();
+        if !Uri::is_sip_scheme(uri) {
+            return self.reply(now, id, &msg, flow, 416, "");
+        }
+        if msg.to_hdr().is_some_and(|t| t.tag().is_some()) {
+            return self.handle_in_dialog(now, id, flow, msg);
+        }
+        if matches!(method.as_str(), "INVITE" | "REGISTER") {
+            let overloaded = self.shedding
+                || self.tx.len() > self.cfg.overload.max_transactions
+                || (method == "INVITE"
+                    && (self.draining || self.active_calls() >= self.cfg.overload.max_calls));
+            if overloaded {
+                self.stats.overload_rejected += 1;
+                let extra = self.retry_after();
+                return self.reply(now, id, &msg, flow, 503, &extra);
+            }
+        }
+        match method.as_str() {
+            "REGISTER" => self.handle_register(now, id, flow, &msg),
+            "INVITE" => self.handle_invite(now, id, flow, msg),
+            "OPTIONS" => {
+                let extra = format!("Allow: {ALLOW}\r\nAccept: application/sdp\r\nSupported: timer\r\n");
+                self.reply(now, id, &msg, flow, 200, &extra);
+            }
+            "BYE" | "INFO" | "UPDATE" | "PRACK" => {
+                self.reply(now, id, &msg, flow, 481, "");
+            }
+            "SUBSCRIBE" | "NOTIFY" | "REFER" | "MESSAGE" | "PUBLISH" => {
+                let extra = format!("Allow: {ALLOW}\r\n");
+                self.reply(now, id, &msg, flow, 405, &extra);
+            }
+            _ => {
+                let extra = format!("Allow: {ALLOW}\r\n");
+                self.reply(now, id, &msg, flow, 501, &extra);
+            }
+        }
+    }
+
+    /// Checks digest credentials in Authorization or Proxy-Authorization; `Ok(user)` on success.
+    fn authenticate(&mut self, now: Instant, msg: &Message) -> Result<String, AuthError> {
+        let method = msg.method().unwrap_or_default();
+        let mut result = Err(AuthError::Missing);
+        for name in [HeaderName::Authorization, HeaderName::ProxyAuthorization] {
+            for h in msg.headers().iter().filter(|h| h.name == name) {
+                let Some(c) = Credentials::parse(&msg.value(h)) else {
+                    continue; // unknown scheme: ignored (RFC 4475 §3.3.7)
+                };
+                if c.realm != self.auth.realm() {
+                    continue;
+                }
+                let users = &self.users;
+                result = self
+                    .auth
+                    .verify(now, method, &c, |u, alg| {
+                        users.get(u).and_then(|x| match alg {
+                            Algorithm::Md5 => x.ha1_md5.clone(),
+                            Algorithm::Sha256 => x.ha1_sha256.clone(),
+                        })
+                    })
+                    .map(|()| c.username.clone());
+                if result.is_ok() {
+                    return result;
+                }
+            }
+        }
+        result
+    }
+
+    /// Answers a failed authentication: a challenge (401, stale when the nonce expired) or 403.
+    fn refuse_auth(&mut self, now: Instant, id: TxId, msg: &Message, flow: Flow, e: &AuthError) {
+        self.stats.auth_rejected += 1;
+        let (code, stale) = match e {
+            AuthError::Stale => (401, true),
+            AuthError::Missing | AuthError::BadNonce | AuthError::Replay | AuthError::Unsupported => (401, false),
+            _ => (403, false),
+        };
+        let mut extra = String::new();
+        if code == 401 {
+            for c in self.auth.challenges(now, stale) {
+                extra.push_str("WWW-Authenticate: ");
+                extra.push_str(&c);
+                extra.push_str("\r\n");
+            }
+        }
+        debug!(remote = %flow.remote, error = %e, code, "authentication refused");
+        self.reply(now, id, msg, flow, code, &extra);
+    }
+
+    fn handle_register(&mut self, now: Instant, id: TxId, flow: Flow, msg: &Message) {
+        let Some(aor) = msg.to_hdr().and_then(|t| t.uri.user_unescaped()) else {
+            return self.reply(now, id, msg, flow, 400, "");
+        };
+        let user = match self.authenticate(now, msg) {
+            Ok(u) => u,
+            Err(e) => return self.refuse_auth(now, id, msg, flow, &e),
+        };
+        if user != aor {
+            self.stats.auth_rejected += 1;
+            return self.reply(now, id, msg, flow, 403, "");
+        }
+        match self.registrar.handle_register(now, &aor, msg, flow) {
+            Ok(bindings) => {
+                self.stats.registrations += 1;
+                let mut extra = String::new();
+                for b in &bindings {
+                    let left = b.expires_at.saturating_duration_since(now).as_secs();
+                    extra.push_str(&format!("Contact: <{}>{};expires={left}\r\n", b.uri, b.params));
+                }
+                info!(aor = %mask(&aor), contacts = bindings.len(), "registered");
+                self.reply(now, id, msg, flow, 200, &extra);
+            }
+            Err(e) => {
+                let extra = match e {
+                    RegisterError::IntervalTooBrief(min) => format!("Min-Expires: {min}\r\n"),
+                    _ => String::new(),
+                };
+                self.reply(now, id, msg, flow, e.status(), &extra);
+            }
+        }
+    }
+
+    fn handle_cancel(&mut self, now: Instant, id: TxId, flow: Flow, msg: &Message) {
+        let Some(invite_tx) = self.tx.invite_for_cancel(msg) else {
+            return self.reply(now, id, msg, flow, 481, "");
+        };
+        self.reply(now, id, msg, flow, 200, "");
+        let call = self
+            .calls
+            .iter()
+            .find(|(_, c)| c.a_invite_tx == invite_tx)
+            .map(|(k, _)| *k);
+        if let Some(call) = call {
+            self.cancel_call(now, call, 487, "caller cancelled");
+        }
+    }
+}
+
+/// B2BUA call control.
+impl Endpoint {
+    fn handle_invite(&mut self, now: Instant, id: TxId, flow: Flow, msg: Message) {
+        let reject = |this: &mut Self, code: u16, extra: &str| {
+            let tag = this.rng.token();
+            this.respond(now, id, &msg, flow, code, Some(&tag), extra, None);
+        };
+        if msg.header_list(HeaderName::Via).iter().skip(1).any(|v| self.is_own_via(v)) {
+            return reject(self, 482, "");
+        }
+        let max_forwards = msg.max_forwards().unwrap_or(70);
+        if max_forwards == 0 {
+            return reject(self, 483, "");
+        }
+        let body = msg.body();
+        if !body.is_empty() {
+            let ctype = msg.header(HeaderName::ContentType).unwrap_or_default();
+            let base = ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            if base != "application/sdp" {
+                return reject(self, 415, "Accept: application/sdp\r\n");
+            }
+        }
+        if let Some(accept) = msg.header(HeaderName::Accept) {
+            let ok = split_list(&accept).any(|a| {
+                let a = a.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                a == "application/sdp" || a == "*/*" || a == "application/*"
+            });
+            if !ok {
+                return reject(self, 406, "Accept: application/sdp\r\n");
+            }
+        }
+        let number = Uri::parse(msg.request_uri_str().unwrap_or_default())
+            .ok()
+            .and_then(|u| u.user_unescaped())
+            .unwrap_or_default();
+        let Some((target, public)) = self.routes.get(&number).cloned() else {
+            debug!(number = %mask(&number), "no route");
+            return reject(self, 404, "");
+        };
+        if !public && let Err(e) = self.authenticate(now, &msg) {
+            return self.refuse_auth(now, id, &msg, flow, &e);
+        }
+        // RFC 4028: the caller's Session-Expires, checked against Min-SE.
+        let st = self.cfg.session_timer;
+        let caller_se = msg
+            .header(HeaderName::SessionExpires)
+            .and_then(|v| parse_u32(v.split(';').next().unwrap_or("").trim().as_bytes()));
+        if let Some(se) = caller_se
+            && se < st.min_se
+        {
+            return reject(self, 422, &format!("Min-SE: {}\r\n", st.min_se));
+        }
+        let caller_timer = caller_se.is_some()
+            || msg
+                .header_list(HeaderName::Supported)
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case("timer"));
+        let (b_target, b_flow) = match &target {
+            RouteTarget::Uri(uri, addr) => {
+                let t = uri
+                    .params
+                    .get("transport")
+                    .and_then(TransportKind::from_token)
+                    .unwrap_or(if uri.scheme == "sips" { TransportKind::Tls } else { TransportKind::Udp });
+                (uri.to_string(), Flow { transport: t, remote: *addr, connection: None })
+            }
+            RouteTarget::User(user) => match self.registrar.lookup(now, user).first() {
+                Some(b) => (b.uri.to_string(), b.flow),
+                None => {
+                    debug!(user = %mask(user), "callee not registered");
+                    return reject(self, 480, "");
+                }
+            },
+        };
+        let (Some(from), Some(to), Some(cseq)) = (msg.from_hdr(), msg.to_hdr(), msg.cseq()) else {
+            return reject(self, 400, "");
+        };
+        let a_contact = msg
+            .header_list(HeaderName::Contact)
+            .first()
+            .and_then(|c| NameAddr::parse(c).ok())
+            .map_or_else(|| from.uri.to_string(), |c| c.uri.to_string());
+        let a = Leg {
+            call_id: msg.call_id().unwrap_or_default().into(),
+            local_tag: self.rng.token().into(),
+            remote_tag: from.tag().map(Box::from),
+            local_uri: without_tag(&to),
+            remote_uri: without_tag(&from),
+            remote_target: a_contact,
+            route_set: msg.header_list(HeaderName::RecordRoute).iter().map(|r| r.to_string()).collect(),
+            local_cseq: self.rng.next() as u32 & 0xffff,
+            remote_cseq: cseq.seq,
+            flow,
+            ack: None,
+            pending_ok: None,
+        };
+        let local = self.local_for(b_flow.transport);
+        let mut b_from = from.clone();
+        b_from.params.remove("tag");
+        b_from.uri = Uri::sip(from.uri.user.as_deref(), &local.ip().to_string(), None);
+        let b_to = NameAddr::parse(&format!("<{b_target}>")).unwrap_or(to);
+        let b = Leg {
+            call_id: format!("{}@crest", self.rng.token()).into(),
+            local_tag: self.rng.token().into(),
+            remote_tag: None,
+            local_uri: b_from.to_string(),
+            remote_uri: without_tag(&b_to),
+            remote_target: b_target,
+            route_set: Vec::new(),
+            local_cseq: 1,
+            remote_cseq: 0,
+            flow: b_flow,
+            ack: None,
+            pending_ok: None,
+        };
+        let call_key = self.next_call;
+        self.next_call += 1;
+        let span = info_span!("call", call_id = %a.call_id, leg_b = %b.call_id);
+        let ctype = msg.header(HeaderName::ContentType).map(|c| c.into_owned());
+        let mut extra = format!("Supported: timer\r\nAllow: {ALLOW}\r\n");
+        extra.push_str(&format!("Session-Expires: {};refresher=uac\r\n", st.session_expires));
+        let branch = format!("{BRANCH_PREFIX}{}", self.rng.token());
+        let via = self.via_prefix(b_flow.transport);
+        let contact = self.contact(b_flow.transport);
+        let body_ref = ctype.as_deref().map(|c| (c, &body[..]));
+        let b_invite = own(b.request(&RequestParts {
+            method: "INVITE",
+            cseq: 1,
+            branch: &branch,
+            via_prefix: &via,
+            contact: Some(&contact),
+            max_forwards: max_forwards - 1,
+            extra: &extra,
+            body: body_ref,
+        }));
+        {
+            let _g = span.enter();
+            info!(from = %mask(&from.uri.user_unescaped().unwrap_or_default()), number = %mask(&number), "call routed");
+        }
+        // 100 Trying at once, so the caller stops retransmitting.
+        self.respond(now, id, &msg, flow, 100, None, "", None);
+        let Some(b_tx) = self.tx.send_request(now, b_invite.clone(), b_flow) else {
+            return;
+        };
+        self.owners.insert(b_tx, Owner::BInvite(call_key));
+        self.dialogs.insert(a.call_id.clone(), (call_key, Side::A));
+        self.dialogs.insert(b.call_id.clone(), (call_key, Side::B));
+        let session_interval = caller_timer.then(|| Duration::from_secs(caller_se.unwrap_or(st.session_expires).min(st.session_expires).max(st.min_se).into()));
+        self.calls.insert(
+            call_key,
+            Call {
+                span,
+                state: CallState::Early,
+                a,
+                b,
+                a_invite: msg,
+                a_invite_tx: id,
+                b_invite,
+                b_provisional: false,
+                cancel_pending: false,
+                session_interval,
+                started: now,
+                answered: None,
+                ring_deadline: Some(now + Duration::from_secs(self.cfg.ring_timeout_secs.into())),
+                session_deadline: None,
+                linger_until: None,
+            },
+        );
+        self.stats.calls_started += 1;
+        self.schedule(call_key);
+    }
+
+    fn handle_response(&mut self, now: Instant, msg: &Message) {
+        let id = match self.tx.handle_response(now, msg) {
+            ResponseMatch::Deliver(id) => id,
+            ResponseMatch::Absorbed | ResponseMatch::NoMatch => return,
+        };
+        let Some(owner) = self.owners.get(&id).cloned() else {
+            return;
+        };
+        let code = msg.status().unwrap_or(500);
+        if code >= 200 && !(code < 300 && msg.cseq().is_some_and(|c| c.method == "INVITE")) {
+            self.owners.remove(&id);
+        }
+        match owner {
+            Owner::BInvite(call) => self.on_b_invite_response(now, call, msg, code),
+            Owner::Own => {}
+            Owner::Relay { call, from, server_tx, request } => {
+                self.on_relay_response(now, call, from, server_tx, &request, msg, code);
+            }
+        }
+    }
+
+    fn on_b_invite_response(&mut self, now: Instant, key: u64, msg: &Message, code: u16) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let _g = call.span.clone().entered();
+        if code == 100 {
+            return;
+        }
+        if code < 200 {
+            call.b.learn_from_response(msg);
+            call.b_provisional = true;
+            if call.cancel_pending {
+                call.cancel_pending = false;
+                self.send_cancel_b(now, key);
+                return;
+            }
+            if call.state != CallState::Early {
+                return;
+            }
+            let ctype = msg.header(HeaderName::ContentType).map(|c| c.into_owned());
+            let body = msg.body();
+            let (a_invite, tx, flow, tag) = (call.a_invite.clone(), call.a_invite_tx, call.a.flow, call.a.local_tag.clone());
+            let extra = format!("Contact: {}\r\n", self.contact(flow.transport));
+            let body_ref = ctype.as_deref().map(|c| (c, &body[..]));
+            self.respond(now, tx, &a_invite, flow, code, Some(&tag), &extra, body_ref);
+            return;
+        }
+        if code < 300 {
+            return self.on_b_answer(now, key, msg);
+        }
+        // A failure from the callee, mapped for the caller (RFC 3261 §16.7 on 503, 6xx kept).
+        let mapped = match code {
+            300..=399 => 480,
+            401 | 407 => 403,
+            503 => 500,
+            c => c,
+        };
+        if call.state == CallState::Early {
+            info!(status = code, "callee refused");
+            let (a_invite, tx, flow, tag) = (call.a_invite.clone(), call.a_invite_tx, call.a.flow, call.a.local_tag.clone());
+            if !self.tx.is_final_sent(tx) {
+                self.respond(now, tx, &a_invite, flow, mapped, Some(&tag), "", None);
+            }
+            self.end_call(now, key, "callee refused");
+        }
+    }
+
+    fn on_b_answer(&mut self, now: Instant, key: u64, msg: &Message) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let via_prefix = self.via_prefix(call.b.flow.transport);
+        let a_contact = self.contact(call.a.flow.transport);
+        let branch = format!("{BRANCH_PREFIX}{}", self.rng.token());
+        let t1 = self.tx.timers().t1;
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        // A 2xx retransmission: resend our ACK.
+        if call.b.ack.is_some() && call.b.remote_tag.as_deref() == msg.to_hdr().as_ref().and_then(|t| t.tag()) {
+            if let Some(ack) = call.b.ack.clone() {
+                self.out.push_back(Transmit { flow: call.b.flow, data: ack });
+            }
+            return;
+        }
+        call.b.learn_from_response(msg);
+        let ack = call.b.request(&RequestParts {
+            method: "ACK",
+            cseq: 1,
+            branch: &branch,
+            via_prefix: &via_prefix,
+            contact: None,
+            max_forwards: 70,
+            extra: "",
+            body: None,
+        });
+        call.b.ack = Some(ack.clone());
+        self.out.push_back(Transmit { flow: call.b.flow, data: ack });
+        if call.state != CallState::Early {
+            // Cancelled or ended meanwhile: the callee answered anyway, so hang it up.
+            self.send_bye(now, key, Side::B, "call already ended");
+            return;
+        }
+        let callee_se = msg
+            .header(HeaderName::SessionExpires)
+            .and_then(|v| parse_u32(v.split(';').next().unwrap_or("").trim().as_bytes()))
+            .map(|s| Duration::from_secs(s.into()));
+        call.session_interval = match (call.session_interval, callee_se) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        call.state = CallState::Answered;
+        call.answered = Some(now);
+        call.ring_deadline = None;
+        let ctype = msg.header(HeaderName::ContentType).map(|c| c.into_owned());
+        let body = msg.body();
+        let mut extra = format!("Contact: {a_contact}\r\nAllow: {ALLOW}\r\nSupported: timer\r\n");
+        if let Some(se) = call.session_interval {
+            extra.push_str(&format!("Session-Expires: {};refresher=uac\r\nRequire: timer\r\n", se.as_secs()));
+        }
+        let (a_invite, tx, flow, tag) = (call.a_invite.clone(), call.a_invite_tx, call.a.flow, call.a.local_tag.clone());
+        let data = response(&a_invite, &flow, 200, Some(&tag), &extra, ctype.as_deref().map(|c| (c, &body[..])));
+        let cseq = call.a.remote_cseq;
+        call.a.pending_ok = Some(PendingOk {
+            data: data.clone(),
+            cseq,
+            next: now + t1,
+            interval: t1,
+            give_up: now + 64 * t1,
+        });
+        if let Some(se) = call.session_interval {
+            call.session_deadline = Some(now + se - (se / 3).min(Duration::from_secs(32)));
+        }
+        info!("call answered");
+        self.stats.calls_answered += 1;
+        self.tx.send_response(now, tx, 200, data);
+        self.schedule(key);
+    }
+
+    fn send_cancel_b(&mut self, now: Instant, key: u64) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let inv = &call.b_invite;
+        let mut out = format!("CANCEL {} SIP/2.0\r\n", inv.request_uri_str().unwrap_or_default());
+        for name in [HeaderName::Via, HeaderName::MaxForwards, HeaderName::Route, HeaderName::From, HeaderName::To, HeaderName::CallId] {
+            for h in inv.headers().iter().filter(|h| h.name == name) {
+                out.push_str(name.canonical().unwrap_or_default());
+                out.push_str(": ");
+                out.push_str(&inv.value(h));
+                out.push_str("\r\n");
+            }
+        }
+        out.push_str(&format!("CSeq: {} CANCEL\r\n", inv.cseq().map_or(1, |c| c.seq)));
+        let flow = call.b.flow;
+        let cancel = own(crate::build::finish(out, None));
+        if let Some(id) = self.tx.send_request(now, cancel, flow) {
+            self.owners.insert(id, Owner::Own);
+        }
+    }
+
+    /// Ends a call that is not yet answered: `code` to the caller, CANCEL to the callee.
+    fn cancel_call(&mut self, now: Instant, key: u64, code: u16, why: &str) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if call.state != CallState::Early {
+            return;
+        }
+        let (a_invite, tx, flow, tag) = (call.a_invite.clone(), call.a_invite_tx, call.a.flow, call.a.local_tag.clone());
+        let provisional = call.b_provisional;
+        if !provisional {
+            call.cancel_pending = true;
+        }
+        if !self.tx.is_final_sent(tx) {
+            self.respond(now, tx, &a_invite, flow, code, Some(&tag), "", None);
+        }
+        if provisional {
+            self.send_cancel_b(now, key);
+        }
+        self.end_call(now, key, why);
+    }
+
+    fn send_bye(&mut self, now: Instant, key: u64, side: Side, reason: &str) {
+        let branch = format!("{BRANCH_PREFIX}{}", self.rng.token());
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let via = self.via_prefix(call.leg(side).flow.transport);
+        let call = self.calls.get_mut(&key).expect("checked above");
+        let leg = call.leg_mut(side);
+        leg.local_cseq += 1;
+        let extra = format!("Reason: SIP;cause=200;text=\"{reason}\"\r\n");
+        let bye = own(leg.request(&RequestParts {
+            method: "BYE",
+            cseq: leg.local_cseq,
+            branch: &branch,
+            via_prefix: &via,
+            contact: None,
+            max_forwards: 70,
+            extra: &extra,
+            body: None,
+        }));
+        let flow = leg.flow;
+        if let Some(id) = self.tx.send_request(now, bye, flow) {
+            self.owners.insert(id, Owner::Own);
+        }
+    }
+
+    /// Marks a call ended; it lingers for 64·T1 to absorb late retransmissions.
+    fn end_call(&mut self, now: Instant, key: u64, why: &str) {
+        let linger = 64 * self.tx.timers().t1;
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if call.state == CallState::Ended {
+            return;
+        }
+        let _g = call.span.clone().entered();
+        let talk = call.answered.map(|a| now.saturating_duration_since(a).as_secs());
+        info!(reason = why, talk_secs = talk, setup_ms = now.saturating_duration_since(call.started).as_millis() as u64, "call ended");
+        call.state = CallState::Ended;
+        call.ring_deadline = None;
+        call.session_deadline = None;
+        call.linger_until = Some(now + linger);
+        self.stats.calls_ended += 1;
+        self.schedule(key);
+    }
+
+    fn remove_call(&mut self, key: u64) {
+        if let Some(call) = self.calls.remove(&key) {
+            self.dialogs.remove(&call.a.call_id);
+            self.dialogs.remove(&call.b.call_id);
+            self.owners.retain(|_, o| match o {
+                Owner::BInvite(k) | Owner::Relay { call: k, .. } => *k != key,
+                Owner::Own => true,
+            });
+        }
+    }
+
+    fn fire_call_timers(&mut self, now: Instant, key: u64) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let _g = call.span.clone().entered();
+        for side in [Side::A, Side::B] {
+            let leg = call.leg_mut(side);
+            if let Some(p) = leg.pending_ok.as_mut()
+                && p.next <= now
+            {
+                if now >= p.give_up {
+                    leg.pending_ok = None;
+                    warn!(?side, "no ACK for 2xx");
+                    if call.state == CallState::Answered {
+                        self.send_bye(now, key, Side::A, "no ACK");
+                        self.send_bye(now, key, Side::B, "no ACK");
+                        self.end_call(now, key, "no ACK for 2xx");
+                    }
+                    return self.schedule(key);
+                }
+                p.interval = (p.interval * 2).min(self.tx.timers().t2);
+                p.next = now + p.interval;
+                let t = Transmit { flow: leg.flow, data: p.data.clone() };
+                self.out.push_back(t);
+            }
+        }
+        let call = self.calls.get_mut(&key).expect("still present");
+        if call.ring_deadline.is_some_and(|d| d <= now) {
+            call.ring_deadline = None;
+            info!("no answer");
+            self.cancel_call(now, key, 480, "no answer");
+            return self.schedule(key);
+        }
+        if call.session_deadline.is_some_and(|d| d <= now) {
+            call.session_deadline = None;
+            info!("session timer expired");
+            self.send_bye(now, key, Side::A, "session timer expired");
+            self.send_bye(now, key, Side::B, "session timer expired");
+            self.end_call(now, key, "session timer expired");
+            return self.schedule(key);
+        }
+        if call.linger_until.is_some_and(|d| d <= now) {
+            return self.remove_call(key);
+        }
+        self.schedule(key);
+    }
+
+    fn on_tx_timeout(&mut self, now: Instant, id: TxId, kind: TimeoutKind) {
+        match self.owners.remove(&id) {
+            Some(Owner::BInvite(key)) => {
+                if let Some(call) = self.calls.get(&key)
+                    && call.state == CallState::Early
+                {
+                    let (a_invite, tx, flow, tag) = (call.a_invite.clone(), call.a_invite_tx, call.a.flow, call.a.local_tag.clone());
+                    self.respond(now, tx, &a_invite, flow, 408, Some(&tag), "", None);
+                    self.end_call(now, key, "callee did not respond");
+                }
+            }
+            Some(Owner::Relay { call, from, server_tx, request }) => {
+                if let Some(c) = self.calls.get(&call) {
+                    let leg = c.leg(from);
+                    let (flow, tag) = (leg.flow, leg.local_tag.clone());
+                    self.respond(now, server_tx, &request, flow, 408, Some(&tag), "", None);
+                }
+            }
+            Some(Owner::Own) | None => {
+                debug!(?kind, "transaction timed out");
+            }
+        }
+    }
+
+    /// An ACK for a 2xx Crest sent (to the initial INVITE or a relayed re-INVITE).
+    fn handle_dialog_ack(&mut self, _now: Instant, msg: &Message) {
+        let Some(&(key, side)) = msg.call_id().and_then(|c| self.dialogs.get(c.as_ref())) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let seq = msg.cseq().map_or(0, |c| c.seq);
+        let leg = call.leg_mut(side);
+        if leg.pending_ok.as_ref().is_some_and(|p| p.cseq == seq) {
+            leg.pending_ok = None;
+        }
+        if side == Side::A && call.state == CallState::Answered {
+            call.state = CallState::Confirmed;
+        }
+    }
+
+    fn handle_in_dialog(&mut self, now: Instant, id: TxId, flow: Flow, msg: Message) {
+        let method = msg.method().unwrap_or_default().to_owned();
+        let found = msg.call_id().and_then(|c| self.dialogs.get(c.as_ref()).copied());
+        let to_tag = msg.to_hdr().and_then(|t| t.tag().map(str::to_owned));
+        let Some((key, side)) = found.filter(|(k, s)| {
+            self.calls.get(k).is_some_and(|c| Some(&*c.leg(*s).local_tag) == to_tag.as_deref())
+        }) else {
+            return self.respond(now, id, &msg, flow, 481, None, "", None);
+        };
+        let call = self.calls.get_mut(&key).expect("found in dialogs");
+        let _g = call.span.clone().entered();
+        let seq = msg.cseq().map_or(0, |c| c.seq);
+        let leg = call.leg_mut(side);
+        if seq <= leg.remote_cseq && side == Side::A || (side == Side::B && leg.remote_cseq != 0 && seq <= leg.remote_cseq) {
+            return self.respond(now, id, &msg, flow, 500, None, "Retry-After: 1\r\n", None);
+        }
+        leg.remote_cseq = seq;
+        if call.state == CallState::Ended {
+            let code = if method == "BYE" { 200 } else { 481 };
+            return self.respond(now, id, &msg, flow, code, None, "", None);
+        }
+        if method == "BYE" {
+            info!(?side, "hang-up");
+            self.respond(now, id, &msg, flow, 200, None, "", None);
+            let state = self.calls[&key].state;
+            if side == Side::B && state == CallState::Early {
+                // Callee gave up before answering (early dialog BYE): treat as a refusal.
+                self.cancel_call(now, key, 480, "callee hung up early");
+            } else if side == Side::A && state == CallState::Early {
+                self.cancel_call(now, key, 487, "caller hung up early");
+            } else {
+                self.send_bye(now, key, side.other(), "hung up by the other party");
+                self.end_call(now, key, if side == Side::A { "caller hung up" } else { "callee hung up" });
+            }
+            return;
+        }
+        if matches!(call.state, CallState::Early) {
+            return self.respond(now, id, &msg, flow, 491, None, "Retry-After: 1\r\n", None);
+        }
+        if method == "INVITE"
+            && let Some(c) = msg.header_list(HeaderName::Contact).first()
+            && let Ok(na) = NameAddr::parse(c)
+        {
+            call.leg_mut(side).remote_target = na.uri.to_string();
+        }
+        self.relay(now, key, side, id, msg, &method);
+    }
+
+    /// Relays an in-dialog request to the other leg as a new request of that dialog.
+    fn relay(&mut self, now: Instant, key: u64, from: Side, server_tx: TxId, msg: Message, method: &str) {
+        let to = from.other();
+        let branch = format!("{BRANCH_PREFIX}{}", self.rng.token());
+        let call = &self.calls[&key];
+        let t = call.leg(to).flow.transport;
+        let (via, contact) = (self.via_prefix(t), self.contact(t));
+        let call = self.calls.get_mut(&key).expect("caller checked");
+        let leg = call.leg_mut(to);
+        leg.local_cseq += 1;
+        let mut extra = String::new();
+        for name in [HeaderName::SessionExpires, HeaderName::Supported, HeaderName::Event, HeaderName::Reason] {
+            for h in msg.headers().iter().filter(|h| h.name == name) {
+                extra.push_str(&format!("{}: {}\r\n", name.canonical().unwrap_or_default(), msg.value(h)));
+            }
+        }
+        for h in msg.headers().iter().filter(|h| h.name == HeaderName::Other) {
+            let n = msg.header_name_str(h);
+            if n.eq_ignore_ascii_case("Info-Package") || n.eq_ignore_ascii_case("Recv-Info") {
+                extra.push_str(&format!("{n}: {}\r\n", msg.value(h)));
+            }
+        }
+        let ctype = msg.header(HeaderName::ContentType).map(|c| c.into_owned());
+        let body = msg.body();
+        let needs_contact = matches!(method, "INVITE" | "UPDATE" | "SUBSCRIBE" | "NOTIFY" | "REFER");
+        let req = own(leg.request(&RequestParts {
+            method,
+            cseq: leg.local_cseq,
+            branch: &branch,
+            via_prefix: &via,
+            contact: needs_contact.then_some(contact.as_str()),
+            max_forwards: msg.max_forwards().unwrap_or(70).saturating_sub(1),
+            extra: &extra,
+            body: ctype.as_deref().map(|c| (c, &body[..])),
+        }));
+        let flow = leg.flow;
+        if let Some(id) = self.tx.send_request(now, req, flow) {
+            self.owners.insert(id, Owner::Relay { call: key, from, server_tx, request: msg });
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)] // the relay's two ends and the response
+    fn on_relay_response(&mut self, now: Instant, key: u64, from: Side, server_tx: TxId, request: &Message, resp: &Message, code: u16) {
+        if code == 100 {
+            return;
+        }
+        let branch = format!("{BRANCH_PREFIX}{}", self.rng.token());
+        let t1 = self.tx.timers().t1;
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let to = from.other();
+        let via = self.via_prefix(call.leg(to).flow.transport);
+        let contact = self.contact(call.leg(from).flow.transport);
+        let call = self.calls.get_mut(&key).expect("checked above");
+        let is_invite = request.method() == Some("INVITE");
+        if is_invite && (200..300).contains(&code) {
+            // ACK the 2xx on the far leg now; the originator's ACK ends our retransmissions.
+            let far = call.leg_mut(to);
+            let seq = resp.cseq().map_or(far.local_cseq, |c| c.seq);
+            let ack = far.request(&RequestParts {
+                method: "ACK",
+                cseq: seq,
+                branch: &branch,
+                via_prefix: &via,
+                contact: None,
+                max_forwards: 70,
+                extra: "",
+                body: None,
+            });
+            self.out.push_back(Transmit { flow: far.flow, data: ack.clone() });
+            far.ack = Some(ack);
+        }
+        if (200..300).contains(&code) && matches!(request.method(), Some("INVITE" | "UPDATE")) {
+            if let Some(se) = call.session_interval {
+                call.session_deadline = Some(now + se - (se / 3).min(Duration::from_secs(32)));
+                debug!("session refreshed");
+            }
+        }
+        let near = call.leg(from);
+        let (flow, tag) = (near.flow, near.local_tag.clone());
+        let ctype = resp.header(HeaderName::ContentType).map(|c| c.into_owned());
+        let body = resp.body();
+        let mut extra = String::new();
+        if is_invite || request.method() == Some("UPDATE") {
+            extra.push_str(&format!("Contact: {contact}\r\n"));
+        }
+        for name in [HeaderName::SessionExpires, HeaderName::Require, HeaderName::Supported] {
+            if let Some(v) = resp.header(name) {
+                extra.push_str(&format!("{}: {v}\r\n", name.canonical().unwrap_or_default()));
+            }
+        }
+        let data = response(request, &flow, code, Some(&tag), &extra, ctype.as_deref().map(|c| (c, &body[..])));
+        if is_invite && (200..300).contains(&code) {
+            let seq = request.cseq().map_or(0, |c| c.seq);
+            call.leg_mut(from).pending_ok = Some(PendingOk {
+                data: data.clone(),
+                cseq: seq,
+                next: now + t1,
+                interval: t1,
+                give_up: now + 64 * t1,
+            });
+            self.schedule(key);
+        }
+        self.tx.send_response(now, server_tx, code, data);
+    }
+}
