@@ -1,1 +1,201 @@
-fn main() {}
+//! `crest`: the Crest call center and SIP soft-switch.
+//!
+//! `crest run` starts the SIP core (UDP, TCP, TLS), the admin HTTP endpoint and waits for
+//! SIGTERM/SIGINT, then drains calls. `crest check` validates a configuration. `crest passwd`
+//! prints the HA1 hashes to store for a user.
+
+mod admin;
+mod config;
+mod sip_io;
+mod tls;
+
+use std::hash::{BuildHasher, Hasher};
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use crest_sip_proxy::auth::{Algorithm, ha1};
+use crest_sip_proxy::{Endpoint, EndpointConfig, TransportKind};
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::config::{Config, Loaded};
+
+#[derive(Debug, Parser)]
+#[command(name = "crest", version, about = "Crest: cloud call center and SIP soft-switch")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run Crest.
+    Run {
+        /// The configuration file.
+        #[arg(long, default_value = "config/crest.yaml")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and exit (non-zero with file:line and the key on error).
+    Check {
+        /// The configuration file.
+        #[arg(long, default_value = "config/crest.yaml")]
+        config: PathBuf,
+    },
+    /// Print the HA1 hashes for a user (the password is read from standard input).
+    Passwd {
+        /// The user name.
+        user: String,
+        /// The realm (sip.auth.realm).
+        realm: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match Config::load(&config) {
+            Ok(l) => {
+                println!(
+                    "{}: OK ({} users, {} routes)",
+                    config.display(),
+                    l.config.sip.users.len(),
+                    l.routes.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Passwd { user, realm } => {
+            let mut password = String::new();
+            if std::io::stdin().lock().read_line(&mut password).is_err() {
+                eprintln!("cannot read the password from standard input");
+                return ExitCode::FAILURE;
+            }
+            let password = password.trim_end_matches(['\r', '\n']);
+            println!("- name: {user}");
+            println!("  ha1_md5: {}", ha1(Algorithm::Md5, &user, &realm, password));
+            println!("  ha1_sha256: {}", ha1(Algorithm::Sha256, &user, &realm, password));
+            ExitCode::SUCCESS
+        }
+        Command::Run { config } => {
+            let loaded = match Config::load(&config) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            init_tracing(&loaded.config.log.level);
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(run(loaded)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("crest: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+async fn run(l: Loaded) -> anyhow::Result<()> {
+    let cfg = &l.config;
+    let udp = match l.udp {
+        Some(a) => Some(
+            sip_io::bind_udp(a, cfg.sockets.udp_recv_buffer, cfg.sockets.udp_send_buffer)
+                .with_context(|| format!("binding UDP {a}"))?,
+        ),
+        None => None,
+    };
+    let tcp = match l.tcp {
+        Some(a) => Some(tokio::net::TcpListener::bind(a).await.with_context(|| format!("binding TCP {a}"))?),
+        None => None,
+    };
+    let tls = match l.tls {
+        Some(a) => {
+            let acceptor = tls::acceptor(&cfg.tls, &l.advertise.to_string())?;
+            let listener = tokio::net::TcpListener::bind(a).await.with_context(|| format!("binding TLS {a}"))?;
+            Some((listener, acceptor))
+        }
+        None => None,
+    };
+    let mut local = Vec::new();
+    for (kind, sock) in [
+        (TransportKind::Udp, udp.as_ref().map(|s| s.local_addr()).transpose()?),
+        (TransportKind::Tcp, tcp.as_ref().map(|s| s.local_addr()).transpose()?),
+        (TransportKind::Tls, tls.as_ref().map(|(s, _)| s.local_addr()).transpose()?),
+    ] {
+        if let Some(a) = sock {
+            local.push((kind, std::net::SocketAddr::new(l.advertise, a.port())));
+        }
+    }
+    let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let now = tokio::time::Instant::now().into_std();
+    let ep = Endpoint::new(
+        now,
+        EndpointConfig {
+            sip: cfg.sip.clone(),
+            routes: l.routes.clone(),
+            local: local.clone(),
+            seed,
+        },
+    );
+    let (snap_tx, snap_rx) = watch::channel(sip_io::Snapshot::default());
+    if let Some(a) = l.admin {
+        let listener = tokio::net::TcpListener::bind(a).await.with_context(|| format!("binding admin {a}"))?;
+        tokio::spawn(admin::serve(listener, snap_rx));
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    for (kind, a) in &local {
+        info!(transport = %kind, address = %a, "SIP listening");
+    }
+    if let Some(a) = l.admin {
+        info!(address = %a, "admin HTTP listening (/metrics, /healthz, /readyz)");
+    }
+    let sockets = sip_io::Sockets {
+        udp,
+        tcp,
+        tls,
+        overload_backlog: cfg.sockets.overload_backlog,
+    };
+    sip_io::run(ep, sockets, snap_tx, stop_rx, l.drain).await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -970,7 +970,7 @@ impl Endpoint {
         }
         let _g = call.span.clone().entered();
         let talk = call.answered.map(|a| now.saturating_duration_since(a).as_secs());
-        info!(reason = why, talk_secs = talk, setup_ms = now.saturating_duration_since(call.started).as_millis() as u64, "call ended");
+        info!(reason = why, talk_secs = talk, duration_ms = now.saturating_duration_since(call.started).as_millis() as u64, "call ended");
         call.state = CallState::Ended;
         call.ring_deadline = None;
         call.session_deadline = None;

@@ -164,6 +164,42 @@ pub fn header_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
+/// For a stream transport: the length of the first whole message in `buf` (headers plus
+/// Content-Length octets), `Ok(None)` if more data is needed, or an error if the message cannot
+/// be framed (no or bad Content-Length), after which the stream cannot be resynchronised.
+pub fn stream_frame_len(buf: &[u8]) -> Result<Option<usize>, ParseError> {
+    let Some(hend) = header_end(buf) else {
+        return if buf.len() > MAX_MESSAGE_SIZE {
+            Err(ParseError::TooLarge)
+        } else {
+            Ok(None)
+        };
+    };
+    let mut content_length = None;
+    for line in buf[..hend].split(|&c| c == b'\n') {
+        let Some(colon) = line.iter().position(|&c| c == b':') else {
+            continue;
+        };
+        if line.first().is_some_and(|c| *c == b' ' || *c == b'\t') {
+            continue; // a folded continuation line
+        }
+        let name = trim_range(line, 0..colon);
+        if HeaderName::from_bytes(&line[name]) == HeaderName::ContentLength {
+            if content_length.is_some() {
+                return Err(ParseError::Repeated("Content-Length"));
+            }
+            let v = trim_range(line, colon + 1..line.len());
+            content_length =
+                Some(parse_u32(&line[v]).ok_or(ParseError::ContentLength("not a number"))? as usize);
+        }
+    }
+    let n = content_length.ok_or(ParseError::ContentLength("missing on a stream"))?;
+    if hend + n > MAX_MESSAGE_SIZE {
+        return Err(ParseError::TooLarge);
+    }
+    Ok((buf.len() >= hend + n).then_some(hend + n))
+}
+
 impl Message {
     /// Frames and indexes one message. With [`Framing::Datagram`], trailing octets past
     /// Content-Length are ignored.

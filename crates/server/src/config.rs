@@ -1,0 +1,329 @@
+//! `config/crest.yaml`: loading, validation, and errors that name the file, line and key.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crest_sip_proxy::SipConfig;
+use crest_sip_proxy::config::RouteTarget;
+
+/// Where Crest listens. An empty address disables that listener.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ListenConfig {
+    /// SIP over UDP.
+    pub(crate) udp: String,
+    /// SIP over TCP.
+    pub(crate) tcp: String,
+    /// SIP over TLS (sips:).
+    pub(crate) tls: String,
+    /// The address written in Via and Contact; defaults to the UDP listener's address (which
+    /// must then not be 0.0.0.0).
+    pub(crate) advertise: Option<String>,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        Self {
+            udp: "127.0.0.1:5060".into(),
+            tcp: "127.0.0.1:5060".into(),
+            tls: "127.0.0.1:5061".into(),
+            advertise: None,
+        }
+    }
+}
+
+/// TLS certificate for the SIP TLS listener.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct TlsConfig {
+    /// PEM certificate chain; when empty Crest makes a self-signed certificate at start.
+    pub(crate) cert_file: Option<PathBuf>,
+    /// PEM private key.
+    pub(crate) key_file: Option<PathBuf>,
+}
+
+/// The admin HTTP server (metrics, health).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct AdminConfig {
+    /// Listen address; empty disables it.
+    pub(crate) listen: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// Shutdown behaviour.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ShutdownConfig {
+    /// After SIGTERM, how long calls in progress may go on before Crest exits.
+    pub(crate) drain_secs: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self { drain_secs: 30 }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct LogConfig {
+    /// A tracing filter, e.g. `info` or `crest_sip_proxy=debug,info`; `RUST_LOG` overrides it.
+    pub(crate) level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+/// Socket tuning for the SIP listeners.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct SocketConfig {
+    /// UDP receive buffer, bytes (the kernel caps it at net.core.rmem_max).
+    pub(crate) udp_recv_buffer: usize,
+    /// UDP send buffer, bytes.
+    pub(crate) udp_send_buffer: usize,
+    /// Datagrams read in one go before the core takes a breath; past
+    /// `overload_backlog` datagrams waiting, new calls get a fast 503.
+    pub(crate) overload_backlog: usize,
+}
+
+impl Default for SocketConfig {
+    fn default() -> Self {
+        Self {
+            udp_recv_buffer: 8 << 20,
+            udp_send_buffer: 4 << 20,
+            overload_backlog: 4096,
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Config {
+    pub(crate) listen: ListenConfig,
+    pub(crate) tls: TlsConfig,
+    pub(crate) admin: AdminConfig,
+    pub(crate) shutdown: ShutdownConfig,
+    pub(crate) log: LogConfig,
+    pub(crate) sockets: SocketConfig,
+    pub(crate) sip: SipConfig,
+}
+
+/// A configuration error: where and what.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}:{column}: {key}{sep}{message}", sep = if key.is_empty() { "" } else { ": " })]
+pub(crate) struct ConfigError {
+    pub(crate) file: String,
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+    pub(crate) key: String,
+    pub(crate) message: String,
+}
+
+/// Everything the server needs, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct Loaded {
+    pub(crate) config: Config,
+    pub(crate) routes: Vec<(String, RouteTarget, bool)>,
+    pub(crate) udp: Option<SocketAddr>,
+    pub(crate) tcp: Option<SocketAddr>,
+    pub(crate) tls: Option<SocketAddr>,
+    pub(crate) admin: Option<SocketAddr>,
+    pub(crate) advertise: std::net::IpAddr,
+    pub(crate) drain: Duration,
+}
+
+fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
+    (host, port).to_socket_addrs().ok()?.next()
+}
+
+/// Finds the line of a dotted key path like `sip.routes[2].uri` in YAML text (block style).
+pub(crate) fn locate(text: &str, key: &str) -> usize {
+    let mut line_no = 0;
+    let mut min_indent: i64 = -1;
+    let lines: Vec<&str> = text.lines().collect();
+    for part in key.split('.') {
+        let (name, index) = match part.split_once('[') {
+            Some((n, i)) => (n, i.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        let mut found = None;
+        for (i, l) in lines.iter().enumerate().skip(line_no) {
+            let trimmed = l.trim_start();
+            let indent = (l.len() - trimmed.len()) as i64;
+            let body = trimmed.trim_start_matches("- ");
+            if indent > min_indent && (body.starts_with(&format!("{name}:"))) {
+                found = Some((i, indent));
+                break;
+            }
+        }
+        let Some((i, indent)) = found else { break };
+        line_no = i;
+        min_indent = indent;
+        if let Some(idx) = index {
+            let mut seen = 0;
+            for (j, l) in lines.iter().enumerate().skip(i + 1) {
+                let t = l.trim_start();
+                if t.starts_with("- ") || t == "-" {
+                    if seen == idx {
+                        line_no = j;
+                        min_indent = (l.len() - t.len()) as i64;
+                        break;
+                    }
+                    seen += 1;
+                }
+            }
+        }
+    }
+    line_no + 1
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub(crate) fn load(path: &Path) -> Result<Loaded, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::from_text(&file, &text)
+    }
+
+    /// Parses and checks configuration text.
+    pub(crate) fn from_text(file: &str, text: &str) -> Result<Loaded, ConfigError> {
+        let config: Self = serde_saphyr::from_str(text).map_err(|e| {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            // Drop serde-saphyr's own "line L column C: " prefix; the location is ours to print.
+            let message = match first.split_once(": ") {
+                Some((pre, rest)) if pre.starts_with("line ") => rest,
+                _ => first,
+            };
+            ConfigError {
+                file: file.to_owned(),
+                line: e.location().map_or(0, |l| l.line() as usize),
+                column: e.location().map_or(0, |l| l.column() as usize),
+                key: String::new(),
+                message: message.to_owned(),
+            }
+        })?;
+        let err = |key: &str, message: String| ConfigError {
+            file: file.to_owned(),
+            column: 1,
+            line: locate(text, key),
+            key: key.to_owned(),
+            message,
+        };
+        let addr = |key: &str, v: &str| -> Result<Option<SocketAddr>, ConfigError> {
+            if v.is_empty() {
+                return Ok(None);
+            }
+            v.parse::<SocketAddr>()
+                .map(Some)
+                .map_err(|_| err(key, format!("{v:?} is not an IP:port address")))
+        };
+        let udp = addr("listen.udp", &config.listen.udp)?;
+        let tcp = addr("listen.tcp", &config.listen.tcp)?;
+        let tls = addr("listen.tls", &config.listen.tls)?;
+        let admin = addr("admin.listen", &config.admin.listen)?;
+        if udp.is_none() && tcp.is_none() && tls.is_none() {
+            return Err(err("listen", "enable at least one SIP listener".into()));
+        }
+        let advertise = match &config.listen.advertise {
+            Some(a) => a
+                .parse()
+                .map_err(|_| err("listen.advertise", format!("{a:?} is not an IP address")))?,
+            None => {
+                let ip = udp.or(tcp).or(tls).map(|a| a.ip()).expect("checked above");
+                if ip.is_unspecified() {
+                    return Err(err(
+                        "listen.advertise",
+                        "set it when listening on 0.0.0.0 or ::".into(),
+                    ));
+                }
+                ip
+            }
+        };
+        for (key, f) in [("tls.cert_file", &config.tls.cert_file), ("tls.key_file", &config.tls.key_file)] {
+            if let Some(f) = f
+                && !f.exists()
+            {
+                return Err(err(key, format!("{} does not exist", f.display())));
+            }
+        }
+        if config.tls.cert_file.is_some() != config.tls.key_file.is_some() {
+            return Err(err("tls", "set both cert_file and key_file, or neither".into()));
+        }
+        let routes = config
+            .sip
+            .resolve_routes(resolve)
+            .map_err(|e| err(&e.key, e.message))?;
+        let drain = Duration::from_secs(config.shutdown.drain_secs);
+        Ok(Loaded {
+            config,
+            routes,
+            udp,
+            tcp,
+            tls,
+            admin,
+            advertise,
+            drain,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_files_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.extension().is_some_and(|e| e == "yaml") {
+                Config::load(&p).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 1);
+    }
+
+    #[test]
+    fn unknown_key_names_line() {
+        let e = Config::from_text("c.yaml", "sip:\n  ring_timeout_secs: 5\n  rnig: 3\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.to_string().contains("rnig"), "{e}");
+    }
+
+    #[test]
+    fn semantic_error_names_line_and_key() {
+        let text = "sip:\n  users:\n    - name: a\n      ha1_md5: 00112233445566778899aabbccddeeff\n  routes:\n    - number: \"1\"\n      user: a\n    - number: \"2\"\n      uri: \"http://x\"\n";
+        let e = Config::from_text("c.yaml", text).unwrap_err();
+        assert_eq!(e.key, "sip.routes[1].uri");
+        assert_eq!(e.line, 9, "{e}");
+        let e = Config::from_text("c.yaml", "listen:\n  udp: nonsense\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "listen.udp"));
+    }
+}

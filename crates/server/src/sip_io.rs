@@ -1,0 +1,379 @@
+//! The tokio shell around the sans-IO SIP endpoint: UDP, TCP and TLS sockets, connection
+//! reuse, timers, graceful drain. One task owns the `Endpoint` (no locks on the hot path); UDP
+//! datagrams are read in batches straight from the socket in that task, stream connections
+//! each have a reader task that frames messages by Content-Length and a writer task.
+//!
+//! ```text
+//!  UDP socket ──try_recv_from (batch)──┐
+//!  TCP/TLS readers ──frames (mpsc)─────┼─► core task: Endpoint ──► UDP try_send_to / conn writers
+//!  timers (sleep_until poll_timeout) ──┘
+//! ```
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use crest_sip_proxy::message::stream_frame_len;
+use crest_sip_proxy::{ConnectionId, Endpoint, Flow, Stats, Transmit, TransportKind};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+/// What the admin server shows.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Snapshot {
+    pub(crate) stats: Stats,
+    pub(crate) active_calls: usize,
+    pub(crate) registered: usize,
+    pub(crate) transactions: usize,
+    pub(crate) connections: usize,
+    pub(crate) draining: bool,
+}
+
+enum StreamEvent {
+    Opened {
+        id: ConnectionId,
+        key: (TransportKind, SocketAddr),
+        writer: mpsc::Sender<Bytes>,
+    },
+    Message(Flow, Bytes),
+    Closed(ConnectionId, (TransportKind, SocketAddr)),
+    ConnectFailed((TransportKind, SocketAddr)),
+}
+
+/// The listeners and settings the core task runs with.
+pub(crate) struct Sockets {
+    pub(crate) udp: Option<UdpSocket>,
+    pub(crate) tcp: Option<TcpListener>,
+    pub(crate) tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
+    pub(crate) overload_backlog: usize,
+}
+
+/// Binds a UDP socket with large buffers (the kernel caps them at rmem_max/wmem_max).
+pub(crate) fn bind_udp(addr: SocketAddr, recv: usize, send: usize) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    let _ = s.set_recv_buffer_size(recv);
+    let _ = s.set_send_buffer_size(send);
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
+}
+
+struct Core {
+    ep: Endpoint,
+    udp: Option<Arc<UdpSocket>>,
+    conns: HashMap<ConnectionId, mpsc::Sender<Bytes>>,
+    by_remote: HashMap<(TransportKind, SocketAddr), ConnectionId>,
+    pending: HashMap<(TransportKind, SocketAddr), Vec<Bytes>>,
+    events: mpsc::Sender<StreamEvent>,
+    next_conn: Arc<AtomicU64>,
+    snapshot: watch::Sender<Snapshot>,
+    last_snapshot: Instant,
+    draining: bool,
+}
+
+impl Core {
+    async fn flush(&mut self) {
+        while let Some(t) = self.ep.poll_transmit() {
+            self.send(t).await;
+        }
+    }
+
+    async fn send(&mut self, t: Transmit) {
+        match t.flow.transport {
+            TransportKind::Udp => {
+                let Some(udp) = &self.udp else { return };
+                match udp.try_send_to(&t.data, t.flow.remote) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        let _ = udp.send_to(&t.data, t.flow.remote).await;
+                    }
+                    Err(e) => debug!(remote = %t.flow.remote, error = %e, "UDP send failed"),
+                }
+            }
+            kind => {
+                let key = (kind, t.flow.remote);
+                let conn = t
+                    .flow
+                    .connection
+                    .filter(|c| self.conns.contains_key(c))
+                    .or_else(|| self.by_remote.get(&key).copied());
+                if let Some(c) = conn
+                    && let Some(w) = self.conns.get(&c)
+                {
+                    if w.try_send(t.data).is_err() {
+                        warn!(remote = %t.flow.remote, "connection writer full; message dropped");
+                    }
+                    return;
+                }
+                if kind != TransportKind::Tcp {
+                    // Crest opens outbound TCP only; TLS and WebSocket peers connect to us.
+                    debug!(remote = %t.flow.remote, %kind, "no connection to peer; dropped");
+                    return;
+                }
+                let first = !self.pending.contains_key(&key);
+                self.pending.entry(key).or_default().push(t.data);
+                if first {
+                    let (events, next) = (self.events.clone(), self.next_conn.clone());
+                    tokio::spawn(async move {
+                        match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(key.1)).await {
+                            Ok(Ok(s)) => {
+                                let _ = s.set_nodelay(true);
+                                run_stream(s, key, next, events).await;
+                            }
+                            _ => {
+                                let _ = events.send(StreamEvent::ConnectFailed(key)).await;
+                            }
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    fn on_stream(&mut self, now: Instant, ev: StreamEvent) {
+        match ev {
+            StreamEvent::Opened { id, key, writer } => {
+                for data in self.pending.remove(&key).unwrap_or_default() {
+                    let _ = writer.try_send(data);
+                }
+                self.by_remote.insert(key, id);
+                self.conns.insert(id, writer);
+            }
+            StreamEvent::Message(flow, data) => self.ep.handle_input(now.into_std(), flow, data),
+            StreamEvent::Closed(id, key) => {
+                self.conns.remove(&id);
+                if self.by_remote.get(&key) == Some(&id) {
+                    self.by_remote.remove(&key);
+                }
+            }
+            StreamEvent::ConnectFailed(key) => {
+                let n = self.pending.remove(&key).map_or(0, |v| v.len());
+                warn!(remote = %key.1, dropped = n, "TCP connect failed");
+            }
+        }
+    }
+
+    fn publish(&mut self, now: Instant) {
+        if now.duration_since(self.last_snapshot) < Duration::from_millis(200) {
+            return;
+        }
+        self.last_snapshot = now;
+        let s = Snapshot {
+            stats: self.ep.stats().clone(),
+            active_calls: self.ep.active_calls(),
+            registered: self.ep.registered_users(),
+            transactions: self.ep.transactions(),
+            connections: self.conns.len(),
+            draining: self.draining,
+        };
+        let _ = self.snapshot.send(s);
+    }
+}
+
+/// Runs the SIP core until shutdown is signalled and calls have drained (or `drain` passed).
+pub(crate) async fn run(
+    ep: Endpoint,
+    sockets: Sockets,
+    snapshot: watch::Sender<Snapshot>,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let (events_tx, mut events_rx) = mpsc::channel::<StreamEvent>(8192);
+    let next_conn = Arc::new(AtomicU64::new(1));
+    if let Some(l) = sockets.tcp {
+        tokio::spawn(accept_loop(l, None, TransportKind::Tcp, next_conn.clone(), events_tx.clone()));
+    }
+    if let Some((l, acceptor)) = sockets.tls {
+        tokio::spawn(accept_loop(l, Some(acceptor), TransportKind::Tls, next_conn.clone(), events_tx.clone()));
+    }
+    let mut core = Core {
+        ep,
+        udp: sockets.udp.map(Arc::new),
+        conns: HashMap::new(),
+        by_remote: HashMap::new(),
+        pending: HashMap::new(),
+        events: events_tx,
+        next_conn,
+        snapshot,
+        last_snapshot: Instant::now(),
+        draining: false,
+    };
+    let mut buf = vec![0u8; 65_536];
+    let mut drain_deadline: Option<Instant> = None;
+    let backlog = sockets.overload_backlog.max(1);
+    loop {
+        let now = Instant::now();
+        if let Some(d) = drain_deadline {
+            let active = core.ep.active_calls();
+            if active == 0 || now >= d {
+                info!(calls_left = active, "drained; exiting");
+                core.publish(now);
+                return;
+            }
+        }
+        let wake = core
+            .ep
+            .poll_timeout()
+            .map(Instant::from_std)
+            .unwrap_or(now + Duration::from_secs(1))
+            .min(now + Duration::from_secs(1));
+        let udp = core.udp.clone();
+        tokio::select! {
+            r = async { match &udp { Some(u) => u.readable().await, None => std::future::pending().await } } => {
+                if r.is_ok() && let Some(u) = &udp {
+                    let mut n = 0;
+                    loop {
+                        match u.try_recv_from(&mut buf) {
+                            Ok((len, from)) => {
+                                n += 1;
+                                let data = Bytes::copy_from_slice(&buf[..len]);
+                                core.ep.handle_input(Instant::now().into_std(), Flow::udp(from), data);
+                                core.flush().await;
+                                if n % 64 == 0 {
+                                    core.ep.set_shedding(n >= backlog);
+                                    // Timers must not starve behind a flood.
+                                    core.ep.handle_timeout(Instant::now().into_std());
+                                    core.flush().await;
+                                }
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) => {
+                                debug!(error = %e, "UDP receive error");
+                                break;
+                            }
+                        }
+                    }
+                    core.ep.set_shedding(false);
+                }
+            }
+            Some(ev) = events_rx.recv() => {
+                core.on_stream(Instant::now(), ev);
+                while let Ok(ev) = events_rx.try_recv() {
+                    core.on_stream(Instant::now(), ev);
+                }
+            }
+            _ = tokio::time::sleep_until(wake) => {}
+            r = shutdown.changed(), if drain_deadline.is_none() => {
+                if r.is_ok() || r.is_err() {
+                    info!(calls = core.ep.active_calls(), drain_secs = drain.as_secs(), "shutting down: no new calls, draining");
+                    core.ep.start_draining();
+                    core.draining = true;
+                    drain_deadline = Some(Instant::now() + drain);
+                }
+            }
+        }
+        let now = Instant::now();
+        core.ep.handle_timeout(now.into_std());
+        core.flush().await;
+        core.publish(now);
+    }
+}
+
+async fn accept_loop(
+    l: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    kind: TransportKind,
+    next: Arc<AtomicU64>,
+    events: mpsc::Sender<StreamEvent>,
+) {
+    loop {
+        let (s, remote) = match l.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = s.set_nodelay(true);
+        let (next, events, tls) = (next.clone(), events.clone(), tls.clone());
+        tokio::spawn(async move {
+            match tls {
+                None => run_stream(s, (kind, remote), next, events).await,
+                Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(s)).await {
+                    Ok(Ok(t)) => run_stream(t, (kind, remote), next, events).await,
+                    Ok(Err(e)) => debug!(%remote, error = %e, "TLS handshake failed"),
+                    Err(_) => debug!(%remote, "TLS handshake timed out"),
+                },
+            }
+        });
+    }
+}
+
+/// One stream connection: frames messages by Content-Length (RFC 3261 §18.3), answers CRLF
+/// keep-alive pings (RFC 5626 §4.4.1), and writes what the core sends.
+async fn run_stream<S>(
+    stream: S,
+    key: (TransportKind, SocketAddr),
+    next: Arc<AtomicU64>,
+    events: mpsc::Sender<StreamEvent>,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let id = ConnectionId(next.fetch_add(1, Ordering::Relaxed));
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (wtx, mut wrx) = mpsc::channel::<Bytes>(1024);
+    if events.send(StreamEvent::Opened { id, key, writer: wtx.clone() }).await.is_err() {
+        return;
+    }
+    let writer = tokio::spawn(async move {
+        while let Some(b) = wrx.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let flow = Flow {
+        transport: key.0,
+        remote: key.1,
+        connection: Some(id),
+    };
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    'read: loop {
+        match rd.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        loop {
+            // Keep-alive: a lone CRLFCRLF ping gets a CRLF pong; stray CRLFs are skipped.
+            if buf.starts_with(b"\r\n\r\n") {
+                let _ = buf.split_to(4);
+                let _ = wtx.try_send(Bytes::from_static(b"\r\n"));
+                continue;
+            }
+            while buf.starts_with(b"\r\n") && buf.len() >= 2 && !buf.starts_with(b"\r\n\r") {
+                let _ = buf.split_to(2);
+            }
+            if buf.is_empty() {
+                break;
+            }
+            match stream_frame_len(&buf) {
+                Ok(Some(used)) => {
+                    let data = buf.split_to(used).freeze();
+                    if events.send(StreamEvent::Message(flow, data)).await.is_err() {
+                        break 'read;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // Framing is lost on a stream: nothing after this can be trusted.
+                    debug!(remote = %key.1, error = %e, "unframeable message; closing connection");
+                    break 'read;
+                }
+            }
+        }
+    }
+    drop(wtx);
+    let _ = events.send(StreamEvent::Closed(id, key)).await;
+    writer.abort();
+}
