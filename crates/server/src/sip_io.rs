@@ -76,7 +76,6 @@ struct Core {
     events: mpsc::Sender<StreamEvent>,
     next_conn: Arc<AtomicU64>,
     snapshot: watch::Sender<Snapshot>,
-    last_snapshot: Instant,
     draining: bool,
 }
 
@@ -162,11 +161,7 @@ impl Core {
         }
     }
 
-    fn publish(&mut self, now: Instant) {
-        if now.duration_since(self.last_snapshot) < Duration::from_millis(200) {
-            return;
-        }
-        self.last_snapshot = now;
+    fn publish(&mut self) {
         let s = Snapshot {
             stats: self.ep.stats().clone(),
             active_calls: self.ep.active_calls(),
@@ -204,7 +199,6 @@ pub(crate) async fn run(
         events: events_tx,
         next_conn,
         snapshot,
-        last_snapshot: Instant::now(),
         draining: false,
     };
     let mut buf = vec![0u8; 65_536];
@@ -216,7 +210,7 @@ pub(crate) async fn run(
             let active = core.ep.active_calls();
             if active == 0 || now >= d {
                 info!(calls_left = active, "drained; exiting");
-                core.publish(now);
+                core.publish();
                 return;
             }
         }
@@ -274,7 +268,7 @@ pub(crate) async fn run(
         let now = Instant::now();
         core.ep.handle_timeout(now.into_std());
         core.flush().await;
-        core.publish(now);
+        core.publish();
     }
 }
 

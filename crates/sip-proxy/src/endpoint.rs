@@ -714,7 +714,7 @@ impl Endpoint {
         }));
         {
             let _g = span.enter();
-            info!(from = %mask(&from.uri.user_unescaped().unwrap_or_default()), number = %mask(&number), "call routed");
+            info!(from = %mask(&from.uri.user_unescaped().unwrap_or_default()), %number, "call routed");
         }
         // 100 Trying at once, so the caller stops retransmitting.
         self.respond(now, id, &msg, flow, 100, None, "", None);

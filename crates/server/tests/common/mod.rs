@@ -1,0 +1,207 @@
+//! Starts a real `crest` process on free ports and drives it with real peers (sipp, raw
+//! sockets). Every process is bounded by a timeout and killed on drop.
+#![allow(dead_code, unreachable_pub)] // each test file uses a different part of the harness
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The HA1 of alice/crest/secret and bob/crest/secret (MD5 and SHA-256).
+pub const USERS: &str = "
+  users:
+    - name: alice
+      ha1_md5: 478a21be558e443c6ae3000c82c55aa2
+      ha1_sha256: e4bd3e35e46d66ec17bbbdb243d7585e4005e6d7f5bdf06bc0dbda6be0cf613e
+    - name: bob
+      ha1_md5: a3ea0a68e34f0084984d744b9b38dca3
+      ha1_sha256: 2a65f3e49cc48ea18621e2b78bc9e5cf581981f8058e962a8df62c1c2a1846d3
+";
+
+/// A port free for both UDP and TCP right now.
+pub fn free_port() -> u16 {
+    loop {
+        let t = TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = t.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", p)).is_ok() && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+}
+
+pub struct Crest {
+    pub child: Child,
+    pub sip: u16,
+    pub tls: u16,
+    pub admin: u16,
+    pub dir: PathBuf,
+}
+
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("crest-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+impl Crest {
+    /// Starts crest with `sip_extra` appended under `sip:` (indented two spaces).
+    pub fn start(name: &str, sip_extra: &str) -> Self {
+        Self::start_with(name, sip_extra, "")
+    }
+
+    pub fn start_with(name: &str, sip_extra: &str, top_extra: &str) -> Self {
+        let dir = scratch_dir(name);
+        let sip = free_port();
+        let tls = sip + 1;
+        let admin = free_port();
+        let cfg = format!(
+            "listen:\n  udp: \"127.0.0.1:{sip}\"\n  tcp: \"127.0.0.1:{sip}\"\n  tls: \"127.0.0.1:{tls}\"\n\
+             admin:\n  listen: \"127.0.0.1:{admin}\"\nlog:\n  level: debug\n{top_extra}\
+             sip:\n  auth:\n    algorithms: [MD5, SHA-256]\n{USERS}{sip_extra}"
+        );
+        let path = dir.join("crest.yaml");
+        std::fs::write(&path, cfg).unwrap();
+        let log = std::fs::File::create(dir.join("crest.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_crest"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("crest starts");
+        let c = Self { child, sip, tls, admin, dir };
+        c.wait_ready();
+        c
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.http_get("/healthz").is_some_and(|b| b.contains("ok")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("crest did not start: {}", self.log());
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.sip))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("crest.log")).unwrap_or_default()
+    }
+
+    /// GET on the admin server; the body.
+    pub fn http_get(&self, path: &str) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.admin)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
+    }
+
+    /// One metric's value from /metrics.
+    pub fn metric(&self, name: &str) -> u64 {
+        let body = self.http_get("/metrics").unwrap_or_default();
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("metric {name} missing"))
+    }
+}
+
+impl Drop for Crest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The sipp scenarios shipped with the tests.
+pub fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(name)
+}
+
+/// Runs sipp to completion (bounded by `-timeout` and a kill after `limit`).
+pub fn sipp(args: &[&str], limit: Duration) -> Output {
+    let mut cmd = Command::new("sipp");
+    cmd.args(args)
+        .args(["-nostdin", "-timeout", &format!("{}s", limit.as_secs()), "-timeout_error"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().expect("sipp is installed (scripts/setup.sh)");
+    let out = child.wait_with_output().expect("sipp runs");
+    out
+}
+
+/// Starts sipp in the background (a UAS), killed on drop.
+pub struct Background(pub Child);
+
+impl Background {
+    pub fn sipp(args: &[&str], limit: Duration) -> Self {
+        let child = Command::new("sipp")
+            .args(args)
+            .args(["-nostdin", "-timeout", &format!("{}s", limit.as_secs())])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sipp is installed (scripts/setup.sh)");
+        std::thread::sleep(Duration::from_millis(300));
+        Self(child)
+    }
+
+    /// Waits for it to finish; its output.
+    pub fn finish(mut self, limit: Duration) -> Output {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let child = std::mem::replace(&mut self.0, Command::new("true").spawn().unwrap());
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn assert_ok(what: &str, out: &Output, crest: &Crest) {
+    assert!(
+        out.status.success(),
+        "{what}: sipp exited with {:?}\nstdout:\n{}\nstderr:\n{}\ncrest log:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        crest.log()
+    );
+}
+
+/// Writes a scenario template with `@CODE@` filled in; its path.
+pub fn scenario_with_code(crest: &Crest, name: &str, code: u16) -> PathBuf {
+    let text = std::fs::read_to_string(scenario(name)).unwrap().replace("@CODE@", &code.to_string());
+    let p = crest.dir.join(format!("{code}-{name}"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Registers `user` (password `password`) from 127.0.0.1:`port` with sipp; the sipp output.
+pub fn register(crest: &Crest, user: &str, password: &str, port: u16, scenario_name: &str) -> Output {
+    let target = crest.addr().to_string();
+    let sc = scenario(scenario_name);
+    sipp(
+        &[&target, "-sf", sc.to_str().unwrap(), "-i", "127.0.0.1", "-p", &port.to_string(), "-s", user,
+          "-au", user, "-ap", password, "-m", "1", "-l", "1"],
+        Duration::from_secs(15),
+    )
+}
