@@ -303,8 +303,11 @@ impl Endpoint {
     }
 
     fn stateless(&mut self, req: &Message, flow: Flow, code: u16, extra: &str) {
-        if req.header(HeaderName::Via).is_none() || req.cseq().is_none() {
-            return; // nowhere to route a response
+        let routable = [HeaderName::Via, HeaderName::From, HeaderName::To, HeaderName::CallId, HeaderName::CSeq]
+            .iter()
+            .all(|h| req.header(*h).is_some());
+        if !routable {
+            return; // a response could not be matched by the sender (RFC 4475 §3.3.1)
         }
         let tag = self.rng.token();
         let data = response(req, &flow, code, Some(&tag), extra, None);
@@ -529,12 +532,12 @@ impl Endpoint {
     }
 
     fn handle_register(&mut self, now: Instant, id: TxId, flow: Flow, msg: &Message) {
-        let Some(aor) = msg.to_hdr().and_then(|t| t.uri.user_unescaped()) else {
-            return self.reply(now, id, msg, flow, 400, "");
-        };
         let user = match self.authenticate(now, msg) {
             Ok(u) => u,
             Err(e) => return self.refuse_auth(now, id, msg, flow, &e),
+        };
+        let Some(aor) = msg.to_hdr().filter(|t| t.uri.is_sip()).and_then(|t| t.uri.user_unescaped()) else {
+            return self.reply(now, id, msg, flow, 400, "");
         };
         if user != aor {
             self.stats.auth_rejected += 1;

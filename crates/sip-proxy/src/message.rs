@@ -216,7 +216,13 @@ impl Message {
             .iter()
             .position(|&c| c != b'\r' && c != b'\n')
             .unwrap_or(buf.len());
-        let hend = header_end(&buf[skip..]).ok_or(ParseError::Incomplete)? + skip;
+        let hend = match header_end(&buf[skip..]) {
+            Some(h) => h + skip,
+            // A datagram whose header section ends with the datagram (no empty line): the
+            // datagram boundary frames it, so take it rather than drop an answerable request.
+            None if framing == Framing::Datagram && buf.ends_with(b"\n") => buf.len(),
+            None => return Err(ParseError::Incomplete),
+        };
         if hend > MAX_MESSAGE_SIZE {
             return Err(ParseError::TooLarge);
         }

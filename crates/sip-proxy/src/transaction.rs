@@ -114,6 +114,10 @@ struct Key {
     method: Box<str>,
     /// The sent-by of the top Via (server side; empty on the client side).
     sent_by: Box<str>,
+    /// The Call-ID: not part of RFC 3261 §17.2.3 matching, but a real retransmission always
+    /// carries the same one, and it keeps apart distinct requests from peers that reuse
+    /// branch values (RFC 4475's test messages do).
+    call_id: Box<str>,
 }
 
 #[derive(Debug)]
@@ -176,6 +180,7 @@ fn key_of(msg: &Message, server: bool) -> Option<Key> {
         branch: branch.into(),
         method: method.into(),
         sent_by: sent_by.into(),
+        call_id: msg.call_id().unwrap_or_default().into(),
     })
 }
 

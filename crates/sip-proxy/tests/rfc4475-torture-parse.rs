@@ -59,7 +59,9 @@ fn every_manifest_entry_gets_its_handling() {
                 assert!(refused, "{file}: response with bad scalars must be dropped");
             }
             (_, Some(code)) => {
-                let e = outcome.expect_err(file);
+                // Framing must succeed so that the sender can be answered; validation fails.
+                let m = parsed.unwrap_or_else(|e| panic!("{file}: must frame to be answered: {e}"));
+                let e = m.validate().expect_err(file);
                 assert_eq!(e.status(), code, "{file}: {e}");
             }
         }
