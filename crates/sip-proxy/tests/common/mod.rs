@@ -172,3 +172,11 @@ pub fn callee_request(inv: &Message, to_tag: &str, method: &str, cseq: u32, extr
         inv.call_id().unwrap()
     )
 }
+
+/// A header by its written name (for headers without a variant of their own).
+pub fn raw_header(m: &Message, name: &str) -> Option<String> {
+    m.headers()
+        .iter()
+        .find(|h| m.header_name_str(h).eq_ignore_ascii_case(name))
+        .map(|h| m.value(h).into_owned())
+}
