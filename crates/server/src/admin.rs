@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
 use crate::sip_io::Snapshot;
@@ -35,13 +35,13 @@ pub(crate) fn render_metrics(s: &Snapshot) -> String {
     out
 }
 
-/// Serves the admin endpoints until the process exits.
-pub(crate) async fn serve(listener: TcpListener, snapshot: watch::Receiver<Snapshot>) {
+/// Serves the admin endpoints until the process exits; `core` answers snapshot requests.
+pub(crate) async fn serve(listener: TcpListener, core: mpsc::Sender<oneshot::Sender<Snapshot>>) {
     loop {
         let Ok((mut s, _)) = listener.accept().await else {
             continue;
         };
-        let snapshot = snapshot.clone();
+        let core = core.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             let mut n = 0;
@@ -56,7 +56,11 @@ pub(crate) async fn serve(listener: TcpListener, snapshot: watch::Receiver<Snaps
             }
             let req = String::from_utf8_lossy(&buf[..n]);
             let path = req.split_whitespace().nth(1).unwrap_or("/");
-            let snap = snapshot.borrow().clone();
+            let (tx, rx) = oneshot::channel();
+            let snap = match core.send(tx).await {
+                Ok(()) => rx.await.unwrap_or_default(),
+                Err(_) => Snapshot { draining: true, ..Snapshot::default() },
+            };
             let (status, ctype, body) = match path {
                 "/metrics" => ("200 OK", "text/plain; version=0.0.4", render_metrics(&snap)),
                 "/healthz" => ("200 OK", "text/plain", "ok\n".to_owned()),

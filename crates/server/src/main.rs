@@ -167,10 +167,10 @@ async fn run(l: Loaded) -> anyhow::Result<()> {
             seed,
         },
     );
-    let (snap_tx, snap_rx) = watch::channel(sip_io::Snapshot::default());
+    let (snap_tx, snap_rx) = tokio::sync::mpsc::channel(64);
     if let Some(a) = l.admin {
         let listener = tokio::net::TcpListener::bind(a).await.with_context(|| format!("binding admin {a}"))?;
-        tokio::spawn(admin::serve(listener, snap_rx));
+        tokio::spawn(admin::serve(listener, snap_tx));
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -189,7 +189,7 @@ async fn run(l: Loaded) -> anyhow::Result<()> {
         tls,
         overload_backlog: cfg.sockets.overload_backlog,
     };
-    sip_io::run(ep, sockets, snap_tx, stop_rx, l.drain).await;
+    sip_io::run(ep, sockets, snap_rx, stop_rx, l.drain).await;
     Ok(())
 }
 

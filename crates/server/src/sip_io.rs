@@ -21,7 +21,7 @@ use crest_sip_proxy::message::stream_frame_len;
 use crest_sip_proxy::{ConnectionId, Endpoint, Flow, Stats, Transmit, TransportKind};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -75,7 +75,6 @@ struct Core {
     pending: HashMap<(TransportKind, SocketAddr), Vec<Bytes>>,
     events: mpsc::Sender<StreamEvent>,
     next_conn: Arc<AtomicU64>,
-    snapshot: watch::Sender<Snapshot>,
     draining: bool,
 }
 
@@ -161,16 +160,15 @@ impl Core {
         }
     }
 
-    fn publish(&mut self) {
-        let s = Snapshot {
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
             stats: self.ep.stats().clone(),
             active_calls: self.ep.active_calls(),
             registered: self.ep.registered_users(),
             transactions: self.ep.transactions(),
             connections: self.conns.len(),
             draining: self.draining,
-        };
-        let _ = self.snapshot.send(s);
+        }
     }
 }
 
@@ -178,7 +176,7 @@ impl Core {
 pub(crate) async fn run(
     ep: Endpoint,
     sockets: Sockets,
-    snapshot: watch::Sender<Snapshot>,
+    mut snapshots: mpsc::Receiver<oneshot::Sender<Snapshot>>,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
@@ -198,7 +196,6 @@ pub(crate) async fn run(
         pending: HashMap::new(),
         events: events_tx,
         next_conn,
-        snapshot,
         draining: false,
     };
     let mut buf = vec![0u8; 65_536];
@@ -210,7 +207,6 @@ pub(crate) async fn run(
             let active = core.ep.active_calls();
             if active == 0 || now >= d {
                 info!(calls_left = active, "drained; exiting");
-                core.publish();
                 return;
             }
         }
@@ -255,6 +251,9 @@ pub(crate) async fn run(
                     core.on_stream(Instant::now(), ev);
                 }
             }
+            Some(reply) = snapshots.recv() => {
+                let _ = reply.send(core.snapshot());
+            }
             _ = tokio::time::sleep_until(wake) => {}
             r = shutdown.changed(), if drain_deadline.is_none() => {
                 if r.is_ok() || r.is_err() {
@@ -268,7 +267,6 @@ pub(crate) async fn run(
         let now = Instant::now();
         core.ep.handle_timeout(now.into_std());
         core.flush().await;
-        core.publish();
     }
 }
 

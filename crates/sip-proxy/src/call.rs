@@ -88,6 +88,7 @@ pub(crate) struct Call {
     pub(crate) a_invite: Message,
     pub(crate) a_invite_tx: TxId,
     pub(crate) b_invite: Message,
+    pub(crate) b_invite_tx: TxId,
     pub(crate) b_provisional: bool,
     pub(crate) cancel_pending: bool,
     /// Negotiated session interval (RFC 4028), if either leg runs a session timer.

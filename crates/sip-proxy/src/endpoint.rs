@@ -116,6 +116,8 @@ pub struct Endpoint {
     auth: DigestAuth,
     rng: Rng,
     calls: HashMap<u64, Call>,
+    /// Calls not yet ended (`calls` also holds ended ones while they linger).
+    active: usize,
     next_call: u64,
     dialogs: HashMap<Box<str>, (u64, Side)>,
     owners: HashMap<TxId, Owner>,
@@ -178,6 +180,7 @@ impl Endpoint {
             auth,
             rng,
             calls: HashMap::new(),
+            active: 0,
             next_call: 1,
             dialogs: HashMap::new(),
             owners: HashMap::new(),
@@ -199,7 +202,7 @@ impl Endpoint {
 
     /// Calls not yet ended.
     pub fn active_calls(&self) -> usize {
-        self.calls.values().filter(|c| c.state != CallState::Ended).count()
+        self.active
     }
 
     /// Registered AoRs.
@@ -738,6 +741,7 @@ impl Endpoint {
                 a_invite: msg,
                 a_invite_tx: id,
                 b_invite,
+                b_invite_tx: b_tx,
                 b_provisional: false,
                 cancel_pending: false,
                 session_interval,
@@ -749,6 +753,7 @@ impl Endpoint {
             },
         );
         self.stats.calls_started += 1;
+        self.active += 1;
         self.schedule(call_key);
     }
 
@@ -975,6 +980,7 @@ impl Endpoint {
         let talk = call.answered.map(|a| now.saturating_duration_since(a).as_secs());
         info!(reason = why, talk_secs = talk, duration_ms = now.saturating_duration_since(call.started).as_millis() as u64, "call ended");
         call.state = CallState::Ended;
+        self.active -= 1;
         call.ring_deadline = None;
         call.session_deadline = None;
         call.linger_until = Some(now + linger);
@@ -986,10 +992,8 @@ impl Endpoint {
         if let Some(call) = self.calls.remove(&key) {
             self.dialogs.remove(&call.a.call_id);
             self.dialogs.remove(&call.b.call_id);
-            self.owners.retain(|_, o| match o {
-                Owner::BInvite(k) | Owner::Relay { call: k, .. } => *k != key,
-                Owner::Own => true,
-            });
+            // Other owners (relays, BYE, CANCEL) leave with their final response or timeout.
+            self.owners.remove(&call.b_invite_tx);
         }
     }
 
