@@ -97,9 +97,9 @@ pub(crate) struct SocketConfig {
     pub(crate) udp_recv_buffer: usize,
     /// UDP send buffer, bytes.
     pub(crate) udp_send_buffer: usize,
-    /// Datagrams read in one go before the core takes a breath; past
-    /// `overload_backlog` datagrams waiting, new calls get a fast 503.
-    pub(crate) overload_backlog: usize,
+    /// Milliseconds of continuous backlog (the socket never running dry) after which new calls
+    /// and registrations get a fast 503 with Retry-After instead of timing out.
+    pub(crate) overload_delay_ms: u64,
 }
 
 impl Default for SocketConfig {
@@ -107,7 +107,7 @@ impl Default for SocketConfig {
         Self {
             udp_recv_buffer: 8 << 20,
             udp_send_buffer: 4 << 20,
-            overload_backlog: 4096,
+            overload_delay_ms: 250,
         }
     }
 }
@@ -210,7 +210,15 @@ impl Config {
 
     /// Parses and checks configuration text.
     pub(crate) fn from_text(file: &str, text: &str) -> Result<Loaded, ConfigError> {
-        let config: Self = serde_saphyr::from_str(text).map_err(|e| {
+        // A configuration is the operator's own file, and may list 100,000 users: the parser's
+        // default budget (250,000 nodes) is for untrusted input, so it is raised here.
+        let options = serde_saphyr::options! {
+            budget: serde_saphyr::budget! {
+                max_nodes: 20_000_000,
+                max_events: 50_000_000,
+            },
+        };
+        let config: Self = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
             let text = e.to_string();
             let first = text.lines().next().unwrap_or_default();
             let first = first.strip_prefix("error: ").unwrap_or(first);

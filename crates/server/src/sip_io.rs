@@ -52,7 +52,9 @@ pub(crate) struct Sockets {
     pub(crate) udp: Option<UdpSocket>,
     pub(crate) tcp: Option<TcpListener>,
     pub(crate) tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
-    pub(crate) overload_backlog: usize,
+    /// Past this long spent draining the UDP socket without it running dry, new calls and
+    /// registrations get a fast 503 (the oldest datagram has waited about this long).
+    pub(crate) overload_delay: Duration,
 }
 
 /// Binds a UDP socket with large buffers (the kernel caps them at rmem_max/wmem_max).
@@ -200,7 +202,7 @@ pub(crate) async fn run(
     };
     let mut buf = vec![0u8; 65_536];
     let mut drain_deadline: Option<Instant> = None;
-    let backlog = sockets.overload_backlog.max(1);
+    let overload_delay = sockets.overload_delay;
     loop {
         let now = Instant::now();
         if let Some(d) = drain_deadline {
@@ -220,7 +222,7 @@ pub(crate) async fn run(
         tokio::select! {
             r = async { match &udp { Some(u) => u.readable().await, None => std::future::pending().await } } => {
                 if r.is_ok() && let Some(u) = &udp {
-                    let mut n = 0;
+                    let (mut n, started) = (0u32, Instant::now());
                     loop {
                         match u.try_recv_from(&mut buf) {
                             Ok((len, from)) => {
@@ -229,7 +231,7 @@ pub(crate) async fn run(
                                 core.ep.handle_input(Instant::now().into_std(), Flow::udp(from), data);
                                 core.flush().await;
                                 if n % 64 == 0 {
-                                    core.ep.set_shedding(n >= backlog);
+                                    core.ep.set_shedding(started.elapsed() >= overload_delay);
                                     // Timers must not starve behind a flood.
                                     core.ep.handle_timeout(Instant::now().into_std());
                                     core.flush().await;

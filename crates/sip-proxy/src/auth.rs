@@ -159,8 +159,10 @@ pub struct DigestAuth {
     epoch: Instant,
     nonce_ttl: Duration,
     algorithms: Vec<Algorithm>,
-    /// Highest nonce-count seen per nonce (pruned when the nonce expires).
-    seen: HashMap<String, (u32, Instant)>,
+    /// Highest nonce-count seen per (nonce, username), keyed by a hash of the pair; pruned
+    /// when the nonce expires. A nonce is shared by every challenge issued in the same
+    /// millisecond, so the username is part of the key.
+    seen: HashMap<u64, (u32, Instant)>,
 }
 
 impl DigestAuth {
@@ -252,11 +254,17 @@ impl DigestAuth {
             return Err(AuthError::BadResponse);
         }
         let expires = issued + self.nonce_ttl;
-        match self.seen.get_mut(&c.nonce) {
+        let key = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (&c.nonce, &c.username).hash(&mut h);
+            h.finish()
+        };
+        match self.seen.get_mut(&key) {
             Some((last, _)) if nc <= *last => return Err(AuthError::Replay),
             Some((last, _)) => *last = nc,
             None => {
-                self.seen.insert(c.nonce.clone(), (nc, expires));
+                self.seen.insert(key, (nc, expires));
             }
         }
         Ok(())
@@ -265,6 +273,9 @@ impl DigestAuth {
     /// Forgets nonce-counts of expired nonces.
     pub fn prune(&mut self, now: Instant) {
         self.seen.retain(|_, (_, exp)| *exp > now);
+        if self.seen.capacity() > 1024 && self.seen.len() < self.seen.capacity() / 4 {
+            self.seen.shrink_to(self.seen.len() * 2);
+        }
     }
 }
 

@@ -158,7 +158,9 @@ impl Endpoint {
         for chunk in secret.chunks_mut(8) {
             chunk.copy_from_slice(&rng.next().to_le_bytes());
         }
-        let sip = cfg.sip;
+        let mut sip = cfg.sip;
+        // The users move into their own map; the config copy keeps no second list.
+        let users = std::mem::take(&mut sip.users);
         let timers = TimerConfig {
             t1: Duration::from_millis(sip.timers.t1_ms),
             t2: Duration::from_millis(sip.timers.t2_ms),
@@ -173,7 +175,7 @@ impl Endpoint {
         );
         Self {
             routes: cfg.routes.into_iter().map(|(n, t, p)| (n, (t, p))).collect(),
-            users: sip.users.iter().map(|u| (u.name.clone(), u.clone())).collect(),
+            users: users.into_iter().map(|u| (u.name.clone(), u)).collect(),
             local: cfg.local,
             tx: TransactionLayer::new(timers),
             registrar: Registrar::new(sip.registrar),
@@ -265,6 +267,12 @@ impl Endpoint {
             self.next_sweep = now + Duration::from_secs(30);
             self.registrar.sweep(now);
             self.auth.prune(now);
+            self.tx.compact();
+            if self.calls.capacity() > 1024 && self.calls.len() < self.calls.capacity() / 4 {
+                self.calls.shrink_to(self.calls.len() * 2);
+                self.dialogs.shrink_to(self.dialogs.len() * 2);
+                self.owners.shrink_to(self.owners.len() * 2);
+            }
             let rate = self.cfg.rate_limit.burst / self.cfg.rate_limit.requests_per_sec.max(0.001);
             self.buckets
                 .retain(|_, b| now.saturating_duration_since(b.last).as_secs_f64() < rate + 1.0);

@@ -142,7 +142,8 @@ pub struct TransactionLayer {
     timers_cfg: TimerConfig,
     next_id: u64,
     by_key: HashMap<Key, TxId>,
-    txs: HashMap<TxId, Transaction>,
+    /// Boxed: a burst leaves the map's capacity behind, and empty slots then cost a pointer.
+    txs: HashMap<TxId, Box<Transaction>>,
     heap: BinaryHeap<Reverse<(Instant, TxId, u8)>>,
     events: VecDeque<TxEvent>,
 }
@@ -273,7 +274,7 @@ impl TransactionLayer {
         self.by_key.insert(key.clone(), id);
         self.txs.insert(
             id,
-            Transaction {
+            Box::new(Transaction {
                 key,
                 client: false,
                 invite,
@@ -289,7 +290,7 @@ impl TransactionLayer {
                 interval: self.timers_cfg.t1,
                 retransmit_at: None,
                 state_at: None,
-            },
+            }),
         );
         RequestMatch::New(id)
     }
@@ -360,7 +361,7 @@ impl TransactionLayer {
         self.by_key.insert(key.clone(), id);
         self.txs.insert(
             id,
-            Transaction {
+            Box::new(Transaction {
                 key,
                 client: true,
                 invite,
@@ -372,7 +373,7 @@ impl TransactionLayer {
                 interval: t.t1,
                 retransmit_at: None,
                 state_at: None,
-            },
+            }),
         );
         self.transmit(flow, data);
         if !flow.transport.is_reliable() {
@@ -518,6 +519,17 @@ impl TransactionLayer {
     fn remove(&mut self, id: TxId) {
         if let Some(tx) = self.txs.remove(&id) {
             self.by_key.remove(&tx.key);
+        }
+    }
+
+    /// Gives memory back after a burst: shrinks the tables when they are mostly empty.
+    pub fn compact(&mut self) {
+        if self.txs.capacity() > 1024 && self.txs.len() < self.txs.capacity() / 4 {
+            self.txs.shrink_to(self.txs.len() * 2);
+            self.by_key.shrink_to(self.by_key.len() * 2);
+        }
+        if self.heap.capacity() > 1024 && self.heap.len() < self.heap.capacity() / 4 {
+            self.heap.shrink_to(self.heap.len() * 2);
         }
     }
 
