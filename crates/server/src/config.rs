@@ -90,16 +90,16 @@ impl Default for LogConfig {
 }
 
 /// Socket tuning for the SIP listeners.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct SocketConfig {
     /// UDP receive buffer, bytes (the kernel caps it at net.core.rmem_max).
     pub(crate) udp_recv_buffer: usize,
     /// UDP send buffer, bytes.
     pub(crate) udp_send_buffer: usize,
-    /// Milliseconds of continuous backlog (the socket never running dry) after which new calls
+    /// The share of time (0..1, over 200 ms windows) the SIP core may be busy before new calls
     /// and registrations get a fast 503 with Retry-After instead of timing out.
-    pub(crate) overload_delay_ms: u64,
+    pub(crate) overload_utilization: f64,
 }
 
 impl Default for SocketConfig {
@@ -107,7 +107,7 @@ impl Default for SocketConfig {
         Self {
             udp_recv_buffer: 8 << 20,
             udp_send_buffer: 4 << 20,
-            overload_delay_ms: 250,
+            overload_utilization: 0.95,
         }
     }
 }

@@ -194,7 +194,7 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
         udp,
         tcp,
         tls,
-        overload_delay: std::time::Duration::from_millis(cfg.sockets.overload_delay_ms),
+        overload_utilization: cfg.sockets.overload_utilization,
     };
     sip_io::run(ep, sockets, snap_rx, stop_rx, l.drain).await;
     Ok(())

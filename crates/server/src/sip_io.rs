@@ -52,9 +52,9 @@ pub(crate) struct Sockets {
     pub(crate) udp: Option<UdpSocket>,
     pub(crate) tcp: Option<TcpListener>,
     pub(crate) tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
-    /// Past this long spent draining the UDP socket without it running dry, new calls and
-    /// registrations get a fast 503 (the oldest datagram has waited about this long).
-    pub(crate) overload_delay: Duration,
+    /// The share of a 200 ms window the core task may spend working before new calls and
+    /// registrations get a fast 503 (the core is saturated: queues grow from here on).
+    pub(crate) overload_utilization: f64,
 }
 
 /// Binds a UDP socket with large buffers (the kernel caps them at rmem_max/wmem_max).
@@ -78,6 +78,7 @@ struct Core {
     events: mpsc::Sender<StreamEvent>,
     next_conn: Arc<AtomicU64>,
     draining: bool,
+    shedding: bool,
 }
 
 impl Core {
@@ -199,10 +200,12 @@ pub(crate) async fn run(
         events: events_tx,
         next_conn,
         draining: false,
+        shedding: false,
     };
     let mut buf = vec![0u8; 65_536];
     let mut drain_deadline: Option<Instant> = None;
-    let overload_delay = sockets.overload_delay;
+    let overload_utilization = sockets.overload_utilization;
+    let mut load = Load::new(Instant::now());
     loop {
         let now = Instant::now();
         if let Some(d) = drain_deadline {
@@ -219,10 +222,12 @@ pub(crate) async fn run(
             .unwrap_or(now + Duration::from_secs(1))
             .min(now + Duration::from_secs(1));
         let udp = core.udp.clone();
+        let waiting = Instant::now();
         tokio::select! {
             r = async { match &udp { Some(u) => u.readable().await, None => std::future::pending().await } } => {
+                load.idle(waiting);
                 if r.is_ok() && let Some(u) = &udp {
-                    let (mut n, started) = (0u32, Instant::now());
+                    let mut n = 0u32;
                     loop {
                         match u.try_recv_from(&mut buf) {
                             Ok((len, from)) => {
@@ -231,7 +236,6 @@ pub(crate) async fn run(
                                 core.ep.handle_input(Instant::now().into_std(), Flow::udp(from), data);
                                 core.flush().await;
                                 if n % 64 == 0 {
-                                    core.ep.set_shedding(started.elapsed() >= overload_delay);
                                     // Timers must not starve behind a flood.
                                     core.ep.handle_timeout(Instant::now().into_std());
                                     core.flush().await;
@@ -244,20 +248,22 @@ pub(crate) async fn run(
                             }
                         }
                     }
-                    core.ep.set_shedding(false);
                 }
             }
             Some(ev) = events_rx.recv() => {
+                load.idle(waiting);
                 core.on_stream(Instant::now(), ev);
                 while let Ok(ev) = events_rx.try_recv() {
                     core.on_stream(Instant::now(), ev);
                 }
             }
             Some(reply) = snapshots.recv() => {
+                load.idle(waiting);
                 let _ = reply.send(core.snapshot());
             }
-            _ = tokio::time::sleep_until(wake) => {}
+            _ = tokio::time::sleep_until(wake) => load.idle(waiting),
             r = shutdown.changed(), if drain_deadline.is_none() => {
+                load.idle(waiting);
                 if r.is_ok() || r.is_err() {
                     info!(calls = core.ep.active_calls(), drain_secs = drain.as_secs(), "shutting down: no new calls, draining");
                     core.ep.start_draining();
@@ -269,6 +275,49 @@ pub(crate) async fn run(
         let now = Instant::now();
         core.ep.handle_timeout(now.into_std());
         core.flush().await;
+        if let Some(util) = load.window_done(Instant::now()) {
+            // Two windows in a row: a single pause (a table resize, a slow send) is not overload.
+            let over = util > overload_utilization;
+            let shed = over && load.was_over;
+            load.was_over = over;
+            if shed != core.shedding {
+                warn!(utilization = format!("{util:.2}"), shedding = shed, "core load");
+                core.shedding = shed;
+                core.ep.set_shedding(shed);
+            }
+        }
+    }
+}
+
+/// How busy the core task is: the share of each 200 ms window not spent waiting.
+struct Load {
+    window_start: Instant,
+    idle: Duration,
+    was_over: bool,
+}
+
+impl Load {
+    const WINDOW: Duration = Duration::from_millis(200);
+
+    fn new(now: Instant) -> Self {
+        Self { window_start: now, idle: Duration::ZERO, was_over: false }
+    }
+
+    /// Counts the time since `since` (when the task started waiting) as idle.
+    fn idle(&mut self, since: Instant) {
+        self.idle += since.elapsed();
+    }
+
+    /// At the end of a window, its utilization (0..1), and a new window starts.
+    fn window_done(&mut self, now: Instant) -> Option<f64> {
+        let span = now.duration_since(self.window_start);
+        if span < Self::WINDOW {
+            return None;
+        }
+        let util = 1.0 - self.idle.as_secs_f64() / span.as_secs_f64();
+        self.window_start = now;
+        self.idle = Duration::ZERO;
+        Some(util.clamp(0.0, 1.0))
     }
 }
 

@@ -5,8 +5,10 @@
 //! `u1..uN` (password `secret`): REGISTER, 401, REGISTER with MD5 credentials, 200.
 //!
 //! ```text
-//! reg_load TARGET RATE COUNT [FIRST_USER] [--realm crest]
+//! reg_load TARGET RATE COUNT [FIRST_USER] [--reuse-nonce]
 //! ```
+//! `--reuse-nonce`: after the first challenge, every REGISTER carries credentials for the nonce
+//! already held (as a phone does when it refreshes), so a registration is one round trip.
 //! Prints one line: `sent=N ok=N failed=N achieved_per_s=R p50_ms=.. p99_ms=.. elapsed_s=..`.
 //! Bounded: stops COUNT registrations or 30 s after the last send, whichever comes first.
 
@@ -23,6 +25,18 @@ fn register(target: SocketAddr, local: SocketAddr, user: u64, cseq: u32, auth: &
          CSeq: {cseq} REGISTER\r\nContact: <sip:u{user}@{local}>\r\n{auth}Expires: 3600\r\nMax-Forwards: 70\r\n\
          User-Agent: crest-reg-load\r\nContent-Length: 0\r\n\r\n",
         ip = target.ip()
+    )
+}
+
+/// An Authorization header for user `u<user>` (password "secret") with nonce-count 1.
+fn credentials(target: SocketAddr, realm: &str, user: u64, nonce: &str) -> String {
+    let uri = format!("sip:{target}");
+    let name = format!("u{user}");
+    let h1 = ha1(Algorithm::Md5, &name, realm, "secret");
+    let resp = client_response(Algorithm::Md5, &h1, "REGISTER", &uri, nonce, 1, "c0ffee");
+    format!(
+        "Authorization: Digest username=\"{name}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+         response=\"{resp}\", algorithm=MD5, cnonce=\"c0ffee\", qop=auth, nc=00000001\r\n"
     )
 }
 
@@ -44,6 +58,8 @@ fn main() {
     let rate: f64 = args[2].parse().expect("RATE");
     let count: u64 = args[3].parse().expect("COUNT");
     let first: u64 = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(1);
+    let reuse_nonce = args.iter().any(|a| a == "--reuse-nonce");
+    let mut nonce_held: Option<String> = None;
     let realm = "crest";
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
     let _ = sock.set_nonblocking(true);
@@ -57,9 +73,13 @@ fn main() {
     loop {
         let now = Instant::now();
         let due = ((now - start).as_secs_f64() * rate) as u64;
-        while sent < count && sent < due {
+        while sent < count && sent < due && (!reuse_nonce || sent == 0 || nonce_held.is_some()) {
             let user = first + sent;
-            let msg = register(target, local, user, 1, "");
+            let auth = match (&nonce_held, reuse_nonce) {
+                (Some(n), true) => credentials(target, realm, user, n),
+                _ => String::new(),
+            };
+            let msg = register(target, local, user, 1, &auth);
             if sock.send_to(msg.as_bytes(), target).is_ok() {
                 started.insert(user, Instant::now());
                 sent += 1;
@@ -90,14 +110,10 @@ fn main() {
                         failed += 1;
                         continue;
                     };
-                    let uri = format!("sip:{target}");
-                    let name = format!("u{user}");
-                    let h1 = ha1(Algorithm::Md5, &name, realm, "secret");
-                    let resp = client_response(Algorithm::Md5, &h1, "REGISTER", &uri, nonce, 1, "c0ffee");
-                    let auth = format!(
-                        "Authorization: Digest username=\"{name}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
-                         response=\"{resp}\", algorithm=MD5, cnonce=\"c0ffee\", qop=auth, nc=00000001\r\n"
-                    );
+                    let auth = credentials(target, realm, user, nonce);
+                    if reuse_nonce {
+                        nonce_held = Some(nonce.to_owned());
+                    }
                     let _ = sock.send_to(register(target, local, user, 2, &auth).as_bytes(), target);
                 }
                 "200" => {

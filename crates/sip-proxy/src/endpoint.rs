@@ -115,7 +115,8 @@ pub struct Endpoint {
     registrar: Registrar,
     auth: DigestAuth,
     rng: Rng,
-    calls: HashMap<u64, Call>,
+    /// Boxed: the table resizes and shrinks without moving whole calls.
+    calls: HashMap<u64, Box<Call>>,
     /// Calls not yet ended (`calls` also holds ended ones while they linger).
     active: usize,
     next_call: u64,
@@ -237,7 +238,7 @@ impl Endpoint {
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         let tx = self.tx.poll_timeout();
         while let Some(Reverse((at, id))) = self.timers.peek().copied() {
-            match self.calls.get(&id).and_then(Call::next_deadline) {
+            match self.calls.get(&id).and_then(|c| c.next_deadline()) {
                 Some(d) if d <= at => break,
                 later => {
                     // Stale entry: the call's deadline moved later (or it has none left).
@@ -280,7 +281,7 @@ impl Endpoint {
     }
 
     fn schedule(&mut self, id: u64) {
-        if let Some(at) = self.calls.get(&id).and_then(Call::next_deadline) {
+        if let Some(at) = self.calls.get(&id).and_then(|c| c.next_deadline()) {
             self.timers.push(Reverse((at, id)));
         }
     }
@@ -741,7 +742,7 @@ impl Endpoint {
         let session_interval = caller_timer.then(|| Duration::from_secs(caller_se.unwrap_or(st.session_expires).min(st.session_expires).max(st.min_se).into()));
         self.calls.insert(
             call_key,
-            Call {
+            Box::new(Call {
                 span,
                 state: CallState::Early,
                 a,
@@ -758,7 +759,7 @@ impl Endpoint {
                 ring_deadline: Some(now + Duration::from_secs(self.cfg.ring_timeout_secs.into())),
                 session_deadline: None,
                 linger_until: None,
-            },
+            }),
         );
         self.stats.calls_started += 1;
         self.active += 1;
@@ -975,9 +976,10 @@ impl Endpoint {
         }
     }
 
-    /// Marks a call ended; it lingers for 64·T1 to absorb late retransmissions.
+    /// Marks a call ended. It lingers for T4 so that stragglers of its dialogs (a late ACK, a
+    /// BYE crossing ours) still find it; retransmissions are absorbed by the transactions.
     fn end_call(&mut self, now: Instant, key: u64, why: &str) {
-        let linger = 64 * self.tx.timers().t1;
+        let linger = self.tx.timers().t4;
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
