@@ -14,24 +14,102 @@ use crate::sip_io::Snapshot;
 pub(crate) fn render_metrics(s: &Snapshot) -> String {
     let mut out = String::with_capacity(2048);
     let mut metric = |name: &str, kind: &str, help: &str, v: u64| {
-        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n");
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+        );
     };
     let st = &s.stats;
-    metric("crest_sip_requests_received_total", "counter", "SIP requests received, retransmissions included.", st.requests_in);
-    metric("crest_sip_responses_received_total", "counter", "SIP responses received.", st.responses_in);
-    metric("crest_sip_bad_messages_total", "counter", "Messages that failed to parse or validate.", st.bad_messages);
-    metric("crest_calls_started_total", "counter", "Calls routed to a target.", st.calls_started);
-    metric("crest_calls_answered_total", "counter", "Calls answered.", st.calls_answered);
-    metric("crest_calls_ended_total", "counter", "Calls ended.", st.calls_ended);
-    metric("crest_registrations_total", "counter", "Successful REGISTER requests.", st.registrations);
-    metric("crest_sip_rate_limited_total", "counter", "Requests refused by the per-source rate limit.", st.rate_limited);
-    metric("crest_sip_overload_rejected_total", "counter", "Requests refused with 503 for overload or draining.", st.overload_rejected);
-    metric("crest_sip_auth_rejected_total", "counter", "Requests refused with 401 or 403.", st.auth_rejected);
-    metric("crest_calls_active", "gauge", "Calls in progress.", s.active_calls as u64);
-    metric("crest_registered_aors", "gauge", "Addresses-of-record with a live binding.", s.registered as u64);
-    metric("crest_sip_transactions", "gauge", "Live SIP transactions.", s.transactions as u64);
-    metric("crest_sip_connections", "gauge", "Open TCP/TLS connections.", s.connections as u64);
-    metric("crest_draining", "gauge", "1 while shutting down.", u64::from(s.draining));
+    metric(
+        "crest_sip_requests_received_total",
+        "counter",
+        "SIP requests received, retransmissions included.",
+        st.requests_in,
+    );
+    metric(
+        "crest_sip_responses_received_total",
+        "counter",
+        "SIP responses received.",
+        st.responses_in,
+    );
+    metric(
+        "crest_sip_bad_messages_total",
+        "counter",
+        "Messages that failed to parse or validate.",
+        st.bad_messages,
+    );
+    metric(
+        "crest_calls_started_total",
+        "counter",
+        "Calls routed to a target.",
+        st.calls_started,
+    );
+    metric(
+        "crest_calls_answered_total",
+        "counter",
+        "Calls answered.",
+        st.calls_answered,
+    );
+    metric(
+        "crest_calls_ended_total",
+        "counter",
+        "Calls ended.",
+        st.calls_ended,
+    );
+    metric(
+        "crest_registrations_total",
+        "counter",
+        "Successful REGISTER requests.",
+        st.registrations,
+    );
+    metric(
+        "crest_sip_rate_limited_total",
+        "counter",
+        "Requests refused by the per-source rate limit.",
+        st.rate_limited,
+    );
+    metric(
+        "crest_sip_overload_rejected_total",
+        "counter",
+        "Requests refused with 503 for overload or draining.",
+        st.overload_rejected,
+    );
+    metric(
+        "crest_sip_auth_rejected_total",
+        "counter",
+        "Requests refused with 401 or 403.",
+        st.auth_rejected,
+    );
+    metric(
+        "crest_calls_active",
+        "gauge",
+        "Calls in progress.",
+        s.active_calls as u64,
+    );
+    metric(
+        "crest_registered_aors",
+        "gauge",
+        "Addresses-of-record with a live binding.",
+        s.registered as u64,
+    );
+    metric(
+        "crest_sip_transactions",
+        "gauge",
+        "Live SIP transactions.",
+        s.transactions as u64,
+    );
+    metric(
+        "crest_sip_connections",
+        "gauge",
+        "Open TCP/TLS connections.",
+        s.connections as u64,
+    );
+    metric(
+        "crest_draining",
+        "gauge",
+        "1 while shutting down.",
+        u64::from(s.draining),
+    );
     out
 }
 
@@ -59,12 +137,19 @@ pub(crate) async fn serve(listener: TcpListener, core: mpsc::Sender<oneshot::Sen
             let (tx, rx) = oneshot::channel();
             let snap = match core.send(tx).await {
                 Ok(()) => rx.await.unwrap_or_default(),
-                Err(_) => Snapshot { draining: true, ..Snapshot::default() },
+                Err(_) => Snapshot {
+                    draining: true,
+                    ..Snapshot::default()
+                },
             };
             let (status, ctype, body) = match path {
                 "/metrics" => ("200 OK", "text/plain; version=0.0.4", render_metrics(&snap)),
                 "/healthz" => ("200 OK", "text/plain", "ok\n".to_owned()),
-                "/readyz" if snap.draining => ("503 Service Unavailable", "text/plain", "draining\n".to_owned()),
+                "/readyz" if snap.draining => (
+                    "503 Service Unavailable",
+                    "text/plain",
+                    "draining\n".to_owned(),
+                ),
                 "/readyz" => ("200 OK", "text/plain", "ready\n".to_owned()),
                 _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
             };

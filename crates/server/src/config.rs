@@ -272,7 +272,10 @@ impl Config {
                 ip
             }
         };
-        for (key, f) in [("tls.cert_file", &config.tls.cert_file), ("tls.key_file", &config.tls.key_file)] {
+        for (key, f) in [
+            ("tls.cert_file", &config.tls.cert_file),
+            ("tls.key_file", &config.tls.key_file),
+        ] {
             if let Some(f) = f
                 && !f.exists()
             {
@@ -280,7 +283,10 @@ impl Config {
             }
         }
         if config.tls.cert_file.is_some() != config.tls.key_file.is_some() {
-            return Err(err("tls", "set both cert_file and key_file, or neither".into()));
+            return Err(err(
+                "tls",
+                "set both cert_file and key_file, or neither".into(),
+            ));
         }
         let routes = config
             .sip
@@ -320,7 +326,8 @@ mod tests {
 
     #[test]
     fn unknown_key_names_line() {
-        let e = Config::from_text("c.yaml", "sip:\n  ring_timeout_secs: 5\n  rnig: 3\n").unwrap_err();
+        let e =
+            Config::from_text("c.yaml", "sip:\n  ring_timeout_secs: 5\n  rnig: 3\n").unwrap_err();
         assert_eq!(e.line, 3, "{e}");
         assert!(e.to_string().contains("rnig"), "{e}");
     }

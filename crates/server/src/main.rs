@@ -29,7 +29,11 @@ use crate::config::{Config, Loaded};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
-#[command(name = "crest", version, about = "Crest: cloud call center and SIP soft-switch")]
+#[command(
+    name = "crest",
+    version,
+    about = "Crest: cloud call center and SIP soft-switch"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -84,8 +88,14 @@ fn main() -> ExitCode {
             }
             let password = password.trim_end_matches(['\r', '\n']);
             println!("- name: {user}");
-            println!("  ha1_md5: {}", ha1(Algorithm::Md5, &user, &realm, password));
-            println!("  ha1_sha256: {}", ha1(Algorithm::Sha256, &user, &realm, password));
+            println!(
+                "  ha1_md5: {}",
+                ha1(Algorithm::Md5, &user, &realm, password)
+            );
+            println!(
+                "  ha1_sha256: {}",
+                ha1(Algorithm::Sha256, &user, &realm, password)
+            );
             ExitCode::SUCCESS
         }
         Command::Run { config } => {
@@ -142,28 +152,45 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
         None => None,
     };
     let tcp = match l.tcp {
-        Some(a) => Some(tokio::net::TcpListener::bind(a).await.with_context(|| format!("binding TCP {a}"))?),
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("binding TCP {a}"))?,
+        ),
         None => None,
     };
     let tls = match l.tls {
         Some(a) => {
             let acceptor = tls::acceptor(&cfg.tls, &l.advertise.to_string())?;
-            let listener = tokio::net::TcpListener::bind(a).await.with_context(|| format!("binding TLS {a}"))?;
+            let listener = tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("binding TLS {a}"))?;
             Some((listener, acceptor))
         }
         None => None,
     };
     let mut local = Vec::new();
     for (kind, sock) in [
-        (TransportKind::Udp, udp.as_ref().map(|s| s.local_addr()).transpose()?),
-        (TransportKind::Tcp, tcp.as_ref().map(|s| s.local_addr()).transpose()?),
-        (TransportKind::Tls, tls.as_ref().map(|(s, _)| s.local_addr()).transpose()?),
+        (
+            TransportKind::Udp,
+            udp.as_ref().map(|s| s.local_addr()).transpose()?,
+        ),
+        (
+            TransportKind::Tcp,
+            tcp.as_ref().map(|s| s.local_addr()).transpose()?,
+        ),
+        (
+            TransportKind::Tls,
+            tls.as_ref().map(|(s, _)| s.local_addr()).transpose()?,
+        ),
     ] {
         if let Some(a) = sock {
             local.push((kind, std::net::SocketAddr::new(l.advertise, a.port())));
         }
     }
-    let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let seed = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
     let now = tokio::time::Instant::now().into_std();
     let ep = Endpoint::new(
         now,
@@ -176,7 +203,9 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
     );
     let (snap_tx, snap_rx) = tokio::sync::mpsc::channel(64);
     if let Some(a) = l.admin {
-        let listener = tokio::net::TcpListener::bind(a).await.with_context(|| format!("binding admin {a}"))?;
+        let listener = tokio::net::TcpListener::bind(a)
+            .await
+            .with_context(|| format!("binding admin {a}"))?;
         tokio::spawn(admin::serve(listener, snap_tx));
     }
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -202,7 +231,10 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         std::future::pending::<()>().await;
         return;
     };

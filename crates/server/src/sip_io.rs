@@ -125,7 +125,12 @@ impl Core {
                 if first {
                     let (events, next) = (self.events.clone(), self.next_conn.clone());
                     tokio::spawn(async move {
-                        match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(key.1)).await {
+                        match tokio::time::timeout(
+                            Duration::from_secs(5),
+                            TcpStream::connect(key.1),
+                        )
+                        .await
+                        {
                             Ok(Ok(s)) => {
                                 let _ = s.set_nodelay(true);
                                 run_stream(s, key, next, events).await;
@@ -186,10 +191,22 @@ pub(crate) async fn run(
     let (events_tx, mut events_rx) = mpsc::channel::<StreamEvent>(8192);
     let next_conn = Arc::new(AtomicU64::new(1));
     if let Some(l) = sockets.tcp {
-        tokio::spawn(accept_loop(l, None, TransportKind::Tcp, next_conn.clone(), events_tx.clone()));
+        tokio::spawn(accept_loop(
+            l,
+            None,
+            TransportKind::Tcp,
+            next_conn.clone(),
+            events_tx.clone(),
+        ));
     }
     if let Some((l, acceptor)) = sockets.tls {
-        tokio::spawn(accept_loop(l, Some(acceptor), TransportKind::Tls, next_conn.clone(), events_tx.clone()));
+        tokio::spawn(accept_loop(
+            l,
+            Some(acceptor),
+            TransportKind::Tls,
+            next_conn.clone(),
+            events_tx.clone(),
+        ));
     }
     let mut core = Core {
         ep,
@@ -235,7 +252,7 @@ pub(crate) async fn run(
                                 let data = Bytes::copy_from_slice(&buf[..len]);
                                 core.ep.handle_input(Instant::now().into_std(), Flow::udp(from), data);
                                 core.flush().await;
-                                if n % 64 == 0 {
+                                if n.is_multiple_of(64) {
                                     // Timers must not starve behind a flood.
                                     core.ep.handle_timeout(Instant::now().into_std());
                                     core.flush().await;
@@ -281,7 +298,11 @@ pub(crate) async fn run(
             let shed = over && load.was_over;
             load.was_over = over;
             if shed != core.shedding {
-                warn!(utilization = format!("{util:.2}"), shedding = shed, "core load");
+                warn!(
+                    utilization = format!("{util:.2}"),
+                    shedding = shed,
+                    "core load"
+                );
                 core.shedding = shed;
                 core.ep.set_shedding(shed);
             }
@@ -300,7 +321,11 @@ impl Load {
     const WINDOW: Duration = Duration::from_millis(200);
 
     fn new(now: Instant) -> Self {
-        Self { window_start: now, idle: Duration::ZERO, was_over: false }
+        Self {
+            window_start: now,
+            idle: Duration::ZERO,
+            was_over: false,
+        }
     }
 
     /// Counts the time since `since` (when the task started waiting) as idle.
@@ -342,11 +367,13 @@ async fn accept_loop(
         tokio::spawn(async move {
             match tls {
                 None => run_stream(s, (kind, remote), next, events).await,
-                Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(s)).await {
-                    Ok(Ok(t)) => run_stream(t, (kind, remote), next, events).await,
-                    Ok(Err(e)) => debug!(%remote, error = %e, "TLS handshake failed"),
-                    Err(_) => debug!(%remote, "TLS handshake timed out"),
-                },
+                Some(acceptor) => {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(s)).await {
+                        Ok(Ok(t)) => run_stream(t, (kind, remote), next, events).await,
+                        Ok(Err(e)) => debug!(%remote, error = %e, "TLS handshake failed"),
+                        Err(_) => debug!(%remote, "TLS handshake timed out"),
+                    }
+                }
             }
         });
     }
@@ -365,7 +392,15 @@ async fn run_stream<S>(
     let id = ConnectionId(next.fetch_add(1, Ordering::Relaxed));
     let (mut rd, mut wr) = tokio::io::split(stream);
     let (wtx, mut wrx) = mpsc::channel::<Bytes>(1024);
-    if events.send(StreamEvent::Opened { id, key, writer: wtx.clone() }).await.is_err() {
+    if events
+        .send(StreamEvent::Opened {
+            id,
+            key,
+            writer: wtx.clone(),
+        })
+        .await
+        .is_err()
+    {
         return;
     }
     let writer = tokio::spawn(async move {

@@ -13,39 +13,85 @@ fn check(text: &str, name: &str) -> (bool, String) {
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
-    let out = crest().args(["check", "--config"]).arg(&p).output().unwrap();
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    let out = crest()
+        .args(["check", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 #[test]
 fn shipped_config_passes() {
     let cfg = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/crest.yaml");
     let out = crest().args(["check", "--config", cfg]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn typo_and_bad_values_name_file_line_and_key() {
-    let (ok, msg) = check("sip:\n  rate_limit:\n    requests_per_sec: 5\n    brust: 3\n", "typo.yaml");
+    let (ok, msg) = check(
+        "sip:\n  rate_limit:\n    requests_per_sec: 5\n    brust: 3\n",
+        "typo.yaml",
+    );
     assert!(!ok);
-    assert!(msg.contains("typo.yaml:4:5:") && msg.contains("brust"), "{msg}");
-    let (ok, msg) = check("sip:\n  routes:\n    - number: \"1\"\n      user: nobody\n", "user.yaml");
+    assert!(
+        msg.contains("typo.yaml:4:5:") && msg.contains("brust"),
+        "{msg}"
+    );
+    let (ok, msg) = check(
+        "sip:\n  routes:\n    - number: \"1\"\n      user: nobody\n",
+        "user.yaml",
+    );
     assert!(!ok);
-    assert!(msg.contains("user.yaml:4:") && msg.contains("sip.routes[0].user"), "{msg}");
+    assert!(
+        msg.contains("user.yaml:4:") && msg.contains("sip.routes[0].user"),
+        "{msg}"
+    );
     let (ok, msg) = check("sip:\n  session_timer:\n    min_se: 30\n", "minse.yaml");
     assert!(!ok);
-    assert!(msg.contains("minse.yaml:3:") && msg.contains("min_se"), "{msg}");
-    let (ok, msg) = check("listen:\n  udp: 0.0.0.0:5060\n  tcp: \"\"\n  tls: \"\"\n", "adv.yaml");
+    assert!(
+        msg.contains("minse.yaml:3:") && msg.contains("min_se"),
+        "{msg}"
+    );
+    let (ok, msg) = check(
+        "listen:\n  udp: 0.0.0.0:5060\n  tcp: \"\"\n  tls: \"\"\n",
+        "adv.yaml",
+    );
     assert!(!ok);
     assert!(msg.contains("listen.advertise"), "{msg}");
 }
 
 #[test]
 fn passwd_prints_the_ha1_hashes() {
-    let mut child = crest().args(["passwd", "alice", "crest"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = crest()
+        .args(["passwd", "alice", "crest"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(b"secret\n").unwrap();
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("ha1_md5: 478a21be558e443c6ae3000c82c55aa2"), "{text}");
-    assert!(text.contains("ha1_sha256: e4bd3e35e46d66ec17bbbdb243d7585e4005e6d7f5bdf06bc0dbda6be0cf613e"), "{text}");
+    assert!(
+        text.contains("ha1_md5: 478a21be558e443c6ae3000c82c55aa2"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "ha1_sha256: e4bd3e35e46d66ec17bbbdb243d7585e4005e6d7f5bdf06bc0dbda6be0cf613e"
+        ),
+        "{text}"
+    );
 }

@@ -12,41 +12,99 @@ fn sigterm_refuses_new_calls_and_lets_the_current_one_finish() {
     let uas_port = free_port();
     let mut crest = Crest::start_with(
         "drain",
-        &format!("  routes:\n    - {{number: \"6000\", uri: \"sip:127.0.0.1:{uas_port}\", public: true}}\n"),
+        &format!(
+            "  routes:\n    - {{number: \"6000\", uri: \"sip:127.0.0.1:{uas_port}\", public: true}}\n"
+        ),
         "shutdown:\n  drain_secs: 20\n",
     );
     let uas = Background::sipp(
-        &["-sn", "uas", "-i", "127.0.0.1", "-p", &uas_port.to_string(), "-m", "1"],
+        &[
+            "-sn",
+            "uas",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &uas_port.to_string(),
+            "-m",
+            "1",
+        ],
         Duration::from_secs(30),
     );
     let target = crest.addr().to_string();
     let t = target.clone();
     // A 3-second call.
     let long_call = std::thread::spawn(move || {
-        sipp(&[&t, "-sn", "uac", "-s", "6000", "-i", "127.0.0.1", "-p", &free_port().to_string(), "-m", "1", "-d", "3000"], Duration::from_secs(20))
+        sipp(
+            &[
+                &t,
+                "-sn",
+                "uac",
+                "-s",
+                "6000",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &free_port().to_string(),
+                "-m",
+                "1",
+                "-d",
+                "3000",
+            ],
+            Duration::from_secs(20),
+        )
     });
     let deadline = Instant::now() + Duration::from_secs(10);
     while crest.metric("crest_calls_answered_total") == 0 {
-        assert!(Instant::now() < deadline, "the first call was not answered: {}", crest.log());
+        assert!(
+            Instant::now() < deadline,
+            "the first call was not answered: {}",
+            crest.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let pid = crest.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     std::thread::sleep(Duration::from_millis(200));
     let refused = scenario_with_code(&crest, "uac_expect_failure.xml", 503);
     let out = sipp(
-        &[&target, "-sf", refused.to_str().unwrap(), "-s", "6000", "-i", "127.0.0.1", "-p", &free_port().to_string(), "-m", "1"],
+        &[
+            &target,
+            "-sf",
+            refused.to_str().unwrap(),
+            "-s",
+            "6000",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_port().to_string(),
+            "-m",
+            "1",
+        ],
         Duration::from_secs(10),
     );
     assert_ok("new call while draining gets 503", &out, &crest);
-    assert_ok("the call in progress completes", &long_call.join().unwrap(), &crest);
+    assert_ok(
+        "the call in progress completes",
+        &long_call.join().unwrap(),
+        &crest,
+    );
     let _ = uas.finish(Duration::from_secs(5));
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(s) = crest.child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "crest did not exit after draining: {}", crest.log());
+        assert!(
+            Instant::now() < deadline,
+            "crest did not exit after draining: {}",
+            crest.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "exit status {status:?}");

@@ -8,17 +8,47 @@ use common::*;
 
 #[test]
 fn call_reaches_registered_user_and_caller_hangs_up() {
-    let crest = Crest::start("call-registered", "  routes:\n    - {number: \"1000\", user: alice, public: true}\n");
+    let crest = Crest::start(
+        "call-registered",
+        "  routes:\n    - {number: \"1000\", user: alice, public: true}\n",
+    );
     let uas_port = free_port();
-    assert_ok("REGISTER", &register(&crest, "alice", "secret", uas_port, "register_ok.xml"), &crest);
+    assert_ok(
+        "REGISTER",
+        &register(&crest, "alice", "secret", uas_port, "register_ok.xml"),
+        &crest,
+    );
     let sc = scenario("uas_answer.xml");
     let uas = Background::sipp(
-        &["-sf", sc.to_str().unwrap(), "-i", "127.0.0.1", "-p", &uas_port.to_string(), "-m", "1"],
+        &[
+            "-sf",
+            sc.to_str().unwrap(),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &uas_port.to_string(),
+            "-m",
+            "1",
+        ],
         Duration::from_secs(20),
     );
     let target = crest.addr().to_string();
     let out = sipp(
-        &[&target, "-sn", "uac", "-s", "1000", "-i", "127.0.0.1", "-p", &free_port().to_string(), "-m", "1", "-d", "200"],
+        &[
+            &target,
+            "-sn",
+            "uac",
+            "-s",
+            "1000",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_port().to_string(),
+            "-m",
+            "1",
+            "-d",
+            "200",
+        ],
         Duration::from_secs(15),
     );
     assert_ok("caller", &out, &crest);
@@ -26,5 +56,8 @@ fn call_reaches_registered_user_and_caller_hangs_up() {
     assert_ok("callee", &uas, &crest);
     assert_eq!(crest.metric("crest_calls_answered_total"), 1);
     assert_eq!(crest.metric("crest_calls_active"), 0);
-    assert!(crest.log().contains("call_id="), "calls are logged in a span with their call id");
+    assert!(
+        crest.log().contains("call_id="),
+        "calls are logged in a span with their call id"
+    );
 }

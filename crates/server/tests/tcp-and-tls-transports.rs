@@ -22,7 +22,13 @@ fn options(crest_port: u16, transport: &str, call_id: &str) -> String {
     )
 }
 
-fn register<S: std::io::Read + std::io::Write>(c: &mut SipStream<S>, transport: &str, port: u16, user: &str, contact_port: u16) {
+fn register<S: std::io::Read + std::io::Write>(
+    c: &mut SipStream<S>,
+    transport: &str,
+    port: u16,
+    user: &str,
+    contact_port: u16,
+) {
     let base = |cseq: u32, auth: &str| {
         format!(
             "REGISTER sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/{transport} 127.0.0.1:{contact_port};branch=z9hG4bKreg{cseq}\r\n\
@@ -34,8 +40,17 @@ fn register<S: std::io::Read + std::io::Write>(c: &mut SipStream<S>, transport: 
     c.send(&base(1, ""));
     let challenge = c.recv();
     assert_eq!(status(&challenge), Some(401), "{challenge}");
-    let www = challenge.lines().find(|l| l.starts_with("WWW-Authenticate:") && l.contains("MD5")).unwrap();
-    let nonce = www.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap();
+    let www = challenge
+        .lines()
+        .find(|l| l.starts_with("WWW-Authenticate:") && l.contains("MD5"))
+        .unwrap();
+    let nonce = www
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
     let uri = format!("sip:127.0.0.1:{port}");
     let h1 = ha1(Algorithm::Md5, user, "crest", "secret");
     let resp = client_response(Algorithm::Md5, &h1, "REGISTER", &uri, nonce, 1, "abc");
@@ -49,12 +64,19 @@ fn register<S: std::io::Read + std::io::Write>(c: &mut SipStream<S>, transport: 
 
 #[test]
 fn tcp_pipelining_keepalive_and_call_over_the_registered_connection() {
-    let crest = Crest::start("tcp", "  routes:\n    - {number: \"1000\", user: alice, public: true}\n");
+    let crest = Crest::start(
+        "tcp",
+        "  routes:\n    - {number: \"1000\", user: alice, public: true}\n",
+    );
     let tcp = TcpStream::connect(crest.addr()).unwrap();
     tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
     let mut c = SipStream::new(tcp);
     // Two requests in one write, then a keep-alive ping.
-    c.send(&format!("{}{}", options(crest.sip, "TCP", "p1"), options(crest.sip, "TCP", "p2")));
+    c.send(&format!(
+        "{}{}",
+        options(crest.sip, "TCP", "p1"),
+        options(crest.sip, "TCP", "p2")
+    ));
     let (a, b) = (c.recv(), c.recv());
     assert_eq!((status(&a), status(&b)), (Some(200), Some(200)));
     assert_eq!(header(&a, "Call-ID").as_deref(), Some("p1"));
@@ -65,10 +87,30 @@ fn tcp_pipelining_keepalive_and_call_over_the_registered_connection() {
     register(&mut c, "TCP", crest.sip, "alice", 40000);
     let target = crest.addr().to_string();
     let uac = std::thread::spawn(move || {
-        sipp(&[&target, "-sn", "uac", "-s", "1000", "-i", "127.0.0.1", "-p", &free_port().to_string(), "-m", "1", "-d", "100"], Duration::from_secs(15))
+        sipp(
+            &[
+                &target,
+                "-sn",
+                "uac",
+                "-s",
+                "1000",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &free_port().to_string(),
+                "-m",
+                "1",
+                "-d",
+                "100",
+            ],
+            Duration::from_secs(15),
+        )
     });
     let invite = c.recv();
-    assert!(invite.starts_with("INVITE sip:alice@127.0.0.1:40000;transport=tcp"), "{invite}");
+    assert!(
+        invite.starts_with("INVITE sip:alice@127.0.0.1:40000;transport=tcp"),
+        "{invite}"
+    );
     assert!(header(&invite, "Via").unwrap().starts_with("SIP/2.0/TCP"));
     let to_tag = ";tag=callee";
     let answer = |code: u16, reason: &str, body: &str| {
@@ -87,7 +129,10 @@ fn tcp_pipelining_keepalive_and_call_over_the_registered_connection() {
         if body.is_empty() {
             r.push_str("Content-Length: 0\r\n\r\n");
         } else {
-            r.push_str(&format!("Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
+            r.push_str(&format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ));
         }
         r
     };
@@ -128,7 +173,8 @@ fn tls_with_configured_certificate_registers_with_digest() {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let conn = rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
     let tcp = TcpStream::connect(("127.0.0.1", crest.tls)).unwrap();
     tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
     let mut c = SipStream::new(rustls::StreamOwned::new(conn, tcp));

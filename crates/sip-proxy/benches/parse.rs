@@ -22,13 +22,21 @@ v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1
 /// Framing and header indexing only (what every packet costs).
 #[divan::bench]
 fn invite_frame() -> Message {
-    Message::parse(Bytes::from_static(divan::black_box(INVITE)), Framing::Datagram).unwrap()
+    Message::parse(
+        Bytes::from_static(divan::black_box(INVITE)),
+        Framing::Datagram,
+    )
+    .unwrap()
 }
 
 /// Framing plus the full validation a request gets before it is acted on.
 #[divan::bench]
 fn invite_frame_and_validate() -> Message {
-    let m = Message::parse(Bytes::from_static(divan::black_box(INVITE)), Framing::Datagram).unwrap();
+    let m = Message::parse(
+        Bytes::from_static(divan::black_box(INVITE)),
+        Framing::Datagram,
+    )
+    .unwrap();
     m.validate().unwrap();
     m
 }

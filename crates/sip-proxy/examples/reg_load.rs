@@ -114,7 +114,8 @@ fn main() {
                     if reuse_nonce {
                         nonce_held = Some(nonce.to_owned());
                     }
-                    let _ = sock.send_to(register(target, local, user, 2, &auth).as_bytes(), target);
+                    let _ =
+                        sock.send_to(register(target, local, user, 2, &auth).as_bytes(), target);
                 }
                 "200" => {
                     if let Some(t) = started.remove(&user) {
@@ -139,7 +140,12 @@ fn main() {
     }
     let elapsed = last_send.duration_since(start).as_secs_f64().max(1e-6);
     latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(f64::NAN);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
     println!(
         "sent={sent} ok={ok} failed={} achieved_per_s={:.0} p50_ms={:.2} p99_ms={:.2} elapsed_s={elapsed:.2}",
         failed + started.len() as u64,

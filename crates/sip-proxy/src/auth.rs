@@ -249,7 +249,8 @@ impl DigestAuth {
         };
         let h1 = ha1(&c.username, alg).ok_or(AuthError::UnknownUser)?;
         let h2 = alg.hex(format!("{method}:{}", c.uri).as_bytes());
-        let expected = alg.hex(format!("{h1}:{}:{:08x}:{cnonce}:auth:{h2}", c.nonce, nc).as_bytes());
+        let expected =
+            alg.hex(format!("{h1}:{}:{:08x}:{cnonce}:auth:{h2}", c.nonce, nc).as_bytes());
         if expected != c.response {
             return Err(AuthError::BadResponse);
         }
@@ -297,9 +298,21 @@ pub fn client_response(
 mod tests {
     use super::*;
 
-    fn creds(auth: &DigestAuth, now: Instant, alg: Algorithm, nc: u32, password: &str) -> Credentials {
+    fn creds(
+        auth: &DigestAuth,
+        now: Instant,
+        alg: Algorithm,
+        nc: u32,
+        password: &str,
+    ) -> Credentials {
         let challenge = &auth.challenges(now, false)[0];
-        let nonce = challenge.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap();
+        let nonce = challenge
+            .split("nonce=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
         let h1 = ha1(alg, "alice", "crest", password);
         let resp = client_response(alg, &h1, "REGISTER", "sip:crest", nonce, nc, "c0ffee");
         let header = format!(
@@ -315,28 +328,48 @@ mod tests {
         let t0 = Instant::now();
         for alg in [Algorithm::Md5, Algorithm::Sha256] {
             let mut a = DigestAuth::new("crest", [7; 32], t0, Duration::from_secs(30), vec![alg]);
-            let lookup = |u: &str, al: Algorithm| (u == "alice").then(|| ha1(al, "alice", "crest", "secret"));
+            let lookup = |u: &str, al: Algorithm| {
+                (u == "alice").then(|| ha1(al, "alice", "crest", "secret"))
+            };
             let c1 = creds(&a, t0, alg, 1, "secret");
             assert_eq!(a.verify(t0, "REGISTER", &c1, lookup), Ok(()));
-            assert_eq!(a.verify(t0, "REGISTER", &c1, lookup), Err(AuthError::Replay));
+            assert_eq!(
+                a.verify(t0, "REGISTER", &c1, lookup),
+                Err(AuthError::Replay)
+            );
             let c2 = creds(&a, t0, alg, 2, "secret");
             assert_eq!(a.verify(t0, "REGISTER", &c2, lookup), Ok(()));
             let bad = creds(&a, t0, alg, 3, "wrong");
-            assert_eq!(a.verify(t0, "REGISTER", &bad, lookup), Err(AuthError::BadResponse));
+            assert_eq!(
+                a.verify(t0, "REGISTER", &bad, lookup),
+                Err(AuthError::BadResponse)
+            );
             let late = t0 + Duration::from_secs(31);
             let c4 = creds(&a, t0, alg, 4, "secret");
-            assert_eq!(a.verify(late, "REGISTER", &c4, lookup), Err(AuthError::Stale));
+            assert_eq!(
+                a.verify(late, "REGISTER", &c4, lookup),
+                Err(AuthError::Stale)
+            );
         }
     }
 
     #[test]
     fn forged_nonce_and_hex_nc() {
         let t0 = Instant::now();
-        let mut a = DigestAuth::new("crest", [1; 32], t0, Duration::from_secs(30), vec![Algorithm::Md5]);
+        let mut a = DigestAuth::new(
+            "crest",
+            [1; 32],
+            t0,
+            Duration::from_secs(30),
+            vec![Algorithm::Md5],
+        );
         let mut c = creds(&a, t0, Algorithm::Md5, 0x100, "secret");
         assert_eq!(c.nc, Some(256));
         c.nonce = "0.deadbeef".into();
-        assert_eq!(a.verify(t0, "REGISTER", &c, |_, _| None), Err(AuthError::BadNonce));
+        assert_eq!(
+            a.verify(t0, "REGISTER", &c, |_, _| None),
+            Err(AuthError::BadNonce)
+        );
         assert!(Credentials::parse("Basic dXNlcjpwYXNz").is_none());
     }
 }

@@ -81,7 +81,12 @@ pub(crate) fn response(
         }
         out.push_str("\r\n");
     }
-    for name in [HeaderName::From, HeaderName::To, HeaderName::CallId, HeaderName::CSeq] {
+    for name in [
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+    ] {
         if let Some(v) = req.header(name) {
             out.push_str(name.canonical().unwrap_or_default());
             out.push_str(": ");
@@ -114,7 +119,11 @@ fn stamp_received(via: &mut Via, source: SocketAddr) {
 pub(crate) fn finish(mut out: String, body: Option<(&str, &[u8])>) -> Bytes {
     match body {
         Some((ctype, b)) if !b.is_empty() => {
-            let _ = write!(out, "Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n", b.len());
+            let _ = write!(
+                out,
+                "Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
+                b.len()
+            );
             let mut bytes = out.into_bytes();
             bytes.extend_from_slice(b);
             Bytes::from(bytes)

@@ -156,11 +156,19 @@ impl Leg {
         for r in &self.route_set {
             let _ = write!(out, "Route: {r}\r\n");
         }
-        let _ = write!(out, "From: {};tag={}\r\nTo: {}", self.local_uri, self.local_tag, self.remote_uri);
+        let _ = write!(
+            out,
+            "From: {};tag={}\r\nTo: {}",
+            self.local_uri, self.local_tag, self.remote_uri
+        );
         if let Some(t) = &self.remote_tag {
             let _ = write!(out, ";tag={t}");
         }
-        let _ = write!(out, "\r\nCall-ID: {}\r\nCSeq: {} {}\r\n", self.call_id, p.cseq, p.method);
+        let _ = write!(
+            out,
+            "\r\nCall-ID: {}\r\nCSeq: {} {}\r\n",
+            self.call_id, p.cseq, p.method
+        );
         if let Some(c) = p.contact {
             let _ = write!(out, "Contact: {c}\r\n");
         }

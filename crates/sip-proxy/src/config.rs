@@ -221,27 +221,49 @@ impl SipConfig {
             message: message.to_owned(),
         };
         if self.session_timer.min_se < 90 {
-            return Err(err("sip.session_timer.min_se".into(), "must be at least 90 (RFC 4028)"));
+            return Err(err(
+                "sip.session_timer.min_se".into(),
+                "must be at least 90 (RFC 4028)",
+            ));
         }
         if self.session_timer.session_expires < self.session_timer.min_se {
-            return Err(err("sip.session_timer.session_expires".into(), "must be at least min_se"));
+            return Err(err(
+                "sip.session_timer.session_expires".into(),
+                "must be at least min_se",
+            ));
         }
         if self.auth.algorithms.is_empty() {
-            return Err(err("sip.auth.algorithms".into(), "name at least one algorithm"));
+            return Err(err(
+                "sip.auth.algorithms".into(),
+                "name at least one algorithm",
+            ));
         }
         for (i, u) in self.users.iter().enumerate() {
-            for (alg, h, len) in [(Algorithm::Md5, &u.ha1_md5, 32), (Algorithm::Sha256, &u.ha1_sha256, 64)] {
+            for (alg, h, len) in [
+                (Algorithm::Md5, &u.ha1_md5, 32),
+                (Algorithm::Sha256, &u.ha1_sha256, 64),
+            ] {
                 if let Some(h) = h
                     && (h.len() != len || !h.bytes().all(|c| c.is_ascii_hexdigit()))
                 {
                     return Err(err(
-                        format!("sip.users[{i}].ha1_{}", if alg == Algorithm::Md5 { "md5" } else { "sha256" }),
+                        format!(
+                            "sip.users[{i}].ha1_{}",
+                            if alg == Algorithm::Md5 {
+                                "md5"
+                            } else {
+                                "sha256"
+                            }
+                        ),
                         &format!("must be {len} hex digits (use `crest passwd`)"),
                     ));
                 }
             }
             if u.ha1_md5.is_none() && u.ha1_sha256.is_none() {
-                return Err(err(format!("sip.users[{i}]"), "needs ha1_md5 or ha1_sha256"));
+                return Err(err(
+                    format!("sip.users[{i}]"),
+                    "needs ha1_md5 or ha1_sha256",
+                ));
             }
         }
         let mut out = Vec::new();
@@ -249,21 +271,34 @@ impl SipConfig {
             let target = match (&r.user, &r.uri) {
                 (Some(u), None) => {
                     if !self.users.iter().any(|x| &x.name == u) {
-                        return Err(err(format!("sip.routes[{i}].user"), &format!("no user named {u:?} in sip.users")));
+                        return Err(err(
+                            format!("sip.routes[{i}].user"),
+                            &format!("no user named {u:?} in sip.users"),
+                        ));
                     }
                     RouteTarget::User(u.clone())
                 }
                 (None, Some(u)) => {
-                    let uri = Uri::parse(u)
-                        .ok()
-                        .filter(Uri::is_sip)
-                        .ok_or_else(|| err(format!("sip.routes[{i}].uri"), "not a sip: or sips: URI"))?;
-                    let port = uri.port.unwrap_or(if uri.scheme == "sips" { 5061 } else { 5060 });
-                    let addr = resolve(&uri.host, port)
-                        .ok_or_else(|| err(format!("sip.routes[{i}].uri"), &format!("cannot resolve {}", uri.host)))?;
+                    let uri = Uri::parse(u).ok().filter(Uri::is_sip).ok_or_else(|| {
+                        err(format!("sip.routes[{i}].uri"), "not a sip: or sips: URI")
+                    })?;
+                    let port = uri
+                        .port
+                        .unwrap_or(if uri.scheme == "sips" { 5061 } else { 5060 });
+                    let addr = resolve(&uri.host, port).ok_or_else(|| {
+                        err(
+                            format!("sip.routes[{i}].uri"),
+                            &format!("cannot resolve {}", uri.host),
+                        )
+                    })?;
                     RouteTarget::Uri(uri, addr)
                 }
-                _ => return Err(err(format!("sip.routes[{i}]"), "needs exactly one of user, uri")),
+                _ => {
+                    return Err(err(
+                        format!("sip.routes[{i}]"),
+                        "needs exactly one of user, uri",
+                    ));
+                }
             };
             if out.iter().any(|(n, _, _)| n == &r.number) {
                 return Err(err(format!("sip.routes[{i}].number"), "duplicate number"));

@@ -175,7 +175,11 @@ impl Endpoint {
             sip.auth.algorithms.clone(),
         );
         Self {
-            routes: cfg.routes.into_iter().map(|(n, t, p)| (n, (t, p))).collect(),
+            routes: cfg
+                .routes
+                .into_iter()
+                .map(|(n, t, p)| (n, (t, p)))
+                .collect(),
             users: users.into_iter().map(|u| (u.name.clone(), u)).collect(),
             local: cfg.local,
             tx: TransactionLayer::new(timers),
@@ -250,7 +254,10 @@ impl Endpoint {
             }
         }
         let call = self.timers.peek().map(|r| r.0.0);
-        [tx, call, Some(self.next_sweep)].into_iter().flatten().min()
+        [tx, call, Some(self.next_sweep)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Fires every timer due at `now`.
@@ -315,9 +322,15 @@ impl Endpoint {
     }
 
     fn stateless(&mut self, req: &Message, flow: Flow, code: u16, extra: &str) {
-        let routable = [HeaderName::Via, HeaderName::From, HeaderName::To, HeaderName::CallId, HeaderName::CSeq]
-            .iter()
-            .all(|h| req.header(*h).is_some());
+        let routable = [
+            HeaderName::Via,
+            HeaderName::From,
+            HeaderName::To,
+            HeaderName::CallId,
+            HeaderName::CSeq,
+        ]
+        .iter()
+        .all(|h| req.header(*h).is_some());
         if !routable {
             return; // a response could not be matched by the sender (RFC 4475 §3.3.1)
         }
@@ -406,7 +419,8 @@ impl Endpoint {
         let a = self.local_for(t);
         let mut uri = Uri::sip(Some("crest"), &a.ip().to_string(), Some(a.port()));
         if t != TransportKind::Udp {
-            uri.params.set("transport", Some(t.via_token().to_ascii_lowercase()));
+            uri.params
+                .set("transport", Some(t.via_token().to_ascii_lowercase()));
         }
         format!("<{uri}>")
     }
@@ -476,7 +490,8 @@ impl Endpoint {
             "REGISTER" => self.handle_register(now, id, flow, &msg),
             "INVITE" => self.handle_invite(now, id, flow, msg),
             "OPTIONS" => {
-                let extra = format!("Allow: {ALLOW}\r\nAccept: application/sdp\r\nSupported: timer\r\n");
+                let extra =
+                    format!("Allow: {ALLOW}\r\nAccept: application/sdp\r\nSupported: timer\r\n");
                 self.reply(now, id, &msg, flow, 200, &extra);
             }
             "BYE" | "INFO" | "UPDATE" | "PRACK" => {
@@ -528,7 +543,10 @@ impl Endpoint {
         self.stats.auth_rejected += 1;
         let (code, stale) = match e {
             AuthError::Stale => (401, true),
-            AuthError::Missing | AuthError::BadNonce | AuthError::Replay | AuthError::Unsupported => (401, false),
+            AuthError::Missing
+            | AuthError::BadNonce
+            | AuthError::Replay
+            | AuthError::Unsupported => (401, false),
             _ => (403, false),
         };
         let mut extra = String::new();
@@ -548,7 +566,11 @@ impl Endpoint {
             Ok(u) => u,
             Err(e) => return self.refuse_auth(now, id, msg, flow, &e),
         };
-        let Some(aor) = msg.to_hdr().filter(|t| t.uri.is_sip()).and_then(|t| t.uri.user_unescaped()) else {
+        let Some(aor) = msg
+            .to_hdr()
+            .filter(|t| t.uri.is_sip())
+            .and_then(|t| t.uri.user_unescaped())
+        else {
             return self.reply(now, id, msg, flow, 400, "");
         };
         if user != aor {
@@ -561,7 +583,10 @@ impl Endpoint {
                 let mut extra = String::new();
                 for b in &bindings {
                     let left = b.expires_at.saturating_duration_since(now).as_secs();
-                    extra.push_str(&format!("Contact: <{}>{};expires={left}\r\n", b.uri, b.params));
+                    extra.push_str(&format!(
+                        "Contact: <{}>{};expires={left}\r\n",
+                        b.uri, b.params
+                    ));
                 }
                 info!(aor = %mask(&aor), contacts = bindings.len(), "registered");
                 self.reply(now, id, msg, flow, 200, &extra);
@@ -599,7 +624,12 @@ impl Endpoint {
             let tag = this.rng.token();
             this.respond(now, id, &msg, flow, code, Some(&tag), extra, None);
         };
-        if msg.header_list(HeaderName::Via).iter().skip(1).any(|v| self.is_own_via(v)) {
+        if msg
+            .header_list(HeaderName::Via)
+            .iter()
+            .skip(1)
+            .any(|v| self.is_own_via(v))
+        {
             return reject(self, 482, "");
         }
         let max_forwards = msg.max_forwards().unwrap_or(70);
@@ -609,14 +639,24 @@ impl Endpoint {
         let body = msg.body();
         if !body.is_empty() {
             let ctype = msg.header(HeaderName::ContentType).unwrap_or_default();
-            let base = ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let base = ctype
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             if base != "application/sdp" {
                 return reject(self, 415, "Accept: application/sdp\r\n");
             }
         }
         if let Some(accept) = msg.header(HeaderName::Accept) {
             let ok = split_list(&accept).any(|a| {
-                let a = a.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                let a = a
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
                 a == "application/sdp" || a == "*/*" || a == "application/*"
             });
             if !ok {
@@ -655,8 +695,19 @@ impl Endpoint {
                     .params
                     .get("transport")
                     .and_then(TransportKind::from_token)
-                    .unwrap_or(if uri.scheme == "sips" { TransportKind::Tls } else { TransportKind::Udp });
-                (uri.to_string(), Flow { transport: t, remote: *addr, connection: None })
+                    .unwrap_or(if uri.scheme == "sips" {
+                        TransportKind::Tls
+                    } else {
+                        TransportKind::Udp
+                    });
+                (
+                    uri.to_string(),
+                    Flow {
+                        transport: t,
+                        remote: *addr,
+                        connection: None,
+                    },
+                )
             }
             RouteTarget::User(user) => match self.registrar.lookup(now, user).first() {
                 Some(b) => (b.uri.to_string(), b.flow),
@@ -681,7 +732,11 @@ impl Endpoint {
             local_uri: without_tag(&to),
             remote_uri: without_tag(&from),
             remote_target: a_contact,
-            route_set: msg.header_list(HeaderName::RecordRoute).iter().map(|r| r.to_string()).collect(),
+            route_set: msg
+                .header_list(HeaderName::RecordRoute)
+                .iter()
+                .map(|r| r.to_string())
+                .collect(),
             local_cseq: self.rng.next() as u32 & 0xffff,
             remote_cseq: cseq.seq,
             flow,
@@ -712,7 +767,10 @@ impl Endpoint {
         let span = info_span!("call", call_id = %a.call_id, leg_b = %b.call_id);
         let ctype = msg.header(HeaderName::ContentType).map(|c| c.into_owned());
         let mut extra = format!("Supported: timer\r\nAllow: {ALLOW}\r\n");
-        extra.push_str(&format!("Session-Expires: {};refresher=uac\r\n", st.session_expires));
+        extra.push_str(&format!(
+            "Session-Expires: {};refresher=uac\r\n",
+            st.session_expires
+        ));
         let branch = format!("{BRANCH_PREFIX}{}", self.rng.token());
         let via = self.via_prefix(b_flow.transport);
         let contact = self.contact(b_flow.transport);
@@ -739,7 +797,15 @@ impl Endpoint {
         self.owners.insert(b_tx, Owner::BInvite(call_key));
         self.dialogs.insert(a.call_id.clone(), (call_key, Side::A));
         self.dialogs.insert(b.call_id.clone(), (call_key, Side::B));
-        let session_interval = caller_timer.then(|| Duration::from_secs(caller_se.unwrap_or(st.session_expires).min(st.session_expires).max(st.min_se).into()));
+        let session_interval = caller_timer.then(|| {
+            Duration::from_secs(
+                caller_se
+                    .unwrap_or(st.session_expires)
+                    .min(st.session_expires)
+                    .max(st.min_se)
+                    .into(),
+            )
+        });
         self.calls.insert(
             call_key,
             Box::new(Call {
@@ -781,7 +847,12 @@ impl Endpoint {
         match owner {
             Owner::BInvite(call) => self.on_b_invite_response(now, call, msg, code),
             Owner::Own => {}
-            Owner::Relay { call, from, server_tx, request } => {
+            Owner::Relay {
+                call,
+                from,
+                server_tx,
+                request,
+            } => {
                 self.on_relay_response(now, call, from, server_tx, &request, msg, code);
             }
         }
@@ -808,7 +879,12 @@ impl Endpoint {
             }
             let ctype = msg.header(HeaderName::ContentType).map(|c| c.into_owned());
             let body = msg.body();
-            let (a_invite, tx, flow, tag) = (call.a_invite.clone(), call.a_invite_tx, call.a.flow, call.a.local_tag.clone());
+            let (a_invite, tx, flow, tag) = (
+                call.a_invite.clone(),
+                call.a_invite_tx,
+                call.a.flow,
+                call.a.local_tag.clone(),
+            );
             let extra = format!("Contact: {}\r\n", self.contact(flow.transport));
             let body_ref = ctype.as_deref().map(|c| (c, &body[..]));
             self.respond(now, tx, &a_invite, flow, code, Some(&tag), &extra, body_ref);
@@ -826,7 +902,12 @@ impl Endpoint {
         };
         if call.state == CallState::Early {
             info!(status = code, "callee refused");
-            let (a_invite, tx, flow, tag) = (call.a_invite.clone(), call.a_invite_tx, call.a.flow, call.a.local_tag.clone());
+            let (a_invite, tx, flow, tag) = (
+                call.a_invite.clone(),
+                call.a_invite_tx,
+                call.a.flow,
+                call.a.local_tag.clone(),
+            );
             if !self.tx.is_final_sent(tx) {
                 self.respond(now, tx, &a_invite, flow, mapped, Some(&tag), "", None);
             }
@@ -846,9 +927,14 @@ impl Endpoint {
             return;
         };
         // A 2xx retransmission: resend our ACK.
-        if call.b.ack.is_some() && call.b.remote_tag.as_deref() == msg.to_hdr().as_ref().and_then(|t| t.tag()) {
+        if call.b.ack.is_some()
+            && call.b.remote_tag.as_deref() == msg.to_hdr().as_ref().and_then(|t| t.tag())
+        {
             if let Some(ack) = call.b.ack.clone() {
-                self.out.push_back(Transmit { flow: call.b.flow, data: ack });
+                self.out.push_back(Transmit {
+                    flow: call.b.flow,
+                    data: ack,
+                });
             }
             return;
         }
@@ -864,7 +950,10 @@ impl Endpoint {
             body: None,
         });
         call.b.ack = Some(ack.clone());
-        self.out.push_back(Transmit { flow: call.b.flow, data: ack });
+        self.out.push_back(Transmit {
+            flow: call.b.flow,
+            data: ack,
+        });
         if call.state != CallState::Early {
             // Cancelled or ended meanwhile: the callee answered anyway, so hang it up.
             self.send_bye(now, key, Side::B, "call already ended");
@@ -885,10 +974,25 @@ impl Endpoint {
         let body = msg.body();
         let mut extra = format!("Contact: {a_contact}\r\nAllow: {ALLOW}\r\nSupported: timer\r\n");
         if let Some(se) = call.session_interval {
-            extra.push_str(&format!("Session-Expires: {};refresher=uac\r\nRequire: timer\r\n", se.as_secs()));
+            extra.push_str(&format!(
+                "Session-Expires: {};refresher=uac\r\nRequire: timer\r\n",
+                se.as_secs()
+            ));
         }
-        let (a_invite, tx, flow, tag) = (call.a_invite.clone(), call.a_invite_tx, call.a.flow, call.a.local_tag.clone());
-        let data = response(&a_invite, &flow, 200, Some(&tag), &extra, ctype.as_deref().map(|c| (c, &body[..])));
+        let (a_invite, tx, flow, tag) = (
+            call.a_invite.clone(),
+            call.a_invite_tx,
+            call.a.flow,
+            call.a.local_tag.clone(),
+        );
+        let data = response(
+            &a_invite,
+            &flow,
+            200,
+            Some(&tag),
+            &extra,
+            ctype.as_deref().map(|c| (c, &body[..])),
+        );
         let cseq = call.a.remote_cseq;
         call.a.pending_ok = Some(PendingOk {
             data: data.clone(),
@@ -911,8 +1015,18 @@ impl Endpoint {
             return;
         };
         let inv = &call.b_invite;
-        let mut out = format!("CANCEL {} SIP/2.0\r\n", inv.request_uri_str().unwrap_or_default());
-        for name in [HeaderName::Via, HeaderName::MaxForwards, HeaderName::Route, HeaderName::From, HeaderName::To, HeaderName::CallId] {
+        let mut out = format!(
+            "CANCEL {} SIP/2.0\r\n",
+            inv.request_uri_str().unwrap_or_default()
+        );
+        for name in [
+            HeaderName::Via,
+            HeaderName::MaxForwards,
+            HeaderName::Route,
+            HeaderName::From,
+            HeaderName::To,
+            HeaderName::CallId,
+        ] {
             for h in inv.headers().iter().filter(|h| h.name == name) {
                 out.push_str(name.canonical().unwrap_or_default());
                 out.push_str(": ");
@@ -920,7 +1034,10 @@ impl Endpoint {
                 out.push_str("\r\n");
             }
         }
-        out.push_str(&format!("CSeq: {} CANCEL\r\n", inv.cseq().map_or(1, |c| c.seq)));
+        out.push_str(&format!(
+            "CSeq: {} CANCEL\r\n",
+            inv.cseq().map_or(1, |c| c.seq)
+        ));
         let flow = call.b.flow;
         let cancel = own(crate::build::finish(out, None));
         if let Some(id) = self.tx.send_request(now, cancel, flow) {
@@ -936,7 +1053,12 @@ impl Endpoint {
         if call.state != CallState::Early {
             return;
         }
-        let (a_invite, tx, flow, tag) = (call.a_invite.clone(), call.a_invite_tx, call.a.flow, call.a.local_tag.clone());
+        let (a_invite, tx, flow, tag) = (
+            call.a_invite.clone(),
+            call.a_invite_tx,
+            call.a.flow,
+            call.a.local_tag.clone(),
+        );
         let provisional = call.b_provisional;
         if !provisional {
             call.cancel_pending = true;
@@ -987,8 +1109,15 @@ impl Endpoint {
             return;
         }
         let _g = call.span.clone().entered();
-        let talk = call.answered.map(|a| now.saturating_duration_since(a).as_secs());
-        info!(reason = why, talk_secs = talk, duration_ms = now.saturating_duration_since(call.started).as_millis() as u64, "call ended");
+        let talk = call
+            .answered
+            .map(|a| now.saturating_duration_since(a).as_secs());
+        info!(
+            reason = why,
+            talk_secs = talk,
+            duration_ms = now.saturating_duration_since(call.started).as_millis() as u64,
+            "call ended"
+        );
         call.state = CallState::Ended;
         self.active -= 1;
         call.ring_deadline = None;
@@ -1029,7 +1158,10 @@ impl Endpoint {
                 }
                 p.interval = (p.interval * 2).min(self.tx.timers().t2);
                 p.next = now + p.interval;
-                let t = Transmit { flow: leg.flow, data: p.data.clone() };
+                let t = Transmit {
+                    flow: leg.flow,
+                    data: p.data.clone(),
+                };
                 self.out.push_back(t);
             }
         }
@@ -1060,12 +1192,22 @@ impl Endpoint {
                 if let Some(call) = self.calls.get(&key)
                     && call.state == CallState::Early
                 {
-                    let (a_invite, tx, flow, tag) = (call.a_invite.clone(), call.a_invite_tx, call.a.flow, call.a.local_tag.clone());
+                    let (a_invite, tx, flow, tag) = (
+                        call.a_invite.clone(),
+                        call.a_invite_tx,
+                        call.a.flow,
+                        call.a.local_tag.clone(),
+                    );
                     self.respond(now, tx, &a_invite, flow, 408, Some(&tag), "", None);
                     self.end_call(now, key, "callee did not respond");
                 }
             }
-            Some(Owner::Relay { call, from, server_tx, request }) => {
+            Some(Owner::Relay {
+                call,
+                from,
+                server_tx,
+                request,
+            }) => {
                 if let Some(c) = self.calls.get(&call) {
                     let leg = c.leg(from);
                     let (flow, tag) = (leg.flow, leg.local_tag.clone());
@@ -1098,10 +1240,14 @@ impl Endpoint {
 
     fn handle_in_dialog(&mut self, now: Instant, id: TxId, flow: Flow, msg: Message) {
         let method = msg.method().unwrap_or_default().to_owned();
-        let found = msg.call_id().and_then(|c| self.dialogs.get(c.as_ref()).copied());
+        let found = msg
+            .call_id()
+            .and_then(|c| self.dialogs.get(c.as_ref()).copied());
         let to_tag = msg.to_hdr().and_then(|t| t.tag().map(str::to_owned));
         let Some((key, side)) = found.filter(|(k, s)| {
-            self.calls.get(k).is_some_and(|c| Some(&*c.leg(*s).local_tag) == to_tag.as_deref())
+            self.calls
+                .get(k)
+                .is_some_and(|c| Some(&*c.leg(*s).local_tag) == to_tag.as_deref())
         }) else {
             return self.respond(now, id, &msg, flow, 481, None, "", None);
         };
@@ -1109,7 +1255,9 @@ impl Endpoint {
         let _g = call.span.clone().entered();
         let seq = msg.cseq().map_or(0, |c| c.seq);
         let leg = call.leg_mut(side);
-        if seq <= leg.remote_cseq && side == Side::A || (side == Side::B && leg.remote_cseq != 0 && seq <= leg.remote_cseq) {
+        if seq <= leg.remote_cseq && side == Side::A
+            || (side == Side::B && leg.remote_cseq != 0 && seq <= leg.remote_cseq)
+        {
             return self.respond(now, id, &msg, flow, 500, None, "Retry-After: 1\r\n", None);
         }
         leg.remote_cseq = seq;
@@ -1128,7 +1276,15 @@ impl Endpoint {
                 self.cancel_call(now, key, 487, "caller hung up early");
             } else {
                 self.send_bye(now, key, side.other(), "hung up by the other party");
-                self.end_call(now, key, if side == Side::A { "caller hung up" } else { "callee hung up" });
+                self.end_call(
+                    now,
+                    key,
+                    if side == Side::A {
+                        "caller hung up"
+                    } else {
+                        "callee hung up"
+                    },
+                );
             }
             return;
         }
@@ -1145,7 +1301,15 @@ impl Endpoint {
     }
 
     /// Relays an in-dialog request to the other leg as a new request of that dialog.
-    fn relay(&mut self, now: Instant, key: u64, from: Side, server_tx: TxId, msg: Message, method: &str) {
+    fn relay(
+        &mut self,
+        now: Instant,
+        key: u64,
+        from: Side,
+        server_tx: TxId,
+        msg: Message,
+        method: &str,
+    ) {
         let to = from.other();
         let branch = format!("{BRANCH_PREFIX}{}", self.rng.token());
         let call = &self.calls[&key];
@@ -1155,9 +1319,18 @@ impl Endpoint {
         let leg = call.leg_mut(to);
         leg.local_cseq += 1;
         let mut extra = String::new();
-        for name in [HeaderName::SessionExpires, HeaderName::Supported, HeaderName::Event, HeaderName::Reason] {
+        for name in [
+            HeaderName::SessionExpires,
+            HeaderName::Supported,
+            HeaderName::Event,
+            HeaderName::Reason,
+        ] {
             for h in msg.headers().iter().filter(|h| h.name == name) {
-                extra.push_str(&format!("{}: {}\r\n", name.canonical().unwrap_or_default(), msg.value(h)));
+                extra.push_str(&format!(
+                    "{}: {}\r\n",
+                    name.canonical().unwrap_or_default(),
+                    msg.value(h)
+                ));
             }
         }
         for h in msg.headers().iter().filter(|h| h.name == HeaderName::Other) {
@@ -1168,7 +1341,10 @@ impl Endpoint {
         }
         let ctype = msg.header(HeaderName::ContentType).map(|c| c.into_owned());
         let body = msg.body();
-        let needs_contact = matches!(method, "INVITE" | "UPDATE" | "SUBSCRIBE" | "NOTIFY" | "REFER");
+        let needs_contact = matches!(
+            method,
+            "INVITE" | "UPDATE" | "SUBSCRIBE" | "NOTIFY" | "REFER"
+        );
         let req = own(leg.request(&RequestParts {
             method,
             cseq: leg.local_cseq,
@@ -1181,12 +1357,29 @@ impl Endpoint {
         }));
         let flow = leg.flow;
         if let Some(id) = self.tx.send_request(now, req, flow) {
-            self.owners.insert(id, Owner::Relay { call: key, from, server_tx, request: msg });
+            self.owners.insert(
+                id,
+                Owner::Relay {
+                    call: key,
+                    from,
+                    server_tx,
+                    request: msg,
+                },
+            );
         }
     }
 
     #[allow(clippy::too_many_arguments)] // the relay's two ends and the response
-    fn on_relay_response(&mut self, now: Instant, key: u64, from: Side, server_tx: TxId, request: &Message, resp: &Message, code: u16) {
+    fn on_relay_response(
+        &mut self,
+        now: Instant,
+        key: u64,
+        from: Side,
+        server_tx: TxId,
+        request: &Message,
+        resp: &Message,
+        code: u16,
+    ) {
         if code == 100 {
             return;
         }
@@ -1214,14 +1407,18 @@ impl Endpoint {
                 extra: "",
                 body: None,
             });
-            self.out.push_back(Transmit { flow: far.flow, data: ack.clone() });
+            self.out.push_back(Transmit {
+                flow: far.flow,
+                data: ack.clone(),
+            });
             far.ack = Some(ack);
         }
-        if (200..300).contains(&code) && matches!(request.method(), Some("INVITE" | "UPDATE")) {
-            if let Some(se) = call.session_interval {
-                call.session_deadline = Some(now + se - (se / 3).min(Duration::from_secs(32)));
-                debug!("session refreshed");
-            }
+        if (200..300).contains(&code)
+            && matches!(request.method(), Some("INVITE" | "UPDATE"))
+            && let Some(se) = call.session_interval
+        {
+            call.session_deadline = Some(now + se - (se / 3).min(Duration::from_secs(32)));
+            debug!("session refreshed");
         }
         let near = call.leg(from);
         let (flow, tag) = (near.flow, near.local_tag.clone());
@@ -1231,12 +1428,26 @@ impl Endpoint {
         if is_invite || request.method() == Some("UPDATE") {
             extra.push_str(&format!("Contact: {contact}\r\n"));
         }
-        for name in [HeaderName::SessionExpires, HeaderName::Require, HeaderName::Supported] {
+        for name in [
+            HeaderName::SessionExpires,
+            HeaderName::Require,
+            HeaderName::Supported,
+        ] {
             if let Some(v) = resp.header(name) {
-                extra.push_str(&format!("{}: {v}\r\n", name.canonical().unwrap_or_default()));
+                extra.push_str(&format!(
+                    "{}: {v}\r\n",
+                    name.canonical().unwrap_or_default()
+                ));
             }
         }
-        let data = response(request, &flow, code, Some(&tag), &extra, ctype.as_deref().map(|c| (c, &body[..])));
+        let data = response(
+            request,
+            &flow,
+            code,
+            Some(&tag),
+            &extra,
+            ctype.as_deref().map(|c| (c, &body[..])),
+        );
         if is_invite && (200..300).contains(&code) {
             let seq = request.cseq().map_or(0, |c| c.seq);
             call.leg_mut(from).pending_ok = Some(PendingOk {

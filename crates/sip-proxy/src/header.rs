@@ -133,7 +133,11 @@ impl Params {
 
     /// Sets (or replaces) a parameter.
     pub fn set(&mut self, name: &str, value: Option<String>) {
-        match self.0.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        match self
+            .0
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
             Some(slot) => slot.1 = value,
             None => self.0.push((name.to_owned(), value)),
         }
@@ -210,7 +214,11 @@ impl Via {
                     s.find([' ', '\t']).ok_or(HeaderError("Via sent-by"))?
                 };
                 parts.push(s[..end].trim());
-                s = if i < 2 { s[end + 1..].trim_start() } else { &s[end..] };
+                s = if i < 2 {
+                    s[end + 1..].trim_start()
+                } else {
+                    &s[end..]
+                };
             }
             (parts, s.trim())
         };
@@ -364,10 +372,7 @@ impl NameAddr {
             )
         } else if let Some(open) = v.find('<') {
             let dn = v[..open].trim();
-            if !dn
-                .split_whitespace()
-                .all(|w| is_token(w.as_bytes()))
-            {
+            if !dn.split_whitespace().all(|w| is_token(w.as_bytes())) {
                 return Err(HeaderError("display name"));
             }
             let close = v[open..].find('>').ok_or(HeaderError("name-addr"))? + open;

@@ -26,11 +26,11 @@ pub mod transaction;
 pub mod transport;
 pub mod uri;
 
-pub use header::HeaderName;
-pub use message::{Framing, Message, ParseError};
-pub use uri::Uri;
 pub use build::reason_phrase;
 pub use call::Side;
 pub use config::SipConfig;
 pub use endpoint::{Endpoint, EndpointConfig, Stats};
+pub use header::HeaderName;
+pub use message::{Framing, Message, ParseError};
 pub use transport::{ConnectionId, Flow, Transmit, TransportKind};
+pub use uri::Uri;

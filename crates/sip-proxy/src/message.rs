@@ -189,8 +189,9 @@ pub fn stream_frame_len(buf: &[u8]) -> Result<Option<usize>, ParseError> {
                 return Err(ParseError::Repeated("Content-Length"));
             }
             let v = trim_range(line, colon + 1..line.len());
-            content_length =
-                Some(parse_u32(&line[v]).ok_or(ParseError::ContentLength("not a number"))? as usize);
+            content_length = Some(
+                parse_u32(&line[v]).ok_or(ParseError::ContentLength("not a number"))? as usize,
+            );
         }
     }
     let n = content_length.ok_or(ParseError::ContentLength("missing on a stream"))?;
@@ -244,7 +245,11 @@ impl Message {
                 // Keep going so that the request can still be answered with 400 or 505.
                 let l = &b[skip..sl_end];
                 let sp1 = l.iter().position(|&c| c == b' ').unwrap_or(l.len());
-                let sp2 = l.iter().rposition(|&c| c == b' ').filter(|&p| p > sp1).unwrap_or(l.len());
+                let sp2 = l
+                    .iter()
+                    .rposition(|&c| c == b' ')
+                    .filter(|&p| p > sp1)
+                    .unwrap_or(l.len());
                 defect = Some(e);
                 StartLine::Request {
                     method: skip..skip + sp1,
@@ -329,7 +334,9 @@ impl Message {
             (Some(n), Framing::Stream) if n > available => return Err(ParseError::Incomplete),
             (Some(n), _) => n,
             (None, Framing::Datagram) => available,
-            (None, Framing::Stream) => return Err(ParseError::ContentLength("missing on a stream")),
+            (None, Framing::Stream) => {
+                return Err(ParseError::ContentLength("missing on a stream"));
+            }
         };
         if hend + body_len > MAX_MESSAGE_SIZE {
             return Err(ParseError::TooLarge);
@@ -451,7 +458,9 @@ impl Message {
         for h in self.headers.iter().filter(|h| h.name == name) {
             match self.value(h) {
                 Cow::Borrowed(v) => out.extend(header::split_list(v).map(Cow::Borrowed)),
-                Cow::Owned(v) => out.extend(header::split_list(&v).map(|s| Cow::Owned(s.to_owned()))),
+                Cow::Owned(v) => {
+                    out.extend(header::split_list(&v).map(|s| Cow::Owned(s.to_owned())))
+                }
             }
         }
         out
@@ -708,7 +717,10 @@ mod tests {
         m.validate().unwrap();
         let vias = m.header_list(HeaderName::Via);
         assert_eq!(vias.len(), 2);
-        assert_eq!(header::Via::parse(&vias[1]).unwrap().branch(), Some("z9hG4bK2"));
+        assert_eq!(
+            header::Via::parse(&vias[1]).unwrap().branch(),
+            Some("z9hG4bK2")
+        );
         assert_eq!(m.to_hdr().unwrap().tag(), Some("2"));
         assert_eq!(m.call_id().unwrap(), "abc");
     }

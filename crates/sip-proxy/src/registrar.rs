@@ -120,7 +120,9 @@ impl Registrar {
         list.retain(|b| b.expires_at > now);
         if contacts.iter().any(|c| c.trim() == "*") {
             if contacts.len() != 1 || header_expires != Some(0) {
-                return Err(RegisterError::BadContact("* needs Expires: 0 and no other contact"));
+                return Err(RegisterError::BadContact(
+                    "* needs Expires: 0 and no other contact",
+                ));
             }
             if list.iter().any(|b| b.call_id == call_id && b.cseq >= cseq) {
                 return Err(RegisterError::OutOfOrder);
@@ -147,7 +149,12 @@ impl Registrar {
             let mut params = na.params.clone();
             params.remove("expires");
             params.remove("q");
-            updates.push((na.uri.to_string(), params.to_string(), expires.min(cfg.max_expires), q));
+            updates.push((
+                na.uri.to_string(),
+                params.to_string(),
+                expires.min(cfg.max_expires),
+                q,
+            ));
         }
         for (uri, params, expires, q) in updates {
             let existing = list.iter().position(|b| *b.uri == *uri);
@@ -229,7 +236,9 @@ mod tests {
     use bytes::Bytes;
 
     fn register(call_id: &str, cseq: u32, contact: &str, expires: Option<u32>) -> Message {
-        let exp = expires.map(|e| format!("Expires: {e}\r\n")).unwrap_or_default();
+        let exp = expires
+            .map(|e| format!("Expires: {e}\r\n"))
+            .unwrap_or_default();
         let s = format!(
             "REGISTER sip:crest SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK{cseq}\r\n\
              From: <sip:alice@crest>;tag=1\r\nTo: <sip:alice@crest>\r\nCall-ID: {call_id}\r\n\
@@ -246,20 +255,44 @@ mod tests {
     fn several_contacts_expiry_removal_and_wildcard() {
         let t0 = Instant::now();
         let mut r = Registrar::new(RegistrarConfig::default());
-        r.handle_register(t0, "alice", &register("c1", 1, "<sip:alice@10.0.0.1>", Some(120)), flow())
-            .unwrap();
+        r.handle_register(
+            t0,
+            "alice",
+            &register("c1", 1, "<sip:alice@10.0.0.1>", Some(120)),
+            flow(),
+        )
+        .unwrap();
         let b = r
-            .handle_register(t0, "alice", &register("c2", 1, "<sip:alice@10.0.0.2>;expires=300", None), flow())
+            .handle_register(
+                t0,
+                "alice",
+                &register("c2", 1, "<sip:alice@10.0.0.2>;expires=300", None),
+                flow(),
+            )
             .unwrap();
         assert_eq!(b.len(), 2);
-        assert_eq!(r.lookup(t0 + Duration::from_secs(121), "alice").len(), 1, "first expired");
         assert_eq!(
-            r.handle_register(t0, "alice", &register("c2", 1, "<sip:alice@10.0.0.2>", None), flow())
-                .unwrap_err(),
+            r.lookup(t0 + Duration::from_secs(121), "alice").len(),
+            1,
+            "first expired"
+        );
+        assert_eq!(
+            r.handle_register(
+                t0,
+                "alice",
+                &register("c2", 1, "<sip:alice@10.0.0.2>", None),
+                flow()
+            )
+            .unwrap_err(),
             RegisterError::OutOfOrder
         );
         let b = r
-            .handle_register(t0, "alice", &register("c2", 2, "<sip:alice@10.0.0.2>", Some(0)), flow())
+            .handle_register(
+                t0,
+                "alice",
+                &register("c2", 2, "<sip:alice@10.0.0.2>", Some(0)),
+                flow(),
+            )
             .unwrap();
         assert_eq!(b.len(), 1);
         r.handle_register(t0, "alice", &register("c1", 5, "*", Some(0)), flow())
@@ -273,15 +306,33 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Registrar::new(RegistrarConfig::default());
         assert_eq!(
-            r.handle_register(t0, "alice", &register("c1", 1, "<sip:a@h>", Some(10)), flow()),
+            r.handle_register(
+                t0,
+                "alice",
+                &register("c1", 1, "<sip:a@h>", Some(10)),
+                flow()
+            ),
             Err(RegisterError::IntervalTooBrief(60))
         );
         let b = r
-            .handle_register(t0, "alice", &register("c1", 2, "<sip:a@h;transport=tcp>;+sip.instance=\"<urn:x>\";q=0.5", None), flow())
+            .handle_register(
+                t0,
+                "alice",
+                &register(
+                    "c1",
+                    2,
+                    "<sip:a@h;transport=tcp>;+sip.instance=\"<urn:x>\";q=0.5",
+                    None,
+                ),
+                flow(),
+            )
             .unwrap();
         assert_eq!(&*b[0].uri, "sip:a@h;transport=tcp");
         assert_eq!(&*b[0].params, ";+sip.instance=\"<urn:x>\"");
         assert_eq!(b[0].q, 500);
-        assert!(r.handle_register(t0, "alice", &register("c1", 3, "*", None), flow()).is_err());
+        assert!(
+            r.handle_register(t0, "alice", &register("c1", 3, "*", None), flow())
+                .is_err()
+        );
     }
 }

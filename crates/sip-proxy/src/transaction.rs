@@ -168,7 +168,9 @@ fn key_of(msg: &Message, server: bool) -> Option<Key> {
             "2543|{}|{}|{}|{}",
             msg.call_id().unwrap_or_default(),
             cseq.seq,
-            msg.from_hdr().and_then(|f| f.tag().map(str::to_owned)).unwrap_or_default(),
+            msg.from_hdr()
+                .and_then(|f| f.tag().map(str::to_owned))
+                .unwrap_or_default(),
             msg.request_uri_str().unwrap_or_default(),
         ),
     };
@@ -231,7 +233,8 @@ impl TransactionLayer {
     }
 
     fn transmit(&mut self, flow: Flow, data: Bytes) {
-        self.events.push_back(TxEvent::Transmit(Transmit { flow, data }));
+        self.events
+            .push_back(TxEvent::Transmit(Transmit { flow, data }));
     }
 
     /// Matches an incoming request (RFC 3261 §17.2.3) and creates a server transaction for a
@@ -242,7 +245,10 @@ impl TransactionLayer {
         };
         let is_ack = msg.method() == Some("ACK");
         if let Some(&id) = self.by_key.get(&key) {
-            let tx = self.txs.get_mut(&id).expect("by_key and txs are kept in step");
+            let tx = self
+                .txs
+                .get_mut(&id)
+                .expect("by_key and txs are kept in step");
             if is_ack {
                 return match tx.state {
                     State::Completed => {
@@ -392,7 +398,10 @@ impl TransactionLayer {
             return ResponseMatch::NoMatch;
         };
         let t = self.timers_cfg;
-        let tx = self.txs.get_mut(&id).expect("by_key and txs are kept in step");
+        let tx = self
+            .txs
+            .get_mut(&id)
+            .expect("by_key and txs are kept in step");
         let reliable = tx.flow.transport.is_reliable();
         match (tx.invite, tx.state, code) {
             (_, State::Trying | State::Proceeding, 100..=199) => {
@@ -422,7 +431,11 @@ impl TransactionLayer {
                 if let Some(ack) = ack {
                     self.transmit(flow, ack);
                 }
-                let d = if reliable { Duration::ZERO } else { Duration::from_secs(32) };
+                let d = if reliable {
+                    Duration::ZERO
+                } else {
+                    Duration::from_secs(32)
+                };
                 self.arm(id, Timer::State, now + d); // Timer D
                 ResponseMatch::Deliver(id)
             }
@@ -582,8 +595,10 @@ mod tests {
     }
 
     fn invite() -> Message {
-        msg("INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKabc\r\n\
-             From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+        msg(
+            "INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKabc\r\n\
+             From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+        )
     }
 
     fn response(code: u16, method: &str) -> Message {
@@ -603,7 +618,11 @@ mod tests {
 
     /// Runs the layer in virtual time until `end`, returning the offsets (in ms) at which it
     /// transmitted and the timeouts it reported.
-    fn run(layer: &mut TransactionLayer, t0: Instant, end: Duration) -> (Vec<u128>, Vec<(u128, TimeoutKind)>) {
+    fn run(
+        layer: &mut TransactionLayer,
+        t0: Instant,
+        end: Duration,
+    ) -> (Vec<u128>, Vec<(u128, TimeoutKind)>) {
         let (mut sends, mut timeouts) = (Vec::new(), Vec::new());
         let mut now = t0;
         loop {
@@ -628,7 +647,8 @@ mod tests {
     fn timer_a_doubles_and_timer_b_fires_at_64_t1() {
         let t0 = Instant::now();
         let mut l = TransactionLayer::new(TimerConfig::default());
-        l.send_request(t0, invite(), flow(TransportKind::Udp)).unwrap();
+        l.send_request(t0, invite(), flow(TransportKind::Udp))
+            .unwrap();
         let (sends, timeouts) = run(&mut l, t0, Duration::from_secs(60));
         assert_eq!(sends, [0, 500, 1500, 3500, 7500, 15500, 31500]);
         assert_eq!(timeouts, [(32_000, TimeoutKind::B)]);
@@ -639,13 +659,17 @@ mod tests {
     fn timer_e_caps_at_t2_and_timer_f_fires_at_32s() {
         let t0 = Instant::now();
         let mut l = TransactionLayer::new(TimerConfig::default());
-        let opt = msg("OPTIONS sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKo\r\n\
-                       From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\nCall-ID: c2\r\nCSeq: 1 OPTIONS\r\n\r\n");
+        let opt = msg(
+            "OPTIONS sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKo\r\n\
+                       From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\nCall-ID: c2\r\nCSeq: 1 OPTIONS\r\n\r\n",
+        );
         l.send_request(t0, opt, flow(TransportKind::Udp)).unwrap();
         let (sends, timeouts) = run(&mut l, t0, Duration::from_secs(60));
         assert_eq!(
             sends,
-            [0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
+            [
+                0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500
+            ]
         );
         assert_eq!(timeouts, [(32_000, TimeoutKind::F)]);
     }
@@ -654,7 +678,8 @@ mod tests {
     fn reliable_transport_has_no_retransmissions() {
         let t0 = Instant::now();
         let mut l = TransactionLayer::new(TimerConfig::default());
-        l.send_request(t0, invite(), flow(TransportKind::Tcp)).unwrap();
+        l.send_request(t0, invite(), flow(TransportKind::Tcp))
+            .unwrap();
         let (sends, timeouts) = run(&mut l, t0, Duration::from_secs(60));
         assert_eq!(sends, [0]);
         assert_eq!(timeouts, [(32_000, TimeoutKind::B)]);
@@ -664,30 +689,62 @@ mod tests {
     fn client_invite_non_2xx_is_acked_and_retransmissions_absorbed_until_timer_d() {
         let t0 = Instant::now();
         let mut l = TransactionLayer::new(TimerConfig::default());
-        let id = l.send_request(t0, invite(), flow(TransportKind::Udp)).unwrap();
+        let id = l
+            .send_request(t0, invite(), flow(TransportKind::Udp))
+            .unwrap();
         let _ = l.poll_event();
         let t = t0 + Duration::from_millis(100);
-        assert_eq!(l.handle_response(t, &response(180, "INVITE")), ResponseMatch::Deliver(id));
-        assert_eq!(l.handle_response(t, &response(486, "INVITE")), ResponseMatch::Deliver(id));
-        let Some(TxEvent::Transmit(ack)) = l.poll_event() else { panic!("ACK expected") };
+        assert_eq!(
+            l.handle_response(t, &response(180, "INVITE")),
+            ResponseMatch::Deliver(id)
+        );
+        assert_eq!(
+            l.handle_response(t, &response(486, "INVITE")),
+            ResponseMatch::Deliver(id)
+        );
+        let Some(TxEvent::Transmit(ack)) = l.poll_event() else {
+            panic!("ACK expected")
+        };
         let ack = Message::parse(ack.data, Framing::Datagram).unwrap();
         assert_eq!(ack.method(), Some("ACK"));
         assert_eq!(ack.to_hdr().unwrap().tag(), Some("2"));
         assert_eq!(ack.cseq().unwrap().method, "ACK");
-        assert_eq!(l.handle_response(t, &response(486, "INVITE")), ResponseMatch::Absorbed);
-        assert!(matches!(l.poll_event(), Some(TxEvent::Transmit(_))), "ACK resent");
-        assert_eq!(l.poll_timeout(), Some(t + Duration::from_secs(32)), "Timer D");
+        assert_eq!(
+            l.handle_response(t, &response(486, "INVITE")),
+            ResponseMatch::Absorbed
+        );
+        assert!(
+            matches!(l.poll_event(), Some(TxEvent::Transmit(_))),
+            "ACK resent"
+        );
+        assert_eq!(
+            l.poll_timeout(),
+            Some(t + Duration::from_secs(32)),
+            "Timer D"
+        );
     }
 
     #[test]
     fn client_invite_2xx_goes_to_accepted_and_timer_m() {
         let t0 = Instant::now();
         let mut l = TransactionLayer::new(TimerConfig::default());
-        let id = l.send_request(t0, invite(), flow(TransportKind::Udp)).unwrap();
+        let id = l
+            .send_request(t0, invite(), flow(TransportKind::Udp))
+            .unwrap();
         let t = t0 + Duration::from_millis(200);
-        assert_eq!(l.handle_response(t, &response(200, "INVITE")), ResponseMatch::Deliver(id));
-        assert_eq!(l.handle_response(t, &response(200, "INVITE")), ResponseMatch::Deliver(id));
-        assert_eq!(l.poll_timeout(), Some(t + Duration::from_secs(32)), "Timer M");
+        assert_eq!(
+            l.handle_response(t, &response(200, "INVITE")),
+            ResponseMatch::Deliver(id)
+        );
+        assert_eq!(
+            l.handle_response(t, &response(200, "INVITE")),
+            ResponseMatch::Deliver(id)
+        );
+        assert_eq!(
+            l.poll_timeout(),
+            Some(t + Duration::from_secs(32)),
+            "Timer M"
+        );
     }
 
     #[test]
@@ -698,13 +755,18 @@ mod tests {
         let RequestMatch::New(id) = l.handle_request(t0, &inv, flow(TransportKind::Udp)) else {
             panic!("new transaction expected")
         };
-        assert_eq!(l.handle_request(t0, &inv, flow(TransportKind::Udp)), RequestMatch::Retransmission);
+        assert_eq!(
+            l.handle_request(t0, &inv, flow(TransportKind::Udp)),
+            RequestMatch::Retransmission
+        );
         l.send_response(t0, id, 486, Bytes::from_static(b"SIP/2.0 486 Busy\r\n\r\n"));
         let (sends, timeouts) = run(&mut l, t0, Duration::from_secs(40));
         // Timer G: T1 doubling to T2; Timer H at 64*T1.
         assert_eq!(
             sends,
-            [0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
+            [
+                0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500
+            ]
         );
         assert_eq!(timeouts, [(32_000, TimeoutKind::H)]);
 
@@ -714,27 +776,45 @@ mod tests {
             panic!()
         };
         l.send_response(t0, id, 486, Bytes::from_static(b"SIP/2.0 486 Busy\r\n\r\n"));
-        let ack = msg("ACK sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKabc\r\n\
-                       From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c1\r\nCSeq: 1 ACK\r\n\r\n");
+        let ack = msg(
+            "ACK sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKabc\r\n\
+                       From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c1\r\nCSeq: 1 ACK\r\n\r\n",
+        );
         let t = t0 + Duration::from_millis(700);
-        assert_eq!(l.handle_request(t, &ack, flow(TransportKind::Udp)), RequestMatch::AckAbsorbed);
-        assert_eq!(l.poll_timeout(), Some(t + Duration::from_secs(5)), "Timer I = T4");
+        assert_eq!(
+            l.handle_request(t, &ack, flow(TransportKind::Udp)),
+            RequestMatch::AckAbsorbed
+        );
+        assert_eq!(
+            l.poll_timeout(),
+            Some(t + Duration::from_secs(5)),
+            "Timer I = T4"
+        );
     }
 
     #[test]
     fn server_non_invite_resends_response_and_timer_j() {
         let t0 = Instant::now();
         let mut l = TransactionLayer::new(TimerConfig::default());
-        let bye = msg("BYE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKbye\r\n\
-                       From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c1\r\nCSeq: 2 BYE\r\n\r\n");
+        let bye = msg(
+            "BYE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKbye\r\n\
+                       From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c1\r\nCSeq: 2 BYE\r\n\r\n",
+        );
         let RequestMatch::New(id) = l.handle_request(t0, &bye, flow(TransportKind::Udp)) else {
             panic!()
         };
         l.send_response(t0, id, 200, Bytes::from_static(b"SIP/2.0 200 OK\r\n\r\n"));
         let _ = l.poll_event();
-        assert_eq!(l.handle_request(t0, &bye, flow(TransportKind::Udp)), RequestMatch::Retransmission);
+        assert_eq!(
+            l.handle_request(t0, &bye, flow(TransportKind::Udp)),
+            RequestMatch::Retransmission
+        );
         assert!(matches!(l.poll_event(), Some(TxEvent::Transmit(_))));
-        assert_eq!(l.poll_timeout(), Some(t0 + Duration::from_secs(32)), "Timer J = 64*T1");
+        assert_eq!(
+            l.poll_timeout(),
+            Some(t0 + Duration::from_secs(32)),
+            "Timer J = 64*T1"
+        );
     }
 
     #[test]
@@ -745,12 +825,24 @@ mod tests {
         let RequestMatch::New(id) = l.handle_request(t0, &inv, flow(TransportKind::Udp)) else {
             panic!()
         };
-        let cancel = msg("CANCEL sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKabc\r\n\
-                          From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\nCall-ID: c1\r\nCSeq: 1 CANCEL\r\n\r\n");
+        let cancel = msg(
+            "CANCEL sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKabc\r\n\
+                          From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\nCall-ID: c1\r\nCSeq: 1 CANCEL\r\n\r\n",
+        );
         assert_eq!(l.invite_for_cancel(&cancel), Some(id));
-        assert!(matches!(l.handle_request(t0, &cancel, flow(TransportKind::Udp)), RequestMatch::New(_)));
+        assert!(matches!(
+            l.handle_request(t0, &cancel, flow(TransportKind::Udp)),
+            RequestMatch::New(_)
+        ));
         l.send_response(t0, id, 200, Bytes::from_static(b"SIP/2.0 200 OK\r\n\r\n"));
-        assert_eq!(l.handle_request(t0, &inv, flow(TransportKind::Udp)), RequestMatch::Retransmission);
-        assert_eq!(l.poll_timeout(), Some(t0 + Duration::from_secs(32)), "Timer L");
+        assert_eq!(
+            l.handle_request(t0, &inv, flow(TransportKind::Udp)),
+            RequestMatch::Retransmission
+        );
+        assert_eq!(
+            l.poll_timeout(),
+            Some(t0 + Duration::from_secs(32)),
+            "Timer L"
+        );
     }
 }

@@ -185,7 +185,10 @@ mod tests {
         let u = Uri::parse("sip:sips%3Auser%40example.com@example.net;transport=tcp").unwrap();
         assert_eq!(u.user_unescaped().as_deref(), Some("sips:user@example.com"));
         assert_eq!(u.params.get("transport"), Some("tcp"));
-        assert_eq!(u.to_string(), "sip:sips%3Auser%40example.com@example.net;transport=tcp");
+        assert_eq!(
+            u.to_string(),
+            "sip:sips%3Auser%40example.com@example.net;transport=tcp"
+        );
     }
 
     #[test]

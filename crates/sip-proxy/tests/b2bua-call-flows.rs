@@ -16,8 +16,16 @@ fn answered_call(extra: &str) -> (Harness, crest_sip_proxy::Message, crest_sip_p
     assert_eq!(to_b.len(), 1);
     let inv = to_b.remove(0);
     assert_eq!(inv.method(), Some("INVITE"));
-    assert_ne!(inv.call_id(), Some("call1".into()), "leg B has its own Call-ID");
-    assert_eq!(&inv.body()[..], b"v=0\r\ns=caller\r\n", "SDP relayed unchanged");
+    assert_ne!(
+        inv.call_id(),
+        Some("call1".into()),
+        "leg B has its own Call-ID"
+    );
+    assert_eq!(
+        &inv.body()[..],
+        b"v=0\r\ns=caller\r\n",
+        "SDP relayed unchanged"
+    );
     assert_eq!(inv.max_forwards(), Some(69));
     h.recv(CALLEE, &reply(&inv, 180, "bt", "", ""));
     assert_eq!(h.take_summary(CALLER), ["180"]);
@@ -61,10 +69,17 @@ fn hang_up_from_callee() {
 fn ok_is_retransmitted_until_ack_then_call_torn_down() {
     let (mut h, _inv, _ok) = answered_call("");
     h.advance(Duration::from_millis(3600));
-    assert_eq!(h.take_summary(CALLER), ["200", "200", "200"], "at 0.5, 1.5, 3.5 s");
+    assert_eq!(
+        h.take_summary(CALLER),
+        ["200", "200", "200"],
+        "at 0.5, 1.5, 3.5 s"
+    );
     h.advance(Duration::from_secs(40));
     let to_a = h.take_summary(CALLER);
-    assert!(to_a.contains(&"BYE".to_owned()), "no ACK in 64*T1: BYE to caller, got {to_a:?}");
+    assert!(
+        to_a.contains(&"BYE".to_owned()),
+        "no ACK in 64*T1: BYE to caller, got {to_a:?}"
+    );
     assert!(h.take_summary(CALLEE).contains(&"BYE".to_owned()));
 }
 
@@ -86,10 +101,17 @@ fn cancel_before_answer() {
     assert_eq!(h.take_summary(CALLER), ["200", "487"]);
     let cancel = h.take(CALLEE).remove(0);
     assert_eq!(cancel.method(), Some("CANCEL"));
-    assert_eq!(cancel.top_via().unwrap().branch(), inv.top_via().unwrap().branch());
+    assert_eq!(
+        cancel.top_via().unwrap().branch(),
+        inv.top_via().unwrap().branch()
+    );
     h.recv(CALLEE, &reply(&cancel, 200, "bt", "", ""));
     h.recv(CALLEE, &reply(&inv, 487, "bt", "", ""));
-    assert_eq!(h.take_summary(CALLEE), ["ACK"], "the transaction layer ACKs the 487");
+    assert_eq!(
+        h.take_summary(CALLEE),
+        ["ACK"],
+        "the transaction layer ACKs the 487"
+    );
     assert_eq!(h.ep.active_calls(), 0);
 }
 
@@ -101,7 +123,11 @@ fn callee_failures_map_to_the_caller() {
         h.take(CALLER);
         let inv = h.take(CALLEE).remove(0);
         h.recv(CALLEE, &reply(&inv, callee, "bt", "", ""));
-        assert_eq!(h.take_summary(CALLER), [caller.to_string()], "callee {callee}");
+        assert_eq!(
+            h.take_summary(CALLER),
+            [caller.to_string()],
+            "callee {callee}"
+        );
     }
 }
 
@@ -112,7 +138,11 @@ fn callee_silent_gives_408_after_timer_b() {
     h.take(CALLER);
     h.advance(Duration::from_secs(33));
     assert_eq!(h.take(CALLEE).len(), 7, "INVITE plus 6 retransmissions");
-    assert_eq!(h.take_distinct(CALLER), ["408"], "Timer G retransmits it until the ACK");
+    assert_eq!(
+        h.take_distinct(CALLER),
+        ["408"],
+        "Timer G retransmits it until the ACK"
+    );
 }
 
 #[test]
@@ -123,28 +153,44 @@ fn ringing_too_long_gives_480_and_cancel() {
     h.recv(CALLEE, &reply(&inv, 180, "bt", "", ""));
     h.take(CALLER);
     h.advance(Duration::from_secs(61));
-    assert_eq!(h.take_distinct(CALLER), ["480"], "Timer G retransmits it until the ACK");
-    assert_eq!(h.take_distinct(CALLEE), ["CANCEL"], "Timer E retransmits it until its 200");
+    assert_eq!(
+        h.take_distinct(CALLER),
+        ["480"],
+        "Timer G retransmits it until the ACK"
+    );
+    assert_eq!(
+        h.take_distinct(CALLEE),
+        ["CANCEL"],
+        "Timer E retransmits it until its 200"
+    );
 }
 
 #[test]
 fn reinvite_hold_and_info_are_passed_across() {
     let (mut h, _inv, ok) = answered_call("");
     h.recv(CALLER, &caller_request(&ok, "ACK", 1, ""));
-    let hold = caller_request(&ok, "INVITE", 2, "")
-        .replace("Content-Length: 0\n\n", "Content-Type: application/sdp\nContent-Length: 15\n\nv=0\r\na=sendonly");
+    let hold = caller_request(&ok, "INVITE", 2, "").replace(
+        "Content-Length: 0\n\n",
+        "Content-Type: application/sdp\nContent-Length: 15\n\nv=0\r\na=sendonly",
+    );
     h.recv(CALLER, &hold);
     let reinv = h.take(CALLEE).remove(0);
     assert_eq!(reinv.method(), Some("INVITE"));
     assert!(String::from_utf8_lossy(&reinv.body()).contains("sendonly"));
     assert_eq!(reinv.to_hdr().unwrap().tag(), Some("bt"));
-    h.recv(CALLEE, &reply(&reinv, 200, "bt", "", "v=0\r\na=recvonly\r\n"));
+    h.recv(
+        CALLEE,
+        &reply(&reinv, 200, "bt", "", "v=0\r\na=recvonly\r\n"),
+    );
     assert_eq!(h.take_summary(CALLEE), ["ACK"]);
     let ok2 = h.take(CALLER).remove(0);
     assert_eq!(ok2.status(), Some(200));
     assert!(String::from_utf8_lossy(&ok2.body()).contains("recvonly"));
     h.recv(CALLER, &caller_request(&ok, "ACK", 2, ""));
-    h.recv(CALLER, &caller_request(&ok, "INFO", 3, "Content-Type: application/dtmf-relay\n"));
+    h.recv(
+        CALLER,
+        &caller_request(&ok, "INFO", 3, "Content-Type: application/dtmf-relay\n"),
+    );
     let info = h.take(CALLEE).remove(0);
     assert_eq!(info.method(), Some("INFO"));
     h.recv(CALLEE, &reply(&info, 200, "bt", "", ""));
@@ -158,7 +204,10 @@ fn reinvite_hold_and_info_are_passed_across() {
 #[test]
 fn session_timer_tears_down_a_stale_call_and_refresh_keeps_it() {
     let (mut h, _inv, ok) = answered_call("Supported: timer\nSession-Expires: 90\n");
-    assert_eq!(ok.header(HeaderName::SessionExpires).as_deref(), Some("90;refresher=uac"));
+    assert_eq!(
+        ok.header(HeaderName::SessionExpires).as_deref(),
+        Some("90;refresher=uac")
+    );
     h.recv(CALLER, &caller_request(&ok, "ACK", 1, ""));
     // A refresh at 40 s (UPDATE) moves the deadline.
     h.advance(Duration::from_secs(40));
@@ -167,7 +216,10 @@ fn session_timer_tears_down_a_stale_call_and_refresh_keeps_it() {
     h.recv(CALLEE, &reply(&upd, 200, "bt", "", ""));
     h.take(CALLER);
     h.advance(Duration::from_secs(59));
-    assert!(h.take(CALLEE).is_empty(), "refreshed at 40 s: alive at 99 s");
+    assert!(
+        h.take(CALLEE).is_empty(),
+        "refreshed at 40 s: alive at 99 s"
+    );
     assert_eq!(h.ep.active_calls(), 1);
     // No refresh: BYE to both at 40 + 90 - 30 = 100 s.
     h.advance(Duration::from_secs(2));

@@ -23,7 +23,10 @@ pub fn free_port() -> u16 {
     loop {
         let t = TcpListener::bind("127.0.0.1:0").unwrap();
         let p = t.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", p)).is_ok() && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+        if UdpSocket::bind(("127.0.0.1", p)).is_ok()
+            && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok()
+            && TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
+        {
             return p;
         }
     }
@@ -70,7 +73,13 @@ impl Crest {
             .stderr(log)
             .spawn()
             .expect("crest starts");
-        let c = Self { child, sip, tls, admin, dir };
+        let c = Self {
+            child,
+            sip,
+            tls,
+            admin,
+            dir,
+        };
         c.wait_ready();
         c
     }
@@ -109,7 +118,10 @@ impl Crest {
     pub fn metric(&self, name: &str) -> u64 {
         let body = self.http_get("/metrics").unwrap_or_default();
         body.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")).and_then(|v| v.trim().parse().ok()))
+            .find_map(|l| {
+                l.strip_prefix(&format!("{name} "))
+                    .and_then(|v| v.trim().parse().ok())
+            })
             .unwrap_or_else(|| panic!("metric {name} missing"))
     }
 }
@@ -123,19 +135,25 @@ impl Drop for Crest {
 
 /// The sipp scenarios shipped with the tests.
 pub fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(name)
 }
 
 /// Runs sipp to completion (bounded by `-timeout` and a kill after `limit`).
 pub fn sipp(args: &[&str], limit: Duration) -> Output {
     let mut cmd = Command::new("sipp");
     cmd.args(args)
-        .args(["-nostdin", "-timeout", &format!("{}s", limit.as_secs()), "-timeout_error"])
+        .args([
+            "-nostdin",
+            "-timeout",
+            &format!("{}s", limit.as_secs()),
+            "-timeout_error",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let child = cmd.spawn().expect("sipp is installed (scripts/setup.sh)");
-    let out = child.wait_with_output().expect("sipp runs");
-    out
+    child.wait_with_output().expect("sipp runs")
 }
 
 /// Starts sipp in the background (a UAS), killed on drop.
@@ -189,19 +207,44 @@ pub fn assert_ok(what: &str, out: &Output, crest: &Crest) {
 
 /// Writes a scenario template with `@CODE@` filled in; its path.
 pub fn scenario_with_code(crest: &Crest, name: &str, code: u16) -> PathBuf {
-    let text = std::fs::read_to_string(scenario(name)).unwrap().replace("@CODE@", &code.to_string());
+    let text = std::fs::read_to_string(scenario(name))
+        .unwrap()
+        .replace("@CODE@", &code.to_string());
     let p = crest.dir.join(format!("{code}-{name}"));
     std::fs::write(&p, text).unwrap();
     p
 }
 
 /// Registers `user` (password `password`) from 127.0.0.1:`port` with sipp; the sipp output.
-pub fn register(crest: &Crest, user: &str, password: &str, port: u16, scenario_name: &str) -> Output {
+pub fn register(
+    crest: &Crest,
+    user: &str,
+    password: &str,
+    port: u16,
+    scenario_name: &str,
+) -> Output {
     let target = crest.addr().to_string();
     let sc = scenario(scenario_name);
     sipp(
-        &[&target, "-sf", sc.to_str().unwrap(), "-i", "127.0.0.1", "-p", &port.to_string(), "-s", user,
-          "-au", user, "-ap", password, "-m", "1", "-l", "1"],
+        &[
+            &target,
+            "-sf",
+            sc.to_str().unwrap(),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-s",
+            user,
+            "-au",
+            user,
+            "-ap",
+            password,
+            "-m",
+            "1",
+            "-l",
+            "1",
+        ],
         Duration::from_secs(15),
     )
 }

@@ -1,4 +1,5 @@
 //! A blocking SIP-over-stream client for tests (TCP or TLS): frames by Content-Length.
+#![allow(unreachable_pub)] // a test helper module shared by path
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -31,7 +32,8 @@ impl<S: Read + Write> SipStream<S> {
                     .lines()
                     .find_map(|l| {
                         let (n, v) = l.split_once(':')?;
-                        (n.trim().eq_ignore_ascii_case("content-length") || n.trim() == "l").then(|| v.trim().parse().ok())?
+                        (n.trim().eq_ignore_ascii_case("content-length") || n.trim() == "l")
+                            .then(|| v.trim().parse().ok())?
                     })
                     .unwrap_or(0);
                 if self.buf.len() >= h + 4 + cl {
@@ -51,7 +53,9 @@ impl<S: Read + Write> SipStream<S> {
 pub fn header(msg: &str, name: &str) -> Option<String> {
     msg.lines().find_map(|l| {
         let (n, v) = l.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        n.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
     })
 }
 

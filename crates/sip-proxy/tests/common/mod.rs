@@ -30,13 +30,33 @@ pub fn default_sip() -> SipConfig {
     sip.rate_limit.requests_per_sec = 0.0;
     sip.users = vec![UserConfig {
         name: "alice".into(),
-        ha1_md5: Some(crest_sip_proxy::auth::ha1(crest_sip_proxy::auth::Algorithm::Md5, "alice", "crest", "secret")),
+        ha1_md5: Some(crest_sip_proxy::auth::ha1(
+            crest_sip_proxy::auth::Algorithm::Md5,
+            "alice",
+            "crest",
+            "secret",
+        )),
         ha1_sha256: None,
     }];
     sip.routes = vec![
-        RouteConfig { number: "100".into(), user: None, uri: Some(format!("sip:{CALLEE}")), public: true },
-        RouteConfig { number: "200".into(), user: None, uri: Some(format!("sip:{CALLEE}")), public: false },
-        RouteConfig { number: "300".into(), user: Some("alice".into()), uri: None, public: true },
+        RouteConfig {
+            number: "100".into(),
+            user: None,
+            uri: Some(format!("sip:{CALLEE}")),
+            public: true,
+        },
+        RouteConfig {
+            number: "200".into(),
+            user: None,
+            uri: Some(format!("sip:{CALLEE}")),
+            public: false,
+        },
+        RouteConfig {
+            number: "300".into(),
+            user: Some("alice".into()),
+            uri: None,
+            public: true,
+        },
     ];
     sip
 }
@@ -46,13 +66,27 @@ impl Harness {
         let routes = sip
             .resolve_routes(|h, p| format!("{h}:{p}").parse().ok())
             .expect("test routes resolve");
-        assert!(routes.iter().all(|(_, t, _)| matches!(t, RouteTarget::Uri(..) | RouteTarget::User(_))));
+        assert!(
+            routes
+                .iter()
+                .all(|(_, t, _)| matches!(t, RouteTarget::Uri(..) | RouteTarget::User(_)))
+        );
         let t0 = Instant::now();
         let ep = Endpoint::new(
             t0,
-            EndpointConfig { sip, routes, local: vec![(TransportKind::Udp, addr(CREST))], seed: 7 },
+            EndpointConfig {
+                sip,
+                routes,
+                local: vec![(TransportKind::Udp, addr(CREST))],
+                seed: 7,
+            },
         );
-        Self { ep, t0, now: t0, sent: Vec::new() }
+        Self {
+            ep,
+            t0,
+            now: t0,
+            sent: Vec::new(),
+        }
     }
 
     fn collect(&mut self) {
@@ -102,7 +136,10 @@ impl Harness {
     pub fn take_summary(&mut self, to: &str) -> Vec<String> {
         self.take(to)
             .iter()
-            .map(|m| m.status().map_or_else(|| m.method().unwrap().to_owned(), |c| c.to_string()))
+            .map(|m| {
+                m.status()
+                    .map_or_else(|| m.method().unwrap().to_owned(), |c| c.to_string())
+            })
             .collect()
     }
 }
@@ -137,12 +174,19 @@ pub fn reply(req: &Message, code: u16, to_tag: &str, extra: &str, body: &str) ->
     } else {
         s.push_str(&format!("To: {to};tag={to_tag}\n"));
     }
-    s.push_str(&format!("Call-ID: {}\nCSeq: {}\n", req.call_id().unwrap(), req.header(H::CSeq).unwrap()));
+    s.push_str(&format!(
+        "Call-ID: {}\nCSeq: {}\n",
+        req.call_id().unwrap(),
+        req.header(H::CSeq).unwrap()
+    ));
     s.push_str(&format!("Contact: <sip:bob@{CALLEE}>\n{extra}"));
     if body.is_empty() {
         s.push_str("Content-Length: 0\n\n");
     } else {
-        s.push_str(&format!("Content-Type: application/sdp\nContent-Length: {}\n\n{body}", body.len()));
+        s.push_str(&format!(
+            "Content-Type: application/sdp\nContent-Length: {}\n\n{body}",
+            body.len()
+        ));
     }
     s
 }
