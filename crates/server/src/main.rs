@@ -144,12 +144,14 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
     // The SIP section (with possibly 100,000 users) moves into the endpoint, not a copy.
     let sip = std::mem::take(&mut l.config.sip);
     let cfg = &l.config;
-    let udp = match l.udp {
-        Some(a) => Some(
-            sip_io::bind_udp(a, cfg.sockets.udp_recv_buffer, cfg.sockets.udp_send_buffer)
-                .with_context(|| format!("binding UDP {a}"))?,
-        ),
-        None => None,
+    let (udp, udp_sender) = match l.udp {
+        Some(a) => {
+            let (s, tx) =
+                sip_io::start_udp(a, cfg.sockets.udp_recv_buffer, cfg.sockets.udp_send_buffer)
+                    .with_context(|| format!("binding UDP {a}"))?;
+            (Some(s), Some(tx))
+        }
+        None => (None, None),
     };
     let tcp = match l.tcp {
         Some(a) => Some(
@@ -221,6 +223,7 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
     }
     let sockets = sip_io::Sockets {
         udp,
+        udp_sender,
         tcp,
         tls,
         overload_utilization: cfg.sockets.overload_utilization,

@@ -47,9 +47,21 @@ enum StreamEvent {
     ConnectFailed((TransportKind, SocketAddr)),
 }
 
+/// Binds the UDP listener and starts its sending thread.
+pub(crate) fn start_udp(
+    addr: SocketAddr,
+    recv: usize,
+    send: usize,
+) -> io::Result<(UdpSocket, std::sync::mpsc::Sender<Vec<(SocketAddr, Bytes)>>)> {
+    let (socket, sender) = bind_udp(addr, recv, send)?;
+    Ok((socket, spawn_udp_sender(sender)?))
+}
+
 /// The listeners and settings the core task runs with.
 pub(crate) struct Sockets {
     pub(crate) udp: Option<UdpSocket>,
+    /// The sending thread's channel (see [`start_udp`]).
+    pub(crate) udp_sender: Option<std::sync::mpsc::Sender<Vec<(SocketAddr, Bytes)>>>,
     pub(crate) tcp: Option<TcpListener>,
     pub(crate) tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
     /// The share of a 200 ms window the core task may spend working before new calls and
@@ -57,8 +69,13 @@ pub(crate) struct Sockets {
     pub(crate) overload_utilization: f64,
 }
 
-/// Binds a UDP socket with large buffers (the kernel caps them at rmem_max/wmem_max).
-pub(crate) fn bind_udp(addr: SocketAddr, recv: usize, send: usize) -> io::Result<UdpSocket> {
+/// Binds a UDP socket with large buffers (the kernel caps them at rmem_max/wmem_max); the
+/// second handle, on the same socket, is for the sending thread.
+fn bind_udp(
+    addr: SocketAddr,
+    recv: usize,
+    send: usize,
+) -> io::Result<(UdpSocket, std::net::UdpSocket)> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;
@@ -66,12 +83,47 @@ pub(crate) fn bind_udp(addr: SocketAddr, recv: usize, send: usize) -> io::Result
     let _ = s.set_send_buffer_size(send);
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
-    UdpSocket::from_std(s.into())
+    let std_socket: std::net::UdpSocket = s.into();
+    let sender = std_socket.try_clone()?;
+    Ok((UdpSocket::from_std(std_socket)?, sender))
+}
+
+/// A thread that sends the core's UDP datagrams, so that the system calls (and the wake-ups of
+/// the receivers they cause) run on the other core. Batches keep their order.
+fn spawn_udp_sender(
+    socket: std::net::UdpSocket,
+) -> io::Result<std::sync::mpsc::Sender<Vec<(SocketAddr, Bytes)>>> {
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<(SocketAddr, Bytes)>>();
+    std::thread::Builder::new()
+        .name("crest-udp-send".into())
+        .spawn(move || {
+            for batch in rx {
+                for (to, data) in batch {
+                    // The socket is non-blocking (shared with the receiver): wait out a full
+                    // send buffer for at most ~20 ms, then drop (the transaction retransmits).
+                    for _ in 0..400 {
+                        match socket.send_to(&data, to) {
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                                std::thread::sleep(Duration::from_micros(50));
+                            }
+                            Err(e) => {
+                                debug!(remote = %to, error = %e, "UDP send failed");
+                                break;
+                            }
+                            Ok(_) => break,
+                        }
+                    }
+                }
+            }
+        })?;
+    Ok(tx)
 }
 
 struct Core {
     ep: Endpoint,
     udp: Option<Arc<UdpSocket>>,
+    udp_out: Vec<(SocketAddr, Bytes)>,
+    udp_sender: Option<std::sync::mpsc::Sender<Vec<(SocketAddr, Bytes)>>>,
     conns: HashMap<ConnectionId, mpsc::Sender<Bytes>>,
     by_remote: HashMap<(TransportKind, SocketAddr), ConnectionId>,
     pending: HashMap<(TransportKind, SocketAddr), Vec<Bytes>>,
@@ -88,18 +140,22 @@ impl Core {
         }
     }
 
+    /// Hands the datagrams gathered so far to the sending thread.
+    fn flush_udp(&mut self) {
+        if self.udp_out.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.udp_out);
+        if let Some(tx) = &self.udp_sender
+            && tx.send(batch).is_err()
+        {
+            warn!("UDP sending thread is gone");
+        }
+    }
+
     async fn send(&mut self, t: Transmit) {
         match t.flow.transport {
-            TransportKind::Udp => {
-                let Some(udp) = &self.udp else { return };
-                match udp.try_send_to(&t.data, t.flow.remote) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        let _ = udp.send_to(&t.data, t.flow.remote).await;
-                    }
-                    Err(e) => debug!(remote = %t.flow.remote, error = %e, "UDP send failed"),
-                }
-            }
+            TransportKind::Udp => self.udp_out.push((t.flow.remote, t.data)),
             kind => {
                 let key = (kind, t.flow.remote);
                 let conn = t
@@ -211,6 +267,8 @@ pub(crate) async fn run(
     let mut core = Core {
         ep,
         udp: sockets.udp.map(Arc::new),
+        udp_out: Vec::with_capacity(256),
+        udp_sender: sockets.udp_sender,
         conns: HashMap::new(),
         by_remote: HashMap::new(),
         pending: HashMap::new(),
@@ -265,6 +323,7 @@ pub(crate) async fn run(
                                         // Timers must not starve behind a flood.
                                         core.ep.handle_timeout(Instant::now().into_std());
                                         core.flush().await;
+                                        core.flush_udp();
                                     }
                                 }
                             }
@@ -302,6 +361,7 @@ pub(crate) async fn run(
         let now = Instant::now();
         core.ep.handle_timeout(now.into_std());
         core.flush().await;
+        core.flush_udp();
         if let Some(util) = load.window_done(Instant::now()) {
             // Two windows in a row: a single pause (a table resize, a slow send) is not overload.
             let over = util > overload_utilization;
