@@ -47,12 +47,15 @@ enum StreamEvent {
     ConnectFailed((TransportKind, SocketAddr)),
 }
 
+/// Batches of datagrams for the UDP sending thread, in order.
+pub(crate) type UdpSendQueue = std::sync::mpsc::Sender<Vec<(SocketAddr, Bytes)>>;
+
 /// Binds the UDP listener and starts its sending thread.
 pub(crate) fn start_udp(
     addr: SocketAddr,
     recv: usize,
     send: usize,
-) -> io::Result<(UdpSocket, std::sync::mpsc::Sender<Vec<(SocketAddr, Bytes)>>)> {
+) -> io::Result<(UdpSocket, UdpSendQueue)> {
     let (socket, sender) = bind_udp(addr, recv, send)?;
     Ok((socket, spawn_udp_sender(sender)?))
 }
@@ -61,7 +64,7 @@ pub(crate) fn start_udp(
 pub(crate) struct Sockets {
     pub(crate) udp: Option<UdpSocket>,
     /// The sending thread's channel (see [`start_udp`]).
-    pub(crate) udp_sender: Option<std::sync::mpsc::Sender<Vec<(SocketAddr, Bytes)>>>,
+    pub(crate) udp_sender: Option<UdpSendQueue>,
     pub(crate) tcp: Option<TcpListener>,
     pub(crate) tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
     /// The share of a 200 ms window the core task may spend working before new calls and
@@ -90,9 +93,7 @@ fn bind_udp(
 
 /// A thread that sends the core's UDP datagrams, so that the system calls (and the wake-ups of
 /// the receivers they cause) run on the other core. Batches keep their order.
-fn spawn_udp_sender(
-    socket: std::net::UdpSocket,
-) -> io::Result<std::sync::mpsc::Sender<Vec<(SocketAddr, Bytes)>>> {
+fn spawn_udp_sender(socket: std::net::UdpSocket) -> io::Result<UdpSendQueue> {
     let (tx, rx) = std::sync::mpsc::channel::<Vec<(SocketAddr, Bytes)>>();
     std::thread::Builder::new()
         .name("crest-udp-send".into())
@@ -123,7 +124,7 @@ struct Core {
     ep: Endpoint,
     udp: Option<Arc<UdpSocket>>,
     udp_out: Vec<(SocketAddr, Bytes)>,
-    udp_sender: Option<std::sync::mpsc::Sender<Vec<(SocketAddr, Bytes)>>>,
+    udp_sender: Option<UdpSendQueue>,
     conns: HashMap<ConnectionId, mpsc::Sender<Bytes>>,
     by_remote: HashMap<(TransportKind, SocketAddr), ConnectionId>,
     pending: HashMap<(TransportKind, SocketAddr), Vec<Bytes>>,
