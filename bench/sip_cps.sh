@@ -17,7 +17,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 SHARED="${SHARED:-$ROOT/../shared/bench}"
-MODE=all; RATES="1000 2000 3000 4000 5000 6000"; REG_RATES="5000 10000 15000 20000 25000"; DUR=10
+MODE=all; RATES="1000 2000 3000 4000 5000 6000"; REG_RATES="10000 20000 30000 40000 50000"; DUR=10
 while (($#)); do
   case "$1" in
     --mode) MODE=$2; shift 2;;
@@ -79,7 +79,7 @@ if [[ $MODE == calls || $MODE == all ]]; then
 fi
 
 if [[ $MODE == reg || $MODE == all ]]; then
-  cfg=$(users_config 500000)
+  cfg=$(users_config 1000000)
   start_crest "$cfg"
   first=1
   for variant in challenge reuse-nonce; do
@@ -88,7 +88,7 @@ if [[ $MODE == reg || $MODE == all ]]; then
   printf "rate\tsent\tok\tfailed\tachieved\tp50_ms\tp99_ms\tcpu_us_per_registration\tverdict\n" >"$OUT/reg_crest_$variant.tsv"
   best=0
   for r in $REG_RATES; do
-    n=$((r * 3)); ((first + n <= 500000)) || break
+    n=$((r * 3)); ((first + n <= 1000000)) || break
     t0=$(ticks "$CPID")
     line=$(timeout 120 "$REGLOAD" 127.0.0.1:5060 "$r" "$n" "$first" $flag)
     t1=$(ticks "$CPID")
