@@ -41,6 +41,8 @@ pub(crate) struct TlsConfig {
     pub(crate) cert_file: Option<PathBuf>,
     /// PEM private key.
     pub(crate) key_file: Option<PathBuf>,
+    /// PEM trust anchors for outbound TLS (sips: routes); the system bundle when unset.
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 /// The admin HTTP server (metrics, health).

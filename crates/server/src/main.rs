@@ -221,7 +221,21 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
     if let Some(a) = l.admin {
         info!(address = %a, "admin HTTP listening (/metrics, /healthz, /readyz)");
     }
+    // Outbound TLS for sips: routes (and transport=tls), verified against the route's host name.
+    let names: std::collections::HashMap<_, _> = l
+        .routes
+        .iter()
+        .filter_map(|(_, t, _)| match t {
+            crest_sip_proxy::config::RouteTarget::Uri(uri, addr) => Some((*addr, uri.host.clone())),
+            crest_sip_proxy::config::RouteTarget::User(_) => None,
+        })
+        .collect();
+    let tls_out = sip_io::TlsOut {
+        connector: tls::connector(&cfg.tls)?,
+        names: std::sync::Arc::new(names),
+    };
     let sockets = sip_io::Sockets {
+        tls_out: Some(tls_out),
         udp,
         udp_sender,
         tcp,

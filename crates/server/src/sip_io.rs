@@ -67,6 +67,8 @@ pub(crate) struct Sockets {
     pub(crate) udp_sender: Option<UdpSendQueue>,
     pub(crate) tcp: Option<TcpListener>,
     pub(crate) tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
+    /// Client side of TLS, for requests to sips: routes.
+    pub(crate) tls_out: Option<TlsOut>,
     /// The share of a 200 ms window the core task may spend working before new calls and
     /// registrations get a fast 503 (the core is saturated: queues grow from here on).
     pub(crate) overload_utilization: f64,
@@ -125,6 +127,7 @@ struct Core {
     udp: Option<Arc<UdpSocket>>,
     udp_out: Vec<(SocketAddr, Bytes)>,
     udp_sender: Option<UdpSendQueue>,
+    tls_out: Option<TlsOut>,
     conns: HashMap<ConnectionId, mpsc::Sender<Bytes>>,
     by_remote: HashMap<(TransportKind, SocketAddr), ConnectionId>,
     pending: HashMap<(TransportKind, SocketAddr), Vec<Bytes>>,
@@ -172,31 +175,20 @@ impl Core {
                     }
                     return;
                 }
-                if kind != TransportKind::Tcp {
-                    // Crest opens outbound TCP only; TLS and WebSocket peers connect to us.
-                    debug!(remote = %t.flow.remote, %kind, "no connection to peer; dropped");
-                    return;
-                }
+                let connector = match kind {
+                    TransportKind::Tcp => None,
+                    TransportKind::Tls if self.tls_out.is_some() => self.tls_out.clone(),
+                    _ => {
+                        // WebSocket peers (and TLS without a client config) connect to us.
+                        debug!(remote = %t.flow.remote, %kind, "no connection to peer; dropped");
+                        return;
+                    }
+                };
                 let first = !self.pending.contains_key(&key);
                 self.pending.entry(key).or_default().push(t.data);
                 if first {
                     let (events, next) = (self.events.clone(), self.next_conn.clone());
-                    tokio::spawn(async move {
-                        match tokio::time::timeout(
-                            Duration::from_secs(5),
-                            TcpStream::connect(key.1),
-                        )
-                        .await
-                        {
-                            Ok(Ok(s)) => {
-                                let _ = s.set_nodelay(true);
-                                run_stream(s, key, next, events).await;
-                            }
-                            _ => {
-                                let _ = events.send(StreamEvent::ConnectFailed(key)).await;
-                            }
-                        }
-                    });
+                    tokio::spawn(connect(key, connector, events, next));
                 }
             }
         }
@@ -270,6 +262,7 @@ pub(crate) async fn run(
         udp: sockets.udp.map(Arc::new),
         udp_out: Vec::with_capacity(256),
         udp_sender: sockets.udp_sender,
+        tls_out: sockets.tls_out,
         conns: HashMap::new(),
         by_remote: HashMap::new(),
         pending: HashMap::new(),
@@ -465,6 +458,58 @@ impl Load {
         self.window_start = now;
         self.idle = Duration::ZERO;
         Some(util.clamp(0.0, 1.0))
+    }
+}
+
+/// Opens an outbound TCP (or TLS) connection and runs it; reports failure to the core.
+async fn connect(
+    key: (TransportKind, SocketAddr),
+    tls: Option<TlsOut>,
+    events: mpsc::Sender<StreamEvent>,
+    next: Arc<AtomicU64>,
+) {
+    let attempt = async {
+        let s = TcpStream::connect(key.1).await?;
+        let _ = s.set_nodelay(true);
+        match tls {
+            None => {
+                run_stream(s, key, next.clone(), events.clone()).await;
+                Ok(())
+            }
+            Some(tls) => {
+                let name = tls.server_name(key.1);
+                let t = tls.connector.connect(name, s).await?;
+                run_stream(t, key, next.clone(), events.clone()).await;
+                Ok::<(), io::Error>(())
+            }
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            debug!(remote = %key.1, error = %e, "connect failed");
+            let _ = events.send(StreamEvent::ConnectFailed(key)).await;
+        }
+        Err(_) => {
+            let _ = events.send(StreamEvent::ConnectFailed(key)).await;
+        }
+    }
+}
+
+/// Outbound TLS: the client configuration and the names to verify, per address (from the
+/// routes' sips: URIs; an address without a name is verified as an IP address).
+#[derive(Clone)]
+pub(crate) struct TlsOut {
+    pub(crate) connector: tokio_rustls::TlsConnector,
+    pub(crate) names: Arc<HashMap<SocketAddr, String>>,
+}
+
+impl TlsOut {
+    fn server_name(&self, addr: SocketAddr) -> rustls::pki_types::ServerName<'static> {
+        self.names
+            .get(&addr)
+            .and_then(|n| rustls::pki_types::ServerName::try_from(n.clone()).ok())
+            .unwrap_or_else(|| rustls::pki_types::ServerName::IpAddress(addr.ip().into()))
     }
 }
 

@@ -49,3 +49,33 @@ pub(crate) fn acceptor(
     .context("TLS certificate and key do not match")?;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
+
+/// The client configuration for outbound TLS: trust anchors from `tls.ca_file`, or the system
+/// bundle (Debian's ca-certificates) when it is not set.
+pub(crate) fn connector(cfg: &TlsConfig) -> anyhow::Result<tokio_rustls::TlsConnector> {
+    let path = cfg
+        .ca_file
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from("/etc/ssl/certs/ca-certificates.crt"));
+    let mut roots = rustls::RootCertStore::empty();
+    if path.exists() {
+        for cert in CertificateDer::pem_file_iter(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+        {
+            let cert = cert.with_context(|| format!("parsing {}", path.display()))?;
+            roots
+                .add(cert)
+                .with_context(|| format!("a certificate in {}", path.display()))?;
+        }
+    } else {
+        warn!(path = %path.display(), "no trust anchors for outbound TLS");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS protocol versions")?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}

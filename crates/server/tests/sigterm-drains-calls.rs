@@ -12,12 +12,10 @@ fn sigterm_refuses_new_calls_and_lets_the_current_one_finish() {
     let uas_port = free_port();
     let mut crest = Crest::start_with(
         "drain",
-        &format!(
-            "  routes:\n    - {{number: \"6000\", uri: \"sip:127.0.0.1:{uas_port}\", public: true}}\n"
-        ),
+        &route_to_port("6000", uas_port),
         "shutdown:\n  drain_secs: 20\n",
     );
-    let uas = Background::sipp(
+    let callee = Background::sipp(
         &[
             "-sn",
             "uas",
@@ -31,12 +29,12 @@ fn sigterm_refuses_new_calls_and_lets_the_current_one_finish() {
         Duration::from_secs(30),
     );
     let target = crest.addr().to_string();
-    let t = target.clone();
     // A 3-second call.
     let long_call = std::thread::spawn(move || {
+        let port = free_port().to_string();
         sipp(
             &[
-                &t,
+                &target,
                 "-sn",
                 "uac",
                 "-s",
@@ -44,7 +42,7 @@ fn sigterm_refuses_new_calls_and_lets_the_current_one_finish() {
                 "-i",
                 "127.0.0.1",
                 "-p",
-                &free_port().to_string(),
+                &port,
                 "-m",
                 "1",
                 "-d",
@@ -72,29 +70,17 @@ fn sigterm_refuses_new_calls_and_lets_the_current_one_finish() {
     );
     std::thread::sleep(Duration::from_millis(200));
     let refused = scenario_with_code(&crest, "uac_expect_failure.xml", 503);
-    let out = sipp(
-        &[
-            &target,
-            "-sf",
-            refused.to_str().unwrap(),
-            "-s",
-            "6000",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &free_port().to_string(),
-            "-m",
-            "1",
-        ],
-        Duration::from_secs(10),
+    assert_ok(
+        "new call while draining gets 503",
+        &uac(&crest, &refused, "6000", &[]),
+        &crest,
     );
-    assert_ok("new call while draining gets 503", &out, &crest);
     assert_ok(
         "the call in progress completes",
         &long_call.join().unwrap(),
         &crest,
     );
-    let _ = uas.finish(Duration::from_secs(5));
+    let _ = callee.finish(Duration::from_secs(5));
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(s) = crest.child.try_wait().unwrap() {

@@ -185,3 +185,63 @@ fn tls_with_configured_certificate_registers_with_digest() {
     assert_eq!(crest.metric("crest_registered_aors"), 1);
     assert_eq!(crest.metric("crest_sip_connections"), 1);
 }
+
+#[test]
+fn calls_to_a_sips_route_go_out_over_verified_tls() {
+    let dir = scratch_dir("tls-out-ca");
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    std::fs::write(dir.join("ca.pem"), ck.cert.pem()).unwrap();
+    // The callee: a TLS server with that certificate.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let server_cfg = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![ck.cert.der().clone()], key)
+            .unwrap(),
+    );
+    let callee = std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let conn = rustls::ServerConnection::new(server_cfg).unwrap();
+        let mut c = SipStream::new(rustls::StreamOwned::new(conn, tcp));
+        let invite = c.recv();
+        let mut busy = String::from("SIP/2.0 486 Busy Here\r\n");
+        for l in invite.lines().filter(|l| l.starts_with("Via:")) {
+            busy.push_str(l);
+            busy.push_str("\r\n");
+        }
+        for name in ["From", "Call-ID", "CSeq"] {
+            busy.push_str(&format!("{name}: {}\r\n", header(&invite, name).unwrap()));
+        }
+        busy.push_str(&format!(
+            "To: {};tag=tlscallee\r\nContent-Length: 0\r\n\r\n",
+            header(&invite, "To").unwrap()
+        ));
+        c.send(&busy);
+        let ack = c.recv();
+        (invite, ack)
+    });
+    let top = format!("tls:\n  ca_file: {}\n", dir.join("ca.pem").display());
+    let crest = Crest::start_with(
+        "tls-out",
+        &format!(
+            "  routes:\n    - {{number: \"7000\", uri: \"sips:127.0.0.1:{port}\", public: true}}\n"
+        ),
+        &top,
+    );
+    let busy = scenario_with_code(&crest, "uac_expect_failure.xml", 486);
+    let out = uac(&crest, &busy, "7000", &[]);
+    assert_ok("UDP caller gets the TLS callee's 486", &out, &crest);
+    let (invite, ack) = callee.join().unwrap();
+    assert!(invite.starts_with("INVITE sips:127.0.0.1:"), "{invite}");
+    assert!(
+        header(&invite, "Via").unwrap().starts_with("SIP/2.0/TLS"),
+        "{invite}"
+    );
+    assert!(ack.starts_with("ACK "), "{ack}");
+}

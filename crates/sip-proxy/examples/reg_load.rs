@@ -61,7 +61,16 @@ fn main() {
     let reuse_nonce = args.iter().any(|a| a == "--reuse-nonce");
     let mut nonce_held: Option<String> = None;
     let realm = "crest";
-    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    // A 4 MB receive buffer, as the sipp runs of the Kamailio baseline use (-buff_size).
+    let sock = {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).expect("socket");
+        let _ = s.set_recv_buffer_size(4 << 20);
+        let _ = s.set_send_buffer_size(4 << 20);
+        s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .expect("bind");
+        UdpSocket::from(s)
+    };
     let _ = sock.set_nonblocking(true);
     let local = sock.local_addr().expect("local addr");
     let start = Instant::now();

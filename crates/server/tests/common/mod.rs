@@ -248,3 +248,48 @@ pub fn register(
         Duration::from_secs(15),
     )
 }
+
+/// A `routes:` entry (under `sip:`) sending `number` to the sipp UAS on `port`.
+pub fn route_to_port(number: &str, port: u16) -> String {
+    format!(
+        "  routes:\n    - {{number: \"{number}\", uri: \"sip:127.0.0.1:{port}\", public: true}}\n"
+    )
+}
+
+/// A sipp UAS running `scenario_file` on `port`, for one call, in the background.
+pub fn uas(scenario_file: &Path, port: u16) -> Background {
+    Background::sipp(
+        &[
+            "-sf",
+            scenario_file.to_str().unwrap(),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-m",
+            "1",
+        ],
+        Duration::from_secs(20),
+    )
+}
+
+/// A sipp UAC running `scenario_file` once, dialling `number` through crest; its output.
+pub fn uac(crest: &Crest, scenario_file: &Path, number: &str, extra: &[&str]) -> Output {
+    let target = crest.addr().to_string();
+    let port = free_port().to_string();
+    let mut args = vec![
+        target.as_str(),
+        "-sf",
+        scenario_file.to_str().unwrap(),
+        "-s",
+        number,
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-m",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    sipp(&args, Duration::from_secs(15))
+}
