@@ -162,6 +162,7 @@ impl Endpoint {
         let mut sip = cfg.sip;
         // The users move into their own map; the config copy keeps no second list.
         let users = std::mem::take(&mut sip.users);
+        let users_count = users.len();
         let timers = TimerConfig {
             t1: Duration::from_millis(sip.timers.t1_ms),
             t2: Duration::from_millis(sip.timers.t2_ms),
@@ -183,7 +184,7 @@ impl Endpoint {
             users: users.into_iter().map(|u| (u.name.clone(), u)).collect(),
             local: cfg.local,
             tx: TransactionLayer::new(timers),
-            registrar: Registrar::new(sip.registrar),
+            registrar: Registrar::with_capacity(sip.registrar, users_count),
             auth,
             rng,
             calls: HashMap::new(),

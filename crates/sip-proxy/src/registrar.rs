@@ -95,9 +95,15 @@ pub struct Registrar {
 impl Registrar {
     /// An empty location service.
     pub fn new(config: RegistrarConfig) -> Self {
+        Self::with_capacity(config, 0)
+    }
+
+    /// A location service sized for `users` AoRs up front, so that a registration storm
+    /// (every phone re-registering after an outage) never pauses the core to grow the table.
+    pub fn with_capacity(config: RegistrarConfig, users: usize) -> Self {
         Self {
             config,
-            bindings: HashMap::new(),
+            bindings: HashMap::with_capacity(users),
         }
     }
 
