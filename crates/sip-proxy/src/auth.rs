@@ -2,7 +2,8 @@
 //! SHA-256 in SIP): qop=auth, stateless nonces that expire (`stale=true`), and nonce-count
 //! replay protection. Credentials are stored as HA1 hashes only.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
 use md5::Md5;
@@ -163,6 +164,9 @@ pub struct DigestAuth {
     /// when the nonce expires. A nonce is shared by every challenge issued in the same
     /// millisecond, so the username is part of the key.
     seen: HashMap<u64, (u32, Instant)>,
+    /// `seen` keys by expiry, so that pruning touches only what expired (a full scan of a
+    /// million entries would pause the core).
+    expiries: BinaryHeap<Reverse<(Instant, u64)>>,
 }
 
 impl DigestAuth {
@@ -181,6 +185,7 @@ impl DigestAuth {
             nonce_ttl,
             algorithms,
             seen: HashMap::new(),
+            expiries: BinaryHeap::new(),
         }
     }
 
@@ -266,6 +271,7 @@ impl DigestAuth {
             Some((last, _)) => *last = nc,
             None => {
                 self.seen.insert(key, (nc, expires));
+                self.expiries.push(Reverse((expires, key)));
             }
         }
         Ok(())
@@ -273,7 +279,13 @@ impl DigestAuth {
 
     /// Forgets nonce-counts of expired nonces.
     pub fn prune(&mut self, now: Instant) {
-        self.seen.retain(|_, (_, exp)| *exp > now);
+        while let Some(Reverse((at, key))) = self.expiries.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.expiries.pop();
+            self.seen.remove(&key);
+        }
         if self.seen.capacity() > 1024 && self.seen.len() < self.seen.capacity() / 4 {
             self.seen.shrink_to(self.seen.len() * 2);
         }

@@ -2,7 +2,8 @@
 //! expiry, several contacts per AoR, `Expires: 0` removal and `*` wildcard removal, and
 //! Call-ID/CSeq ordering so that a stale REGISTER cannot undo a newer one.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::header::{HeaderName, NameAddr};
@@ -90,6 +91,9 @@ impl RegisterError {
 pub struct Registrar {
     config: RegistrarConfig,
     bindings: HashMap<Box<str>, Vec<Binding>>,
+    /// AoRs by the expiry of a binding they were given, so that a sweep visits only AoRs with
+    /// something to expire (a full scan of a million AoRs would pause the core).
+    expiries: BinaryHeap<Reverse<(Instant, Box<str>)>>,
 }
 
 impl Registrar {
@@ -104,6 +108,7 @@ impl Registrar {
         Self {
             config,
             bindings: HashMap::with_capacity(users),
+            expiries: BinaryHeap::new(),
         }
     }
 
@@ -175,11 +180,13 @@ impl Registrar {
             } else if expires == 0 {
                 continue;
             }
+            let expires_at = now + Duration::from_secs(expires.into());
+            self.expiries.push(Reverse((expires_at, aor.into())));
             let binding = Binding {
                 uri: uri.into(),
                 params: params.into(),
                 flow,
-                expires_at: now + Duration::from_secs(expires.into()),
+                expires_at,
                 q,
                 call_id,
                 cseq,
@@ -218,10 +225,20 @@ impl Registrar {
 
     /// Drops every lapsed binding.
     pub fn sweep(&mut self, now: Instant) {
-        self.bindings.retain(|_, l| {
-            l.retain(|b| b.expires_at > now);
-            !l.is_empty()
-        });
+        while let Some(Reverse((at, _))) = self.expiries.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, aor))) = self.expiries.pop() else {
+                break;
+            };
+            if let Some(list) = self.bindings.get_mut(&aor) {
+                list.retain(|b| b.expires_at > now);
+                if list.is_empty() {
+                    self.bindings.remove(&aor);
+                }
+            }
+        }
     }
 
     /// How many AoRs have at least one binding.
@@ -304,6 +321,40 @@ mod tests {
         r.handle_register(t0, "alice", &register("c1", 5, "*", Some(0)), flow())
             .unwrap();
         assert!(r.lookup(t0, "alice").is_empty(), "wildcard removes all");
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn sweep_drops_only_what_expired() {
+        let t0 = Instant::now();
+        let mut r = Registrar::new(RegistrarConfig::default());
+        r.handle_register(
+            t0,
+            "alice",
+            &register("c1", 1, "<sip:a@h>", Some(60)),
+            flow(),
+        )
+        .unwrap();
+        r.handle_register(
+            t0,
+            "bob",
+            &register("c2", 1, "<sip:b@h>", Some(600)),
+            flow(),
+        )
+        .unwrap();
+        // Alice refreshes: her first expiry entry must not drop the refreshed binding.
+        r.handle_register(
+            t0 + Duration::from_secs(50),
+            "alice",
+            &register("c1", 2, "<sip:a@h>", Some(60)),
+            flow(),
+        )
+        .unwrap();
+        r.sweep(t0 + Duration::from_secs(61));
+        assert_eq!(r.len(), 2);
+        r.sweep(t0 + Duration::from_secs(111));
+        assert_eq!(r.len(), 1, "alice lapsed at 110 s");
+        r.sweep(t0 + Duration::from_secs(601));
         assert!(r.is_empty());
     }
 
