@@ -30,27 +30,7 @@ fn sigterm_refuses_new_calls_and_lets_the_current_one_finish() {
     );
     let target = crest.addr().to_string();
     // A 3-second call.
-    let long_call = std::thread::spawn(move || {
-        let port = free_port().to_string();
-        sipp(
-            &[
-                &target,
-                "-sn",
-                "uac",
-                "-s",
-                "6000",
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-m",
-                "1",
-                "-d",
-                "3000",
-            ],
-            Duration::from_secs(20),
-        )
-    });
+    let long_call = std::thread::spawn(move || builtin_call(&target, "6000", 3000));
     let deadline = Instant::now() + Duration::from_secs(10);
     while crest.metric("crest_calls_answered_total") == 0 {
         assert!(

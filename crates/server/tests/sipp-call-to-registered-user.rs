@@ -33,24 +33,7 @@ fn call_reaches_registered_user_and_caller_hangs_up() {
         Duration::from_secs(20),
     );
     let target = crest.addr().to_string();
-    let out = sipp(
-        &[
-            &target,
-            "-sn",
-            "uac",
-            "-s",
-            "1000",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &free_port().to_string(),
-            "-m",
-            "1",
-            "-d",
-            "200",
-        ],
-        Duration::from_secs(15),
-    );
+    let out = builtin_call(&target, "1000", 200);
     assert_ok("caller", &out, &crest);
     let uas = uas.finish(Duration::from_secs(5));
     assert_ok("callee", &uas, &crest);

@@ -8,7 +8,6 @@ mod stream;
 
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::*;
 use crest_sip_proxy::auth::{Algorithm, client_response, ha1};
@@ -86,26 +85,7 @@ fn tcp_pipelining_keepalive_and_call_over_the_registered_connection() {
 
     register(&mut c, "TCP", crest.sip, "alice", 40000);
     let target = crest.addr().to_string();
-    let uac = std::thread::spawn(move || {
-        sipp(
-            &[
-                &target,
-                "-sn",
-                "uac",
-                "-s",
-                "1000",
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &free_port().to_string(),
-                "-m",
-                "1",
-                "-d",
-                "100",
-            ],
-            Duration::from_secs(15),
-        )
-    });
+    let uac = std::thread::spawn(move || builtin_call(&target, "1000", 100));
     let invite = c.recv();
     assert!(
         invite.starts_with("INVITE sip:alice@127.0.0.1:40000;transport=tcp"),

@@ -293,3 +293,27 @@ pub fn uac(crest: &Crest, scenario_file: &Path, number: &str, extra: &[&str]) ->
     args.extend_from_slice(extra);
     sipp(&args, Duration::from_secs(15))
 }
+
+/// sipp's built-in UAC: one call to `number` through crest at `target`, held `hold_ms`.
+pub fn builtin_call(target: &str, number: &str, hold_ms: u32) -> Output {
+    let port = free_port().to_string();
+    let hold = hold_ms.to_string();
+    sipp(
+        &[
+            target,
+            "-sn",
+            "uac",
+            "-s",
+            number,
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-m",
+            "1",
+            "-d",
+            &hold,
+        ],
+        Duration::from_secs(20),
+    )
+}
