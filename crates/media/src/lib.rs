@@ -1,5 +1,20 @@
-//! Crest media plane (placeholder crate of the workspace).
+//! Crest media plane: the sans-IO pieces of anchored RTP.
 //!
-//! Will hold the anchored RTP/RTCP sessions, SDP offer/answer, codecs, DTMF, jitter buffer,
-//! bridging, prompts and bandwidth accounting (issue "Media plane"). Until then the SIP core relays
-//! SDP between the legs of a call unchanged.
+//! This release holds the packet layer and the codecs the B2BUA will anchor with: RTP packets
+//! (RFC 3550), per-source reception statistics (extended sequence numbers, loss, duplicates,
+//! reordering, jitter, RTCP report blocks) and G.711 μ-law/A-law. Sessions, SDP offer/answer,
+//! the jitter buffer, DTMF, Opus and the bridge come with the rest of the media issue; until
+//! then the SIP core relays SDP between the legs unchanged.
+//!
+//! ```text
+//!   datagram ──► RtpPacket::parse ──► ReceiveStats::handle_packet(now, &packet) ──► Arrival
+//!                      │                              └──► report() ──► RTCP RR block
+//!                      └──► payload ──► g711::decode_ulaw / decode_alaw ──► PCM
+//! ```
+
+pub mod g711;
+pub mod rtp;
+pub mod stats;
+
+pub use rtp::{RtpError, RtpPacket};
+pub use stats::{Arrival, ReceiveStats, ReceptionReport};
