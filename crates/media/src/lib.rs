@@ -2,19 +2,23 @@
 //!
 //! This release holds the packet layer and the codecs the B2BUA will anchor with: RTP packets
 //! (RFC 3550), per-source reception statistics (extended sequence numbers, loss, duplicates,
-//! reordering, jitter, RTCP report blocks) and G.711 μ-law/A-law. Sessions, SDP offer/answer,
-//! the jitter buffer, DTMF, Opus and the bridge come with the rest of the media issue; until
-//! then the SIP core relays SDP between the legs unchanged.
+//! reordering, jitter, RTCP report blocks), an adaptive jitter buffer with concealment
+//! signalling, and G.711 μ-law/A-law. Sessions, SDP offer/answer, DTMF, Opus and the bridge
+//! come with the rest of the media issue; until then the SIP core relays SDP between the legs
+//! unchanged.
 //!
 //! ```text
 //!   datagram ──► RtpPacket::parse ──► ReceiveStats::handle_packet(now, &packet) ──► Arrival
 //!                      │                              └──► report() ──► RTCP RR block
+//!                      ├──► JitterBuffer::push(now, &packet) … pop(now) every ptime ──► Frame | Conceal
 //!                      └──► payload ──► g711::decode_ulaw / decode_alaw ──► PCM
 //! ```
 
 pub mod g711;
+pub mod jitter;
 pub mod rtp;
 pub mod stats;
 
+pub use jitter::{JitterBuffer, JitterConfig, JitterStats, Playout, Push};
 pub use rtp::{RtpError, RtpPacket};
 pub use stats::{Arrival, ReceiveStats, ReceptionReport};
