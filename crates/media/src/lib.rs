@@ -3,7 +3,7 @@
 //! This release holds the packet layer and the codecs the B2BUA will anchor with: RTP packets
 //! (RFC 3550), per-source reception statistics (extended sequence numbers, loss, duplicates,
 //! reordering, jitter, RTCP report blocks), an adaptive jitter buffer with concealment
-//! signalling, and G.711 μ-law/A-law. Sessions, SDP offer/answer, DTMF, Opus and the bridge
+//! signalling, G.711 μ-law/A-law, and DTMF (RFC 4733 events and in-band Goertzel detection). Sessions, SDP offer/answer, DTMF, Opus and the bridge
 //! come with the rest of the media issue; until then the SIP core relays SDP between the legs
 //! unchanged.
 //!
@@ -14,6 +14,7 @@
 //!                      └──► payload ──► g711::decode_ulaw / decode_alaw ──► PCM
 //! ```
 
+pub mod dtmf;
 pub mod g711;
 pub mod jitter;
 pub mod rtp;
