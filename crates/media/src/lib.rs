@@ -3,7 +3,8 @@
 //! This release holds the packet layer and the codecs the B2BUA will anchor with: RTP packets
 //! (RFC 3550), per-source reception statistics (extended sequence numbers, loss, duplicates,
 //! reordering, jitter, RTCP report blocks), an adaptive jitter buffer with concealment
-//! signalling, G.711 μ-law/A-law, and DTMF (RFC 4733 events and in-band Goertzel detection). Sessions, SDP offer/answer, DTMF, Opus and the bridge
+//! signalling, G.711 μ-law/A-law, DTMF (RFC 4733 events and in-band Goertzel detection), and
+//! SDP offer/answer (RFC 3264). Sessions with sockets, Opus, G.722, resampling and the bridge
 //! come with the rest of the media issue; until then the SIP core relays SDP between the legs
 //! unchanged.
 //!
@@ -18,6 +19,7 @@ pub mod dtmf;
 pub mod g711;
 pub mod jitter;
 pub mod rtp;
+pub mod sdp;
 pub mod stats;
 
 pub use jitter::{JitterBuffer, JitterConfig, JitterStats, Playout, Push};
