@@ -3,8 +3,8 @@
 //! This release holds the packet layer and the codecs the B2BUA will anchor with: RTP packets
 //! (RFC 3550), per-source reception statistics (extended sequence numbers, loss, duplicates,
 //! reordering, jitter, RTCP report blocks), an adaptive jitter buffer with concealment
-//! signalling, G.711 μ-law/A-law, DTMF (RFC 4733 events and in-band Goertzel detection), and
-//! SDP offer/answer (RFC 3264). Sessions with sockets, Opus, G.722, resampling and the bridge
+//! signalling, G.711 μ-law/A-law, DTMF (RFC 4733 events and in-band Goertzel detection), SDP
+//! offer/answer (RFC 3264), RTCP SR/RR with round-trip time, and an E-model MOS estimate. Sessions with sockets, Opus, G.722, resampling and the bridge
 //! come with the rest of the media issue; until then the SIP core relays SDP between the legs
 //! unchanged.
 //!
@@ -18,6 +18,8 @@
 pub mod dtmf;
 pub mod g711;
 pub mod jitter;
+pub mod quality;
+pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
 pub mod stats;
