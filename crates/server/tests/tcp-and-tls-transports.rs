@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::sync::Arc;
 
 use common::*;
-use crest_sip_proxy::auth::{Algorithm, client_response, ha1};
+use crest_sip_proxy::auth::{Algorithm, DigestClient};
 use stream::*;
 
 fn options(crest_port: u16, transport: &str, call_id: &str) -> String {
@@ -51,10 +51,15 @@ fn register<S: std::io::Read + std::io::Write>(
         .next()
         .unwrap();
     let uri = format!("sip:127.0.0.1:{port}");
-    let h1 = ha1(Algorithm::Md5, user, "crest", "secret");
-    let resp = client_response(Algorithm::Md5, &h1, "REGISTER", &uri, nonce, 1, "abc");
+    let client = DigestClient {
+        alg: Algorithm::Md5,
+        user,
+        password: "secret",
+        realm: "crest",
+    };
     let auth = format!(
-        "Authorization: Digest username=\"{user}\", realm=\"crest\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{resp}\", algorithm=MD5, cnonce=\"abc\", qop=auth, nc=00000001\r\n"
+        "Authorization: {}\r\n",
+        client.authorization(nonce, "REGISTER", &uri, 1, "abc")
     );
     c.send(&base(2, &auth));
     let ok = c.recv();

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use crest_sip_proxy::auth::{Algorithm, client_response, ha1};
+use crest_sip_proxy::auth::{Algorithm, DigestClient};
 
 fn register(target: SocketAddr, local: SocketAddr, user: u64, cseq: u32, auth: &str) -> String {
     format!(
@@ -30,13 +30,16 @@ fn register(target: SocketAddr, local: SocketAddr, user: u64, cseq: u32, auth: &
 
 /// An Authorization header for user `u<user>` (password "secret") with nonce-count 1.
 fn credentials(target: SocketAddr, realm: &str, user: u64, nonce: &str) -> String {
-    let uri = format!("sip:{target}");
     let name = format!("u{user}");
-    let h1 = ha1(Algorithm::Md5, &name, realm, "secret");
-    let resp = client_response(Algorithm::Md5, &h1, "REGISTER", &uri, nonce, 1, "c0ffee");
+    let client = DigestClient {
+        alg: Algorithm::Md5,
+        user: &name,
+        password: "secret",
+        realm,
+    };
     format!(
-        "Authorization: Digest username=\"{name}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
-         response=\"{resp}\", algorithm=MD5, cnonce=\"c0ffee\", qop=auth, nc=00000001\r\n"
+        "Authorization: {}\r\n",
+        client.authorization(nonce, "REGISTER", &format!("sip:{target}"), 1, "c0ffee")
     )
 }
 

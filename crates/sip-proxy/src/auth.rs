@@ -292,18 +292,44 @@ impl DigestAuth {
     }
 }
 
-/// Builds the credentials a client would send (used by tests and the load benchmark).
-pub fn client_response(
-    alg: Algorithm,
-    ha1: &str,
-    method: &str,
-    uri: &str,
-    nonce: &str,
-    nc: u32,
-    cnonce: &str,
-) -> String {
-    let h2 = alg.hex(format!("{method}:{uri}").as_bytes());
-    alg.hex(format!("{ha1}:{nonce}:{nc:08x}:{cnonce}:auth:{h2}").as_bytes())
+/// The client side of digest authentication (the tests, the load generator, and later
+/// Crest's own registrations to trunks).
+#[derive(Debug, Clone, Copy)]
+pub struct DigestClient<'a> {
+    /// The algorithm of the challenge answered.
+    pub alg: Algorithm,
+    /// The user name.
+    pub user: &'a str,
+    /// The password.
+    pub password: &'a str,
+    /// The realm of the challenge.
+    pub realm: &'a str,
+}
+
+impl DigestClient<'_> {
+    /// The `Digest ...` credentials (qop=auth) for `method` on `uri` with this nonce,
+    /// nonce-count and client nonce.
+    pub fn authorization(
+        &self,
+        nonce: &str,
+        method: &str,
+        uri: &str,
+        nc: u32,
+        cnonce: &str,
+    ) -> String {
+        let h1 = ha1(self.alg, self.user, self.realm, self.password);
+        let h2 = self.alg.hex(format!("{method}:{uri}").as_bytes());
+        let response = self
+            .alg
+            .hex(format!("{h1}:{nonce}:{nc:08x}:{cnonce}:auth:{h2}").as_bytes());
+        format!(
+            "Digest username=\"{}\", realm=\"{}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", \
+             algorithm={}, cnonce=\"{cnonce}\", qop=auth, nc={nc:08x}",
+            self.user,
+            self.realm,
+            self.alg.token()
+        )
+    }
 }
 
 #[cfg(test)]
@@ -325,13 +351,13 @@ mod tests {
             .split('"')
             .next()
             .unwrap();
-        let h1 = ha1(alg, "alice", "crest", password);
-        let resp = client_response(alg, &h1, "REGISTER", "sip:crest", nonce, nc, "c0ffee");
-        let header = format!(
-            "Digest username=\"alice\", realm=\"crest\", nonce=\"{nonce}\", uri=\"sip:crest\", \
-             response=\"{resp}\", algorithm={}, cnonce=\"c0ffee\", qop=auth, nc={nc:08x}",
-            alg.token()
-        );
+        let client = DigestClient {
+            alg,
+            user: "alice",
+            password,
+            realm: "crest",
+        };
+        let header = client.authorization(nonce, "REGISTER", "sip:crest", nc, "c0ffee");
         Credentials::parse(&header).unwrap()
     }
 

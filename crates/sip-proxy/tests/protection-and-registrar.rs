@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use crest_sip_proxy::HeaderName;
-use crest_sip_proxy::auth::{Algorithm, client_response, ha1};
+use crest_sip_proxy::auth::{Algorithm, DigestClient, ha1};
 
 fn register(call_id: &str, cseq: u32, contact: &str, expires: Option<u32>, auth: &str) -> String {
     let exp = expires
@@ -43,13 +43,15 @@ fn nonce_of(challenge: &crest_sip_proxy::Message, alg: &str) -> (String, bool) {
 }
 
 fn credentials(alg: Algorithm, nonce: &str, nc: u32, password: &str) -> String {
-    let uri = format!("sip:{CREST}");
-    let h1 = ha1(alg, "alice", "crest", password);
-    let resp = client_response(alg, &h1, "REGISTER", &uri, nonce, nc, "cn");
+    let client = DigestClient {
+        alg,
+        user: "alice",
+        password,
+        realm: "crest",
+    };
     format!(
-        "Authorization: Digest username=\"alice\", realm=\"crest\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{resp}\", \
-         algorithm={}, cnonce=\"cn\", qop=auth, nc={nc:08x}\n",
-        alg.token()
+        "Authorization: {}\n",
+        client.authorization(nonce, "REGISTER", &format!("sip:{CREST}"), nc, "cn")
     )
 }
 
