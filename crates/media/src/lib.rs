@@ -19,6 +19,7 @@ pub mod dtmf;
 pub mod g711;
 pub mod jitter;
 pub mod quality;
+pub mod resample;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
