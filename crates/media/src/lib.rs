@@ -4,9 +4,9 @@
 //! (RFC 3550), per-source reception statistics (extended sequence numbers, loss, duplicates,
 //! reordering, jitter, RTCP report blocks), an adaptive jitter buffer with concealment
 //! signalling, G.711 μ-law/A-law, DTMF (RFC 4733 events and in-band Goertzel detection), SDP
-//! offer/answer (RFC 3264), RTCP SR/RR with round-trip time, and an E-model MOS estimate. Sessions with sockets, Opus, G.722, resampling and the bridge
-//! come with the rest of the media issue; until then the SIP core relays SDP between the legs
-//! unchanged.
+//! offer/answer (RFC 3264), RTCP SR/RR with round-trip time, an E-model MOS estimate, and
+//! 8/16/24/48 kHz resampling. Sessions with sockets, Opus, G.722 and the bridge come with the
+//! rest of the media issue; until then the SIP core relays SDP between the legs unchanged.
 //!
 //! ```text
 //!   datagram ──► RtpPacket::parse ──► ReceiveStats::handle_packet(now, &packet) ──► Arrival
