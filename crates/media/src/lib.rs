@@ -5,8 +5,9 @@
 //! reordering, jitter, RTCP report blocks), an adaptive jitter buffer with concealment
 //! signalling, G.711 μ-law/A-law, DTMF (RFC 4733 events and in-band Goertzel detection), SDP
 //! offer/answer (RFC 3264), RTCP SR/RR with round-trip time, an E-model MOS estimate, and
-//! 8/16/24/48 kHz resampling. Sessions with sockets, Opus, G.722 and the bridge come with the
-//! rest of the media issue; until then the SIP core relays SDP between the legs unchanged.
+//! 8/16/24/48 kHz resampling, and a per-leg RTP/RTCP session (symmetric RTP, reports, media
+//! timeout). Sockets, Opus, G.722 and the bridge come with the rest of the media issue; until
+//! then the SIP core relays SDP between the legs unchanged.
 //!
 //! ```text
 //!   datagram ──► RtpPacket::parse ──► ReceiveStats::handle_packet(now, &packet) ──► Arrival
@@ -23,6 +24,7 @@ pub mod resample;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
+pub mod session;
 pub mod stats;
 
 pub use jitter::{JitterBuffer, JitterConfig, JitterStats, Playout, Push};
