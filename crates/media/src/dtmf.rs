@@ -120,6 +120,34 @@ impl EventReceiver {
     }
 }
 
+/// The key of a SIP INFO body, the fallback when neither RFC 4733 nor in-band tones get
+/// through: `application/dtmf-relay` (`Signal=5` and `Duration=160` lines) or
+/// `application/dtmf` (the key alone).
+pub fn parse_info_body(content_type: &str, body: &str) -> Option<char> {
+    let ctype = content_type.split(';').next().unwrap_or("").trim();
+    let key = if ctype.eq_ignore_ascii_case("application/dtmf-relay") {
+        body.lines().find_map(|l| {
+            let (name, value) = l.split_once('=')?;
+            name.trim()
+                .eq_ignore_ascii_case("signal")
+                .then(|| value.trim())
+        })?
+    } else if ctype.eq_ignore_ascii_case("application/dtmf") {
+        body.trim()
+    } else {
+        return None;
+    };
+    let mut chars = key.chars();
+    let (Some(c), None) = (chars.next(), chars.next()) else {
+        // Some phones send event codes (10 for *, 11 for #).
+        return key
+            .parse::<u8>()
+            .ok()
+            .and_then(|n| KEYS.get(usize::from(n)).copied());
+    };
+    event_code(c).map(|_| c.to_ascii_uppercase())
+}
+
 const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
 const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
 const BLOCK: usize = 205; // 25.6 ms at 8 kHz: the classic size for DTMF bins
@@ -279,6 +307,30 @@ mod tests {
             Err(DtmfError::NotDtmf(16))
         );
         assert_eq!(TelephoneEvent::parse(&[1, 2]), Err(DtmfError::Truncated));
+    }
+
+    #[test]
+    fn sip_info_bodies() {
+        assert_eq!(
+            parse_info_body("application/dtmf-relay", "Signal=5\r\nDuration=160\r\n"),
+            Some('5')
+        );
+        assert_eq!(
+            parse_info_body("Application/DTMF-Relay", "signal= #\nDuration=100"),
+            Some('#')
+        );
+        assert_eq!(
+            parse_info_body("application/dtmf-relay", "Signal=11\r\n"),
+            Some('#'),
+            "event code form"
+        );
+        assert_eq!(parse_info_body("application/dtmf", "a"), Some('A'));
+        assert_eq!(
+            parse_info_body("application/dtmf-relay", "Duration=160"),
+            None
+        );
+        assert_eq!(parse_info_body("application/dtmf-relay", "Signal=X"), None);
+        assert_eq!(parse_info_body("text/plain", "Signal=5"), None);
     }
 
     #[test]
