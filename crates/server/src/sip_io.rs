@@ -212,7 +212,7 @@ impl Core {
             }
             StreamEvent::ConnectFailed(key) => {
                 let n = self.pending.remove(&key).map_or(0, |v| v.len());
-                warn!(remote = %key.1, dropped = n, "TCP connect failed");
+                warn!(remote = %key.1, transport = %key.0, dropped = n, "connect failed");
             }
         }
     }
@@ -342,14 +342,13 @@ pub(crate) async fn run(
                 let _ = reply.send(core.snapshot());
             }
             _ = tokio::time::sleep_until(wake) => load.idle(waiting),
-            r = shutdown.changed(), if drain_deadline.is_none() => {
+            // A signal, or the signal task gone: either way, drain.
+            _ = shutdown.changed(), if drain_deadline.is_none() => {
                 load.idle(waiting);
-                if r.is_ok() || r.is_err() {
-                    info!(calls = core.ep.active_calls(), drain_secs = drain.as_secs(), "shutting down: no new calls, draining");
-                    core.ep.start_draining();
-                    core.draining = true;
-                    drain_deadline = Some(Instant::now() + drain);
-                }
+                info!(calls = core.ep.active_calls(), drain_secs = drain.as_secs(), "shutting down: no new calls, draining");
+                core.ep.start_draining();
+                core.draining = true;
+                drain_deadline = Some(Instant::now() + drain);
             }
         }
         let now = Instant::now();

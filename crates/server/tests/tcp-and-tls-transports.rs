@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::sync::Arc;
 
 use common::*;
-use crest_sip_proxy::auth::{Algorithm, DigestClient};
+use crest_sip_proxy::auth::{Algorithm, Challenge, DigestClient};
 use stream::*;
 
 fn options(crest_port: u16, transport: &str, call_id: &str) -> String {
@@ -41,15 +41,11 @@ fn register<S: std::io::Read + std::io::Write>(
     assert_eq!(status(&challenge), Some(401), "{challenge}");
     let www = challenge
         .lines()
-        .find(|l| l.starts_with("WWW-Authenticate:") && l.contains("MD5"))
-        .unwrap();
-    let nonce = www
-        .split("nonce=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
+        .filter_map(|l| l.strip_prefix("WWW-Authenticate:"));
+    let nonce = Challenge::find(www, Algorithm::Md5)
+        .expect("an MD5 challenge")
+        .nonce;
+    let nonce = nonce.as_str();
     let uri = format!("sip:127.0.0.1:{port}");
     let client = DigestClient {
         alg: Algorithm::Md5,

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use crest_sip_proxy::auth::{Algorithm, DigestClient};
+use crest_sip_proxy::auth::{Algorithm, Challenge, DigestClient};
 
 fn register(target: SocketAddr, local: SocketAddr, user: u64, cseq: u32, auth: &str) -> String {
     format!(
@@ -114,14 +114,14 @@ fn main() {
             let code = text.get(8..11).unwrap_or("");
             match code {
                 "401" => {
-                    let Some(nonce) = text
+                    let www = text
                         .lines()
-                        .filter(|l| l.starts_with("WWW-Authenticate") && l.contains("MD5"))
-                        .find_map(|l| l.split("nonce=\"").nth(1)?.split('"').next())
-                    else {
+                        .filter_map(|l| l.strip_prefix("WWW-Authenticate:"));
+                    let Some(challenge) = Challenge::find(www, Algorithm::Md5) else {
                         failed += 1;
                         continue;
                     };
+                    let nonce = challenge.nonce.as_str();
                     let auth = credentials(target, realm, user, nonce);
                     if reuse_nonce {
                         nonce_held = Some(nonce.to_owned());

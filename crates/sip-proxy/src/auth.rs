@@ -86,28 +86,36 @@ pub struct Credentials {
     pub opaque: Option<String>,
 }
 
-impl Credentials {
-    /// Parses a header value; `None` when the scheme is not Digest (RFC 4475 §3.3.7: an
-    /// unknown scheme is ignored, and the request is challenged).
-    pub fn parse(v: &str) -> Option<Self> {
-        let v = v.trim();
-        let (scheme, rest) = v.split_once([' ', '\t'])?;
-        if !scheme.eq_ignore_ascii_case("Digest") {
-            return None;
-        }
-        let mut c = Self {
-            algorithm: "MD5".into(),
-            ..Self::default()
-        };
-        for part in crate::header::split_list(rest) {
+/// The `name=value` parameters of a `Digest ...` header value (quotes removed, names in lower
+/// case); `None` when the scheme is not Digest or a parameter has no `=`.
+fn digest_params(v: &str) -> Option<Vec<(String, String)>> {
+    let (scheme, rest) = v.trim().split_once([' ', '\t'])?;
+    if !scheme.eq_ignore_ascii_case("Digest") {
+        return None;
+    }
+    crate::header::split_list(rest)
+        .map(|part| {
             let (k, val) = part.split_once('=')?;
             let val = val.trim();
             let val = val
                 .strip_prefix('"')
                 .and_then(|x| x.strip_suffix('"'))
-                .unwrap_or(val)
-                .to_owned();
-            match k.trim().to_ascii_lowercase().as_str() {
+                .unwrap_or(val);
+            Some((k.trim().to_ascii_lowercase(), val.to_owned()))
+        })
+        .collect()
+}
+
+impl Credentials {
+    /// Parses a header value; `None` when the scheme is not Digest (RFC 4475 §3.3.7: an
+    /// unknown scheme is ignored, and the request is challenged).
+    pub fn parse(v: &str) -> Option<Self> {
+        let mut c = Self {
+            algorithm: "MD5".into(),
+            ..Self::default()
+        };
+        for (k, val) in digest_params(v)? {
+            match k.as_str() {
                 "username" => c.username = val,
                 "realm" => c.realm = val,
                 "nonce" => c.nonce = val,
@@ -122,6 +130,49 @@ impl Credentials {
             }
         }
         Some(c)
+    }
+}
+
+/// A `WWW-Authenticate: Digest ...` challenge, as a client reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// realm
+    pub realm: String,
+    /// nonce
+    pub nonce: String,
+    /// The algorithm (MD5 when absent); `None` for one this crate does not implement.
+    pub algorithm: Option<Algorithm>,
+    /// stale=true: the credentials were right but the nonce expired.
+    pub stale: bool,
+}
+
+impl Challenge {
+    /// Parses a header value; `None` when it is not a Digest challenge with a nonce.
+    pub fn parse(v: &str) -> Option<Self> {
+        let mut c = Self {
+            realm: String::new(),
+            nonce: String::new(),
+            algorithm: Some(Algorithm::Md5),
+            stale: false,
+        };
+        for (k, val) in digest_params(v)? {
+            match k.as_str() {
+                "realm" => c.realm = val,
+                "nonce" => c.nonce = val,
+                "algorithm" => c.algorithm = Algorithm::from_token(&val),
+                "stale" => c.stale = val.eq_ignore_ascii_case("true"),
+                _ => {}
+            }
+        }
+        (!c.nonce.is_empty()).then_some(c)
+    }
+
+    /// The challenge for `alg` among a response's `WWW-Authenticate` values.
+    pub fn find<'a>(values: impl IntoIterator<Item = &'a str>, alg: Algorithm) -> Option<Self> {
+        values
+            .into_iter()
+            .filter_map(Self::parse)
+            .find(|c| c.algorithm == Some(alg))
     }
 }
 
@@ -343,14 +394,8 @@ mod tests {
         nc: u32,
         password: &str,
     ) -> Credentials {
-        let challenge = &auth.challenges(now, false)[0];
-        let nonce = challenge
-            .split("nonce=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap();
+        let challenge = Challenge::parse(&auth.challenges(now, false)[0]).unwrap();
+        let nonce = challenge.nonce.as_str();
         let client = DigestClient {
             alg,
             user: "alice",

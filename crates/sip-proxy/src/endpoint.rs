@@ -1256,9 +1256,9 @@ impl Endpoint {
         let _g = call.span.clone().entered();
         let seq = msg.cseq().map_or(0, |c| c.seq);
         let leg = call.leg_mut(side);
-        if seq <= leg.remote_cseq && side == Side::A
-            || (side == Side::B && leg.remote_cseq != 0 && seq <= leg.remote_cseq)
-        {
+        // Leg B's remote CSeq is 0 until the callee sends its first request.
+        let stale = seq <= leg.remote_cseq && (side == Side::A || leg.remote_cseq != 0);
+        if stale {
             return self.respond(now, id, &msg, flow, 500, None, "Retry-After: 1\r\n", None);
         }
         leg.remote_cseq = seq;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use crest_sip_proxy::HeaderName;
-use crest_sip_proxy::auth::{Algorithm, DigestClient, ha1};
+use crest_sip_proxy::auth::{Algorithm, Challenge, DigestClient, ha1};
 
 fn register(call_id: &str, cseq: u32, contact: &str, expires: Option<u32>, auth: &str) -> String {
     let exp = expires
@@ -21,25 +21,21 @@ fn register(call_id: &str, cseq: u32, contact: &str, expires: Option<u32>, auth:
 }
 
 fn nonce_of(challenge: &crest_sip_proxy::Message, alg: &str) -> (String, bool) {
-    let www = challenge
-        .header_list(HeaderName::WwwAuthenticate)
-        .into_iter()
-        .map(|v| v.into_owned())
-        .collect::<Vec<_>>()
-        .join(",");
-    let parts: Vec<&str> = www
-        .split("Digest ")
-        .filter(|p| p.contains(&format!("algorithm={alg}")))
+    // One challenge per header line (header_list would split them at their commas).
+    let lines: Vec<String> = challenge
+        .headers()
+        .iter()
+        .filter(|h| h.name == HeaderName::WwwAuthenticate)
+        .map(|h| challenge.value(h).into_owned())
         .collect();
-    let nonce = parts[0]
-        .split("nonce=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
-    (nonce, parts[0].contains("stale=true"))
+    let alg = if alg == "MD5" {
+        Algorithm::Md5
+    } else {
+        Algorithm::Sha256
+    };
+    let c = Challenge::find(lines.iter().map(String::as_str), alg)
+        .expect("a challenge for the algorithm");
+    (c.nonce, c.stale)
 }
 
 fn credentials(alg: Algorithm, nonce: &str, nc: u32, password: &str) -> String {

@@ -273,47 +273,34 @@ pub fn uas(scenario_file: &Path, port: u16) -> Background {
     )
 }
 
+/// A sipp UAC making one call to `number` through crest at `target`: `scenario` is
+/// `["-sf", file]` or `["-sn", "uac"]`, `extra` more arguments; its output.
+fn one_call(target: &str, scenario: &[&str], number: &str, extra: &[&str]) -> Output {
+    let port = free_port().to_string();
+    let mut args = vec![target];
+    args.extend_from_slice(scenario);
+    args.extend_from_slice(&["-s", number, "-i", "127.0.0.1", "-p", &port, "-m", "1"]);
+    args.extend_from_slice(extra);
+    sipp(&args, Duration::from_secs(20))
+}
+
 /// A sipp UAC running `scenario_file` once, dialling `number` through crest; its output.
 pub fn uac(crest: &Crest, scenario_file: &Path, number: &str, extra: &[&str]) -> Output {
     let target = crest.addr().to_string();
-    let port = free_port().to_string();
-    let mut args = vec![
-        target.as_str(),
-        "-sf",
-        scenario_file.to_str().unwrap(),
-        "-s",
+    one_call(
+        &target,
+        &["-sf", scenario_file.to_str().unwrap()],
         number,
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-m",
-        "1",
-    ];
-    args.extend_from_slice(extra);
-    sipp(&args, Duration::from_secs(15))
+        extra,
+    )
 }
 
 /// sipp's built-in UAC: one call to `number` through crest at `target`, held `hold_ms`.
 pub fn builtin_call(target: &str, number: &str, hold_ms: u32) -> Output {
-    let port = free_port().to_string();
-    let hold = hold_ms.to_string();
-    sipp(
-        &[
-            target,
-            "-sn",
-            "uac",
-            "-s",
-            number,
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-m",
-            "1",
-            "-d",
-            &hold,
-        ],
-        Duration::from_secs(20),
+    one_call(
+        target,
+        &["-sn", "uac"],
+        number,
+        &["-d", &hold_ms.to_string()],
     )
 }
