@@ -150,9 +150,28 @@ pub fn parse_info_body(content_type: &str, body: &str) -> Option<char> {
 
 const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
 const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+/// The event codes of the keypad, row by row (1 2 3 A / 4 5 6 B / 7 8 9 C / * 0 # D).
+const PAD: [u8; 16] = [1, 2, 3, 12, 4, 5, 6, 13, 7, 8, 9, 14, 10, 0, 11, 15];
 const BLOCK: usize = 205; // 25.6 ms at 8 kHz: the classic size for DTMF bins
 
-fn goertzel(samples: &[f64], freq: f64, rate: f64) -> f64 {
+/// `samples` of the dual tone of `key` at `rate` Hz, each tone at -10 dBFS: in-band DTMF for a
+/// leg that has no telephone-event. `None` for a key that is not a DTMF key.
+pub fn tone_pcm(key: char, rate: u32, samples: usize) -> Option<Vec<i16>> {
+    let code = event_code(key)?;
+    let idx = PAD.iter().position(|&c| c == code)?;
+    let (row, col) = (ROWS[idx / 4], COLS[idx % 4]);
+    let w = |f: f64, i: usize| (2.0 * std::f64::consts::PI * f * i as f64 / f64::from(rate)).sin();
+    Some(
+        (0..samples)
+            .map(|i| (5000.0 * (w(row, i) + w(col, i))) as i16)
+            .collect(),
+    )
+}
+
+/// The power of one frequency in a block of samples (the Goertzel algorithm): the detector's
+/// filter, also used by tests and tools that check a tone crossed a call.
+pub fn goertzel_power(samples: &[f64], freq: f64, rate: u32) -> f64 {
+    let rate = f64::from(rate);
     let coeff = 2.0 * (2.0 * std::f64::consts::PI * freq / rate).cos();
     let (mut s1, mut s2) = (0.0, 0.0);
     for &x in samples {
@@ -209,7 +228,7 @@ impl ToneDetector {
         if energy < (BLOCK as f64) * 330.0 * 330.0 / 2.0 {
             return None;
         }
-        let power = |f: f64| goertzel(block, f, 8000.0);
+        let power = |f: f64| goertzel_power(block, f, 8000);
         let rows: Vec<f64> = ROWS.iter().map(|&f| power(f)).collect();
         let cols: Vec<f64> = COLS.iter().map(|&f| power(f)).collect();
         let best = |v: &[f64]| {
@@ -239,7 +258,7 @@ impl ToneDetector {
         if (rp + cp) < 0.5 * (BLOCK as f64 / 2.0) * energy {
             return None;
         }
-        Some(KEYS[[1, 2, 3, 12, 4, 5, 6, 13, 7, 8, 9, 14, 10, 0, 11, 15][r * 4 + c]])
+        Some(KEYS[usize::from(PAD[r * 4 + c])])
     }
 }
 
@@ -248,18 +267,8 @@ mod tests {
     use super::*;
     use crate::g711;
 
-    fn tone(key: char, ms: usize, amplitude: f64) -> Vec<i16> {
-        let layout = "123A456B789C*0#D";
-        let i = layout.find(key).unwrap();
-        let (fr, fc) = (ROWS[i / 4], COLS[i % 4]);
-        (0..ms * 8)
-            .map(|n| {
-                let t = n as f64 / 8000.0;
-                (amplitude
-                    * ((2.0 * std::f64::consts::PI * fr * t).sin()
-                        + (2.0 * std::f64::consts::PI * fc * t).sin())) as i16
-            })
-            .collect()
+    fn tone(key: char, ms: usize) -> Vec<i16> {
+        tone_pcm(key, 8000, ms * 8).unwrap()
     }
 
     #[test]
@@ -336,7 +345,7 @@ mod tests {
     #[test]
     fn every_key_is_detected_in_band_once_even_through_ulaw() {
         for key in "0123456789*#ABCD".chars() {
-            let mut pcm = tone(key, 60, 6000.0);
+            let mut pcm = tone(key, 60);
             pcm.extend(std::iter::repeat_n(0, 400));
             let mut det = ToneDetector::new();
             assert_eq!(det.push(&pcm), [key], "{key}");
@@ -352,7 +361,7 @@ mod tests {
     fn digits_in_a_row_single_tones_and_noise_are_not_confused() {
         let mut pcm = Vec::new();
         for key in "1234".chars() {
-            pcm.extend(tone(key, 60, 5000.0));
+            pcm.extend(tone(key, 60));
             pcm.extend(std::iter::repeat_n(0, 400));
         }
         assert_eq!(ToneDetector::new().push(&pcm), ['1', '2', '3', '4']);

@@ -36,19 +36,6 @@ pub struct SessionConfig {
 /// What the session reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A media packet to pass on (the bridge, the jitter buffer, a listener).
-    Media {
-        /// Payload type.
-        payload_type: u8,
-        /// Sequence number.
-        sequence: u16,
-        /// Media timestamp.
-        timestamp: u32,
-        /// Marker bit.
-        marker: bool,
-        /// The payload.
-        payload: Vec<u8>,
-    },
     /// The peer's packets come from a new address; RTP and RTCP now go there.
     Latched(SocketAddr),
     /// No RTP for the configured time: end the call, with this reason logged.
@@ -121,6 +108,22 @@ impl RtpSession {
         self.remote
     }
 
+    /// A new address from a renegotiation (re-INVITE): packets go there until the peer's
+    /// own packets show where it really is.
+    pub fn set_remote(&mut self, remote: SocketAddr) {
+        if remote != self.cfg.remote {
+            self.cfg.remote = remote;
+            self.remote = remote;
+            self.latched = false;
+        }
+    }
+
+    /// Restarts the media-timeout clock at `now` (after a hold, or while no media is due).
+    pub fn rearm_timeout(&mut self, now: Instant) {
+        self.timed_out = false;
+        self.last_rtp = Some(now);
+    }
+
     /// Reception statistics.
     pub fn stats(&self) -> &ReceiveStats {
         &self.stats
@@ -131,11 +134,15 @@ impl RtpSession {
         self.rtt
     }
 
-    /// Takes an RTP datagram from `from`.
-    pub fn handle_rtp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        let Ok(p) = RtpPacket::parse(data) else {
-            return;
-        };
+    /// Takes an RTP datagram from `from`; the packet when it is to be passed on (the bridge,
+    /// the jitter buffer, a listener), `None` for strays, duplicates and non-RTP bytes.
+    pub fn handle_rtp<'a>(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        data: &'a [u8],
+    ) -> Option<RtpPacket<'a>> {
+        let p = RtpPacket::parse(data).ok()?;
         let quiet = self
             .last_rtp
             .is_none_or(|t| now.saturating_duration_since(t) > Duration::from_secs(2));
@@ -146,7 +153,7 @@ impl RtpSession {
             self.events.push_back(Event::Latched(from));
         }
         if from != self.remote {
-            return;
+            return None;
         }
         self.latched = true;
         self.last_rtp = Some(now);
@@ -154,15 +161,9 @@ impl RtpSession {
             self.stats.handle_packet(now, &p),
             Arrival::Duplicate | Arrival::Jump
         ) {
-            return;
+            return None;
         }
-        self.events.push_back(Event::Media {
-            payload_type: p.payload_type,
-            sequence: p.sequence,
-            timestamp: p.timestamp,
-            marker: p.marker,
-            payload: p.payload.to_vec(),
-        });
+        Some(p)
     }
 
     /// Takes an RTCP datagram: learns the peer's last SR and the round-trip time.
@@ -307,21 +308,24 @@ mod tests {
         let t0 = Instant::now();
         let mut s = RtpSession::new(t0, cfg(1, "10.0.0.5:4000"));
         let nat: SocketAddr = "203.0.113.7:61000".parse().unwrap();
-        s.handle_rtp(t0, nat, &rtp(1, 9));
-        let ev = events(&mut s);
-        assert_eq!(ev[0], Event::Latched(nat));
-        assert!(matches!(ev[1], Event::Media { sequence: 1, .. }));
+        let first = rtp(1, 9);
+        assert_eq!(s.handle_rtp(t0, nat, &first).map(|p| p.sequence), Some(1));
+        assert_eq!(events(&mut s), [Event::Latched(nat)]);
         assert_eq!(s.remote(), nat);
         // A stray source while the stream is live is ignored.
-        s.handle_rtp(
-            t0 + Duration::from_millis(20),
-            "198.51.100.66:5000".parse().unwrap(),
-            &rtp(2, 666),
+        let stray = rtp(2, 666);
+        let t1 = t0 + Duration::from_millis(20);
+        assert!(
+            s.handle_rtp(t1, "198.51.100.66:5000".parse().unwrap(), &stray)
+                .is_none()
         );
         assert!(events(&mut s).is_empty());
-        s.handle_rtp(t0 + Duration::from_millis(20), nat, &rtp(2, 9));
-        s.handle_rtp(t0 + Duration::from_millis(20), nat, &rtp(2, 9));
-        assert_eq!(events(&mut s).len(), 1, "duplicate dropped");
+        let second = rtp(2, 9);
+        assert!(s.handle_rtp(t1, nat, &second).is_some());
+        assert!(
+            s.handle_rtp(t1, nat, &second).is_none(),
+            "duplicate dropped"
+        );
         assert_eq!(s.stats().expected(), 2);
     }
 
@@ -333,7 +337,8 @@ mod tests {
         for n in 0..250u16 {
             let at = t0 + Duration::from_millis(20 * u64::from(n));
             a.on_sent(160 * u32::from(n), 160);
-            b.handle_rtp(at, "127.0.0.1:6000".parse().unwrap(), &rtp(n, 1));
+            let p = rtp(n, 1);
+            b.handle_rtp(at, "127.0.0.1:6000".parse().unwrap(), &p);
         }
         // A reports at 5 s (an SR: it sent media); B's own 5 s report goes before the SR
         // arrives, 30 ms later; B's 10 s report echoes it, and reaches A 30 ms later.
@@ -361,10 +366,11 @@ mod tests {
     fn silence_ends_the_leg_once() {
         let t0 = Instant::now();
         let mut s = RtpSession::new(t0, cfg(1, "127.0.0.1:7000"));
+        let p = rtp(1, 3);
         s.handle_rtp(
             t0 + Duration::from_secs(1),
             "127.0.0.1:7000".parse().unwrap(),
-            &rtp(1, 3),
+            &p,
         );
         let _ = events(&mut s);
         assert_eq!(s.poll_timeout(), t0 + Duration::from_secs(5), "RTCP first");
