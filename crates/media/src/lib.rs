@@ -16,6 +16,8 @@
 //!                      └──► payload ──► g711::decode_ulaw / decode_alaw ──► PCM
 //! ```
 
+pub mod anchor;
+pub mod bandwidth;
 pub mod bridge;
 pub mod codec;
 pub mod dtmf;
