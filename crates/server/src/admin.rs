@@ -8,6 +8,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::media::MediaShared;
 use crate::sip_io::Snapshot;
 
 /// Renders the snapshot in the Prometheus text exposition format.
@@ -113,13 +116,139 @@ pub(crate) fn render_metrics(s: &Snapshot) -> String {
     out
 }
 
+/// Renders the media plane's counters and bandwidth usage.
+pub(crate) fn render_media(m: &MediaShared) -> String {
+    let mut out = String::with_capacity(2048);
+    let mut metric = |name: &str, kind: &str, help: &str, v: &AtomicU64| {
+        let v = v.load(Ordering::Relaxed);
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+        );
+    };
+    let c = &m.metrics;
+    metric(
+        "crest_media_calls_active",
+        "gauge",
+        "Calls with anchored media.",
+        &c.calls_active,
+    );
+    metric(
+        "crest_media_calls_transcoding",
+        "gauge",
+        "Anchored calls whose legs differ in codec.",
+        &c.calls_transcoded,
+    );
+    metric(
+        "crest_rtp_packets_received_total",
+        "counter",
+        "RTP packets received on anchored legs.",
+        &c.packets_received,
+    );
+    metric(
+        "crest_rtp_packets_forwarded_total",
+        "counter",
+        "RTP packets forwarded with a rewritten header.",
+        &c.packets_forwarded,
+    );
+    metric(
+        "crest_rtp_packets_generated_total",
+        "counter",
+        "RTP packets Crest encoded (transcoding, prompts, DTMF).",
+        &c.packets_generated,
+    );
+    metric(
+        "crest_media_timeouts_total",
+        "counter",
+        "Calls ended because a leg sent no RTP.",
+        &c.media_timeouts,
+    );
+    metric(
+        "crest_rtp_packets_lost_total",
+        "counter",
+        "Packets lost on ended legs (RTP sequence gaps).",
+        &c.packets_lost,
+    );
+    metric(
+        "crest_media_legs_measured_total",
+        "counter",
+        "Ended legs with a quality estimate.",
+        &c.legs_measured,
+    );
+    metric(
+        "crest_media_rtp_port_busy_total",
+        "counter",
+        "RTP ports skipped because another program held them.",
+        &c.port_failures,
+    );
+    metric(
+        "crest_media_bandwidth_refused_total",
+        "counter",
+        "Calls refused because a bandwidth budget was spent.",
+        &c.bandwidth_refused,
+    );
+    let mos = c.mos_milli_sum.load(Ordering::Relaxed) as f64 / 1000.0;
+    let _ = write!(
+        out,
+        "# HELP crest_media_mos_sum Sum of the ended legs' E-model MOS (divide by crest_media_legs_measured_total).\n# TYPE crest_media_mos_sum counter\ncrest_media_mos_sum {mos}\n"
+    );
+    let _ = write!(
+        out,
+        "# HELP crest_dtmf_keys_total DTMF keys received, by how they came.\n# TYPE crest_dtmf_keys_total counter\n"
+    );
+    for (source, v) in [
+        ("rfc4733", &c.dtmf_rfc4733),
+        ("inband", &c.dtmf_inband),
+        ("info", &c.dtmf_info),
+    ] {
+        let _ = writeln!(
+            out,
+            "crest_dtmf_keys_total{{source=\"{source}\"}} {}",
+            v.load(Ordering::Relaxed)
+        );
+    }
+    if let Ok(ledger) = m.ledger.lock() {
+        let _ = write!(
+            out,
+            "# HELP crest_bandwidth_used_bps Bandwidth of anchored legs (IP layer, both directions), by scope.\n# TYPE crest_bandwidth_used_bps gauge\n"
+        );
+        let usage = ledger.usage();
+        for u in &usage {
+            let _ = writeln!(
+                out,
+                "crest_bandwidth_used_bps{{scope=\"{}\"}} {}",
+                u.scope, u.used
+            );
+        }
+        let _ = write!(
+            out,
+            "# HELP crest_bandwidth_budget_bps Configured bandwidth budget, by scope.\n# TYPE crest_bandwidth_budget_bps gauge\n"
+        );
+        for u in &usage {
+            if let Some(b) = u.budget {
+                let _ = writeln!(
+                    out,
+                    "crest_bandwidth_budget_bps{{scope=\"{}\"}} {b}",
+                    u.scope
+                );
+            }
+        }
+    }
+    out
+}
+
 /// Serves the admin endpoints until the process exits; `core` answers snapshot requests.
-pub(crate) async fn serve(listener: TcpListener, core: mpsc::Sender<oneshot::Sender<Snapshot>>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    core: mpsc::Sender<oneshot::Sender<Snapshot>>,
+    media: Option<MediaShared>,
+) {
     loop {
         let Ok((mut s, _)) = listener.accept().await else {
             continue;
         };
         let core = core.clone();
+        let media = media.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             let mut n = 0;
@@ -143,7 +272,13 @@ pub(crate) async fn serve(listener: TcpListener, core: mpsc::Sender<oneshot::Sen
                 },
             };
             let (status, ctype, body) = match path {
-                "/metrics" => ("200 OK", "text/plain; version=0.0.4", render_metrics(&snap)),
+                "/metrics" => {
+                    let mut body = render_metrics(&snap);
+                    if let Some(m) = &media {
+                        body.push_str(&render_media(m));
+                    }
+                    ("200 OK", "text/plain; version=0.0.4", body)
+                }
                 "/healthz" => ("200 OK", "text/plain", "ok\n".to_owned()),
                 "/readyz" if snap.draining => (
                     "503 Service Unavailable",

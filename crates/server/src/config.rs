@@ -114,6 +114,68 @@ impl Default for SocketConfig {
     }
 }
 
+/// Media anchoring: RTP ports, codecs, timeouts, bandwidth budgets.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct MediaSection {
+    /// Anchor every call's RTP on Crest (off: SDP goes through unchanged, media end to end).
+    pub(crate) anchor: bool,
+    /// The address RTP sockets bind to; default: the advertised address.
+    pub(crate) bind: Option<String>,
+    /// The address written in SDP; default: `listen.advertise` (or the SIP listener's).
+    pub(crate) advertise: Option<String>,
+    /// RTP port range (even ports for RTP, the odd one above for RTCP; two per call).
+    pub(crate) port_min: u16,
+    /// See `port_min`.
+    pub(crate) port_max: u16,
+    /// Codecs accepted and offered, best first: PCMU, PCMA, G722, opus.
+    pub(crate) codecs: Vec<String>,
+    /// Packet time Crest asks for, ms.
+    pub(crate) ptime_ms: u32,
+    /// No RTP for this long from a leg that should send ends the call; 0 never.
+    pub(crate) timeout_secs: u64,
+    /// RTCP report interval.
+    pub(crate) rtcp_interval_secs: u64,
+    /// Detect DTMF tones in the audio of G.711 legs without telephone-event.
+    pub(crate) inband_dtmf: bool,
+    /// Jitter buffer bounds on the transcoding path, ms.
+    pub(crate) jitter_min_ms: u64,
+    /// See `jitter_min_ms`.
+    pub(crate) jitter_max_ms: u64,
+    /// Bandwidth budgets.
+    pub(crate) bandwidth: BandwidthSection,
+}
+
+impl Default for MediaSection {
+    fn default() -> Self {
+        Self {
+            anchor: true,
+            bind: None,
+            advertise: None,
+            port_min: 20_000,
+            port_max: 29_999,
+            codecs: ["PCMU", "PCMA", "G722", "opus"].map(String::from).to_vec(),
+            ptime_ms: 20,
+            timeout_secs: 60,
+            rtcp_interval_secs: 5,
+            inband_dtmf: true,
+            jitter_min_ms: 40,
+            jitter_max_ms: 200,
+            bandwidth: BandwidthSection::default(),
+        }
+    }
+}
+
+/// Bandwidth budgets in kbit/s (IP layer, both directions); unset means unlimited.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct BandwidthSection {
+    /// The whole node.
+    pub(crate) node_kbps: Option<u64>,
+    /// Named pools (routes name them with `pool:` and `caller_pool:`).
+    pub(crate) pools: std::collections::BTreeMap<String, u64>,
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Default, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -124,6 +186,7 @@ pub(crate) struct Config {
     pub(crate) shutdown: ShutdownConfig,
     pub(crate) log: LogConfig,
     pub(crate) sockets: SocketConfig,
+    pub(crate) media: MediaSection,
     pub(crate) sip: SipConfig,
 }
 
@@ -149,6 +212,7 @@ pub(crate) struct Loaded {
     pub(crate) admin: Option<SocketAddr>,
     pub(crate) advertise: std::net::IpAddr,
     pub(crate) drain: Duration,
+    pub(crate) media: Option<crate::media::Settings>,
 }
 
 fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
@@ -295,6 +359,14 @@ impl Config {
             .resolve_routes(resolve)
             .map_err(|e| err(&e.key, e.message))?;
         let drain = Duration::from_secs(config.shutdown.drain_secs);
+        let media = if config.media.anchor {
+            Some(
+                crate::media::Settings::from_config(&config, advertise)
+                    .map_err(|(k, m)| err(&k, m))?,
+            )
+        } else {
+            None
+        };
         Ok(Loaded {
             config,
             routes,
@@ -304,6 +376,7 @@ impl Config {
             admin,
             advertise,
             drain,
+            media,
         })
     }
 }

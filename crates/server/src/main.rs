@@ -6,6 +6,7 @@
 
 mod admin;
 mod config;
+mod media;
 mod sip_io;
 mod tls;
 
@@ -194,7 +195,7 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
         .build_hasher()
         .finish();
     let now = tokio::time::Instant::now().into_std();
-    let ep = Endpoint::new(
+    let mut ep = Endpoint::new(
         now,
         EndpointConfig {
             sip,
@@ -203,12 +204,19 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
             seed,
         },
     );
+    let (hangup_tx, hangup_rx) = tokio::sync::mpsc::unbounded_channel();
+    let media_shared = l.media.clone().map(|settings| {
+        let plane = media::MediaPlane::new(settings, hangup_tx, seed.rotate_left(17));
+        let shared = plane.shared();
+        ep.set_media(Box::new(plane));
+        shared
+    });
     let (snap_tx, snap_rx) = tokio::sync::mpsc::channel(64);
     if let Some(a) = l.admin {
         let listener = tokio::net::TcpListener::bind(a)
             .await
             .with_context(|| format!("binding admin {a}"))?;
-        tokio::spawn(admin::serve(listener, snap_tx));
+        tokio::spawn(admin::serve(listener, snap_tx, media_shared));
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -242,7 +250,7 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
         tls,
         overload_utilization: cfg.sockets.overload_utilization,
     };
-    sip_io::run(ep, sockets, snap_rx, stop_rx, l.drain).await;
+    sip_io::run(ep, sockets, snap_rx, hangup_rx, stop_rx, l.drain).await;
     Ok(())
 }
 

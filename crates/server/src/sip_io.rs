@@ -234,6 +234,7 @@ pub(crate) async fn run(
     ep: Endpoint,
     sockets: Sockets,
     mut snapshots: mpsc::Receiver<oneshot::Sender<Snapshot>>,
+    mut hangups: mpsc::UnboundedReceiver<(u64, &'static str)>,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
@@ -336,6 +337,10 @@ pub(crate) async fn run(
                 while let Ok(ev) = events_rx.try_recv() {
                     core.on_stream(Instant::now(), ev);
                 }
+            }
+            Some((key, why)) = hangups.recv() => {
+                load.idle(waiting);
+                core.ep.hang_up(Instant::now().into_std(), key, why);
             }
             Some(reply) = snapshots.recv() => {
                 load.idle(waiting);

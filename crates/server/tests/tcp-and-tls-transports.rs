@@ -118,7 +118,11 @@ fn tcp_pipelining_keepalive_and_call_over_the_registered_connection() {
         r
     };
     c.send(&answer(180, "Ringing", ""));
-    c.send(&answer(200, "OK", "v=0\r\ns=-\r\n"));
+    c.send(&answer(
+        200,
+        "OK",
+        "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40002 RTP/AVP 0\r\n",
+    ));
     let ack = c.recv();
     assert!(ack.starts_with("ACK "), "{ack}");
     let bye = c.recv();

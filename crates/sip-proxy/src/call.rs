@@ -85,6 +85,8 @@ pub(crate) struct Call {
     pub(crate) state: CallState,
     pub(crate) a: Leg,
     pub(crate) b: Leg,
+    /// The number dialled (the route).
+    pub(crate) number: Box<str>,
     pub(crate) a_invite: Message,
     pub(crate) a_invite_tx: TxId,
     pub(crate) b_invite: Message,

@@ -66,7 +66,7 @@ pub struct UserConfig {
 }
 
 /// One entry of `routes:`: a dialled number and where its calls go.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// The Request-URI user part to match (after %-unescaping), e.g. `"1000"` or `"+4930123"`.
@@ -81,6 +81,12 @@ pub struct RouteConfig {
     /// (toll-fraud guard).
     #[serde(default)]
     pub public: bool,
+    /// The bandwidth pool the callee's leg counts against (a seat pool, an outbound trunk).
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// The bandwidth pool the caller's leg counts against (the inbound trunk).
+    #[serde(default)]
+    pub caller_pool: Option<String>,
 }
 
 /// Per-source request rate limit (token bucket).

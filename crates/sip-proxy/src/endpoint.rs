@@ -16,6 +16,7 @@ use crate::build::{own, response};
 use crate::call::{Call, CallState, Leg, PendingOk, RequestParts, Side, without_tag};
 use crate::config::{RouteTarget, SipConfig, UserConfig};
 use crate::header::{HeaderName, NameAddr, split_list};
+use crate::media::{CallInfo, MediaHook, SdpRole};
 use crate::message::{Message, parse_u32};
 use crate::registrar::{RegisterError, Registrar};
 use crate::transaction::{
@@ -129,6 +130,7 @@ pub struct Endpoint {
     shedding: bool,
     next_sweep: Instant,
     stats: Stats,
+    media: Option<Box<dyn MediaHook>>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -200,7 +202,55 @@ impl Endpoint {
             next_sweep: now + Duration::from_secs(30),
             cfg: sip,
             stats: Stats::default(),
+            media: None,
         }
+    }
+
+    /// Anchors calls' media through `hook` (without one, SDP is relayed unchanged).
+    pub fn set_media(&mut self, hook: Box<dyn MediaHook>) {
+        self.media = Some(hook);
+    }
+
+    /// Ends call `key` from outside the SIP signalling (media timeout, an operator): BYE to
+    /// both legs once answered, otherwise 480 to the caller and CANCEL to the callee.
+    pub fn hang_up(&mut self, now: Instant, key: u64, reason: &str) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let _g = call.span.clone().entered();
+        match call.state {
+            CallState::Ended => {}
+            CallState::Early => self.cancel_call(now, key, 480, reason),
+            CallState::Answered | CallState::Confirmed => {
+                info!(reason, "hanging up");
+                self.send_bye(now, key, Side::A, reason);
+                self.send_bye(now, key, Side::B, reason);
+                self.end_call(now, key, reason);
+            }
+        }
+    }
+
+    /// Runs the media hook on an SDP body of call `key` (relays it unchanged without a hook).
+    fn media_exchange(
+        &mut self,
+        now: Instant,
+        key: u64,
+        from: Side,
+        role: SdpRole,
+        body: Option<&[u8]>,
+    ) -> Result<Option<Vec<u8>>, u16> {
+        let Some(hook) = self.media.as_mut() else {
+            return Ok(body.map(<[u8]>::to_vec));
+        };
+        let Some(call) = self.calls.get(&key) else {
+            return Ok(None);
+        };
+        let info = CallInfo {
+            key,
+            call_id: &call.a.call_id,
+            number: &call.number,
+        };
+        hook.exchange(now, &info, from, role, body)
     }
 
     /// Counters for metrics.
@@ -765,8 +815,33 @@ impl Endpoint {
         };
         let call_key = self.next_call;
         self.next_call += 1;
+        let sdp = (!body.is_empty()).then_some(&body[..]);
+        let b_body = match self.media.as_mut() {
+            None => sdp.map(<[u8]>::to_vec),
+            Some(hook) => {
+                let info = CallInfo {
+                    key: call_key,
+                    call_id: &a.call_id,
+                    number: &number,
+                };
+                match hook.exchange(now, &info, Side::A, SdpRole::Offer, sdp) {
+                    Ok(b) => b,
+                    Err(code) => {
+                        debug!(status = code, "media refused the offer");
+                        let warning = if code == 488 {
+                            "Warning: 305 crest \"Incompatible media format\"\r\n"
+                        } else {
+                            ""
+                        };
+                        return reject(self, code, warning);
+                    }
+                }
+            }
+        };
         let span = info_span!("call", call_id = %a.call_id, leg_b = %b.call_id);
-        let ctype = msg.header(HeaderName::ContentType).map(|c| c.into_owned());
+        let ctype = msg
+            .header(HeaderName::ContentType)
+            .map_or_else(|| "application/sdp".to_owned(), |c| c.into_owned());
         let mut extra = format!("Supported: timer\r\nAllow: {ALLOW}\r\n");
         extra.push_str(&format!(
             "Session-Expires: {};refresher=uac\r\n",
@@ -775,7 +850,7 @@ impl Endpoint {
         let branch = format!("{BRANCH_PREFIX}{}", self.rng.token());
         let via = self.via_prefix(b_flow.transport);
         let contact = self.contact(b_flow.transport);
-        let body_ref = ctype.as_deref().map(|c| (c, &body[..]));
+        let body_ref = b_body.as_deref().map(|b| (ctype.as_str(), b));
         let b_invite = own(b.request(&RequestParts {
             method: "INVITE",
             cseq: 1,
@@ -793,6 +868,9 @@ impl Endpoint {
         // 100 Trying at once, so the caller stops retransmitting.
         self.respond(now, id, &msg, flow, 100, None, "", None);
         let Some(b_tx) = self.tx.send_request(now, b_invite.clone(), b_flow) else {
+            if let Some(hook) = self.media.as_mut() {
+                hook.ended(now, call_key);
+            }
             return;
         };
         self.owners.insert(b_tx, Owner::BInvite(call_key));
@@ -814,6 +892,7 @@ impl Endpoint {
                 state: CallState::Early,
                 a,
                 b,
+                number: number.into(),
                 a_invite: msg,
                 a_invite_tx: id,
                 b_invite,
@@ -878,8 +957,6 @@ impl Endpoint {
             if call.state != CallState::Early {
                 return;
             }
-            let ctype = msg.header(HeaderName::ContentType).map(|c| c.into_owned());
-            let body = msg.body();
             let (a_invite, tx, flow, tag) = (
                 call.a_invite.clone(),
                 call.a_invite_tx,
@@ -887,7 +964,18 @@ impl Endpoint {
                 call.a.local_tag.clone(),
             );
             let extra = format!("Contact: {}\r\n", self.contact(flow.transport));
-            let body_ref = ctype.as_deref().map(|c| (c, &body[..]));
+            let body = msg.body();
+            // Early media: the 18x's SDP is the callee's answer.
+            let a_body = if body.is_empty() {
+                None
+            } else {
+                self.media_exchange(now, key, Side::B, SdpRole::Answer, Some(&body))
+                    .unwrap_or_else(|code| {
+                        debug!(status = code, "early media refused");
+                        None
+                    })
+            };
+            let body_ref = a_body.as_deref().map(|b| ("application/sdp", b));
             self.respond(now, tx, &a_invite, flow, code, Some(&tag), &extra, body_ref);
             return;
         }
@@ -968,11 +1056,31 @@ impl Endpoint {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        let body = msg.body();
+        let sdp = (!body.is_empty()).then_some(&body[..]);
+        let a_body = match self.media_exchange(now, key, Side::B, SdpRole::Answer, sdp) {
+            Ok(b) => b,
+            Err(code) => {
+                // The callee's answer is unusable: hang it up, refuse the caller.
+                info!(status = code, "callee's SDP answer refused");
+                self.send_bye(now, key, Side::B, "unusable SDP answer");
+                let call = &self.calls[&key];
+                let (a_invite, tx, flow, tag) = (
+                    call.a_invite.clone(),
+                    call.a_invite_tx,
+                    call.a.flow,
+                    call.a.local_tag.clone(),
+                );
+                self.respond(now, tx, &a_invite, flow, code, Some(&tag), "", None);
+                return self.end_call(now, key, "unusable SDP answer");
+            }
+        };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         call.state = CallState::Answered;
         call.answered = Some(now);
         call.ring_deadline = None;
-        let ctype = msg.header(HeaderName::ContentType).map(|c| c.into_owned());
-        let body = msg.body();
         let mut extra = format!("Contact: {a_contact}\r\nAllow: {ALLOW}\r\nSupported: timer\r\n");
         if let Some(se) = call.session_interval {
             extra.push_str(&format!(
@@ -992,7 +1100,7 @@ impl Endpoint {
             200,
             Some(&tag),
             &extra,
-            ctype.as_deref().map(|c| (c, &body[..])),
+            a_body.as_deref().map(|b| ("application/sdp", b)),
         );
         let cseq = call.a.remote_cseq;
         call.a.pending_ok = Some(PendingOk {
@@ -1120,6 +1228,9 @@ impl Endpoint {
             "call ended"
         );
         call.state = CallState::Ended;
+        if let Some(hook) = self.media.as_mut() {
+            hook.ended(now, key);
+        }
         self.active -= 1;
         call.ring_deadline = None;
         call.session_deadline = None;
@@ -1222,7 +1333,7 @@ impl Endpoint {
     }
 
     /// An ACK for a 2xx Crest sent (to the initial INVITE or a relayed re-INVITE).
-    fn handle_dialog_ack(&mut self, _now: Instant, msg: &Message) {
+    fn handle_dialog_ack(&mut self, now: Instant, msg: &Message) {
         let Some(&(key, side)) = msg.call_id().and_then(|c| self.dialogs.get(c.as_ref())) else {
             return;
         };
@@ -1233,7 +1344,18 @@ impl Endpoint {
         let leg = call.leg_mut(side);
         if leg.pending_ok.as_ref().is_some_and(|p| p.cseq == seq) {
             leg.pending_ok = None;
+            let body = msg.body();
+            if !body.is_empty() {
+                // The answer to the offer Crest made in its 2xx (late offer).
+                if let Err(code) = self.media_exchange(now, key, side, SdpRole::Answer, Some(&body))
+                {
+                    debug!(status = code, "SDP answer in ACK refused");
+                }
+            }
         }
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         if side == Side::A && call.state == CallState::Answered {
             call.state = CallState::Confirmed;
         }
@@ -1298,6 +1420,14 @@ impl Endpoint {
         {
             call.leg_mut(side).remote_target = na.uri.to_string();
         }
+        if method == "INFO"
+            && let Some(hook) = self.media.as_mut()
+        {
+            let ctype = msg.header(HeaderName::ContentType).unwrap_or_default();
+            if hook.info(now, key, side, &ctype, &msg.body()) {
+                return self.respond(now, id, &msg, flow, 200, None, "", None);
+            }
+        }
         self.relay(now, key, side, id, msg, &method);
     }
 
@@ -1312,6 +1442,22 @@ impl Endpoint {
         method: &str,
     ) {
         let to = from.other();
+        let body = msg.body();
+        let offer = method == "INVITE" || (method == "UPDATE" && !body.is_empty());
+        let (ctype, body) = if offer {
+            let sdp = (!body.is_empty()).then_some(&body[..]);
+            match self.media_exchange(now, key, from, SdpRole::Offer, sdp) {
+                Ok(b) => (Some("application/sdp".to_owned()), b.unwrap_or_default()),
+                Err(code) => {
+                    let call = &self.calls[&key];
+                    let (flow, tag) = (call.leg(from).flow, call.leg(from).local_tag.clone());
+                    return self.respond(now, server_tx, &msg, flow, code, Some(&tag), "", None);
+                }
+            }
+        } else {
+            let ctype = msg.header(HeaderName::ContentType).map(|c| c.into_owned());
+            (ctype, body.to_vec())
+        };
         let branch = format!("{BRANCH_PREFIX}{}", self.rng.token());
         let call = &self.calls[&key];
         let t = call.leg(to).flow.transport;
@@ -1340,8 +1486,6 @@ impl Endpoint {
                 extra.push_str(&format!("{n}: {}\r\n", msg.value(h)));
             }
         }
-        let ctype = msg.header(HeaderName::ContentType).map(|c| c.into_owned());
-        let body = msg.body();
         let needs_contact = matches!(
             method,
             "INVITE" | "UPDATE" | "SUBSCRIBE" | "NOTIFY" | "REFER"
@@ -1354,7 +1498,10 @@ impl Endpoint {
             contact: needs_contact.then_some(contact.as_str()),
             max_forwards: msg.max_forwards().unwrap_or(70).saturating_sub(1),
             extra: &extra,
-            body: ctype.as_deref().map(|c| (c, &body[..])),
+            body: ctype
+                .as_deref()
+                .filter(|_| !body.is_empty())
+                .map(|c| (c, &body[..])),
         }));
         let flow = leg.flow;
         if let Some(id) = self.tx.send_request(now, req, flow) {
@@ -1423,8 +1570,25 @@ impl Endpoint {
         }
         let near = call.leg(from);
         let (flow, tag) = (near.flow, near.local_tag.clone());
-        let ctype = resp.header(HeaderName::ContentType).map(|c| c.into_owned());
         let body = resp.body();
+        let answered_offer = (200..300).contains(&code)
+            && (is_invite || (request.method() == Some("UPDATE") && !request.body().is_empty()));
+        let (ctype, body) = if answered_offer {
+            let sdp = (!body.is_empty()).then_some(&body[..]);
+            let b = self
+                .media_exchange(now, key, to, SdpRole::Answer, sdp)
+                .unwrap_or_else(|code| {
+                    warn!(status = code, "SDP answer to a re-offer refused");
+                    None
+                });
+            (Some("application/sdp".to_owned()), b.unwrap_or_default())
+        } else {
+            let ctype = resp.header(HeaderName::ContentType).map(|c| c.into_owned());
+            (ctype, body.to_vec())
+        };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         let mut extra = String::new();
         if is_invite || request.method() == Some("UPDATE") {
             extra.push_str(&format!("Contact: {contact}\r\n"));
@@ -1447,7 +1611,10 @@ impl Endpoint {
             code,
             Some(&tag),
             &extra,
-            ctype.as_deref().map(|c| (c, &body[..])),
+            ctype
+                .as_deref()
+                .filter(|_| !body.is_empty())
+                .map(|c| (c, &body[..])),
         );
         if is_invite && (200..300).contains(&code) {
             let seq = request.cseq().map_or(0, |c| c.seq);

@@ -44,18 +44,21 @@ pub fn default_sip() -> SipConfig {
             user: None,
             uri: Some(format!("sip:{CALLEE}")),
             public: true,
+            ..RouteConfig::default()
         },
         RouteConfig {
             number: "200".into(),
             user: None,
             uri: Some(format!("sip:{CALLEE}")),
             public: false,
+            ..RouteConfig::default()
         },
         RouteConfig {
             number: "300".into(),
             user: Some("alice".into()),
             uri: None,
             public: true,
+            ..RouteConfig::default()
         },
     ];
     sip

@@ -1,0 +1,58 @@
+//! The media layer as the SIP core sees it: every SDP body that crosses the B2BUA, and the
+//! absence of one where an offer was due, goes through a [`MediaHook`], which anchors the
+//! call's RTP (crest-media) and returns the SDP for the other leg. Without a hook, SDP is
+//! relayed unchanged.
+
+use std::fmt;
+use std::time::Instant;
+
+use crate::call::Side;
+
+/// Whether a body (or its absence) is an offer or an answer (RFC 3264).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SdpRole {
+    /// An INVITE, re-INVITE or UPDATE.
+    Offer,
+    /// A response to one, or the ACK that answers an offer made in a 2xx.
+    Answer,
+}
+
+/// The call a hook call is about.
+#[derive(Debug, Clone, Copy)]
+pub struct CallInfo<'a> {
+    /// The endpoint's key for the call (as in [`crate::Endpoint::hang_up`]).
+    pub key: u64,
+    /// The caller's Call-ID, for logs.
+    pub call_id: &'a str,
+    /// The number dialled (the route).
+    pub number: &'a str,
+}
+
+/// What the media layer does for the SIP core.
+pub trait MediaHook: fmt::Debug + Send {
+    /// An SDP body from leg `from` (or none where one could be), on its way to the other leg.
+    /// Returns the body to send there (`None`: no body), or the SIP status refusing it
+    /// (488 for no common codec, 400 for unreadable SDP, 503 when no port or bandwidth).
+    fn exchange(
+        &mut self,
+        now: Instant,
+        call: &CallInfo<'_>,
+        from: Side,
+        role: SdpRole,
+        sdp: Option<&[u8]>,
+    ) -> Result<Option<Vec<u8>>, u16>;
+
+    /// An INFO request in the call; `true` when the media layer took it (a DTMF key it
+    /// passes on in the media): Crest answers 200 and does not relay it.
+    fn info(
+        &mut self,
+        now: Instant,
+        call: u64,
+        from: Side,
+        content_type: &str,
+        body: &[u8],
+    ) -> bool;
+
+    /// The call ended: release its media.
+    fn ended(&mut self, now: Instant, call: u64);
+}
