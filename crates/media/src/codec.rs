@@ -250,7 +250,14 @@ impl Encoder {
                 let mut e =
                     opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)
                         .map_err(|e| lib_error(kind, e))?;
+                // Crest encodes Opus only to transcode from G.711 or G.722: speech at most
+                // wideband; complexity 3 skips SILK's delayed-decision quantiser, the
+                // encoder's largest cost, for a small loss that the far G.711 leg hides.
                 e.set_bitrate(opus::Bitrate::Bits(OPUS_BITRATE as i32))
+                    .and_then(|()| e.set_complexity(3))
+                    .and_then(|()| e.set_signal(opus::Signal::Voice))
+                    .and_then(|()| e.set_max_bandwidth(opus::Bandwidth::Wideband))
+                    .and_then(|()| e.set_inband_fec(true))
                     .map_err(|e| lib_error(kind, e))?;
                 Self::Opus(Box::new(e))
             }

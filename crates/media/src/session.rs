@@ -63,6 +63,8 @@ pub struct RtpSession {
     last_rtp: Option<Instant>,
     started: Instant,
     next_rtcp: Instant,
+    /// Draws the RTCP intervals (xorshift32, seeded from the SSRC).
+    rng: u32,
     timed_out: bool,
     /// Last SR from the peer: its NTP middle bits and when it arrived.
     last_sr: Option<(u32, Instant)>,
@@ -84,13 +86,14 @@ fn ntp(started: Instant, now: Instant) -> u64 {
 impl RtpSession {
     /// A session that starts at `now`.
     pub fn new(now: Instant, cfg: SessionConfig) -> Self {
-        Self {
+        let mut s = Self {
             remote: cfg.remote,
             latched: false,
             stats: ReceiveStats::new(cfg.clock_rate),
             last_rtp: None,
             started: now,
-            next_rtcp: now + cfg.rtcp_interval,
+            next_rtcp: now,
+            rng: cfg.ssrc | 1,
             timed_out: false,
             last_sr: None,
             rtt: None,
@@ -100,7 +103,21 @@ impl RtpSession {
             events: VecDeque::new(),
             out: VecDeque::new(),
             cfg,
-        }
+        };
+        s.next_rtcp = now + s.rtcp_interval();
+        s
+    }
+
+    /// The next RTCP interval: the configured one times a random factor in [0.5, 1.5)
+    /// (RFC 3550 §6.3.1), so that thousands of calls set up together do not all report in
+    /// the same instant.
+    fn rtcp_interval(&mut self) -> Duration {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 17;
+        self.rng ^= self.rng << 5;
+        self.cfg
+            .rtcp_interval
+            .mul_f64(0.5 + f64::from(self.rng) / f64::from(u32::MAX))
     }
 
     /// Where RTP for the peer goes now.
@@ -157,10 +174,9 @@ impl RtpSession {
         }
         self.latched = true;
         self.last_rtp = Some(now);
-        if matches!(
-            self.stats.handle_packet(now, &p),
-            Arrival::Duplicate | Arrival::Jump
-        ) {
+        // A jump (a peer that restarted its sequence numbers) stays out of the statistics until
+        // confirmed (RFC 3550 A.1) but its media is passed on; only duplicates are dropped.
+        if self.stats.handle_packet(now, &p) == Arrival::Duplicate {
             return None;
         }
         Some(p)
@@ -207,7 +223,7 @@ impl RtpSession {
     /// Fires the RTCP and media-timeout timers.
     pub fn handle_timeout(&mut self, now: Instant) {
         if now >= self.next_rtcp {
-            self.next_rtcp = now + self.cfg.rtcp_interval;
+            self.next_rtcp = now + self.rtcp_interval();
             self.send_report(now);
         }
         let silent_since = self.last_rtp.unwrap_or(self.started);
@@ -330,7 +346,7 @@ mod tests {
     }
 
     #[test]
-    fn reports_every_5_s_and_measures_round_trip_between_two_sessions() {
+    fn reports_about_every_5_s_and_measures_round_trip_between_two_sessions() {
         let t0 = Instant::now();
         let mut a = RtpSession::new(t0, cfg(1, "127.0.0.1:6002"));
         let mut b = RtpSession::new(t0, cfg(2, "127.0.0.1:6000"));
@@ -340,9 +356,9 @@ mod tests {
             let p = rtp(n, 1);
             b.handle_rtp(at, "127.0.0.1:6000".parse().unwrap(), &p);
         }
-        // A reports at 5 s (an SR: it sent media); B's own 5 s report goes before the SR
-        // arrives, 30 ms later; B's 10 s report echoes it, and reaches A 30 ms later.
-        a.handle_timeout(t0 + Duration::from_secs(5));
+        // Each reports within 2.5–7.5 s: A's report is an SR (it sent media) and reaches B
+        // 30 ms later; B's next report (before 15.5 s) echoes it and reaches A 30 ms later.
+        a.handle_timeout(t0 + Duration::from_secs(8));
         let sr = a.poll_transmit().unwrap();
         assert_eq!(
             sr.to,
@@ -350,16 +366,27 @@ mod tests {
             "RTCP port = RTP port + 1"
         );
         assert!(rtcp::parse_compound(&sr.data).unwrap()[0].sender.is_some());
-        b.handle_timeout(t0 + Duration::from_secs(5));
+        b.handle_timeout(t0 + Duration::from_secs(8));
         assert!(b.poll_transmit().is_some());
-        b.handle_rtcp(t0 + Duration::from_millis(5030), &sr.data);
-        b.handle_timeout(t0 + Duration::from_secs(10));
+        b.handle_rtcp(t0 + Duration::from_millis(8030), &sr.data);
+        b.handle_timeout(t0 + Duration::from_secs(16));
         let rr = b.poll_transmit().unwrap();
-        a.handle_rtcp(t0 + Duration::from_millis(10_030), &rr.data);
+        a.handle_rtcp(t0 + Duration::from_millis(16_030), &rr.data);
         let rtt = a.rtt().unwrap();
         assert!((rtt - 0.060).abs() < 0.002, "rtt {rtt}");
         let reports = rtcp::parse_compound(&rr.data).unwrap();
         assert_eq!(reports[0].blocks[0].reception.extended_highest_seq, 249);
+    }
+
+    #[test]
+    fn report_times_are_spread_over_half_to_one_and_a_half_intervals() {
+        let t0 = Instant::now();
+        let firsts: Vec<Duration> = (1..=200)
+            .map(|ssrc| RtpSession::new(t0, cfg(ssrc * 7919, "127.0.0.1:7000")).poll_timeout() - t0)
+            .collect();
+        let (lo, hi) = (firsts.iter().min().unwrap(), firsts.iter().max().unwrap());
+        assert!(*lo >= Duration::from_millis(2500) && *hi < Duration::from_millis(7500));
+        assert!(*hi - *lo > Duration::from_secs(4), "spread {lo:?}..{hi:?}");
     }
 
     #[test]
@@ -373,7 +400,11 @@ mod tests {
             &p,
         );
         let _ = events(&mut s);
-        assert_eq!(s.poll_timeout(), t0 + Duration::from_secs(5), "RTCP first");
+        let first = s.poll_timeout() - t0;
+        assert!(
+            first >= Duration::from_millis(2500) && first < Duration::from_millis(7500),
+            "RTCP first: {first:?}"
+        );
         let mut now = t0;
         while now < t0 + Duration::from_secs(40) {
             now = s.poll_timeout();

@@ -124,6 +124,8 @@ pub(crate) struct MediaSection {
     pub(crate) bind: Option<String>,
     /// The address written in SDP; default: `listen.advertise` (or the SIP listener's).
     pub(crate) advertise: Option<String>,
+    /// Threads that relay RTP (each its own event loop; calls are spread over them).
+    pub(crate) threads: usize,
     /// RTP port range (even ports for RTP, the odd one above for RTCP; two per call).
     pub(crate) port_min: u16,
     /// See `port_min`.
@@ -152,8 +154,9 @@ impl Default for MediaSection {
             anchor: true,
             bind: None,
             advertise: None,
+            threads: 1,
             port_min: 20_000,
-            port_max: 29_999,
+            port_max: 59_999,
             codecs: ["PCMU", "PCMA", "G722", "opus"].map(String::from).to_vec(),
             ptime_ms: 20,
             timeout_secs: 60,

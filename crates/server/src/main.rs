@@ -205,12 +205,16 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
         },
     );
     let (hangup_tx, hangup_rx) = tokio::sync::mpsc::unbounded_channel();
-    let media_shared = l.media.clone().map(|settings| {
-        let plane = media::MediaPlane::new(settings, hangup_tx, seed.rotate_left(17));
-        let shared = plane.shared();
-        ep.set_media(Box::new(plane));
-        shared
-    });
+    let media_shared = match l.media.clone() {
+        Some(settings) => {
+            let plane = media::MediaPlane::new(settings, hangup_tx, seed.rotate_left(17))
+                .context("starting the media threads")?;
+            let shared = plane.shared();
+            ep.set_media(Box::new(plane));
+            Some(shared)
+        }
+        None => None,
+    };
     let (snap_tx, snap_rx) = tokio::sync::mpsc::channel(64);
     if let Some(a) = l.admin {
         let listener = tokio::net::TcpListener::bind(a)

@@ -26,7 +26,7 @@ use crest_sip_proxy::{CallInfo, MediaHook, SdpRole};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Span, debug, info, info_span, warn};
 
 use crate::config::Config;
 
@@ -36,6 +36,7 @@ pub(crate) struct Settings {
     anchor: AnchorConfig,
     media: MediaConfig,
     bind: IpAddr,
+    threads: usize,
     port_min: u16,
     port_max: u16,
     budgets: Budgets,
@@ -113,6 +114,7 @@ impl Settings {
                 cname: format!("crest@{address}"),
             },
             bind,
+            threads: m.threads.max(1),
             port_min: m.port_min,
             port_max: m.port_max,
             budgets: Budgets {
@@ -181,6 +183,7 @@ pub(crate) struct MediaPlane {
     calls: HashMap<u64, Entry>,
     shared: MediaShared,
     hangups: mpsc::UnboundedSender<(u64, &'static str)>,
+    workers: MediaWorkers,
     rng: u64,
 }
 
@@ -206,8 +209,10 @@ impl MediaPlane {
         settings: Settings,
         hangups: mpsc::UnboundedSender<(u64, &'static str)>,
         seed: u64,
-    ) -> Self {
-        Self {
+    ) -> io::Result<Self> {
+        let workers = MediaWorkers::start(settings.threads)?;
+        Ok(Self {
+            workers,
             ports: PortPool::new(settings.port_min, settings.port_max),
             shared: MediaShared {
                 metrics: Arc::default(),
@@ -217,7 +222,7 @@ impl MediaPlane {
             calls: HashMap::new(),
             hangups,
             rng: seed | 1,
-        }
+        })
     }
 
     /// The counters and the bandwidth ledger, for the admin endpoint (and the ACD).
@@ -299,25 +304,16 @@ impl MediaPlane {
             return Err(503);
         };
         let ports = [a.0, b.0];
-        let sockets = [a.1, a.2, b.1, b.2].map(UdpSocket::from_std);
-        let [Ok(ra), Ok(ca), Ok(rb), Ok(cb)] = sockets else {
-            self.release(call.key, Some(ports));
-            return Err(503);
-        };
         let (tx, rx) = mpsc::unbounded_channel();
-        let media = CallMedia::new(self.settings.media.clone(), self.random(), self.random());
-        let span = info_span!("media", call_id = call.call_id);
-        tokio::spawn(
-            run_call(
-                call.key,
-                [ra, ca, rb, cb],
-                media,
-                rx,
-                self.hangups.clone(),
-                self.shared.metrics.clone(),
-            )
-            .instrument(span),
-        );
+        let task = CallTask {
+            key: call.key,
+            media: CallMedia::new(self.settings.media.clone(), self.random(), self.random()),
+            commands: rx,
+            hangups: self.hangups.clone(),
+            metrics: self.shared.metrics.clone(),
+            span: info_span!("media", call_id = call.call_id),
+        };
+        self.workers.spawn([a.1, a.2, b.1, b.2], task);
         let session_id = u64::from(self.random());
         self.calls.insert(
             call.key,
@@ -413,111 +409,211 @@ impl MediaHook for MediaPlane {
     }
 }
 
-/// One call's media task: four sockets, the `CallMedia` state machine, its timers.
-async fn run_call(
+/// Threads that run the calls' media, each with its own single-threaded runtime: a packet is
+/// read, handled and sent on the thread whose epoll saw it (like an rtpengine worker), with no
+/// hand-over between threads; calls are spread over them in turn.
+struct MediaWorkers {
+    handles: Vec<tokio::runtime::Handle>,
+    next: usize,
+}
+
+impl MediaWorkers {
+    fn start(threads: usize) -> io::Result<Self> {
+        let mut handles = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            handles.push(rt.handle().clone());
+            std::thread::Builder::new()
+                .name(format!("crest-media-{i}"))
+                .spawn(move || rt.block_on(std::future::pending::<()>()))?;
+        }
+        Ok(Self { handles, next: 0 })
+    }
+
+    fn spawn(&mut self, sockets: [StdUdpSocket; 4], task: CallTask) {
+        let handle = &self.handles[self.next % self.handles.len()];
+        self.next = self.next.wrapping_add(1);
+        // The sockets register with the worker's reactor, inside the worker.
+        handle.spawn(async move {
+            match sockets.map(UdpSocket::from_std) {
+                [Ok(a), Ok(ac), Ok(b), Ok(bc)] => task.run([a, ac, b, bc]).await,
+                _ => {
+                    let _g = task.span.enter();
+                    warn!("cannot register the RTP sockets; ending the call");
+                    let _ = task.hangups.send((task.key, "media failure"));
+                }
+            }
+        });
+    }
+}
+
+/// Packet counts kept in the task and added to the shared metrics in batches.
+#[derive(Default)]
+struct Counts {
+    received: u64,
+    forwarded: u64,
+    generated: u64,
+}
+
+impl Counts {
+    fn flush(&mut self, m: &MediaMetrics, force: bool) {
+        if force || self.received + self.generated >= 64 {
+            m.packets_received
+                .fetch_add(self.received, Ordering::Relaxed);
+            m.packets_forwarded
+                .fetch_add(self.forwarded, Ordering::Relaxed);
+            m.packets_generated
+                .fetch_add(self.generated, Ordering::Relaxed);
+            *self = Self::default();
+        }
+    }
+}
+
+/// One call's media: the `CallMedia` state machine and what it reports to.
+struct CallTask {
     key: u64,
-    sockets: [UdpSocket; 4],
-    mut media: CallMedia,
-    mut commands: mpsc::UnboundedReceiver<Command>,
+    media: CallMedia,
+    commands: mpsc::UnboundedReceiver<Command>,
     hangups: mpsc::UnboundedSender<(u64, &'static str)>,
     metrics: Arc<MediaMetrics>,
-) {
-    metrics.calls_active.fetch_add(1, Ordering::Relaxed);
-    let [rtp_a, rtcp_a, rtp_b, rtcp_b] = &sockets;
-    let mut buf = vec![0u8; 2048];
-    let mut transcoding = false;
-    let mut timed_out = false;
-    loop {
-        let now = Instant::now();
-        let wake = media
-            .poll_timeout()
-            .map_or(now + Duration::from_secs(1), Instant::from_std);
-        tokio::select! {
-            biased;
-            c = commands.recv() => match c {
-                Some(Command::Configure(s, setup)) => media.configure(now.into_std(), s, setup),
-                Some(Command::InfoKey(s, k)) => {
-                    media.info_dtmf(s, k);
-                    media.send_dtmf(now.into_std(), s.other(), k);
+    span: Span,
+}
+
+impl CallTask {
+    /// Runs the call's media on its four sockets until the SIP core stops it.
+    async fn run(mut self, sockets: [UdpSocket; 4]) {
+        let metrics = self.metrics.clone();
+        metrics.calls_active.fetch_add(1, Ordering::Relaxed);
+        let [rtp_a, rtcp_a, rtp_b, rtcp_b] = &sockets;
+        let mut buf = vec![0u8; 2048];
+        let mut counts = Counts::default();
+        let mut transcoding = false;
+        let mut timed_out = false;
+        // One timer for the task, moved only when the media's next deadline comes earlier (a
+        // new timer per packet would cost a timer-wheel insert and remove each time; a
+        // deadline that moved later, like the media timeout after each packet, just finds
+        // nothing due when the timer fires and is re-armed then).
+        let sleep = tokio::time::sleep(Duration::from_secs(3600));
+        tokio::pin!(sleep);
+        let mut armed: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            let due = self
+                .media
+                .poll_timeout()
+                .map_or(now + Duration::from_secs(1), Instant::from_std);
+            if armed.is_none_or(|a| due < a) {
+                sleep.as_mut().reset(due);
+                armed = Some(due);
+            }
+            let media = &mut self.media;
+            tokio::select! {
+                biased;
+                r = rtp_a.readable() => if r.is_ok() {
+                    receive(media, Side::A, rtp_a, rtp_b, &mut buf, &mut counts);
+                },
+                r = rtp_b.readable() => if r.is_ok() {
+                    receive(media, Side::B, rtp_b, rtp_a, &mut buf, &mut counts);
+                },
+                c = self.commands.recv() => match c {
+                    Some(Command::Configure(s, setup)) => media.configure(now.into_std(), s, setup),
+                    Some(Command::InfoKey(s, k)) => {
+                        media.info_dtmf(s, k);
+                        media.send_dtmf(now.into_std(), s.other(), k);
+                    }
+                    Some(Command::Stop) | None => break,
+                },
+                r = rtcp_a.readable() => if r.is_ok() {
+                    while let Ok((n, _)) = rtcp_a.try_recv_from(&mut buf) {
+                        media.handle_rtcp(Instant::now().into_std(), Side::A, &buf[..n]);
+                    }
+                },
+                r = rtcp_b.readable() => if r.is_ok() {
+                    while let Ok((n, _)) = rtcp_b.try_recv_from(&mut buf) {
+                        media.handle_rtcp(Instant::now().into_std(), Side::B, &buf[..n]);
+                    }
+                },
+                () = &mut sleep => {
+                    armed = None;
+                    counts.flush(&metrics, true);
                 }
-                Some(Command::Stop) | None => break,
-            },
-            r = rtp_a.readable() => if r.is_ok() {
-                receive(&mut media, Side::A, rtp_a, rtp_b, &mut buf, &metrics);
-            },
-            r = rtp_b.readable() => if r.is_ok() {
-                receive(&mut media, Side::B, rtp_b, rtp_a, &mut buf, &metrics);
-            },
-            r = rtcp_a.readable() => if r.is_ok() {
-                while let Ok((n, _)) = rtcp_a.try_recv_from(&mut buf) {
-                    media.handle_rtcp(Instant::now().into_std(), Side::A, &buf[..n]);
+            }
+            let now = Instant::now();
+            if now >= due {
+                media.handle_timeout(now.into_std());
+            }
+            while let Some(d) = media.poll_transmit() {
+                let sock = match (d.side, d.rtcp) {
+                    (Side::A, false) => rtp_a,
+                    (Side::A, true) => rtcp_a,
+                    (Side::B, false) => rtp_b,
+                    (Side::B, true) => rtcp_b,
+                };
+                counts.generated += u64::from(!d.rtcp);
+                let _ = sock.try_send_to(&d.data, d.to);
+            }
+            while let Some(ev) = self.media.poll_event() {
+                self.report(ev, &mut timed_out);
+            }
+            let t = !self.media.forwarding();
+            if t != transcoding {
+                transcoding = t;
+                let c = &metrics.calls_transcoded;
+                if t {
+                    c.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    c.fetch_sub(1, Ordering::Relaxed);
                 }
-            },
-            r = rtcp_b.readable() => if r.is_ok() {
-                while let Ok((n, _)) = rtcp_b.try_recv_from(&mut buf) {
-                    media.handle_rtcp(Instant::now().into_std(), Side::B, &buf[..n]);
-                }
-            },
-            _ = tokio::time::sleep_until(wake) => {}
+            }
+            counts.flush(&metrics, false);
         }
-        let now = Instant::now().into_std();
-        if media.poll_timeout().is_some_and(|t| t <= now) {
-            media.handle_timeout(now);
+        counts.flush(&metrics, true);
+        if transcoding {
+            metrics.calls_transcoded.fetch_sub(1, Ordering::Relaxed);
         }
-        while let Some(d) = media.poll_transmit() {
-            let sock = match (d.side, d.rtcp) {
-                (Side::A, false) => rtp_a,
-                (Side::A, true) => rtcp_a,
-                (Side::B, false) => rtp_b,
-                (Side::B, true) => rtcp_b,
+        self.log_quality();
+        metrics.calls_active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn report(&self, ev: MediaEvent, timed_out: &mut bool) {
+        let _g = self.span.enter();
+        let m = &self.metrics;
+        match ev {
+            MediaEvent::Dtmf { side, key, source } => {
+                let counter = match source {
+                    DtmfSource::Rfc4733 => &m.dtmf_rfc4733,
+                    DtmfSource::InBand => &m.dtmf_inband,
+                    DtmfSource::Info => &m.dtmf_info,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                info!(leg = ?side, %key, ?source, "DTMF");
+            }
+            MediaEvent::MediaTimeout { side } if !*timed_out => {
+                *timed_out = true;
+                m.media_timeouts.fetch_add(1, Ordering::Relaxed);
+                warn!(leg = ?side, "no RTP: ending the call");
+                let _ = self.hangups.send((self.key, "media timeout"));
+            }
+            MediaEvent::Latched { side, addr } => debug!(leg = ?side, %addr, "RTP latched"),
+            other => debug!(event = ?other, "media event"),
+        }
+    }
+
+    /// The per-leg quality at the end of the call: logged (the call's record) and summed
+    /// into the metrics.
+    fn log_quality(&self) {
+        let _g = self.span.enter();
+        let m = &self.metrics;
+        for side in [Side::A, Side::B] {
+            let (Some(q), Some(setup)) = (self.media.quality(side), self.media.setup(side)) else {
+                continue;
             };
-            if !d.rtcp {
-                metrics.packets_generated.fetch_add(1, Ordering::Relaxed);
-            }
-            let _ = sock.try_send_to(&d.data, d.to);
-        }
-        while let Some(ev) = media.poll_event() {
-            match ev {
-                MediaEvent::Dtmf { side, key, source } => {
-                    let counter = match source {
-                        DtmfSource::Rfc4733 => &metrics.dtmf_rfc4733,
-                        DtmfSource::InBand => &metrics.dtmf_inband,
-                        DtmfSource::Info => &metrics.dtmf_info,
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    info!(leg = ?side, %key, ?source, "DTMF");
-                }
-                MediaEvent::MediaTimeout { side } if !timed_out => {
-                    timed_out = true;
-                    metrics.media_timeouts.fetch_add(1, Ordering::Relaxed);
-                    warn!(leg = ?side, "no RTP: ending the call");
-                    let _ = hangups.send((key, "media timeout"));
-                }
-                MediaEvent::Latched { side, addr } => debug!(leg = ?side, %addr, "RTP latched"),
-                other => debug!(event = ?other, "media event"),
-            }
-        }
-        let t = !media.forwarding();
-        if t != transcoding {
-            transcoding = t;
-            if t {
-                metrics.calls_transcoded.fetch_add(1, Ordering::Relaxed);
-            } else {
-                metrics.calls_transcoded.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
-    }
-    if transcoding {
-        metrics.calls_transcoded.fetch_sub(1, Ordering::Relaxed);
-    }
-    for side in [Side::A, Side::B] {
-        if let (Some(q), Some(setup)) = (media.quality(side), media.setup(side)) {
-            metrics.legs_measured.fetch_add(1, Ordering::Relaxed);
-            metrics
-                .packets_lost
+            m.legs_measured.fetch_add(1, Ordering::Relaxed);
+            m.packets_lost
                 .fetch_add(q.lost.max(0) as u64, Ordering::Relaxed);
-            metrics
-                .mos_milli_sum
+            m.mos_milli_sum
                 .fetch_add((q.mos * 1000.0) as u64, Ordering::Relaxed);
             info!(
                 leg = ?side,
@@ -531,7 +627,6 @@ async fn run_call(
             );
         }
     }
-    metrics.calls_active.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Reads every datagram waiting on `from_sock` and forwards or queues each.
@@ -541,18 +636,15 @@ fn receive(
     from_sock: &UdpSocket,
     to_sock: &UdpSocket,
     buf: &mut [u8],
-    metrics: &MediaMetrics,
+    counts: &mut Counts,
 ) {
     let now = Instant::now().into_std();
-    let (mut got, mut sent) = (0, 0);
     while let Ok((n, from)) = from_sock.try_recv_from(buf) {
-        got += 1;
+        counts.received += 1;
         if let Some((to, len)) = media.handle_rtp(now, side, from, &mut buf[..n])
             && to_sock.try_send_to(&buf[..len], to).is_ok()
         {
-            sent += 1;
+            counts.forwarded += 1;
         }
     }
-    metrics.packets_received.fetch_add(got, Ordering::Relaxed);
-    metrics.packets_forwarded.fetch_add(sent, Ordering::Relaxed);
 }
