@@ -106,7 +106,7 @@ impl CallAnchor {
         match (role, sdp) {
             (Role::Offer, Some(text)) => {
                 let offer = Sdp::parse(text)?;
-                let audio = audio(&offer).ok_or(SdpError::NoAudio)?;
+                let audio = plain_audio(&offer)?;
                 let near: Vec<CodecKind> = audio
                     .codecs
                     .iter()
@@ -264,6 +264,17 @@ fn audio(sdp: &Sdp) -> Option<&Media> {
     sdp.media.iter().find(|m| m.kind == "audio" && m.port != 0)
 }
 
+/// The audio stream, refused unless it is plain RTP (Crest's anchor speaks RTP/AVP; secure
+/// profiles, and WebRTC's DTLS-SRTP, would get an answer they cannot use).
+fn plain_audio(sdp: &Sdp) -> Result<&Media, SdpError> {
+    let m = audio(sdp).ok_or(SdpError::NoAudio)?;
+    if matches!(m.proto.as_str(), "RTP/AVP" | "RTP/AVPF") {
+        Ok(m)
+    } else {
+        Err(SdpError::Transport(m.proto.clone()))
+    }
+}
+
 /// The direction an offer asks for, `c=0.0.0.0` (RFC 2543 hold) read as inactive.
 fn offered_direction(sdp: &Sdp, audio: &Media) -> Direction {
     if audio
@@ -279,7 +290,7 @@ fn offered_direction(sdp: &Sdp, audio: &Media) -> Direction {
 
 /// The leg settings a peer's answer to Crest's offer gives.
 fn answered(cfg: &AnchorConfig, answer: &Sdp) -> Result<LegSetup, SdpError> {
-    let audio = audio(answer).ok_or(SdpError::NoAudio)?;
+    let audio = plain_audio(answer)?;
     let chosen = audio
         .codecs
         .iter()

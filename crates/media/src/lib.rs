@@ -30,6 +30,7 @@ pub mod rtp;
 pub mod sdp;
 pub mod session;
 pub mod stats;
+pub mod wav;
 
 pub use jitter::{JitterBuffer, JitterConfig, JitterStats, Playout, Push};
 pub use rtp::{RtpError, RtpPacket};

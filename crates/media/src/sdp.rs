@@ -18,6 +18,9 @@ pub enum SdpError {
     /// No audio codec in common.
     #[error("no common audio codec")]
     NoCommonCodec,
+    /// A transport profile other than plain RTP (SRTP, DTLS-SRTP for WebRTC).
+    #[error("media transport {0} not supported (plain RTP/AVP)")]
+    Transport(String),
 }
 
 impl SdpError {
@@ -25,7 +28,7 @@ impl SdpError {
     pub fn status(&self) -> u16 {
         match self {
             Self::Syntax(_) => 400,
-            Self::NoAudio | Self::NoCommonCodec => 488,
+            Self::NoAudio | Self::NoCommonCodec | Self::Transport(_) => 488,
         }
     }
 }

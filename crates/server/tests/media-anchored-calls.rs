@@ -301,3 +301,29 @@ fn a_spent_bandwidth_budget_refuses_the_next_call_with_503() {
     );
     drop(call);
 }
+
+#[test]
+fn an_offer_crest_cannot_anchor_gets_488_with_a_warning() {
+    let callee = Phone::new("127.0.0.1:9".parse().unwrap());
+    let crest = start("media-488", &callee, 41700, "");
+    let mut caller = Phone::new(crest.addr());
+    for (formats, proto) in [("18", "RTP/AVP"), ("0", "RTP/SAVP")] {
+        let offer = sdp(5004, formats, "a=rtpmap:18 G729/8000\r\n").replace("RTP/AVP", proto);
+        let invite = caller.request(
+            "INVITE",
+            &format!("sip:2000@{}", crest.addr()),
+            &format!("<sip:2000@{}>", crest.addr()),
+            Some(("application/sdp", &offer)),
+        );
+        caller.send(&invite);
+        let resp = caller.recv_where(Duration::from_secs(5), |m| m.starts_with("SIP/2.0 100"));
+        assert!(resp.starts_with("SIP/2.0 488"), "{proto} {formats}: {resp}");
+        assert!(resp.contains("Warning: 305 crest"), "{resp}");
+    }
+    assert_eq!(
+        crest.metric("crest_calls_started_total"),
+        0,
+        "nothing reached the callee"
+    );
+    assert_eq!(crest.metric("crest_media_calls_active"), 0);
+}
