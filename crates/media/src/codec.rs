@@ -130,39 +130,16 @@ fn lib_error(codec: CodecKind, e: impl std::fmt::Display) -> CodecError {
     }
 }
 
-/// A decoder for one incoming stream.
-pub enum Decoder {
-    /// μ-law.
+/// The state of a coder: none for G.711, the library's for G.722 and Opus.
+enum Coder<G, O> {
     Pcmu,
-    /// A-law.
     Pcma,
-    /// G.722.
-    G722(Box<audio_codec::g722::G722Decoder>),
-    /// Opus.
-    Opus(Box<opus::Decoder>),
+    G722(Box<G>),
+    Opus(Box<O>),
 }
 
-impl std::fmt::Debug for Decoder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Decoder({})", self.kind())
-    }
-}
-
-impl Decoder {
-    /// A decoder for `kind`.
-    pub fn new(kind: CodecKind) -> Result<Self, CodecError> {
-        Ok(match kind {
-            CodecKind::Pcmu => Self::Pcmu,
-            CodecKind::Pcma => Self::Pcma,
-            CodecKind::G722 => Self::G722(Box::default()),
-            CodecKind::Opus => Self::Opus(Box::new(
-                opus::Decoder::new(48_000, opus::Channels::Mono).map_err(|e| lib_error(kind, e))?,
-            )),
-        })
-    }
-
-    /// The codec.
-    pub fn kind(&self) -> CodecKind {
+impl<G, O> Coder<G, O> {
+    fn kind(&self) -> CodecKind {
         match self {
             Self::Pcmu => CodecKind::Pcmu,
             Self::Pcma => CodecKind::Pcma,
@@ -170,13 +147,50 @@ impl Decoder {
             Self::Opus(_) => CodecKind::Opus,
         }
     }
+}
+
+/// A decoder for one incoming stream.
+pub struct Decoder(Coder<audio_codec::g722::G722Decoder, opus::Decoder>);
+
+/// An encoder for one outgoing stream.
+pub struct Encoder(Coder<audio_codec::g722::G722Encoder, opus::Encoder>);
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Decoder({})", self.kind())
+    }
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Encoder({})", self.kind())
+    }
+}
+
+impl Decoder {
+    /// A decoder for `kind`.
+    pub fn new(kind: CodecKind) -> Result<Self, CodecError> {
+        Ok(Self(match kind {
+            CodecKind::Pcmu => Coder::Pcmu,
+            CodecKind::Pcma => Coder::Pcma,
+            CodecKind::G722 => Coder::G722(Box::default()),
+            CodecKind::Opus => Coder::Opus(Box::new(
+                opus::Decoder::new(48_000, opus::Channels::Mono).map_err(|e| lib_error(kind, e))?,
+            )),
+        }))
+    }
+
+    /// The codec.
+    pub fn kind(&self) -> CodecKind {
+        self.0.kind()
+    }
 
     /// Decodes a payload, appending the samples to `out`.
     pub fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> Result<(), CodecError> {
-        match self {
-            Self::Pcmu => out.extend(payload.iter().map(|&c| g711::ulaw_to_linear(c))),
-            Self::Pcma => out.extend(payload.iter().map(|&c| g711::alaw_to_linear(c))),
-            Self::G722(d) => {
+        match &mut self.0 {
+            Coder::Pcmu => out.extend(payload.iter().map(|&c| g711::ulaw_to_linear(c))),
+            Coder::Pcma => out.extend(payload.iter().map(|&c| g711::alaw_to_linear(c))),
+            Coder::G722(d) => {
                 let start = out.len();
                 out.resize(start + payload.len() * 2, 0);
                 let n = d
@@ -184,7 +198,7 @@ impl Decoder {
                     .map_err(|e| lib_error(CodecKind::G722, format!("{e:?}")))?;
                 out.truncate(start + n);
             }
-            Self::Opus(d) => {
+            Coder::Opus(d) => {
                 let start = out.len();
                 out.resize(start + 5760, 0); // 120 ms, the longest Opus frame
                 let n = d
@@ -201,16 +215,13 @@ impl Decoder {
     /// concealment; the waveform codecs repeat the last `samples` attenuated by 6 dB (or
     /// play silence when there is nothing to repeat).
     pub fn conceal(&mut self, samples: usize, out: &mut Vec<i16>) {
-        if let Self::Opus(d) = self {
-            let start = out.len();
+        let start = out.len();
+        if let Coder::Opus(d) = &mut self.0 {
             out.resize(start + samples, 0);
             let n = d.decode(&[], &mut out[start..], false).unwrap_or(0);
             out.truncate(start + n);
             out.resize(start + samples, 0);
-            return;
-        }
-        let start = out.len();
-        if start >= samples {
+        } else if start >= samples {
             out.extend_from_within(start - samples..start);
             for s in &mut out[start..] {
                 *s /= 2;
@@ -221,31 +232,13 @@ impl Decoder {
     }
 }
 
-/// An encoder for one outgoing stream.
-pub enum Encoder {
-    /// μ-law.
-    Pcmu,
-    /// A-law.
-    Pcma,
-    /// G.722.
-    G722(Box<audio_codec::g722::G722Encoder>),
-    /// Opus.
-    Opus(Box<opus::Encoder>),
-}
-
-impl std::fmt::Debug for Encoder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Encoder({})", self.kind())
-    }
-}
-
 impl Encoder {
     /// An encoder for `kind`.
     pub fn new(kind: CodecKind) -> Result<Self, CodecError> {
-        Ok(match kind {
-            CodecKind::Pcmu => Self::Pcmu,
-            CodecKind::Pcma => Self::Pcma,
-            CodecKind::G722 => Self::G722(Box::default()),
+        Ok(Self(match kind {
+            CodecKind::Pcmu => Coder::Pcmu,
+            CodecKind::Pcma => Coder::Pcma,
+            CodecKind::G722 => Coder::G722(Box::default()),
             CodecKind::Opus => {
                 let mut e =
                     opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)
@@ -259,35 +252,30 @@ impl Encoder {
                     .and_then(|()| e.set_max_bandwidth(opus::Bandwidth::Wideband))
                     .and_then(|()| e.set_inband_fec(true))
                     .map_err(|e| lib_error(kind, e))?;
-                Self::Opus(Box::new(e))
+                Coder::Opus(Box::new(e))
             }
-        })
+        }))
     }
 
     /// The codec.
     pub fn kind(&self) -> CodecKind {
-        match self {
-            Self::Pcmu => CodecKind::Pcmu,
-            Self::Pcma => CodecKind::Pcma,
-            Self::G722(_) => CodecKind::G722,
-            Self::Opus(_) => CodecKind::Opus,
-        }
+        self.0.kind()
     }
 
     /// Encodes one frame of PCM (at the codec's sample rate) into `out` (cleared first).
     pub fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) -> Result<(), CodecError> {
         out.clear();
-        match self {
-            Self::Pcmu => g711::encode_ulaw(pcm, out),
-            Self::Pcma => g711::encode_alaw(pcm, out),
-            Self::G722(e) => {
+        match &mut self.0 {
+            Coder::Pcmu => g711::encode_ulaw(pcm, out),
+            Coder::Pcma => g711::encode_alaw(pcm, out),
+            Coder::G722(e) => {
                 out.resize(pcm.len() / 2 + 1, 0);
                 let n = e
                     .encode_into(pcm, out)
                     .map_err(|e| lib_error(CodecKind::G722, format!("{e:?}")))?;
                 out.truncate(n);
             }
-            Self::Opus(e) => {
+            Coder::Opus(e) => {
                 out.resize(1500, 0);
                 let n = e
                     .encode(pcm, out)
@@ -383,7 +371,7 @@ mod tests {
             dec.conceal(160, &mut out);
             assert_eq!(out.len(), 160, "{kind}: silence before any frame");
         }
-        let mut dec = Decoder::Pcmu;
+        let mut dec = Decoder::new(CodecKind::Pcmu).unwrap();
         let mut out = vec![1000i16; 160];
         dec.conceal(160, &mut out);
         assert_eq!(out[160..], [500; 160], "repeated at half amplitude");

@@ -99,7 +99,11 @@ fn passwd_prints_the_ha1_hashes() {
 #[test]
 fn bad_media_settings_name_the_key() {
     for (text, key, what) in [
-        ("media:\n  codecs:\n    - PCMU\n    - G729\n", "media.codecs[1]", "unknown codec \"G729\""),
+        (
+            "media:\n  codecs:\n    - PCMU\n    - G729\n",
+            "media.codecs[1]",
+            "unknown codec \"G729\"",
+        ),
         ("media:\n  port_min: 100\n", "media.port_min", "1024"),
         ("media:\n  ptime_ms: 25\n", "media.ptime_ms", "use 10, 20"),
         ("media:\n  bandwidth:\n    node: 5\n", "", "unknown field"),
@@ -109,5 +113,8 @@ fn bad_media_settings_name_the_key() {
         assert!(msg.contains(key) && msg.contains(what), "{text}: {msg}");
     }
     let (ok, msg) = check("media:\n  anchor: false\n  codecs: []\n", "off.yaml");
-    assert!(ok, "media settings are not checked when anchoring is off: {msg}");
+    assert!(
+        ok,
+        "media settings are not checked when anchoring is off: {msg}"
+    );
 }

@@ -12,26 +12,7 @@ fn call_reaches_registered_user_and_caller_hangs_up() {
         "call-registered",
         "  routes:\n    - {number: \"1000\", user: alice, public: true}\n",
     );
-    let uas_port = free_port();
-    assert_ok(
-        "REGISTER",
-        &register(&crest, "alice", "secret", uas_port, "register_ok.xml"),
-        &crest,
-    );
-    let sc = scenario("uas_answer.xml");
-    let uas = Background::sipp(
-        &[
-            "-sf",
-            sc.to_str().unwrap(),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &uas_port.to_string(),
-            "-m",
-            "1",
-        ],
-        Duration::from_secs(20),
-    );
+    let uas = registered_uas(&crest, "uas_answer.xml", &[]);
     let target = crest.addr().to_string();
     let out = builtin_call(&target, "1000", 200);
     assert_ok("caller", &out, &crest);

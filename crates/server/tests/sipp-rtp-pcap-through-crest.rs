@@ -15,29 +15,11 @@ fn pcap_audio_and_rfc4733_key_cross_crest_to_a_registered_uas() {
         "  routes:\n    - {number: \"1000\", user: alice, public: true}\n",
         "media:\n  port_min: 42000\n  port_max: 42099\n",
     );
-    let uas_port = free_port();
-    let media_port = free_port();
-    assert_ok(
-        "REGISTER",
-        &register(&crest, "alice", "secret", uas_port, "register_ok.xml"),
+    let media_port = free_port().to_string();
+    let uas = registered_uas(
         &crest,
-    );
-    let sc = scenario("uas_answer_pcma.xml");
-    let uas = Background::sipp(
-        &[
-            "-sf",
-            sc.to_str().unwrap(),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &uas_port.to_string(),
-            "-mp",
-            &media_port.to_string(),
-            "-rtp_echo",
-            "-m",
-            "1",
-        ],
-        Duration::from_secs(30),
+        "uas_answer_pcma.xml",
+        &["-mp", &media_port, "-rtp_echo"],
     );
     let out = uac(&crest, &scenario("uac_pcap_g711a_dtmf.xml"), "1000", &[]);
     assert_ok("caller", &out, &crest);

@@ -103,6 +103,17 @@ pub(crate) struct Call {
 }
 
 impl Call {
+    /// What answering the caller's INVITE takes: the request, its server transaction, the
+    /// caller's flow and Crest's tag on leg A.
+    pub(crate) fn a_invite_reply(&self) -> (Message, TxId, Flow, Box<str>) {
+        (
+            self.a_invite.clone(),
+            self.a_invite_tx,
+            self.a.flow,
+            self.a.local_tag.clone(),
+        )
+    }
+
     pub(crate) fn leg(&self, side: Side) -> &Leg {
         match side {
             Side::A => &self.a,

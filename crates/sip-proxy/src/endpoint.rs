@@ -957,12 +957,7 @@ impl Endpoint {
             if call.state != CallState::Early {
                 return;
             }
-            let (a_invite, tx, flow, tag) = (
-                call.a_invite.clone(),
-                call.a_invite_tx,
-                call.a.flow,
-                call.a.local_tag.clone(),
-            );
+            let (a_invite, tx, flow, tag) = call.a_invite_reply();
             let extra = format!("Contact: {}\r\n", self.contact(flow.transport));
             let body = msg.body();
             // Early media: the 18x's SDP is the callee's answer.
@@ -991,12 +986,7 @@ impl Endpoint {
         };
         if call.state == CallState::Early {
             info!(status = code, "callee refused");
-            let (a_invite, tx, flow, tag) = (
-                call.a_invite.clone(),
-                call.a_invite_tx,
-                call.a.flow,
-                call.a.local_tag.clone(),
-            );
+            let (a_invite, tx, flow, tag) = call.a_invite_reply();
             if !self.tx.is_final_sent(tx) {
                 self.respond(now, tx, &a_invite, flow, mapped, Some(&tag), "", None);
             }
@@ -1065,12 +1055,7 @@ impl Endpoint {
                 info!(status = code, "callee's SDP answer refused");
                 self.send_bye(now, key, Side::B, "unusable SDP answer");
                 let call = &self.calls[&key];
-                let (a_invite, tx, flow, tag) = (
-                    call.a_invite.clone(),
-                    call.a_invite_tx,
-                    call.a.flow,
-                    call.a.local_tag.clone(),
-                );
+                let (a_invite, tx, flow, tag) = call.a_invite_reply();
                 self.respond(now, tx, &a_invite, flow, code, Some(&tag), "", None);
                 return self.end_call(now, key, "unusable SDP answer");
             }
@@ -1088,12 +1073,7 @@ impl Endpoint {
                 se.as_secs()
             ));
         }
-        let (a_invite, tx, flow, tag) = (
-            call.a_invite.clone(),
-            call.a_invite_tx,
-            call.a.flow,
-            call.a.local_tag.clone(),
-        );
+        let (a_invite, tx, flow, tag) = call.a_invite_reply();
         let data = response(
             &a_invite,
             &flow,
@@ -1162,12 +1142,7 @@ impl Endpoint {
         if call.state != CallState::Early {
             return;
         }
-        let (a_invite, tx, flow, tag) = (
-            call.a_invite.clone(),
-            call.a_invite_tx,
-            call.a.flow,
-            call.a.local_tag.clone(),
-        );
+        let (a_invite, tx, flow, tag) = call.a_invite_reply();
         let provisional = call.b_provisional;
         if !provisional {
             call.cancel_pending = true;
@@ -1304,12 +1279,7 @@ impl Endpoint {
                 if let Some(call) = self.calls.get(&key)
                     && call.state == CallState::Early
                 {
-                    let (a_invite, tx, flow, tag) = (
-                        call.a_invite.clone(),
-                        call.a_invite_tx,
-                        call.a.flow,
-                        call.a.local_tag.clone(),
-                    );
+                    let (a_invite, tx, flow, tag) = call.a_invite_reply();
                     self.respond(now, tx, &a_invite, flow, 408, Some(&tag), "", None);
                     self.end_call(now, key, "callee did not respond");
                 }

@@ -349,7 +349,8 @@ fn keys_go_out_as_paced_events_or_as_tones() {
     let mut pcm = Vec::new();
     let sent: Vec<_> = std::iter::from_fn(|| m.poll_transmit()).collect();
     for d in sent.iter().filter(|d| d.side == Side::B && !d.rtcp) {
-        Decoder::Pcmu
+        Decoder::new(CodecKind::Pcmu)
+            .unwrap()
             .decode(RtpPacket::parse(&d.data).unwrap().payload, &mut pcm)
             .unwrap();
     }
@@ -388,7 +389,8 @@ fn a_prompt_plays_in_real_time_pauses_the_far_audio_and_reports_its_end() {
     let mut pcm = Vec::new();
     for d in &audio {
         assert_eq!(d.to, addr(A_PEER));
-        Decoder::Pcmu
+        Decoder::new(CodecKind::Pcmu)
+            .unwrap()
             .decode(RtpPacket::parse(&d.data).unwrap().payload, &mut pcm)
             .unwrap();
     }

@@ -256,6 +256,31 @@ pub fn route_to_port(number: &str, port: u16) -> String {
     )
 }
 
+/// A sipp UAS registered as alice (password "secret") on a free port, answering one call with
+/// the scenario `scenario_name` and `extra` arguments, in the background.
+pub fn registered_uas(crest: &Crest, scenario_name: &str, extra: &[&str]) -> Background {
+    let port = free_port();
+    assert_ok(
+        "REGISTER",
+        &register(crest, "alice", "secret", port, "register_ok.xml"),
+        crest,
+    );
+    let sc = scenario(scenario_name);
+    let port = port.to_string();
+    let mut args = vec![
+        "-sf",
+        sc.to_str().unwrap(),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-m",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    Background::sipp(&args, Duration::from_secs(30))
+}
+
 /// A sipp UAS running `scenario_file` on `port`, for one call, in the background.
 pub fn uas(scenario_file: &Path, port: u16) -> Background {
     Background::sipp(
