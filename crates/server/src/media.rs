@@ -15,6 +15,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use crest_media::anchor::{AnchorConfig, CallAnchor, PortPool, Role};
@@ -449,6 +450,13 @@ impl MediaWorkers {
     }
 }
 
+/// What woke a call task: which sockets are readable, a command, the timer.
+struct Ready {
+    sockets: [bool; 4],
+    command: Option<Option<Command>>,
+    timer: bool,
+}
+
 /// Packet counts kept in the task and added to the shared metrics in batches.
 #[derive(Default)]
 struct Counts {
@@ -508,37 +516,53 @@ impl CallTask {
                 sleep.as_mut().reset(due);
                 armed = Some(due);
             }
-            let media = &mut self.media;
-            tokio::select! {
-                biased;
-                r = rtp_a.readable() => if r.is_ok() {
-                    receive(media, Side::A, rtp_a, rtp_b, &mut buf, &mut counts);
-                },
-                r = rtp_b.readable() => if r.is_ok() {
-                    receive(media, Side::B, rtp_b, rtp_a, &mut buf, &mut counts);
-                },
-                c = self.commands.recv() => match c {
-                    Some(Command::Configure(s, setup)) => media.configure(now.into_std(), s, setup),
-                    Some(Command::InfoKey(s, k)) => {
-                        media.info_dtmf(s, k);
-                        media.send_dtmf(now.into_std(), s.other(), k);
-                    }
-                    Some(Command::Stop) | None => break,
-                },
-                r = rtcp_a.readable() => if r.is_ok() {
-                    while let Ok((n, _)) = rtcp_a.try_recv_from(&mut buf) {
-                        media.handle_rtcp(Instant::now().into_std(), Side::A, &buf[..n]);
-                    }
-                },
-                r = rtcp_b.readable() => if r.is_ok() {
-                    while let Ok((n, _)) = rtcp_b.try_recv_from(&mut buf) {
-                        media.handle_rtcp(Instant::now().into_std(), Side::B, &buf[..n]);
-                    }
-                },
-                () = &mut sleep => {
-                    armed = None;
-                    counts.flush(&metrics, true);
+            // One pass over everything that can wake the call (no futures built per wake):
+            // every ready socket is drained in the same turn.
+            let ready = std::future::poll_fn(|cx| {
+                let r = Ready {
+                    sockets: [rtp_a, rtp_b, rtcp_a, rtcp_b]
+                        .map(|s| s.poll_recv_ready(cx).is_ready()),
+                    command: match self.commands.poll_recv(cx) {
+                        Poll::Ready(c) => Some(c),
+                        Poll::Pending => None,
+                    },
+                    timer: sleep.as_mut().poll(cx).is_ready(),
+                };
+                if r.sockets.contains(&true) || r.command.is_some() || r.timer {
+                    Poll::Ready(r)
+                } else {
+                    Poll::Pending
                 }
+            })
+            .await;
+            let media = &mut self.media;
+            if ready.sockets[0] {
+                receive(media, Side::A, rtp_a, rtp_b, &mut buf, &mut counts);
+            }
+            if ready.sockets[1] {
+                receive(media, Side::B, rtp_b, rtp_a, &mut buf, &mut counts);
+            }
+            for (side, sock, i) in [(Side::A, rtcp_a, 2), (Side::B, rtcp_b, 3)] {
+                while ready.sockets[i]
+                    && let Ok((n, _)) = sock.try_recv_from(&mut buf)
+                {
+                    media.handle_rtcp(now.into_std(), side, &buf[..n]);
+                }
+            }
+            match ready.command {
+                None => {}
+                Some(Some(Command::Configure(s, setup))) => {
+                    media.configure(now.into_std(), s, setup)
+                }
+                Some(Some(Command::InfoKey(s, k))) => {
+                    media.info_dtmf(s, k);
+                    media.send_dtmf(now.into_std(), s.other(), k);
+                }
+                Some(Some(Command::Stop) | None) => break,
+            }
+            if ready.timer {
+                armed = None;
+                counts.flush(&metrics, true);
             }
             let now = Instant::now();
             if now >= due {

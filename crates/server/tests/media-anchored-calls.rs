@@ -1,7 +1,7 @@
 //! Calls through a running `crest` with real RTP on both legs: Crest anchors the media, a
 //! 1 kHz tone crosses each way (checked with Goertzel at the far end), forwarded when the
 //! legs agree (PCMU ↔ PCMU) and transcoded when they differ (PCMU ↔ Opus); hold and resume by
-//! re-INVITE; DTMF by RFC 4733, in-band tones and SIP INFO; media timeout; bandwidth budgets.
+//! re-INVITE (sendonly, inactive); DTMF by RFC 4733, in-band tones and SIP INFO; media timeout; bandwidth budgets.
 
 mod common;
 #[path = "common/peer.rs"]
@@ -162,7 +162,8 @@ fn hold_stops_the_media_and_resume_restarts_it() {
         let callee =
             std::mem::replace(&mut call.callee, Phone::new("127.0.0.1:9".parse().unwrap()));
         let b_port = call.b.port();
-        let dir2 = dir.to_owned();
+        // The callee answers a sendonly offer with recvonly, any other with the same.
+        let dir2 = if dir == "sendonly" { "recvonly" } else { dir }.to_owned();
         let t = std::thread::spawn(move || {
             let inv = callee.answer("INVITE", Some(&sdp(b_port, "0", &format!("a={dir2}\r\n"))));
             callee.expect_request("ACK", Duration::from_secs(5));
@@ -175,6 +176,17 @@ fn hold_stops_the_media_and_resume_restarts_it() {
         call.callee = callee;
         (ok, inv)
     };
+    // sendonly: the holding caller still sends (its music on hold), the callee's audio stops.
+    let (ok, inv) = reinvite(&mut call, "sendonly");
+    assert!(body(&inv).contains("a=sendonly"), "{inv}");
+    assert!(body(&ok).contains("a=recvonly"), "{ok}");
+    let ((a_heard, _), (b_heard, _)) = talk(&mut call, 1.0, Some(1000.0), Some(1000.0));
+    assert!(has_1khz(&b_heard, 8000), "the caller is still heard");
+    assert!(
+        a_heard.is_empty(),
+        "nothing to the holding caller: {}",
+        a_heard.len()
+    );
     let (ok, inv) = reinvite(&mut call, "inactive");
     assert!(
         body(&inv).contains("a=inactive"),
