@@ -3,6 +3,9 @@
 #
 #   bench/rtp_anchor.sh [--calls "250 500 1000 1500 2000"] [--dur 15] [--only crest|rtpengine]
 #                       [--wait-quiet SECS]  (before each step, wait for an idle box)
+#                       [--nice N]  (crest, rtpengine and the generator at nice N: a busy
+#                       neighbour on the shared box then disturbs the tail delay less)
+#                       [--max-p99-ms MS]  (PASS threshold on p99 one-way delay; default 10)
 #
 # Crest: starts `crest` (release) with bench/crest-media-bench.yaml, sets up max(--calls)
 # anchored G.711 calls through SIP (crates/server/examples/anchor_calls.rs: the caller's SDP
@@ -16,13 +19,15 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 SHARED="${SHARED:-$ROOT/../shared/bench}"
-CALLS="250 500 1000 1500 2000"; DUR=15; ONLY=""; QUIET=0
+CALLS="250 500 1000 1500 2000"; DUR=15; ONLY=""; QUIET=0; NICE=0; P99=10
 while (($#)); do
   case "$1" in
     --calls) CALLS=$2; shift 2;;
     --dur) DUR=$2; shift 2;;
     --only) ONLY=$2; shift 2;;
     --wait-quiet) QUIET=$2; shift 2;;
+    --nice) NICE=$2; shift 2;;
+    --max-p99-ms) P99=$2; shift 2;;
     -h|--help) awk 'NR>1 && /^#/{sub(/^# ?/,"");print;next} NR>1{exit}' "$0"; exit 0;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
@@ -39,7 +44,7 @@ trap cleanup EXIT INT TERM
 
 if [[ $ONLY != rtpengine ]]; then
   ulimit -n "$(ulimit -Hn)"
-  "$CREST" run --config "$HERE/crest-media-bench.yaml" >"$OUT/crest.log" 2>&1 &
+  nice -n "$NICE" "$CREST" run --config "$HERE/crest-media-bench.yaml" >"$OUT/crest.log" 2>&1 &
   CPID=$!
   for _ in $(seq 100); do curl -sf 127.0.0.1:18080/healthz >/dev/null 2>&1 && break; sleep 0.1; done
   sleep 1
@@ -49,13 +54,13 @@ if [[ $ONLY != rtpengine ]]; then
   R1=$(rss_kb "$CPID"); N=$(wc -l <"$OUT/ports.txt")
   echo "# crest idle memory: ${R0} kB -> ${R1} kB with $N anchored calls: $(( (R1 - R0) / (N > 0 ? N : 1) )) kB per call" | tee "$OUT/memory.txt"
   bash "$SHARED/run_rtp_baseline.sh" --relay map --map "$OUT/ports.txt" --relay-pid "$CPID" \
-    --calls "$CALLS" --dur "$DUR" --wait-quiet "$QUIET" --out "$OUT/crest" --no-stop | tee "$OUT/crest.txt"
+    --calls "$CALLS" --dur "$DUR" --wait-quiet "$QUIET" --nice "$NICE" --max-p99-ms "$P99" --out "$OUT/crest" --no-stop | tee "$OUT/crest.txt"
   R2=$(rss_kb "$CPID")
   echo "# crest memory after the load: ${R2} kB: $(( (R2 - R0) / (N > 0 ? N : 1) )) kB per call" | tee -a "$OUT/memory.txt"
   curl -s 127.0.0.1:18080/metrics | grep -E '^crest_(media|rtp)' >"$OUT/crest-metrics.txt" || true
   kill "$CPID"; wait "$CPID" 2>/dev/null || true; CPID=""
 fi
 if [[ $ONLY != crest ]]; then
-  bash "$SHARED/run_rtp_baseline.sh" --calls "$CALLS" --dur "$DUR" --wait-quiet "$QUIET" --out "$OUT/rtpengine" --no-stop | tee "$OUT/rtpengine.txt"
+  bash "$SHARED/run_rtp_baseline.sh" --calls "$CALLS" --dur "$DUR" --wait-quiet "$QUIET" --nice "$NICE" --max-p99-ms "$P99" --out "$OUT/rtpengine" --no-stop | tee "$OUT/rtpengine.txt"
 fi
 echo "# results in $OUT"
