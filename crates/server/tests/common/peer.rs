@@ -274,6 +274,13 @@ impl Rtp {
         self.sock.local_addr().unwrap().port()
     }
 
+    /// Discards what arrived so far (packets of an earlier phase still in flight).
+    pub fn drain(&mut self) {
+        std::thread::sleep(Duration::from_millis(100));
+        let mut buf = [0u8; 2048];
+        while self.sock.recv_from(&mut buf).is_ok() {}
+    }
+
     /// Sends one raw packet with payload type `pt`.
     pub fn send_raw(&mut self, pt: u8, marker: bool, ts: u32, payload: &[u8]) {
         let mut v = Vec::new();
