@@ -1,4 +1,17 @@
-//! Crest automatic call distributor (placeholder crate of the workspace).
+//! Crest's automatic call distributor, sans-IO: `(now, input) → decisions`, no clock and no
+//! sockets. This release holds the model (`config/acd.yaml`: agents with skills and ratings,
+//! seat pools with neighbours, queues with score weights) and the routing core: agent states
+//! (offline, available, ringing, on call, wrap-up, away), weighted skill scoring, priority with
+//! ageing, overflow to neighbouring pools as explicit steps, ring-out handling. Admission,
+//! surge levels, EWT, callbacks and the simulator come with the rest of the ACD issue.
 //!
-//! Will hold the sans-IO ACD core: agents, queues, weighted skill routing, overflow, admission,
-//! surge levels, EWT, callbacks and the simulator (issue "ACD").
+//! ```text
+//!   Input ──► Acd::handle(now, input) ──► poll_output(): Offer / Retract / Overflow / AgentAway
+//!             Acd::handle_timeout(now) ◄── poll_timeout(): ring, wrap-up and overflow timers
+//! ```
+
+pub mod model;
+pub mod router;
+
+pub use model::{AcdConfig, AgentId, CallId, Caller, Model, ModelError, PoolId, QueueId, SkillId};
+pub use router::{Acd, AgentState, Counters, Input, Output};

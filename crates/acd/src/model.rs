@@ -1,0 +1,444 @@
+//! What the ACD routes: agents with skills, seat pools with neighbours, queues, callers.
+//! Read from `config/acd.yaml` (serde), checked into dense ids by [`Model::new`].
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// A skill (a problem type the IVR recognises: "refund", "order status", "vip").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SkillId(pub u16);
+
+/// A seat pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PoolId(pub u16);
+
+/// A queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueId(pub u16);
+
+/// An agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AgentId(pub u32);
+
+/// A call (the SIP core's key for it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub u64);
+
+/// The weights of the routing score (per queue).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Weights {
+    /// Skill level for the caller's problem type.
+    pub problem_type: f64,
+    /// Customer tier.
+    pub tier: f64,
+    /// 1 − the agent's recent load.
+    pub load: f64,
+    /// The agent's rating (CSAT).
+    pub rating: f64,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Self {
+            problem_type: 0.4,
+            tier: 0.3,
+            load: 0.2,
+            rating: 0.1,
+        }
+    }
+}
+
+/// One agent in `acd.yaml`.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Login name (also the SIP user whose phone rings).
+    pub name: String,
+    /// The seat pool.
+    pub pool: String,
+    /// Skill name → level in 0..=1.
+    pub skills: HashMap<String, f64>,
+    /// Rating from customer satisfaction, 0..=1.
+    #[serde(default = "half")]
+    pub rating: f64,
+}
+
+fn half() -> f64 {
+    0.5
+}
+
+/// One seat pool in `acd.yaml`.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Name.
+    pub name: String,
+    /// Pools whose agents may take this pool's callers, in order, one overflow step each.
+    #[serde(default)]
+    pub neighbours: Vec<String>,
+    /// Waiting time after which a caller's eligibility widens by one neighbour.
+    #[serde(default = "overflow_default")]
+    pub overflow_after_secs: u64,
+}
+
+fn overflow_default() -> u64 {
+    30
+}
+
+/// One queue in `acd.yaml`.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Name (routes and the IVR hand calls to it).
+    pub name: String,
+    /// The skill its callers need (their problem type).
+    pub skill: String,
+    /// The pool whose agents take its calls first.
+    pub pool: String,
+    /// Score weights.
+    #[serde(default)]
+    pub weights: Weights,
+}
+
+/// `acd.yaml`.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AcdConfig {
+    /// Seat pools.
+    pub pools: Vec<PoolConfig>,
+    /// Queues.
+    pub queues: Vec<QueueConfig>,
+    /// Agents.
+    pub agents: Vec<AgentConfig>,
+    /// How long an offered call rings before the next agent is tried.
+    pub ring_secs: u64,
+    /// Wrap-up after each call.
+    pub wrap_up_secs: u64,
+    /// Misses in a row that set an agent away.
+    pub max_misses: u32,
+    /// Seconds of waiting each tier is credited with (index = tier; VIP callers are treated
+    /// as if they had arrived this much earlier, so a long wait still beats a tier).
+    pub tier_credit_secs: Vec<u64>,
+    /// Time constant of an agent's load (share of recent time spent on calls).
+    pub load_window_secs: u64,
+}
+
+impl Default for AcdConfig {
+    fn default() -> Self {
+        Self {
+            pools: Vec::new(),
+            queues: Vec::new(),
+            agents: Vec::new(),
+            ring_secs: 15,
+            wrap_up_secs: 10,
+            max_misses: 3,
+            tier_credit_secs: vec![0, 20, 60, 120],
+            load_window_secs: 1800,
+        }
+    }
+}
+
+/// Why a configuration was refused: the key path and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ModelError {
+    /// e.g. `agents[3].pool`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A checked pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pool {
+    /// Name.
+    pub name: String,
+    /// Neighbours in overflow order.
+    pub neighbours: Vec<PoolId>,
+    /// Overflow step interval.
+    pub overflow_after: Duration,
+}
+
+/// A checked queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queue {
+    /// Name.
+    pub name: String,
+    /// Required skill.
+    pub skill: SkillId,
+    /// Home pool, then its neighbours: the pools in overflow order.
+    pub pools: Vec<PoolId>,
+    /// Score weights.
+    pub weights: Weights,
+}
+
+/// A checked agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agent {
+    /// Name.
+    pub name: String,
+    /// Pool.
+    pub pool: PoolId,
+    /// Skills with levels, sorted by skill.
+    pub skills: Vec<(SkillId, f64)>,
+    /// Rating 0..=1.
+    pub rating: f64,
+}
+
+impl Agent {
+    /// The level of `skill` (0 when the agent does not have it).
+    pub fn level(&self, skill: SkillId) -> f64 {
+        self.skills
+            .binary_search_by_key(&skill, |s| s.0)
+            .map_or(0.0, |i| self.skills[i].1)
+    }
+}
+
+/// The checked model: dense ids, names resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    /// Skill names by id.
+    pub skills: Vec<String>,
+    /// Pools by id.
+    pub pools: Vec<Pool>,
+    /// Queues by id.
+    pub queues: Vec<Queue>,
+    /// Agents by id.
+    pub agents: Vec<Agent>,
+    /// Ring time.
+    pub ring: Duration,
+    /// Wrap-up time.
+    pub wrap_up: Duration,
+    /// Misses before away.
+    pub max_misses: u32,
+    /// Tier credits.
+    pub tier_credit: Vec<Duration>,
+    /// Load time constant.
+    pub load_window: Duration,
+}
+
+impl Model {
+    /// Checks `cfg`: every pool, skill and neighbour named exists, levels and ratings in 0..=1,
+    /// weights not negative, names unique.
+    pub fn new(cfg: &AcdConfig) -> Result<Self, ModelError> {
+        let err = |key: String, message: String| ModelError { key, message };
+        let mut pool_ids = HashMap::new();
+        for (i, p) in cfg.pools.iter().enumerate() {
+            if pool_ids.insert(p.name.clone(), PoolId(i as u16)).is_some() {
+                return Err(err(
+                    format!("pools[{i}].name"),
+                    format!("{:?} appears twice", p.name),
+                ));
+            }
+        }
+        let pool = |key: String, name: &str| {
+            pool_ids
+                .get(name)
+                .copied()
+                .ok_or_else(|| err(key, format!("no pool named {name:?}")))
+        };
+        let mut pools = Vec::with_capacity(cfg.pools.len());
+        for (i, p) in cfg.pools.iter().enumerate() {
+            let mut neighbours = Vec::new();
+            for (j, n) in p.neighbours.iter().enumerate() {
+                let id = pool(format!("pools[{i}].neighbours[{j}]"), n)?;
+                if id.0 as usize == i || neighbours.contains(&id) {
+                    return Err(err(
+                        format!("pools[{i}].neighbours[{j}]"),
+                        format!("{n:?} is the pool itself or listed twice"),
+                    ));
+                }
+                neighbours.push(id);
+            }
+            pools.push(Pool {
+                name: p.name.clone(),
+                neighbours,
+                overflow_after: Duration::from_secs(p.overflow_after_secs),
+            });
+        }
+        let mut skills: Vec<String> = Vec::new();
+        let mut skill_id = |name: &str| -> SkillId {
+            match skills.iter().position(|s| s == name) {
+                Some(i) => SkillId(i as u16),
+                None => {
+                    skills.push(name.to_owned());
+                    SkillId((skills.len() - 1) as u16)
+                }
+            }
+        };
+        let mut queues = Vec::with_capacity(cfg.queues.len());
+        for (i, q) in cfg.queues.iter().enumerate() {
+            if cfg.queues[..i].iter().any(|o| o.name == q.name) {
+                return Err(err(
+                    format!("queues[{i}].name"),
+                    format!("{:?} appears twice", q.name),
+                ));
+            }
+            let w = q.weights;
+            if [w.problem_type, w.tier, w.load, w.rating]
+                .iter()
+                .any(|x| !(*x >= 0.0))
+            {
+                return Err(err(
+                    format!("queues[{i}].weights"),
+                    "weights must be 0 or more".into(),
+                ));
+            }
+            let home = pool(format!("queues[{i}].pool"), &q.pool)?;
+            let mut order = vec![home];
+            order.extend(pools[home.0 as usize].neighbours.iter().copied());
+            queues.push(Queue {
+                name: q.name.clone(),
+                skill: skill_id(&q.skill),
+                pools: order,
+                weights: w,
+            });
+        }
+        let mut agents = Vec::with_capacity(cfg.agents.len());
+        let mut names = std::collections::HashSet::new();
+        for (i, a) in cfg.agents.iter().enumerate() {
+            if !names.insert(a.name.as_str()) {
+                return Err(err(
+                    format!("agents[{i}].name"),
+                    format!("{:?} appears twice", a.name),
+                ));
+            }
+            if !(0.0..=1.0).contains(&a.rating) {
+                return Err(err(
+                    format!("agents[{i}].rating"),
+                    "must be within 0..1".into(),
+                ));
+            }
+            let mut sk = Vec::new();
+            let mut entries: Vec<_> = a.skills.iter().collect();
+            entries.sort_by(|x, y| x.0.cmp(y.0));
+            for (name, level) in entries {
+                if !(0.0..=1.0).contains(level) {
+                    return Err(err(
+                        format!("agents[{i}].skills.{name}"),
+                        "level must be within 0..1".into(),
+                    ));
+                }
+                sk.push((skill_id(name), *level));
+            }
+            sk.sort_by_key(|s| s.0);
+            agents.push(Agent {
+                name: a.name.clone(),
+                pool: pool(format!("agents[{i}].pool"), &a.pool)?,
+                skills: sk,
+                rating: a.rating,
+            });
+        }
+        Ok(Self {
+            skills,
+            pools,
+            queues,
+            agents,
+            ring: Duration::from_secs(cfg.ring_secs.max(1)),
+            wrap_up: Duration::from_secs(cfg.wrap_up_secs),
+            max_misses: cfg.max_misses.max(1),
+            tier_credit: cfg
+                .tier_credit_secs
+                .iter()
+                .map(|s| Duration::from_secs(*s))
+                .collect(),
+            load_window: Duration::from_secs(cfg.load_window_secs.max(1)),
+        })
+    }
+
+    /// The queue named `name`.
+    pub fn queue(&self, name: &str) -> Option<QueueId> {
+        self.queues
+            .iter()
+            .position(|q| q.name == name)
+            .map(|i| QueueId(i as u16))
+    }
+
+    /// The agent named `name`.
+    pub fn agent(&self, name: &str) -> Option<AgentId> {
+        self.agents
+            .iter()
+            .position(|a| a.name == name)
+            .map(|i| AgentId(i as u32))
+    }
+}
+
+/// A caller as the IVR hands them over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caller {
+    /// The call.
+    pub call: CallId,
+    /// The queue (from the route or the IVR's intent).
+    pub queue: QueueId,
+    /// Customer tier: 0 normal, higher is more valuable (VIP).
+    pub tier: u8,
+    /// The caller's number, for callbacks and logs.
+    pub number: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Model, ModelError> {
+        let cfg: AcdConfig = serde_saphyr::from_str(text).expect("valid YAML");
+        Model::new(&cfg)
+    }
+
+    #[test]
+    fn the_shipped_acd_yaml_loads() {
+        let text = include_str!("../../../config/acd.yaml");
+        let m = load(text).unwrap();
+        let refund = &m.queues[m.queue("refund").unwrap().0 as usize];
+        let names: Vec<&str> = refund
+            .pools
+            .iter()
+            .map(|p| m.pools[p.0 as usize].name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["hangzhou", "shanghai"],
+            "home pool, then its neighbours"
+        );
+        let carol = &m.agents[m.agent("carol").unwrap().0 as usize];
+        assert_eq!(carol.level(refund.skill), 1.0);
+        let dave = &m.agents[m.agent("dave").unwrap().0 as usize];
+        assert_eq!(dave.rating, 0.5, "unset rating");
+        assert_eq!(m.ring, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn mistakes_name_the_key() {
+        let base = "pools:\n  - {name: a, neighbours: [b]}\n  - {name: b}\nqueues:\n  - {name: q, skill: s, pool: a}\n";
+        for (extra, key) in [
+            (
+                "agents:\n  - {name: x, pool: c, skills: {s: 1.0}}\n",
+                "agents[0].pool",
+            ),
+            (
+                "agents:\n  - {name: x, pool: a, skills: {s: 1.5}}\n",
+                "agents[0].skills.s",
+            ),
+            (
+                "agents:\n  - {name: x, pool: a, skills: {}, rating: 2}\n",
+                "agents[0].rating",
+            ),
+            (
+                "agents:\n  - {name: x, pool: a, skills: {}}\n  - {name: x, pool: b, skills: {}}\n",
+                "agents[1].name",
+            ),
+        ] {
+            let e = load(&format!("{base}{extra}")).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+        }
+        let e = load("pools:\n  - {name: a, neighbours: [a]}\n").unwrap_err();
+        assert_eq!(e.key, "pools[0].neighbours[0]");
+        let e =
+            load("pools:\n  - {name: a}\nqueues:\n  - {name: q, skill: s, pool: z}\n").unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.message.as_str()),
+            ("queues[0].pool", "no pool named \"z\"")
+        );
+    }
+}

@@ -1,0 +1,618 @@
+//! The ACD core, sans-IO: agent states, waiting callers, weighted skill routing, priority with
+//! ageing, overflow steps. `handle(now, Input)` and `handle_timeout(now)` in; `poll_output()`
+//! and `poll_timeout()` out.
+//!
+//! Indexes keep every decision logarithmic: for each (queue, pool) the available agents who
+//! can take that queue's calls, best score first (ties: longest idle); for each (queue,
+//! overflow step) the waiting callers in order of virtual arrival (arrival minus their tier's
+//! credit, so a VIP goes ahead of callers who came a little earlier but no tier ever starves).
+//!
+//! ```text
+//!   CallArrived ──► best available eligible agent? ──► Offer ──► Answered / NoAnswer / ring timeout
+//!                        └─ none: wait; overflow timer widens the pools step by step
+//!   agent free ───► best waiting caller it may take? ──► Offer
+//! ```
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::model::{AgentId, CallId, Caller, Model, PoolId, QueueId};
+
+/// What happens to the ACD.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// An agent logs in (available).
+    AgentLogin(AgentId),
+    /// An agent logs out.
+    AgentLogout(AgentId),
+    /// An agent takes a break (from available or wrap-up).
+    AgentAway(AgentId, String),
+    /// An agent is ready again.
+    AgentReady(AgentId),
+    /// A caller joins a queue.
+    CallArrived(Caller),
+    /// A caller hung up before being answered.
+    CallAbandoned(CallId),
+    /// The offered agent answered.
+    Answered(AgentId, CallId),
+    /// The offered agent did not answer (or refused).
+    NoAnswer(AgentId, CallId),
+    /// The agent's call ended.
+    CallEnded(AgentId, CallId),
+}
+
+/// What the ACD decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Ring `agent` for `call`.
+    Offer {
+        /// The call.
+        call: CallId,
+        /// The agent.
+        agent: AgentId,
+    },
+    /// Stop ringing `agent` for `call` (it rang out, or the caller left).
+    Retract {
+        /// The call.
+        call: CallId,
+        /// The agent.
+        agent: AgentId,
+    },
+    /// A waiting caller's eligibility widened to one more pool.
+    Overflow {
+        /// The call.
+        call: CallId,
+        /// The step (1 = first neighbour).
+        step: usize,
+        /// The pool added.
+        pool: PoolId,
+    },
+    /// An agent was set away.
+    AgentAway {
+        /// The agent.
+        agent: AgentId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// An agent's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentState {
+    /// Logged out.
+    Offline,
+    /// Waiting for a call since the instant.
+    Available(Instant),
+    /// A call is offered until the instant.
+    Ringing(CallId, Instant),
+    /// On a call.
+    OnCall(CallId),
+    /// After-call work until the instant.
+    WrapUp(Instant),
+    /// On a break, with the reason.
+    Away(String),
+}
+
+#[derive(Debug)]
+struct AgentRt {
+    state: AgentState,
+    misses: u32,
+    load: f64,
+    load_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct CallRt {
+    caller: Caller,
+    arrived: Instant,
+    /// Virtual arrival (µs since the ACD's epoch, tier credit taken off).
+    key: i64,
+    /// Overflow steps taken: eligible pools are the queue's first `step + 1`.
+    step: usize,
+    offered: Option<AgentId>,
+    /// Agents who let this call ring out.
+    missed_by: Vec<AgentId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Ring(AgentId, CallId),
+    WrapUp(AgentId),
+    Overflow(CallId, usize),
+}
+
+/// Counters for metrics and the simulator.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Calls offered to an agent.
+    pub offers: u64,
+    /// Offers answered.
+    pub answered: u64,
+    /// Offers not answered.
+    pub missed: u64,
+    /// Overflow steps taken.
+    pub overflows: u64,
+    /// Callers who hung up while waiting or ringing.
+    pub abandoned: u64,
+    /// Agents set away for missed calls.
+    pub set_away: u64,
+}
+
+type AgentKey = (i64, Instant, AgentId);
+
+/// The ACD (see the module docs).
+#[derive(Debug)]
+pub struct Acd {
+    model: Model,
+    epoch: Instant,
+    agents: Vec<AgentRt>,
+    calls: HashMap<CallId, CallRt>,
+    /// Answered calls, until they end (a call id is not taken again meanwhile).
+    connected: HashMap<CallId, AgentId>,
+    /// `[queue][step]`: waiting callers by virtual arrival.
+    waiting: Vec<Vec<BTreeSet<(i64, CallId)>>>,
+    /// `(queue, pool)`: available agents, best first.
+    available: HashMap<(QueueId, PoolId), BTreeSet<AgentKey>>,
+    /// The queues each agent can serve, with the position of its pool in that queue's order.
+    agent_queues: Vec<Vec<(QueueId, usize)>>,
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    out: VecDeque<Output>,
+    counters: Counters,
+}
+
+impl Acd {
+    /// An ACD over `model`; `now` is its epoch.
+    pub fn new(now: Instant, model: Model) -> Self {
+        let agent_queues = model
+            .agents
+            .iter()
+            .map(|a| {
+                model
+                    .queues
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, q)| a.level(q.skill) > 0.0)
+                    .filter_map(|(i, q)| {
+                        let pos = q.pools.iter().position(|p| *p == a.pool)?;
+                        Some((QueueId(i as u16), pos))
+                    })
+                    .collect()
+            })
+            .collect();
+        Self {
+            epoch: now,
+            agents: model
+                .agents
+                .iter()
+                .map(|_| AgentRt {
+                    state: AgentState::Offline,
+                    misses: 0,
+                    load: 0.0,
+                    load_at: None,
+                })
+                .collect(),
+            calls: HashMap::new(),
+            connected: HashMap::new(),
+            waiting: model
+                .queues
+                .iter()
+                .map(|q| vec![BTreeSet::new(); q.pools.len()])
+                .collect(),
+            available: HashMap::new(),
+            agent_queues,
+            timers: BinaryHeap::new(),
+            out: VecDeque::new(),
+            counters: Counters::default(),
+            model,
+        }
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// An agent's state.
+    pub fn agent_state(&self, a: AgentId) -> &AgentState {
+        &self.agents[a.0 as usize].state
+    }
+
+    /// An agent's recent load (share of time busy, 0..1).
+    pub fn agent_load(&self, a: AgentId) -> f64 {
+        self.agents[a.0 as usize].load
+    }
+
+    /// Callers waiting (not ringing an agent) in `queue`.
+    pub fn waiting(&self, queue: QueueId) -> usize {
+        self.waiting[queue.0 as usize]
+            .iter()
+            .map(BTreeSet::len)
+            .sum()
+    }
+
+    /// Agents available for `queue` in `pool`.
+    pub fn available(&self, queue: QueueId, pool: PoolId) -> usize {
+        self.available.get(&(queue, pool)).map_or(0, BTreeSet::len)
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The next decision.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When [`Self::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Takes an input at `now`.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::AgentLogin(a) | Input::AgentReady(a) => {
+                if matches!(
+                    self.agent(a).state,
+                    AgentState::Offline | AgentState::Away(_) | AgentState::WrapUp(_)
+                ) {
+                    self.agents[a.0 as usize].misses = 0;
+                    self.make_available(now, a);
+                }
+            }
+            Input::AgentLogout(a) => self.leave(now, a, AgentState::Offline),
+            Input::AgentAway(a, reason) => self.leave(now, a, AgentState::Away(reason)),
+            Input::CallArrived(caller) => self.arrive(now, caller),
+            Input::CallAbandoned(call) => self.abandon(now, call),
+            Input::Answered(a, call) => {
+                if self.agent(a).state.ringing_for() == Some(call) {
+                    self.set_state(now, a, AgentState::OnCall(call));
+                    self.agents[a.0 as usize].misses = 0;
+                    self.calls.remove(&call);
+                    self.connected.insert(call, a);
+                    self.counters.answered += 1;
+                }
+            }
+            Input::NoAnswer(a, call) => {
+                if self.agent(a).state.ringing_for() == Some(call) {
+                    self.ring_out(now, a, call);
+                }
+            }
+            Input::CallEnded(a, call) => {
+                if self.agent(a).state == AgentState::OnCall(call) {
+                    self.connected.remove(&call);
+                    let until = now + self.model.wrap_up;
+                    self.set_state(now, a, AgentState::WrapUp(until));
+                    self.timers.push(Reverse((until, Timer::WrapUp(a))));
+                }
+            }
+        }
+    }
+
+    /// Fires what is due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((t, timer))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            match timer {
+                Timer::Ring(a, call) => {
+                    if self.agent(a).state == AgentState::Ringing(call, t) {
+                        self.out.push_back(Output::Retract { call, agent: a });
+                        self.ring_out(now, a, call);
+                    }
+                }
+                Timer::WrapUp(a) => {
+                    if self.agent(a).state == AgentState::WrapUp(t) {
+                        self.make_available(now, a);
+                    }
+                }
+                Timer::Overflow(call, step) => self.overflow(now, call, step),
+            }
+        }
+    }
+
+    fn agent(&self, a: AgentId) -> &AgentRt {
+        &self.agents[a.0 as usize]
+    }
+
+    /// Changes an agent's state, folding the time since the last change into its load.
+    fn set_state(&mut self, now: Instant, a: AgentId, state: AgentState) {
+        let window = self.model.load_window.as_secs_f64();
+        let rt = &mut self.agents[a.0 as usize];
+        let busy = matches!(
+            rt.state,
+            AgentState::Ringing(..) | AgentState::OnCall(_) | AgentState::WrapUp(_)
+        );
+        if let Some(at) = rt.load_at {
+            let dt = now.saturating_duration_since(at).as_secs_f64();
+            let alpha = 1.0 - (-dt / window).exp();
+            rt.load += alpha * (f64::from(u8::from(busy)) - rt.load);
+        }
+        rt.load_at = Some(now);
+        rt.state = state;
+    }
+
+    fn agent_key(&self, q: QueueId, a: AgentId, since: Instant) -> AgentKey {
+        let w = self.model.queues[q.0 as usize].weights;
+        let spec = &self.model.agents[a.0 as usize];
+        let score = w.problem_type * spec.level(self.model.queues[q.0 as usize].skill)
+            + w.load * (1.0 - self.agent(a).load)
+            + w.rating * spec.rating;
+        (-(score * 1e9) as i64, since, a)
+    }
+
+    fn index_agent(&mut self, a: AgentId, since: Instant, insert: bool) {
+        let pool = self.model.agents[a.0 as usize].pool;
+        for i in 0..self.agent_queues[a.0 as usize].len() {
+            let (q, _) = self.agent_queues[a.0 as usize][i];
+            let key = self.agent_key(q, a, since);
+            let set = self.available.entry((q, pool)).or_default();
+            if insert {
+                set.insert(key);
+            } else {
+                set.remove(&key);
+            }
+        }
+    }
+
+    /// Takes an agent out of the available indexes (whatever its state was).
+    fn unindex(&mut self, a: AgentId) {
+        if let AgentState::Available(since) = self.agent(a).state {
+            self.index_agent(a, since, false);
+        }
+    }
+
+    fn make_available(&mut self, now: Instant, a: AgentId) {
+        self.unindex(a);
+        self.set_state(now, a, AgentState::Available(now));
+        match self.best_caller_for(a) {
+            Some(call) => self.offer(now, call, a),
+            None => self.index_agent(a, now, true),
+        }
+    }
+
+    fn leave(&mut self, now: Instant, a: AgentId, state: AgentState) {
+        match self.agent(a).state.clone() {
+            AgentState::OnCall(_) => return, // after the call (the agent sets it again)
+            AgentState::Ringing(call, _) => {
+                self.out.push_back(Output::Retract { call, agent: a });
+                self.set_state(now, a, state);
+                self.requeue(now, call);
+            }
+            _ => {
+                self.unindex(a);
+                self.set_state(now, a, state);
+            }
+        }
+    }
+
+    fn arrive(&mut self, now: Instant, caller: Caller) {
+        if self.calls.contains_key(&caller.call)
+            || self.connected.contains_key(&caller.call)
+            || caller.queue.0 as usize >= self.model.queues.len()
+        {
+            return;
+        }
+        let credit = self
+            .model
+            .tier_credit
+            .get(usize::from(caller.tier))
+            .or(self.model.tier_credit.last())
+            .copied()
+            .unwrap_or_default();
+        let key = now.saturating_duration_since(self.epoch).as_micros() as i64
+            - credit.as_micros() as i64;
+        let call = caller.call;
+        let q = caller.queue;
+        self.calls.insert(
+            call,
+            CallRt {
+                caller,
+                arrived: now,
+                key,
+                step: 0,
+                offered: None,
+                missed_by: Vec::new(),
+            },
+        );
+        let pools = &self.model.queues[q.0 as usize].pools;
+        if pools.len() > 1 {
+            let after = self.model.pools[pools[0].0 as usize].overflow_after;
+            self.timers
+                .push(Reverse((now + after, Timer::Overflow(call, 1))));
+        }
+        self.route_call(now, call);
+    }
+
+    /// Offers `call` to its best eligible available agent, or puts it in the waiting sets.
+    fn route_call(&mut self, now: Instant, call: CallId) {
+        match self.best_agent_for(call) {
+            Some(a) => self.offer(now, call, a),
+            None => {
+                let c = &self.calls[&call];
+                let (q, step, key) = (c.caller.queue, c.step, c.key);
+                self.waiting[q.0 as usize][step].insert((key, call));
+            }
+        }
+    }
+
+    fn best_agent_for(&self, call: CallId) -> Option<AgentId> {
+        let c = self.calls.get(&call)?;
+        let q = c.caller.queue;
+        let pools = &self.model.queues[q.0 as usize].pools[..=c.step];
+        pools
+            .iter()
+            .filter_map(|p| {
+                self.available
+                    .get(&(q, *p))?
+                    .iter()
+                    .find(|(_, _, a)| !c.missed_by.contains(a))
+            })
+            .min()
+            .map(|(_, _, a)| *a)
+    }
+
+    fn best_caller_for(&self, a: AgentId) -> Option<CallId> {
+        self.agent_queues[a.0 as usize]
+            .iter()
+            .filter_map(|&(q, pos)| {
+                self.waiting[q.0 as usize][pos..]
+                    .iter()
+                    .filter_map(|set| {
+                        set.iter()
+                            .find(|(_, c)| !self.calls[c].missed_by.contains(&a))
+                    })
+                    .min()
+            })
+            .min()
+            .map(|(_, c)| *c)
+    }
+
+    fn offer(&mut self, now: Instant, call: CallId, a: AgentId) {
+        self.unindex(a);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        self.waiting[c.caller.queue.0 as usize][c.step].remove(&(c.key, call));
+        c.offered = Some(a);
+        let until = now + self.model.ring;
+        self.set_state(now, a, AgentState::Ringing(call, until));
+        self.timers.push(Reverse((until, Timer::Ring(a, call))));
+        self.counters.offers += 1;
+        self.out.push_back(Output::Offer { call, agent: a });
+    }
+
+    /// The agent let the call ring out: skipped for this call, away after too many in a row.
+    fn ring_out(&mut self, now: Instant, a: AgentId, call: CallId) {
+        self.counters.missed += 1;
+        let rt = &mut self.agents[a.0 as usize];
+        rt.misses += 1;
+        let misses = rt.misses;
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.missed_by.push(a);
+        }
+        if misses >= self.model.max_misses {
+            let reason = format!("missed {misses} calls in a row");
+            self.set_state(now, a, AgentState::Away(reason.clone()));
+            self.counters.set_away += 1;
+            self.out.push_back(Output::AgentAway { agent: a, reason });
+            self.requeue(now, call);
+        } else {
+            // The call first (the agent is excluded from it), then the agent.
+            self.set_state(now, a, AgentState::WrapUp(now));
+            self.requeue(now, call);
+            self.make_available(now, a);
+        }
+    }
+
+    fn requeue(&mut self, now: Instant, call: CallId) {
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.offered = None;
+            self.route_call(now, call);
+        }
+    }
+
+    fn abandon(&mut self, now: Instant, call: CallId) {
+        let Some(c) = self.calls.remove(&call) else {
+            return;
+        };
+        self.counters.abandoned += 1;
+        self.waiting[c.caller.queue.0 as usize][c.step].remove(&(c.key, call));
+        if let Some(a) = c.offered {
+            self.out.push_back(Output::Retract { call, agent: a });
+            self.set_state(now, a, AgentState::WrapUp(now));
+            self.make_available(now, a);
+        }
+    }
+
+    fn overflow(&mut self, now: Instant, call: CallId, step: usize) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.step + 1 != step {
+            return;
+        }
+        let q = c.caller.queue;
+        let pools = &self.model.queues[q.0 as usize].pools;
+        let waiting = c.offered.is_none();
+        if waiting {
+            self.waiting[q.0 as usize][c.step].remove(&(c.key, call));
+        }
+        c.step = step;
+        let pool = pools[step];
+        if step + 1 < pools.len() {
+            let after = self.model.pools[pool.0 as usize].overflow_after;
+            self.timers
+                .push(Reverse((now + after, Timer::Overflow(call, step + 1))));
+        }
+        self.counters.overflows += 1;
+        self.out.push_back(Output::Overflow { call, step, pool });
+        if waiting {
+            self.route_call(now, call);
+        }
+    }
+
+    /// How long `call` has waited.
+    pub fn waited(&self, now: Instant, call: CallId) -> Option<Duration> {
+        self.calls
+            .get(&call)
+            .map(|c| now.saturating_duration_since(c.arrived))
+    }
+
+    /// Checks the ACD's invariants (for tests): an agent rings for at most one call and that
+    /// call is offered to it alone; waiting callers are not offered; the indexes hold exactly
+    /// the available agents.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for (i, rt) in self.agents.iter().enumerate() {
+            let a = AgentId(i as u32);
+            if let AgentState::Ringing(call, _) = rt.state {
+                let offered = self.calls.get(&call).and_then(|c| c.offered);
+                if offered != Some(a) {
+                    return Err(format!("{a:?} rings for {call:?} offered to {offered:?}"));
+                }
+            }
+            let indexed = self.available.values().any(|s| s.iter().any(|k| k.2 == a));
+            let available = matches!(rt.state, AgentState::Available(_));
+            if indexed != (available && !self.agent_queues[i].is_empty()) {
+                return Err(format!("{a:?} indexed {indexed} in state {:?}", rt.state));
+            }
+        }
+        for (call, c) in &self.calls {
+            let in_wait = self.waiting[c.caller.queue.0 as usize]
+                .iter()
+                .filter(|s| s.contains(&(c.key, *call)))
+                .count();
+            match c.offered {
+                Some(a) if in_wait > 0 => {
+                    return Err(format!("{call:?} offered to {a:?} and waiting"));
+                }
+                Some(a) if self.agent(a).state.ringing_for() != Some(*call) => {
+                    return Err(format!(
+                        "{call:?} offered to {a:?} who is {:?}",
+                        self.agent(a).state
+                    ));
+                }
+                None if in_wait != 1 => return Err(format!("{call:?} waits {in_wait} times")),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AgentState {
+    fn ringing_for(&self) -> Option<CallId> {
+        match self {
+            Self::Ringing(c, _) => Some(*c),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,353 @@
+//! The ACD core in virtual time: scoring, ties, priority with ageing, overflow steps, misses,
+//! wrap-up, abandons, and random event sequences that must never offer two calls to an agent
+//! or one call to two agents.
+
+use super::*;
+use crate::model::{AcdConfig, AgentConfig, PoolConfig, QueueConfig, Weights};
+use proptest::prelude::*;
+
+fn agent(name: &str, pool: &str, skills: &[(&str, f64)], rating: f64) -> AgentConfig {
+    AgentConfig {
+        name: name.into(),
+        pool: pool.into(),
+        skills: skills.iter().map(|(s, l)| ((*s).into(), *l)).collect(),
+        rating,
+    }
+}
+
+/// Two pools (north overflows to south after 30 s), a refund queue homed in north.
+fn config(agents: Vec<AgentConfig>) -> AcdConfig {
+    AcdConfig {
+        pools: vec![
+            PoolConfig {
+                name: "north".into(),
+                neighbours: vec!["south".into()],
+                overflow_after_secs: 30,
+            },
+            PoolConfig {
+                name: "south".into(),
+                neighbours: vec![],
+                overflow_after_secs: 30,
+            },
+        ],
+        queues: vec![QueueConfig {
+            name: "refund".into(),
+            skill: "refund".into(),
+            pool: "north".into(),
+            weights: Weights::default(),
+        }],
+        agents,
+        ..AcdConfig::default()
+    }
+}
+
+fn acd(t0: Instant, agents: Vec<AgentConfig>) -> Acd {
+    Acd::new(t0, Model::new(&config(agents)).unwrap())
+}
+
+fn caller(n: u64, tier: u8) -> Caller {
+    Caller {
+        call: CallId(n),
+        queue: QueueId(0),
+        tier,
+        number: format!("+86138000{n:05}"),
+    }
+}
+
+fn outputs(a: &mut Acd) -> Vec<Output> {
+    std::iter::from_fn(|| a.poll_output()).collect()
+}
+
+fn offer(call: u64, agent: u32) -> Output {
+    Output::Offer {
+        call: CallId(call),
+        agent: AgentId(agent),
+    }
+}
+
+fn secs(t0: Instant, s: u64) -> Instant {
+    t0 + Duration::from_secs(s)
+}
+
+#[test]
+fn the_best_scoring_agent_gets_the_call_and_ties_go_to_the_longest_idle() {
+    let t0 = Instant::now();
+    let mut a = acd(
+        t0,
+        vec![
+            agent("weak", "north", &[("refund", 0.3)], 0.9),
+            agent("expert", "north", &[("refund", 1.0)], 0.5),
+            agent("twin-late", "north", &[("refund", 0.6)], 0.5),
+            agent("twin-early", "north", &[("refund", 0.6)], 0.5),
+        ],
+    );
+    a.handle(t0, Input::AgentLogin(AgentId(0)));
+    a.handle(t0, Input::AgentLogin(AgentId(1)));
+    a.handle(secs(t0, 5), Input::AgentLogin(AgentId(2)));
+    a.handle(secs(t0, 1), Input::AgentLogin(AgentId(3)));
+    // expert: 0.4·1.0 + 0.2·1 + 0.1·0.5 = 0.65; weak: 0.12 + 0.2 + 0.09 = 0.41.
+    a.handle(secs(t0, 10), Input::CallArrived(caller(1, 0)));
+    assert_eq!(outputs(&mut a), [offer(1, 1)]);
+    // The twins score the same: the one idle longer (since 1 s) wins.
+    a.handle(secs(t0, 10), Input::CallArrived(caller(2, 0)));
+    assert_eq!(outputs(&mut a), [offer(2, 3)]);
+    a.check_invariants().unwrap();
+}
+
+#[test]
+fn a_busy_agents_load_lowers_its_score() {
+    let t0 = Instant::now();
+    let mut a = acd(
+        t0,
+        vec![
+            agent("a", "north", &[("refund", 0.8)], 0.5),
+            agent("b", "north", &[("refund", 0.8)], 0.5),
+        ],
+    );
+    a.handle(t0, Input::AgentLogin(AgentId(0)));
+    a.handle(secs(t0, 1), Input::AgentLogin(AgentId(1)));
+    // Agent 0 (idle longer) takes a 20-minute call, then both are free.
+    a.handle(secs(t0, 2), Input::CallArrived(caller(1, 0)));
+    a.handle(secs(t0, 3), Input::Answered(AgentId(0), CallId(1)));
+    a.handle(secs(t0, 1203), Input::CallEnded(AgentId(0), CallId(1)));
+    a.handle_timeout(secs(t0, 1213));
+    assert!(
+        a.agent_load(AgentId(0)) > 0.4,
+        "{}",
+        a.agent_load(AgentId(0))
+    );
+    let _ = outputs(&mut a);
+    // Agent 1 has been idle since 1 s but agent 0 since 1213 s; load decides, not idle time.
+    a.handle(secs(t0, 1214), Input::CallArrived(caller(2, 0)));
+    assert_eq!(outputs(&mut a), [offer(2, 1)]);
+}
+
+#[test]
+fn vips_go_first_but_a_long_wait_beats_a_tier() {
+    let t0 = Instant::now();
+    let mut a = acd(t0, vec![agent("x", "north", &[("refund", 1.0)], 0.5)]);
+    a.handle(t0, Input::CallArrived(caller(1, 0)));
+    a.handle(secs(t0, 100), Input::CallArrived(caller(2, 0)));
+    a.handle(secs(t0, 130), Input::CallArrived(caller(3, 2))); // VIP, 60 s credit
+    // Call 1 waited 150 s: ahead of the VIP (virtual arrival 70 s); the VIP is ahead of call 2.
+    let mut order = Vec::new();
+    a.handle(secs(t0, 150), Input::AgentLogin(AgentId(0)));
+    for n in 0..3u64 {
+        let now = secs(t0, 151 + 100 * n);
+        let Some(Output::Offer { call, agent }) = outputs(&mut a)
+            .into_iter()
+            .find(|o| matches!(o, Output::Offer { .. }))
+        else {
+            panic!("no offer");
+        };
+        order.push(call.0);
+        a.handle(now, Input::Answered(agent, call));
+        a.handle(now + Duration::from_secs(60), Input::CallEnded(agent, call));
+        a.handle_timeout(now + Duration::from_secs(70));
+    }
+    assert_eq!(order, [1, 3, 2]);
+}
+
+#[test]
+fn overflow_widens_to_the_neighbour_pool_as_a_logged_step() {
+    let t0 = Instant::now();
+    let mut a = acd(t0, vec![agent("s", "south", &[("refund", 1.0)], 0.5)]);
+    a.handle(t0, Input::AgentLogin(AgentId(0)));
+    a.handle(t0, Input::CallArrived(caller(1, 0)));
+    assert!(
+        outputs(&mut a).is_empty(),
+        "south does not take north's calls yet"
+    );
+    assert_eq!(a.poll_timeout(), Some(secs(t0, 30)));
+    a.handle_timeout(secs(t0, 30));
+    assert_eq!(
+        outputs(&mut a),
+        [
+            Output::Overflow {
+                call: CallId(1),
+                step: 1,
+                pool: PoolId(1)
+            },
+            offer(1, 0)
+        ]
+    );
+    assert_eq!(a.counters().overflows, 1);
+    a.check_invariants().unwrap();
+}
+
+#[test]
+fn an_agent_who_lets_calls_ring_out_is_skipped_then_set_away() {
+    let t0 = Instant::now();
+    let mut a = acd(
+        t0,
+        vec![
+            agent("sleepy", "north", &[("refund", 1.0)], 0.5),
+            agent("awake", "north", &[("refund", 0.5)], 0.5),
+        ],
+    );
+    a.handle(t0, Input::AgentLogin(AgentId(0)));
+    a.handle(t0, Input::CallArrived(caller(1, 0)));
+    assert_eq!(outputs(&mut a), [offer(1, 0)]);
+    a.handle(t0, Input::AgentLogin(AgentId(1)));
+    // 15 s ring time: retracted, offered to the other agent; sleepy is free again but not
+    // for call 1.
+    a.handle_timeout(secs(t0, 15));
+    assert_eq!(
+        outputs(&mut a),
+        [
+            Output::Retract {
+                call: CallId(1),
+                agent: AgentId(0)
+            },
+            offer(1, 1)
+        ]
+    );
+    assert!(matches!(
+        a.agent_state(AgentId(0)),
+        AgentState::Available(_)
+    ));
+    // Two more misses in a row: away.
+    for n in 2..=3 {
+        a.handle(secs(t0, 20 * n), Input::CallArrived(caller(n, 0)));
+        assert_eq!(outputs(&mut a), [offer(n, 0)]);
+        a.handle(secs(t0, 20 * n + 1), Input::NoAnswer(AgentId(0), CallId(n)));
+        a.check_invariants().unwrap();
+        let _ = outputs(&mut a);
+    }
+    assert_eq!(
+        a.agent_state(AgentId(0)),
+        &AgentState::Away("missed 3 calls in a row".into())
+    );
+    assert_eq!(a.counters().set_away, 1);
+    assert_eq!(
+        a.waiting(QueueId(0)),
+        2,
+        "calls 2 and 3 wait for someone else"
+    );
+}
+
+#[test]
+fn wrap_up_then_available_and_abandons_leave_at_once() {
+    let t0 = Instant::now();
+    let mut a = acd(t0, vec![agent("x", "north", &[("refund", 1.0)], 0.5)]);
+    a.handle(t0, Input::AgentLogin(AgentId(0)));
+    a.handle(t0, Input::CallArrived(caller(1, 0)));
+    a.handle(secs(t0, 1), Input::Answered(AgentId(0), CallId(1)));
+    a.handle(secs(t0, 2), Input::CallArrived(caller(2, 0)));
+    a.handle(secs(t0, 3), Input::CallArrived(caller(3, 0)));
+    a.handle(secs(t0, 4), Input::CallAbandoned(CallId(2)));
+    assert_eq!(a.waiting(QueueId(0)), 1);
+    a.handle(secs(t0, 60), Input::CallEnded(AgentId(0), CallId(1)));
+    let _ = outputs(&mut a);
+    a.handle_timeout(secs(t0, 69));
+    assert!(
+        !outputs(&mut a)
+            .iter()
+            .any(|o| matches!(o, Output::Offer { .. })),
+        "still wrapping up"
+    );
+    a.handle_timeout(secs(t0, 70));
+    assert_eq!(outputs(&mut a), [offer(3, 0)]);
+    // The caller hangs up while the agent's phone rings: retracted, agent free.
+    a.handle(secs(t0, 71), Input::CallAbandoned(CallId(3)));
+    assert_eq!(
+        outputs(&mut a),
+        [Output::Retract {
+            call: CallId(3),
+            agent: AgentId(0)
+        }]
+    );
+    assert!(matches!(
+        a.agent_state(AgentId(0)),
+        AgentState::Available(_)
+    ));
+    assert_eq!(a.counters().abandoned, 2);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Login(u32),
+    Logout(u32),
+    Away(u32),
+    Arrive(u64, u8),
+    Abandon(u64),
+    Answer(u32),
+    NoAnswer(u32),
+    End(u32),
+    Wait(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0u32..6).prop_map(Op::Login),
+        (0u32..6).prop_map(Op::Logout),
+        (0u32..6).prop_map(Op::Away),
+        ((0u64..20), 0u8..4).prop_map(|(c, t)| Op::Arrive(c, t)),
+        (0u64..20).prop_map(Op::Abandon),
+        (0u32..6).prop_map(Op::Answer),
+        (0u32..6).prop_map(Op::NoAnswer),
+        (0u32..6).prop_map(Op::End),
+        (0u64..40).prop_map(Op::Wait),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    #[test]
+    fn no_agent_gets_two_calls_and_no_call_two_agents(ops in proptest::collection::vec(op(), 1..80)) {
+        let t0 = Instant::now();
+        let agents = (0..6)
+            .map(|i| agent(&format!("a{i}"), if i % 2 == 0 { "north" } else { "south" }, &[("refund", 0.2 + 0.1 * f64::from(i))], 0.5))
+            .collect();
+        let mut a = acd(t0, agents);
+        let mut now = t0;
+        // What each agent's phone is doing according to the outputs (the driver's view).
+        let mut ringing: HashMap<AgentId, CallId> = HashMap::new();
+        let mut on_call: HashMap<AgentId, CallId> = HashMap::new();
+        for op in ops {
+            match op {
+                Op::Login(i) => a.handle(now, Input::AgentLogin(AgentId(i))),
+                Op::Logout(i) => a.handle(now, Input::AgentLogout(AgentId(i))),
+                Op::Away(i) => a.handle(now, Input::AgentAway(AgentId(i), "break".into())),
+                Op::Arrive(c, t) => a.handle(now, Input::CallArrived(caller(c, t))),
+                Op::Abandon(c) => a.handle(now, Input::CallAbandoned(CallId(c))),
+                Op::Answer(i) => if let Some(c) = ringing.get(&AgentId(i)).copied() {
+                    a.handle(now, Input::Answered(AgentId(i), c));
+                    if a.agent_state(AgentId(i)) == &AgentState::OnCall(c) {
+                        ringing.remove(&AgentId(i));
+                        on_call.insert(AgentId(i), c);
+                    }
+                },
+                Op::NoAnswer(i) => if let Some(c) = ringing.remove(&AgentId(i)) {
+                    a.handle(now, Input::NoAnswer(AgentId(i), c));
+                },
+                Op::End(i) => if let Some(c) = on_call.remove(&AgentId(i)) {
+                    a.handle(now, Input::CallEnded(AgentId(i), c));
+                },
+                Op::Wait(s) => {
+                    now += Duration::from_secs(s);
+                    a.handle_timeout(now);
+                }
+            }
+            for o in std::iter::from_fn(|| a.poll_output()) {
+                match o {
+                    Output::Offer { call, agent } => {
+                        prop_assert!(!ringing.contains_key(&agent) && !on_call.contains_key(&agent), "{agent:?} offered {call:?} while busy");
+                        prop_assert!(!ringing.values().any(|c| *c == call) && !on_call.values().any(|c| *c == call), "{call:?} offered twice");
+                        ringing.insert(agent, call);
+                    }
+                    Output::Retract { agent, call } => {
+                        prop_assert_eq!(ringing.remove(&agent), Some(call));
+                    }
+                    Output::Overflow { .. } | Output::AgentAway { .. } => {}
+                }
+            }
+            // A NoAnswer that the ACD took ends that ringing too.
+            ringing.retain(|ag, c| a.agent_state(*ag).ringing_for() == Some(*c));
+            if let Err(e) = a.check_invariants() {
+                prop_assert!(false, "{}", e);
+            }
+        }
+    }
+}
