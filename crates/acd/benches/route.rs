@@ -128,7 +128,8 @@ fn agent_free_picks_a_caller(bencher: divan::Bencher) {
     let mut i = 0;
     let now = t0 + Duration::from_secs(10);
     bencher.bench_local(|| {
-        let (agent, call) = on_call[i % on_call.len()];
+        let slot = i % on_call.len();
+        let (agent, call) = on_call[slot];
         acd.handle(now, Input::CallEnded(agent, call));
         acd.handle_timeout(now);
         let mut next = call;
@@ -138,7 +139,7 @@ fn agent_free_picks_a_caller(bencher: divan::Bencher) {
                 next = call;
             }
         }
-        on_call[i % on_call.len()] = (agent, next);
+        on_call[slot] = (agent, next);
         i += 1;
     });
 }

@@ -278,7 +278,7 @@ impl Model {
             let w = q.weights;
             if [w.problem_type, w.tier, w.load, w.rating]
                 .iter()
-                .any(|x| !(*x >= 0.0))
+                .any(|x| x.is_nan() || *x < 0.0)
             {
                 return Err(err(
                     format!("queues[{i}].weights"),

@@ -378,7 +378,7 @@ impl Acd {
 
     fn leave(&mut self, now: Instant, a: AgentId, state: AgentState) {
         match self.agent(a).state.clone() {
-            AgentState::OnCall(_) => return, // after the call (the agent sets it again)
+            AgentState::OnCall(_) => {} // after the call (the agent sets it again)
             AgentState::Ringing(call, _) => {
                 self.out.push_back(Output::Retract { call, agent: a });
                 self.set_state(now, a, state);

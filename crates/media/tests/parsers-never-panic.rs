@@ -27,7 +27,7 @@ a=rtpmap:126 telephone-event/8000\r\na=ssrc:1 cname:x\r\n";
 fn rtp_bytes(pt: u8, seq: u16, payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::new();
     RtpPacket {
-        marker: seq % 7 == 0,
+        marker: seq.is_multiple_of(7),
         payload_type: pt,
         sequence: seq,
         timestamp: u32::from(seq) * 160,
