@@ -12,6 +12,8 @@
 
 pub mod model;
 pub mod router;
+pub mod surge;
 
 pub use model::{AcdConfig, AgentId, CallId, Caller, Model, ModelError, PoolId, QueueId, SkillId};
 pub use router::{Acd, AgentState, Counters, Input, Output};
+pub use surge::{Surge, SurgeChange, SurgeConfig, SurgeLevel};
