@@ -45,6 +45,7 @@ fn center() -> AcdConfig {
             skill: format!("skill{s}"),
             pool: format!("pool{}", s % POOLS),
             weights: Weights::default(),
+            aht_secs: 180,
         })
         .collect();
     let agents = (0..AGENTS)

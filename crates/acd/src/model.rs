@@ -99,6 +99,14 @@ pub struct QueueConfig {
     /// Score weights.
     #[serde(default)]
     pub weights: Weights,
+    /// Average handle time (talk and wrap-up) to start the wait estimates with; measured
+    /// handle times take over as calls end.
+    #[serde(default = "aht_default")]
+    pub aht_secs: u64,
+}
+
+fn aht_default() -> u64 {
+    180
 }
 
 /// `acd.yaml`.
@@ -171,6 +179,8 @@ pub struct Queue {
     pub pools: Vec<PoolId>,
     /// Score weights.
     pub weights: Weights,
+    /// Configured average handle time.
+    pub aht: Duration,
 }
 
 /// A checked agent.
@@ -293,6 +303,7 @@ impl Model {
                 skill: skill_id(&q.skill),
                 pools: order,
                 weights: w,
+                aht: Duration::from_secs(q.aht_secs.max(1)),
             });
         }
         let mut agents = Vec::with_capacity(cfg.agents.len());

@@ -113,6 +113,16 @@ struct CallRt {
     offered: Option<AgentId>,
     /// Agents who let this call ring out.
     missed_by: Vec<AgentId>,
+    /// The wait predicted on arrival (None: nobody staffed).
+    predicted: Option<Duration>,
+}
+
+/// An answered call until it ends: for handle times.
+#[derive(Debug, Clone, Copy)]
+struct Connected {
+    agent: AgentId,
+    queue: QueueId,
+    answered: Instant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -123,7 +133,7 @@ enum Timer {
 }
 
 /// Counters for metrics and the simulator.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Counters {
     /// Calls offered to an agent.
     pub offers: u64,
@@ -137,6 +147,12 @@ pub struct Counters {
     pub abandoned: u64,
     /// Agents set away for missed calls.
     pub set_away: u64,
+    /// Answered calls that had a wait estimate.
+    pub ewt_samples: u64,
+    /// Sum of |actual wait − estimate|, seconds.
+    pub ewt_abs_error_secs: f64,
+    /// Sum of (actual wait − estimate), seconds (positive: estimates too short).
+    pub ewt_bias_secs: f64,
 }
 
 type AgentKey = (i64, Instant, AgentId);
@@ -149,7 +165,9 @@ pub struct Acd {
     agents: Vec<AgentRt>,
     calls: HashMap<CallId, CallRt>,
     /// Answered calls, until they end (a call id is not taken again meanwhile).
-    connected: HashMap<CallId, AgentId>,
+    connected: HashMap<CallId, Connected>,
+    /// Measured average handle time per queue (talk + wrap-up), seconds.
+    aht: Vec<f64>,
     /// `[queue][step]`: waiting callers by virtual arrival.
     waiting: Vec<Vec<BTreeSet<(i64, CallId)>>>,
     /// `(queue, pool)`: available agents, best first.
@@ -194,6 +212,7 @@ impl Acd {
                 .collect(),
             calls: HashMap::new(),
             connected: HashMap::new(),
+            aht: model.queues.iter().map(|q| q.aht.as_secs_f64()).collect(),
             waiting: model
                 .queues
                 .iter()
@@ -271,8 +290,23 @@ impl Acd {
                 if self.agent(a).state.ringing_for() == Some(call) {
                     self.set_state(now, a, AgentState::OnCall(call));
                     self.agents[a.0 as usize].misses = 0;
-                    self.calls.remove(&call);
-                    self.connected.insert(call, a);
+                    if let Some(c) = self.calls.remove(&call) {
+                        if let Some(p) = c.predicted {
+                            let err = now.saturating_duration_since(c.arrived).as_secs_f64()
+                                - p.as_secs_f64();
+                            self.counters.ewt_samples += 1;
+                            self.counters.ewt_abs_error_secs += err.abs();
+                            self.counters.ewt_bias_secs += err;
+                        }
+                        self.connected.insert(
+                            call,
+                            Connected {
+                                agent: a,
+                                queue: c.caller.queue,
+                                answered: now,
+                            },
+                        );
+                    }
                     self.counters.answered += 1;
                 }
             }
@@ -283,7 +317,15 @@ impl Acd {
             }
             Input::CallEnded(a, call) => {
                 if self.agent(a).state == AgentState::OnCall(call) {
-                    self.connected.remove(&call);
+                    if let Some(c) = self.connected.remove(&call) {
+                        debug_assert_eq!(c.agent, a);
+                        // Handle time = talk + wrap-up, averaged over about 50 calls.
+                        let handle = (now.saturating_duration_since(c.answered)
+                            + self.model.wrap_up)
+                            .as_secs_f64();
+                        let aht = &mut self.aht[c.queue.0 as usize];
+                        *aht += (handle - *aht) / 50.0;
+                    }
                     let until = now + self.model.wrap_up;
                     self.set_state(now, a, AgentState::WrapUp(until));
                     self.timers.push(Reverse((until, Timer::WrapUp(a))));
@@ -418,6 +460,7 @@ impl Acd {
                 step: 0,
                 offered: None,
                 missed_by: Vec::new(),
+                predicted: None,
             },
         );
         let pools = &self.model.queues[q.0 as usize].pools;
@@ -427,6 +470,49 @@ impl Acd {
                 .push(Reverse((now + after, Timer::Overflow(call, 1))));
         }
         self.route_call(now, call);
+        let predicted = self.ewt(call);
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.predicted = predicted;
+        }
+    }
+
+    /// The estimated wait of a waiting `call`: the callers ahead of it in its queue (by
+    /// virtual arrival, whatever their overflow step), plus itself, times the queue's average
+    /// handle time, shared by the agents staffed for it (logged in, not away) in its eligible
+    /// pools. Zero once it is ringing an agent; `None` when nobody is staffed.
+    pub fn ewt(&self, call: CallId) -> Option<Duration> {
+        let c = self.calls.get(&call)?;
+        if c.offered.is_some() {
+            return Some(Duration::ZERO);
+        }
+        let q = c.caller.queue;
+        let ahead: usize = self.waiting[q.0 as usize]
+            .iter()
+            .map(|set| set.range(..(c.key, call)).count())
+            .sum();
+        let pools = &self.model.queues[q.0 as usize].pools[..=c.step];
+        let staffed = self
+            .agents
+            .iter()
+            .enumerate()
+            .filter(|(_, rt)| !matches!(rt.state, AgentState::Offline | AgentState::Away(_)))
+            .filter(|(i, _)| {
+                self.agent_queues[*i].iter().any(|(aq, _)| *aq == q)
+                    && pools.contains(&self.model.agents[*i].pool)
+            })
+            .count();
+        if staffed == 0 {
+            return None;
+        }
+        let aht = self.aht[q.0 as usize];
+        Some(Duration::from_secs_f64(
+            (ahead + 1) as f64 * aht / staffed as f64,
+        ))
+    }
+
+    /// The measured average handle time of `queue`.
+    pub fn aht(&self, queue: QueueId) -> Duration {
+        Duration::from_secs_f64(self.aht[queue.0 as usize])
     }
 
     /// Offers `call` to its best eligible available agent, or puts it in the waiting sets.

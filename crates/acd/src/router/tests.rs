@@ -35,6 +35,7 @@ fn config(agents: Vec<AgentConfig>) -> AcdConfig {
             skill: "refund".into(),
             pool: "north".into(),
             weights: Weights::default(),
+            aht_secs: 180,
         }],
         agents,
         ..AcdConfig::default()
@@ -262,6 +263,58 @@ fn wrap_up_then_available_and_abandons_leave_at_once() {
         AgentState::Available(_)
     ));
     assert_eq!(a.counters().abandoned, 2);
+}
+
+#[test]
+fn wait_estimates_follow_position_staffing_and_measured_handle_time() {
+    let t0 = Instant::now();
+    let mut a = acd(
+        t0,
+        vec![
+            agent("x", "north", &[("refund", 1.0)], 0.5),
+            agent("y", "north", &[("refund", 1.0)], 0.5),
+        ],
+    );
+    assert_eq!(a.ewt(CallId(9)), None, "unknown call");
+    a.handle(t0, Input::CallArrived(caller(1, 0)));
+    assert_eq!(a.ewt(CallId(1)), None, "nobody staffed");
+    for i in 0..2 {
+        a.handle(t0, Input::AgentLogin(AgentId(i)));
+    }
+    let _ = outputs(&mut a);
+    a.handle(t0, Input::Answered(AgentId(0), CallId(1)));
+    a.handle(t0, Input::CallArrived(caller(2, 0)));
+    assert_eq!(outputs(&mut a), [offer(2, 1)]);
+    a.handle(t0, Input::Answered(AgentId(1), CallId(2)));
+    for n in 3..=5 {
+        a.handle(t0, Input::CallArrived(caller(n, 0)));
+    }
+    // Call 5 is third in line: 3 × 180 s / 2 agents.
+    assert_eq!(a.ewt(CallId(5)), Some(Duration::from_secs(270)));
+    assert_eq!(a.ewt(CallId(3)), Some(Duration::from_secs(90)));
+    // Both calls last 60 s (+10 s wrap-up): the measured handle time moves toward 70 s.
+    for i in 0..2 {
+        a.handle(
+            secs(t0, 60),
+            Input::CallEnded(AgentId(i), CallId(u64::from(i) + 1)),
+        );
+    }
+    assert!(a.aht(QueueId(0)) < Duration::from_secs(180));
+    a.handle_timeout(secs(t0, 70));
+    let offered: Vec<_> = outputs(&mut a)
+        .into_iter()
+        .filter(|o| matches!(o, Output::Offer { .. }))
+        .collect();
+    assert_eq!(offered, [offer(3, 0), offer(4, 1)]);
+    a.handle(secs(t0, 71), Input::Answered(AgentId(0), CallId(3)));
+    // Call 3 waited 71 s against 90 s predicted.
+    let c = a.counters();
+    assert_eq!(
+        c.ewt_samples, 2,
+        "calls 2 (no wait, none predicted) and 3; call 1 had no estimate"
+    );
+    assert!((c.ewt_bias_secs - (71.0 - 90.0)).abs() < 1e-6, "{c:?}");
+    assert!((c.ewt_abs_error_secs - 19.0).abs() < 1e-6, "{c:?}");
 }
 
 #[derive(Debug, Clone)]
