@@ -14,6 +14,7 @@
 pub mod admission;
 pub mod model;
 pub mod router;
+pub mod sim;
 pub mod surge;
 
 pub use admission::{Admission, AdmissionConfig, Reason, Situation};

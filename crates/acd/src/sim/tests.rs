@@ -1,0 +1,125 @@
+//! The simulator against queueing theory, and its determinism.
+
+use super::*;
+use crate::model::{AcdConfig, AgentConfig, PoolConfig, QueueConfig, Weights};
+
+/// One pool, one queue, `c` identical agents; no wrap-up, instant answer.
+fn erlang_center(c: usize) -> Model {
+    let cfg = AcdConfig {
+        pools: vec![PoolConfig {
+            name: "p".into(),
+            neighbours: vec![],
+            overflow_after_secs: 30,
+        }],
+        queues: vec![QueueConfig {
+            name: "q".into(),
+            skill: "s".into(),
+            pool: "p".into(),
+            weights: Weights::default(),
+            aht_secs: 180,
+        }],
+        agents: (0..c)
+            .map(|i| AgentConfig {
+                name: format!("a{i}"),
+                pool: "p".into(),
+                skills: [("s".to_owned(), 1.0)].into(),
+                rating: 0.5,
+            })
+            .collect(),
+        wrap_up_secs: 0,
+        ..AcdConfig::default()
+    };
+    Model::new(&cfg).unwrap()
+}
+
+/// Erlang C: the probability of waiting with `c` servers and `a` Erlangs offered.
+fn erlang_c(c: usize, a: f64) -> f64 {
+    let mut term = 1.0; // a^k / k!
+    let mut sum = 0.0;
+    for k in 0..c {
+        sum += term;
+        term *= a / (k + 1) as f64;
+    }
+    let top = term * c as f64 / (c as f64 - a);
+    top / (sum + top)
+}
+
+fn traffic(rate: f64, calls: f64, seed: u64) -> Traffic {
+    Traffic {
+        rate,
+        profile: vec![(0.0, 1.0)],
+        duration: calls / rate,
+        mean_handle: 180.0,
+        mean_patience: None,
+        answer_delay: 0.0,
+        queue_mix: vec![1.0],
+        tier_mix: vec![1.0],
+        seed,
+    }
+}
+
+#[test]
+fn one_queue_matches_erlang_c_within_3_percent() {
+    // 10 agents, 8 Erlangs offered (80 % occupancy): P(wait) 0.409, ASA 36.8 s.
+    let (c, load) = (10, 8.0);
+    let rate = load / 180.0;
+    let r = run(erlang_center(c), &traffic(rate, 1_000_000.0, 42));
+    let p_wait = erlang_c(c, load);
+    let asa = p_wait * 180.0 / (c as f64 - load);
+    assert!((p_wait - 0.409).abs() < 0.001, "theory {p_wait}");
+    eprintln!(
+        "{} calls: P(wait) {:.4} (Erlang C {p_wait:.4}), ASA {:.2} s ({asa:.2} s), occupancy {:.3}",
+        r.arrived,
+        r.p_wait(),
+        r.asa(),
+        r.occupancy
+    );
+    let err_p = (r.p_wait() - p_wait).abs() / p_wait;
+    let err_asa = (r.asa() - asa).abs() / asa;
+    assert!(
+        err_p < 0.03,
+        "P(wait) {} vs {p_wait} ({:.1} %)",
+        r.p_wait(),
+        100.0 * err_p
+    );
+    assert!(
+        err_asa < 0.03,
+        "ASA {} vs {asa} ({:.1} %)",
+        r.asa(),
+        100.0 * err_asa
+    );
+    assert!(
+        (r.occupancy - 0.8).abs() < 0.02,
+        "occupancy {}",
+        r.occupancy
+    );
+    assert_eq!(r.abandoned, 0);
+    assert_eq!(r.arrived, r.answered);
+}
+
+#[test]
+fn the_same_seed_gives_the_same_run_and_patience_gives_abandons() {
+    let mut t = traffic(9.5 / 180.0, 20_000.0, 7);
+    t.mean_patience = Some(60.0);
+    let a = run(erlang_center(10), &t);
+    let b = run(erlang_center(10), &t);
+    assert_eq!(a, b);
+    assert!(a.abandoned > 0 && a.abandon_rate() < 0.5, "{a:?}");
+    assert_eq!(a.arrived, a.answered + a.abandoned);
+    t.seed = 8;
+    assert_ne!(run(erlang_center(10), &t), a);
+}
+
+#[test]
+fn a_surge_profile_multiplies_the_arrivals() {
+    let mut t = traffic(1.0 / 60.0, 0.0, 1);
+    t.duration = 36_000.0;
+    t.profile = vec![(0.0, 1.0), (18_000.0, 10.0), (19_800.0, 1.0)];
+    let r = run(erlang_center(2), &t);
+    // 600 normal calls, plus 30 min at 10×: 300 more than 30 normal ones.
+    let expected = 600.0 + 270.0;
+    assert!(
+        (r.arrived as f64 - expected).abs() < 0.15 * expected,
+        "{r:?}"
+    );
+}
