@@ -174,6 +174,8 @@ pub struct Acd {
     available: HashMap<(QueueId, PoolId), BTreeSet<AgentKey>>,
     /// The queues each agent can serve, with the position of its pool in that queue's order.
     agent_queues: Vec<Vec<(QueueId, usize)>>,
+    /// `[queue][pool position]`: agents logged in and not away.
+    staffed: Vec<Vec<u32>>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     out: VecDeque<Output>,
     counters: Counters,
@@ -219,6 +221,11 @@ impl Acd {
                 .map(|q| vec![BTreeSet::new(); q.pools.len()])
                 .collect(),
             available: HashMap::new(),
+            staffed: model
+                .queues
+                .iter()
+                .map(|q| vec![0; q.pools.len()])
+                .collect(),
             agent_queues,
             timers: BinaryHeap::new(),
             out: VecDeque::new(),
@@ -365,6 +372,14 @@ impl Acd {
     /// Changes an agent's state, folding the time since the last change into its load.
     fn set_state(&mut self, now: Instant, a: AgentId, state: AgentState) {
         let window = self.model.load_window.as_secs_f64();
+        let staffed = |s: &AgentState| !matches!(s, AgentState::Offline | AgentState::Away(_));
+        let (was, is) = (staffed(&self.agents[a.0 as usize].state), staffed(&state));
+        if was != is {
+            for &(q, pos) in &self.agent_queues[a.0 as usize] {
+                let n = &mut self.staffed[q.0 as usize][pos];
+                *n = if is { *n + 1 } else { n.saturating_sub(1) };
+            }
+        }
         let rt = &mut self.agents[a.0 as usize];
         let busy = matches!(
             rt.state,
@@ -490,17 +505,7 @@ impl Acd {
             .iter()
             .map(|set| set.range(..(c.key, call)).count())
             .sum();
-        let pools = &self.model.queues[q.0 as usize].pools[..=c.step];
-        let staffed = self
-            .agents
-            .iter()
-            .enumerate()
-            .filter(|(_, rt)| !matches!(rt.state, AgentState::Offline | AgentState::Away(_)))
-            .filter(|(i, _)| {
-                self.agent_queues[*i].iter().any(|(aq, _)| *aq == q)
-                    && pools.contains(&self.model.agents[*i].pool)
-            })
-            .count();
+        let staffed: u32 = self.staffed[q.0 as usize][..=c.step].iter().sum();
         if staffed == 0 {
             return None;
         }
