@@ -231,6 +231,7 @@ fn simulate_million_calls() -> crest_acd::sim::Report {
         profile: vec![(0.0, 1.0), (duration * 0.45, 10.0), (duration * 0.55, 1.0)],
         duration,
         mean_handle: 180.0,
+        skill_effect: 0.5,
         mean_patience: Some(120.0),
         answer_delay: 2.0,
         queue_mix: vec![1.0; 8],

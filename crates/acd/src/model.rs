@@ -49,6 +49,30 @@ impl Default for Weights {
     }
 }
 
+/// How agents and callers are matched (the simulator compares them on the same traffic).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// The weighted score (skill level, tier, load, rating) and tier credits.
+    #[default]
+    Weighted,
+    /// Callers with tier credits; the agent idle longest, whatever their skill level.
+    LongestIdle,
+    /// Callers strictly in arrival order; agents in turn (the one offered a call longest ago).
+    Fifo,
+}
+
+impl Strategy {
+    /// The name in configuration and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Weighted => "weighted",
+            Self::LongestIdle => "longest-idle",
+            Self::Fifo => "fifo",
+        }
+    }
+}
+
 /// One agent in `acd.yaml`.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,6 +154,8 @@ pub struct AcdConfig {
     pub tier_credit_secs: Vec<u64>,
     /// Time constant of an agent's load (share of recent time spent on calls).
     pub load_window_secs: u64,
+    /// The matching strategy.
+    pub strategy: Strategy,
 }
 
 impl Default for AcdConfig {
@@ -143,6 +169,7 @@ impl Default for AcdConfig {
             max_misses: 3,
             tier_credit_secs: vec![0, 20, 60, 120],
             load_window_secs: 1800,
+            strategy: Strategy::Weighted,
         }
     }
 }
@@ -226,6 +253,8 @@ pub struct Model {
     pub tier_credit: Vec<Duration>,
     /// Load time constant.
     pub load_window: Duration,
+    /// The matching strategy.
+    pub strategy: Strategy,
 }
 
 impl Model {
@@ -355,6 +384,7 @@ impl Model {
                 .map(|s| Duration::from_secs(*s))
                 .collect(),
             load_window: Duration::from_secs(cfg.load_window_secs.max(1)),
+            strategy: cfg.strategy,
         })
     }
 

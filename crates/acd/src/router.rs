@@ -17,7 +17,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::model::{AgentId, CallId, Caller, Model, PoolId, QueueId};
+use crate::model::{AgentId, CallId, Caller, Model, PoolId, QueueId, Strategy};
 
 /// What happens to the ACD.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,6 +97,8 @@ pub enum AgentState {
 #[derive(Debug)]
 struct AgentRt {
     state: AgentState,
+    /// When the agent was last offered a call (the epoch before the first).
+    last_offer: Instant,
     misses: u32,
     load: f64,
     load_at: Option<Instant>,
@@ -206,6 +208,7 @@ impl Acd {
                 .agents
                 .iter()
                 .map(|_| AgentRt {
+                    last_offer: now,
                     state: AgentState::Offline,
                     misses: 0,
                     load: 0.0,
@@ -395,6 +398,11 @@ impl Acd {
     }
 
     fn agent_key(&self, q: QueueId, a: AgentId, since: Instant) -> AgentKey {
+        match self.model.strategy {
+            Strategy::Weighted => {}
+            Strategy::LongestIdle => return (0, since, a),
+            Strategy::Fifo => return (0, self.agents[a.0 as usize].last_offer, a),
+        }
         let w = self.model.queues[q.0 as usize].weights;
         let spec = &self.model.agents[a.0 as usize];
         let score = w.problem_type * spec.level(self.model.queues[q.0 as usize].skill)
@@ -455,13 +463,16 @@ impl Acd {
         {
             return;
         }
-        let credit = self
-            .model
-            .tier_credit
-            .get(usize::from(caller.tier))
-            .or(self.model.tier_credit.last())
-            .copied()
-            .unwrap_or_default();
+        let credit = if self.model.strategy == Strategy::Fifo {
+            Duration::ZERO
+        } else {
+            self.model
+                .tier_credit
+                .get(usize::from(caller.tier))
+                .or(self.model.tier_credit.last())
+                .copied()
+                .unwrap_or_default()
+        };
         let key = now.saturating_duration_since(self.epoch).as_micros() as i64
             - credit.as_micros() as i64;
         let call = caller.call;
@@ -571,6 +582,7 @@ impl Acd {
         };
         self.waiting[c.caller.queue.0 as usize][c.step].remove(&(c.key, call));
         c.offered = Some(a);
+        self.agents[a.0 as usize].last_offer = now;
         let until = now + self.model.ring;
         self.set_state(now, a, AgentState::Ringing(call, until));
         self.timers.push(Reverse((until, Timer::Ring(a, call))));

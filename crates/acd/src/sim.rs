@@ -27,6 +27,9 @@ pub struct Traffic {
     pub duration: f64,
     /// Mean talk time, seconds (exponential).
     pub mean_handle: f64,
+    /// How much skill shortens calls: an agent at level `l` talks `mean_handle × (1 +
+    /// skill_effect × (0.5 − l))` on average (0: skill does not matter).
+    pub skill_effect: f64,
     /// Mean patience, seconds (exponential); `None`: nobody hangs up while waiting.
     pub mean_patience: Option<f64>,
     /// Seconds an offered agent takes to answer.
@@ -154,6 +157,11 @@ pub fn run(model: Model, traffic: &Traffic) -> Report {
     let at = |s: f64| t0 + Duration::from_secs_f64(s);
     let agents = model.agents.len();
     let wrap_up = model.wrap_up.as_secs_f64();
+    let levels: Vec<Vec<f64>> = model
+        .agents
+        .iter()
+        .map(|a| model.queues.iter().map(|q| a.level(q.skill)).collect())
+        .collect();
     let mut acd = Acd::new(t0, model);
     for a in 0..agents {
         acd.handle(t0, Input::AgentLogin(AgentId(a as u32)));
@@ -173,7 +181,7 @@ pub fn run(model: Model, traffic: &Traffic) -> Report {
     let peak = traffic.rate * traffic.profile.iter().map(|p| p.1).fold(1.0, f64::max);
     agenda.push(rng.exp(1.0 / peak), Event::Arrival);
     let mut report = Report::default();
-    let mut arrived_at: HashMap<CallId, f64> = HashMap::new();
+    let mut arrived_at: HashMap<CallId, (f64, QueueId)> = HashMap::new();
     let mut talk_started: HashMap<CallId, f64> = HashMap::new();
     let mut busy = 0.0;
     let mut next_call = 0u64;
@@ -195,8 +203,8 @@ pub fn run(model: Model, traffic: &Traffic) -> Report {
                         let call = CallId(next_call);
                         next_call += 1;
                         report.arrived += 1;
-                        arrived_at.insert(call, now_s);
                         let queue = QueueId(rng.pick(&traffic.queue_mix) as u16);
+                        arrived_at.insert(call, (now_s, queue));
                         let tier = rng.pick(&traffic.tier_mix) as u8;
                         if let Some(p) = traffic.mean_patience {
                             agenda.push(now_s + rng.exp(p), Event::Abandon(call));
@@ -215,7 +223,7 @@ pub fn run(model: Model, traffic: &Traffic) -> Report {
             }
             Event::Answer(a, call) => {
                 let ringing = matches!(acd.agent_state(a), AgentState::Ringing(c, _) if *c == call);
-                if ringing && let Some(arrived) = arrived_at.remove(&call) {
+                if ringing && let Some((arrived, queue)) = arrived_at.remove(&call) {
                     acd.handle(now, Input::Answered(a, call));
                     let wait = (now_s - arrived - traffic.answer_delay).max(0.0);
                     report.answered += 1;
@@ -224,7 +232,9 @@ pub fn run(model: Model, traffic: &Traffic) -> Report {
                     report.within_20s += u64::from(wait <= 20.0);
                     busy += traffic.answer_delay;
                     talk_started.insert(call, now_s);
-                    agenda.push(now_s + rng.exp(traffic.mean_handle), Event::HangUp(a, call));
+                    let level = levels[a.0 as usize][queue.0 as usize];
+                    let mean = traffic.mean_handle * (1.0 + traffic.skill_effect * (0.5 - level));
+                    agenda.push(now_s + rng.exp(mean.max(1.0)), Event::HangUp(a, call));
                 }
             }
             Event::HangUp(a, call) => {

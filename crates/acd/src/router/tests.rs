@@ -4,7 +4,8 @@
 
 use super::*;
 use crate::model::{AcdConfig, AgentConfig, PoolConfig, QueueConfig, Weights};
-use proptest::prelude::*;
+use proptest::prelude::{ProptestConfig, prop_assert, prop_assert_eq, prop_oneof, proptest};
+use proptest::strategy::Strategy as _;
 
 fn agent(name: &str, pool: &str, skills: &[(&str, f64)], rating: f64) -> AgentConfig {
     AgentConfig {
@@ -330,7 +331,7 @@ enum Op {
     Wait(u64),
 }
 
-fn op() -> impl Strategy<Value = Op> {
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
     prop_oneof![
         (0u32..6).prop_map(Op::Login),
         (0u32..6).prop_map(Op::Logout),
