@@ -166,7 +166,10 @@ pub fn run(model: Model, traffic: &Traffic) -> Report {
     for a in 0..agents {
         acd.handle(t0, Input::AgentLogin(AgentId(a as u32)));
     }
+    // Two streams: the callers (arrival times, queues, tiers, patience) are the same whatever
+    // the strategy decides; talk times come from the other.
     let mut rng = Rng(traffic.seed);
+    let mut talk_rng = Rng(traffic.seed ^ 0x5DEE_CE66_D1CE_4E5B);
     let mut agenda = Agenda::default();
     let rate_at = |t: f64| {
         let f = traffic
@@ -234,7 +237,7 @@ pub fn run(model: Model, traffic: &Traffic) -> Report {
                     talk_started.insert(call, now_s);
                     let level = levels[a.0 as usize][queue.0 as usize];
                     let mean = traffic.mean_handle * (1.0 + traffic.skill_effect * (0.5 - level));
-                    agenda.push(now_s + rng.exp(mean.max(1.0)), Event::HangUp(a, call));
+                    agenda.push(now_s + talk_rng.exp(mean.max(1.0)), Event::HangUp(a, call));
                 }
             }
             Event::HangUp(a, call) => {

@@ -263,6 +263,38 @@ pub(crate) fn locate(text: &str, key: &str) -> usize {
     line_no + 1
 }
 
+/// Parses YAML into `T`; errors carry the file, line and column.
+pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+) -> Result<T, ConfigError> {
+    // A configuration is the operator's own file, and may list 100,000 users: the parser's
+    // default budget (250,000 nodes) is for untrusted input, so it is raised here.
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_nodes: 20_000_000,
+            max_events: 50_000_000,
+        },
+    };
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or_default();
+        let first = first.strip_prefix("error: ").unwrap_or(first);
+        // Drop serde-saphyr's own "line L column C: " prefix; the location is ours to print.
+        let message = match first.split_once(": ") {
+            Some((pre, rest)) if pre.starts_with("line ") => rest,
+            _ => first,
+        };
+        ConfigError {
+            file: file.to_owned(),
+            line: e.location().map_or(0, |l| l.line() as usize),
+            column: e.location().map_or(0, |l| l.column() as usize),
+            key: String::new(),
+            message: message.to_owned(),
+        }
+    })
+}
+
 impl Config {
     /// Reads and checks a configuration file.
     pub(crate) fn load(path: &Path) -> Result<Loaded, ConfigError> {
@@ -279,31 +311,7 @@ impl Config {
 
     /// Parses and checks configuration text.
     pub(crate) fn from_text(file: &str, text: &str) -> Result<Loaded, ConfigError> {
-        // A configuration is the operator's own file, and may list 100,000 users: the parser's
-        // default budget (250,000 nodes) is for untrusted input, so it is raised here.
-        let options = serde_saphyr::options! {
-            budget: serde_saphyr::budget! {
-                max_nodes: 20_000_000,
-                max_events: 50_000_000,
-            },
-        };
-        let config: Self = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or_default();
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            // Drop serde-saphyr's own "line L column C: " prefix; the location is ours to print.
-            let message = match first.split_once(": ") {
-                Some((pre, rest)) if pre.starts_with("line ") => rest,
-                _ => first,
-            };
-            ConfigError {
-                file: file.to_owned(),
-                line: e.location().map_or(0, |l| l.line() as usize),
-                column: e.location().map_or(0, |l| l.column() as usize),
-                key: String::new(),
-                message: message.to_owned(),
-            }
-        })?;
+        let config: Self = parse_yaml(file, text)?;
         let err = |key: &str, message: String| ConfigError {
             file: file.to_owned(),
             column: 1,

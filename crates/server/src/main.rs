@@ -7,6 +7,7 @@
 mod admin;
 mod config;
 mod media;
+mod simulate;
 mod sip_io;
 mod tls;
 
@@ -54,6 +55,22 @@ enum Command {
         #[arg(long, default_value = "config/crest.yaml")]
         config: PathBuf,
     },
+    /// Run an ACD scenario (agents, queues, traffic) in virtual time through the production
+    /// routing code, once per strategy on the same seeded traffic.
+    Simulate {
+        /// The scenario file (see config/scenarios/double11.yaml).
+        #[arg(long)]
+        scenario: PathBuf,
+        /// Strategies to run side by side: weighted, longest-idle, fifo.
+        #[arg(long, default_value = "weighted")]
+        compare: String,
+        /// Overrides the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the HA1 hashes for a user (the password is read from standard input).
     Passwd {
         /// The user name.
@@ -66,6 +83,35 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Simulate {
+            scenario,
+            compare,
+            seed,
+            json,
+        } => {
+            let strategies = match simulate::strategies(&compare) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("--compare: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match simulate::run(&scenario, &strategies, seed) {
+                Ok(outcomes) => {
+                    let out = if json {
+                        simulate::json(&outcomes)
+                    } else {
+                        simulate::table(&outcomes)
+                    };
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Check { config } => match Config::load(&config) {
             Ok(l) => {
                 println!(

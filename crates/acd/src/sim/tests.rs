@@ -64,31 +64,33 @@ fn one_queue_matches_erlang_c_within_3_percent() {
     // 10 agents, 8 Erlangs offered (80 % occupancy): P(wait) 0.409, ASA 36.8 s.
     let (c, load) = (10, 8.0);
     let rate = load / 180.0;
-    let r = run(erlang_center(c), &traffic(rate, 1_000_000.0, 42));
+    // Four independent runs of a million calls each, pooled: a single long run's ASA still
+    // moves by about ±3 % with the seed at 80 % occupancy (waits are strongly correlated).
+    let runs: Vec<Report> = (1..=4)
+        .map(|seed| run(erlang_center(c), &traffic(rate, 1_000_000.0, seed)))
+        .collect();
+    let answered: u64 = runs.iter().map(|r| r.answered).sum();
+    let pooled_p = runs.iter().map(|r| r.waited).sum::<u64>() as f64 / answered as f64;
+    let pooled_asa = runs.iter().map(|r| r.wait_sum).sum::<f64>() / answered as f64;
     let p_wait = erlang_c(c, load);
     let asa = p_wait * 180.0 / (c as f64 - load);
     assert!((p_wait - 0.409).abs() < 0.001, "theory {p_wait}");
     eprintln!(
-        "{} calls: P(wait) {:.4} (Erlang C {p_wait:.4}), ASA {:.2} s ({asa:.2} s), occupancy {:.3}",
-        r.arrived,
-        r.p_wait(),
-        r.asa(),
-        r.occupancy
+        "{answered} calls: P(wait) {pooled_p:.4} (Erlang C {p_wait:.4}), ASA {pooled_asa:.2} s ({asa:.2} s)"
     );
-    let err_p = (r.p_wait() - p_wait).abs() / p_wait;
-    let err_asa = (r.asa() - asa).abs() / asa;
+    let err_p = (pooled_p - p_wait).abs() / p_wait;
+    let err_asa = (pooled_asa - asa).abs() / asa;
     assert!(
         err_p < 0.03,
-        "P(wait) {} vs {p_wait} ({:.1} %)",
-        r.p_wait(),
+        "P(wait) {pooled_p} vs {p_wait} ({:.1} %)",
         100.0 * err_p
     );
     assert!(
         err_asa < 0.03,
-        "ASA {} vs {asa} ({:.1} %)",
-        r.asa(),
+        "ASA {pooled_asa} vs {asa} ({:.1} %)",
         100.0 * err_asa
     );
+    let r = &runs[0];
     assert!(
         (r.occupancy - 0.8).abs() < 0.02,
         "occupancy {}",
@@ -173,6 +175,10 @@ fn weighted_routing_beats_fifo_and_longest_idle_when_skill_matters() {
     let weighted = run_with(crate::model::Strategy::Weighted);
     let idle = run_with(crate::model::Strategy::LongestIdle);
     let fifo = run_with(crate::model::Strategy::Fifo);
+    assert!(
+        weighted.arrived == idle.arrived && idle.arrived == fifo.arrived,
+        "the same callers"
+    );
     for (name, r) in [
         ("weighted", &weighted),
         ("longest-idle", &idle),
