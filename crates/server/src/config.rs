@@ -403,7 +403,14 @@ mod tests {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let p = entry.unwrap().path();
             if p.extension().is_some_and(|e| e == "yaml") {
-                Config::load(&p).unwrap_or_else(|e| panic!("{e}"));
+                if p.file_name().is_some_and(|f| f == "acd.yaml") {
+                    // The ACD's file: agents, pools and queues.
+                    let text = std::fs::read_to_string(&p).unwrap();
+                    let acd: crest_acd::AcdConfig = parse_yaml("acd.yaml", &text).unwrap();
+                    crest_acd::Model::new(&acd).unwrap();
+                } else {
+                    Config::load(&p).unwrap_or_else(|e| panic!("{e}"));
+                }
                 n += 1;
             }
         }
