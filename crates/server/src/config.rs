@@ -263,6 +263,21 @@ pub(crate) fn locate(text: &str, key: &str) -> usize {
     line_no + 1
 }
 
+/// A file's name (for errors) and text.
+pub(crate) fn read_file(path: &Path) -> Result<(String, String), ConfigError> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((file, text)),
+        Err(e) => Err(ConfigError {
+            file,
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: format!("cannot read: {e}"),
+        }),
+    }
+}
+
 /// Parses YAML into `T`; errors carry the file, line and column.
 pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
     file: &str,
@@ -298,14 +313,7 @@ pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
 impl Config {
     /// Reads and checks a configuration file.
     pub(crate) fn load(path: &Path) -> Result<Loaded, ConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: file.clone(),
-            line: 0,
-            column: 0,
-            key: String::new(),
-            message: format!("cannot read: {e}"),
-        })?;
+        let (file, text) = read_file(path)?;
         Self::from_text(&file, &text)
     }
 

@@ -9,7 +9,7 @@ use crest_acd::model::Strategy;
 use crest_acd::sim::{self, Report, Traffic};
 use crest_acd::{AcdConfig, Model};
 
-use crate::config::{ConfigError, locate, parse_yaml};
+use crate::config::{ConfigError, locate, parse_yaml, read_file};
 
 /// The traffic part of a scenario.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
@@ -71,14 +71,7 @@ pub(crate) fn run(
     strategies: &[Strategy],
     seed: Option<u64>,
 ) -> Result<Vec<Outcome>, ConfigError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: file.clone(),
-        line: 0,
-        column: 0,
-        key: String::new(),
-        message: format!("cannot read: {e}"),
-    })?;
+    let (file, text) = read_file(path)?;
     let scenario: Scenario = parse_yaml(&file, &text)?;
     let err = |key: String, message: String| ConfigError {
         file: file.clone(),
