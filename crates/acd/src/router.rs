@@ -40,6 +40,13 @@ pub enum Input {
     NoAnswer(AgentId, CallId),
     /// The agent's call ended.
     CallEnded(AgentId, CallId),
+    /// A waiting caller asks to be called back instead of holding (virtual hold): they hang
+    /// up and keep their place.
+    CallbackRequested(CallId),
+    /// The customer answered Crest's callback: bridge them to the reserved agent.
+    CallbackAnswered(CallId),
+    /// The customer did not answer the callback.
+    CallbackUnanswered(CallId),
 }
 
 /// What the ACD decided.
@@ -67,6 +74,26 @@ pub enum Output {
         step: usize,
         /// The pool added.
         pool: PoolId,
+    },
+    /// The callback's turn came: `agent` is reserved; dial the customer at `number`.
+    Dial {
+        /// The call.
+        call: CallId,
+        /// The reserved agent.
+        agent: AgentId,
+        /// The customer's number.
+        number: String,
+    },
+    /// A callback request was taken: the caller may hang up and keeps their place.
+    CallbackScheduled {
+        /// The call.
+        call: CallId,
+    },
+    /// A callback request was refused (one pending callback per number, or the call is not
+    /// waiting); the caller stays on the line.
+    CallbackRefused {
+        /// The call.
+        call: CallId,
     },
     /// An agent was set away.
     AgentAway {
@@ -117,6 +144,8 @@ struct CallRt {
     missed_by: Vec<AgentId>,
     /// The wait predicted on arrival (None: nobody staffed).
     predicted: Option<Duration>,
+    /// Waiting by callback (the caller hung up and is to be dialled).
+    callback: bool,
 }
 
 /// An answered call until it ends: for handle times.
@@ -130,6 +159,7 @@ struct Connected {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Ring(AgentId, CallId),
+    Dial(AgentId, CallId),
     WrapUp(AgentId),
     Overflow(CallId, usize),
 }
@@ -149,6 +179,10 @@ pub struct Counters {
     pub abandoned: u64,
     /// Agents set away for missed calls.
     pub set_away: u64,
+    /// Callbacks scheduled.
+    pub callbacks: u64,
+    /// Callbacks the customer did not answer.
+    pub callbacks_unanswered: u64,
     /// Answered calls that had a wait estimate.
     pub ewt_samples: u64,
     /// Sum of |actual wait − estimate|, seconds.
@@ -158,6 +192,9 @@ pub struct Counters {
 }
 
 type AgentKey = (i64, Instant, AgentId);
+
+/// How long an agent is held for a callback while Crest dials the customer.
+const DIAL_WINDOW: Duration = Duration::from_secs(60);
 
 /// The ACD (see the module docs).
 #[derive(Debug)]
@@ -170,6 +207,8 @@ pub struct Acd {
     connected: HashMap<CallId, Connected>,
     /// Measured average handle time per queue (talk + wrap-up), seconds.
     aht: Vec<f64>,
+    /// Pending callbacks by number (one each).
+    callbacks: HashMap<String, CallId>,
     /// `[queue][step]`: waiting callers by virtual arrival.
     waiting: Vec<Vec<BTreeSet<(i64, CallId)>>>,
     /// `(queue, pool)`: available agents, best first.
@@ -218,6 +257,7 @@ impl Acd {
             calls: HashMap::new(),
             connected: HashMap::new(),
             aht: model.queues.iter().map(|q| q.aht.as_secs_f64()).collect(),
+            callbacks: HashMap::new(),
             waiting: model
                 .queues
                 .iter()
@@ -296,6 +336,28 @@ impl Acd {
             Input::AgentAway(a, reason) => self.leave(now, a, AgentState::Away(reason)),
             Input::CallArrived(caller) => self.arrive(now, caller),
             Input::CallAbandoned(call) => self.abandon(now, call),
+            Input::CallbackRequested(call) => self.request_callback(call),
+            Input::CallbackAnswered(call) => {
+                let reserved = self
+                    .calls
+                    .get(&call)
+                    .filter(|c| c.callback)
+                    .and_then(|c| c.offered);
+                if let Some(a) = reserved {
+                    self.forget_callback(call);
+                    self.handle(now, Input::Answered(a, call));
+                }
+            }
+            Input::CallbackUnanswered(call) => {
+                let reserved = self
+                    .calls
+                    .get(&call)
+                    .filter(|c| c.callback)
+                    .and_then(|c| c.offered);
+                if let Some(a) = reserved {
+                    self.callback_failed(now, a, call);
+                }
+            }
             Input::Answered(a, call) => {
                 if self.agent(a).state.ringing_for() == Some(call) {
                     self.set_state(now, a, AgentState::OnCall(call));
@@ -321,7 +383,8 @@ impl Acd {
                 }
             }
             Input::NoAnswer(a, call) => {
-                if self.agent(a).state.ringing_for() == Some(call) {
+                let callback = self.calls.get(&call).is_some_and(|c| c.callback);
+                if !callback && self.agent(a).state.ringing_for() == Some(call) {
                     self.ring_out(now, a, call);
                 }
             }
@@ -356,6 +419,12 @@ impl Acd {
                     if self.agent(a).state == AgentState::Ringing(call, t) {
                         self.out.push_back(Output::Retract { call, agent: a });
                         self.ring_out(now, a, call);
+                    }
+                }
+                Timer::Dial(a, call) => {
+                    if self.agent(a).state == AgentState::Ringing(call, t) {
+                        self.out.push_back(Output::Retract { call, agent: a });
+                        self.callback_failed(now, a, call);
                     }
                 }
                 Timer::WrapUp(a) => {
@@ -487,6 +556,7 @@ impl Acd {
                 offered: None,
                 missed_by: Vec::new(),
                 predicted: None,
+                callback: false,
             },
         );
         let pools = &self.model.queues[q.0 as usize].pools;
@@ -583,6 +653,19 @@ impl Acd {
         self.waiting[c.caller.queue.0 as usize][c.step].remove(&(c.key, call));
         c.offered = Some(a);
         self.agents[a.0 as usize].last_offer = now;
+        if c.callback {
+            // The agent is held while Crest dials the customer (a minute at most).
+            let number = c.caller.number.clone();
+            let until = now + DIAL_WINDOW;
+            self.set_state(now, a, AgentState::Ringing(call, until));
+            self.timers.push(Reverse((until, Timer::Dial(a, call))));
+            self.out.push_back(Output::Dial {
+                call,
+                agent: a,
+                number,
+            });
+            return;
+        }
         let until = now + self.model.ring;
         self.set_state(now, a, AgentState::Ringing(call, until));
         self.timers.push(Reverse((until, Timer::Ring(a, call))));
@@ -621,6 +704,7 @@ impl Acd {
     }
 
     fn abandon(&mut self, now: Instant, call: CallId) {
+        self.forget_callback(call);
         let Some(c) = self.calls.remove(&call) else {
             return;
         };
@@ -631,6 +715,40 @@ impl Acd {
             self.set_state(now, a, AgentState::WrapUp(now));
             self.make_available(now, a);
         }
+    }
+
+    fn request_callback(&mut self, call: CallId) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let number = c.caller.number.clone();
+        if c.offered.is_some()
+            || c.callback
+            || number.is_empty()
+            || self.callbacks.contains_key(&number)
+        {
+            self.out.push_back(Output::CallbackRefused { call });
+            return;
+        }
+        c.callback = true;
+        self.callbacks.insert(number, call);
+        self.counters.callbacks += 1;
+        self.out.push_back(Output::CallbackScheduled { call });
+    }
+
+    fn forget_callback(&mut self, call: CallId) {
+        if let Some(c) = self.calls.get(&call).filter(|c| c.callback) {
+            self.callbacks.remove(&c.caller.number);
+        }
+    }
+
+    /// The customer did not pick up: the callback is dropped and the agent freed.
+    fn callback_failed(&mut self, now: Instant, a: AgentId, call: CallId) {
+        self.forget_callback(call);
+        self.calls.remove(&call);
+        self.counters.callbacks_unanswered += 1;
+        self.set_state(now, a, AgentState::WrapUp(now));
+        self.make_available(now, a);
     }
 
     fn overflow(&mut self, now: Instant, call: CallId, step: usize) {

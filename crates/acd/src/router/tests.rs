@@ -60,6 +60,14 @@ fn outputs(a: &mut Acd) -> Vec<Output> {
     std::iter::from_fn(|| a.poll_output()).collect()
 }
 
+/// The outputs without overflow steps (which tests about other things need not spell out).
+fn routing(a: &mut Acd) -> Vec<Output> {
+    outputs(a)
+        .into_iter()
+        .filter(|o| !matches!(o, Output::Overflow { .. }))
+        .collect()
+}
+
 fn offer(call: u64, agent: u32) -> Output {
     Output::Offer {
         call: CallId(call),
@@ -318,6 +326,69 @@ fn wait_estimates_follow_position_staffing_and_measured_handle_time() {
     assert!((c.ewt_abs_error_secs - 19.0).abs() < 1e-6, "{c:?}");
 }
 
+#[test]
+fn a_callback_keeps_its_place_one_per_number_and_reserves_the_agent_while_dialling() {
+    let t0 = Instant::now();
+    let mut a = acd(t0, vec![agent("x", "north", &[("refund", 1.0)], 0.5)]);
+    a.handle(t0, Input::AgentLogin(AgentId(0)));
+    a.handle(t0, Input::CallArrived(caller(1, 0)));
+    a.handle(t0, Input::Answered(AgentId(0), CallId(1)));
+    let _ = routing(&mut a);
+    a.handle(secs(t0, 1), Input::CallArrived(caller(2, 0)));
+    a.handle(secs(t0, 2), Input::CallArrived(caller(3, 0)));
+    a.handle(secs(t0, 3), Input::CallbackRequested(CallId(2)));
+    // The same number again (call 4 from call 2's number) is refused: one pending each.
+    let mut again = caller(4, 0);
+    again.number = caller(2, 0).number;
+    a.handle(secs(t0, 4), Input::CallArrived(again));
+    a.handle(secs(t0, 4), Input::CallbackRequested(CallId(4)));
+    assert_eq!(
+        routing(&mut a),
+        [
+            Output::CallbackScheduled { call: CallId(2) },
+            Output::CallbackRefused { call: CallId(4) }
+        ]
+    );
+    // Call 2 kept its place ahead of call 3: its turn comes first, as a dial-out.
+    a.handle(secs(t0, 100), Input::CallEnded(AgentId(0), CallId(1)));
+    a.handle_timeout(secs(t0, 110));
+    assert_eq!(
+        routing(&mut a),
+        [Output::Dial {
+            call: CallId(2),
+            agent: AgentId(0),
+            number: caller(2, 0).number
+        }]
+    );
+    a.handle(secs(t0, 111), Input::NoAnswer(AgentId(0), CallId(2)));
+    assert!(
+        matches!(a.agent_state(AgentId(0)), AgentState::Ringing(..)),
+        "held for the dial"
+    );
+    a.handle(secs(t0, 120), Input::CallbackAnswered(CallId(2)));
+    assert_eq!(a.agent_state(AgentId(0)), &AgentState::OnCall(CallId(2)));
+    // The number is free again; a callback for call 3 whose customer never answers frees
+    // the agent after the dial window.
+    a.handle(secs(t0, 121), Input::CallbackRequested(CallId(3)));
+    a.handle(secs(t0, 200), Input::CallEnded(AgentId(0), CallId(2)));
+    a.handle_timeout(secs(t0, 210));
+    let _ = routing(&mut a);
+    a.handle_timeout(secs(t0, 270));
+    assert_eq!(
+        routing(&mut a),
+        [
+            Output::Retract {
+                call: CallId(3),
+                agent: AgentId(0)
+            },
+            offer(4, 0)
+        ]
+    );
+    let c = a.counters();
+    assert_eq!((c.callbacks, c.callbacks_unanswered), (2, 1));
+    a.check_invariants().unwrap();
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Login(u32),
@@ -329,6 +400,9 @@ enum Op {
     NoAnswer(u32),
     End(u32),
     Wait(u64),
+    Callback(u64),
+    CallbackAnswer(u32),
+    CallbackFail(u32),
 }
 
 fn op() -> impl proptest::strategy::Strategy<Value = Op> {
@@ -342,6 +416,9 @@ fn op() -> impl proptest::strategy::Strategy<Value = Op> {
         (0u32..6).prop_map(Op::NoAnswer),
         (0u32..6).prop_map(Op::End),
         (0u64..40).prop_map(Op::Wait),
+        (0u64..20).prop_map(Op::Callback),
+        (0u32..6).prop_map(Op::CallbackAnswer),
+        (0u32..6).prop_map(Op::CallbackFail),
     ]
 }
 
@@ -359,6 +436,7 @@ proptest! {
         // What each agent's phone is doing according to the outputs (the driver's view).
         let mut ringing: HashMap<AgentId, CallId> = HashMap::new();
         let mut on_call: HashMap<AgentId, CallId> = HashMap::new();
+        let mut dialing: std::collections::HashSet<AgentId> = std::collections::HashSet::new();
         for op in ops {
             match op {
                 Op::Login(i) => a.handle(now, Input::AgentLogin(AgentId(i))),
@@ -373,8 +451,20 @@ proptest! {
                         on_call.insert(AgentId(i), c);
                     }
                 },
-                Op::NoAnswer(i) => if let Some(c) = ringing.remove(&AgentId(i)) {
+                Op::NoAnswer(i) => if !dialing.contains(&AgentId(i)) && let Some(c) = ringing.remove(&AgentId(i)) {
                     a.handle(now, Input::NoAnswer(AgentId(i), c));
+                },
+                Op::Callback(c) => a.handle(now, Input::CallbackRequested(CallId(c))),
+                Op::CallbackAnswer(i) => if dialing.contains(&AgentId(i)) && let Some(c) = ringing.get(&AgentId(i)).copied() {
+                    a.handle(now, Input::CallbackAnswered(c));
+                    if a.agent_state(AgentId(i)) == &AgentState::OnCall(c) {
+                        ringing.remove(&AgentId(i));
+                        dialing.remove(&AgentId(i));
+                        on_call.insert(AgentId(i), c);
+                    }
+                },
+                Op::CallbackFail(i) => if dialing.remove(&AgentId(i)) && let Some(c) = ringing.remove(&AgentId(i)) {
+                    a.handle(now, Input::CallbackUnanswered(c));
                 },
                 Op::End(i) => if let Some(c) = on_call.remove(&AgentId(i)) {
                     a.handle(now, Input::CallEnded(AgentId(i), c));
@@ -386,19 +476,27 @@ proptest! {
             }
             for o in std::iter::from_fn(|| a.poll_output()) {
                 match o {
-                    Output::Offer { call, agent } => {
+                    Output::Offer { call, agent } | Output::Dial { call, agent, .. } => {
                         prop_assert!(!ringing.contains_key(&agent) && !on_call.contains_key(&agent), "{agent:?} offered {call:?} while busy");
                         prop_assert!(!ringing.values().any(|c| *c == call) && !on_call.values().any(|c| *c == call), "{call:?} offered twice");
                         ringing.insert(agent, call);
+                        if matches!(o, Output::Dial { .. }) {
+                            dialing.insert(agent);
+                        }
                     }
                     Output::Retract { agent, call } => {
                         prop_assert_eq!(ringing.remove(&agent), Some(call));
+                        dialing.remove(&agent);
                     }
-                    Output::Overflow { .. } | Output::AgentAway { .. } => {}
+                    Output::Overflow { .. }
+                    | Output::AgentAway { .. }
+                    | Output::CallbackScheduled { .. }
+                    | Output::CallbackRefused { .. } => {}
                 }
             }
             // A NoAnswer that the ACD took ends that ringing too.
             ringing.retain(|ag, c| a.agent_state(*ag).ringing_for() == Some(*c));
+            dialing.retain(|ag| ringing.contains_key(ag));
             if let Err(e) = a.check_invariants() {
                 prop_assert!(false, "{}", e);
             }
