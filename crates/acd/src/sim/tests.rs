@@ -196,3 +196,65 @@ fn weighted_routing_beats_fifo_and_longest_idle_when_skill_matters() {
     assert!(weighted.abandon_rate() < idle.abandon_rate());
     assert!(weighted.service_level() > fifo.service_level());
 }
+
+/// Erlang A (M/M/c+M): the birth-death chain with abandonment rate θ per waiting caller,
+/// solved numerically; returns (P(an arrival waits), P(an arrival abandons)).
+fn erlang_a(c: usize, lambda: f64, mu: f64, theta: f64) -> (f64, f64) {
+    let mut p = vec![1.0f64];
+    for n in 1..4000 {
+        let death = if n <= c {
+            n as f64 * mu
+        } else {
+            c as f64 * mu + (n - c) as f64 * theta
+        };
+        let next = p[n - 1] * lambda / death;
+        p.push(next);
+        if next < 1e-300 {
+            break;
+        }
+    }
+    let total: f64 = p.iter().sum();
+    let wait: f64 = p[c..].iter().sum::<f64>() / total;
+    let abandon: f64 = p
+        .iter()
+        .enumerate()
+        .skip(c + 1)
+        .map(|(n, pn)| pn * (n - c) as f64 * theta)
+        .sum::<f64>()
+        / total
+        / lambda;
+    (wait, abandon)
+}
+
+#[test]
+fn with_patience_the_abandons_match_erlang_a_within_3_percent() {
+    // 10 agents, 9.5 Erlangs offered, mean patience 60 s.
+    let (c, mu, theta) = (10, 1.0 / 180.0, 1.0 / 60.0);
+    let lambda = 9.5 * mu;
+    let (wait, abandon) = erlang_a(c, lambda, mu, theta);
+    let runs: Vec<Report> = (1..=4)
+        .map(|seed| {
+            let mut t = traffic(lambda, 1_000_000.0, seed);
+            t.mean_patience = Some(1.0 / theta);
+            run(erlang_center(c), &t)
+        })
+        .collect();
+    let arrived: u64 = runs.iter().map(|r| r.arrived).sum();
+    let abandoned: u64 = runs.iter().map(|r| r.abandoned).sum();
+    let waited: u64 = runs.iter().map(|r| r.waited + r.abandoned).sum();
+    let (sim_abandon, sim_wait) = (
+        abandoned as f64 / arrived as f64,
+        waited as f64 / arrived as f64,
+    );
+    eprintln!(
+        "{arrived} calls: P(abandon) {sim_abandon:.4} (Erlang A {abandon:.4}), P(wait) {sim_wait:.4} ({wait:.4})"
+    );
+    assert!(
+        (sim_abandon - abandon).abs() / abandon < 0.03,
+        "P(abandon) {sim_abandon} vs {abandon}"
+    );
+    assert!(
+        (sim_wait - wait).abs() / wait < 0.03,
+        "P(wait) {sim_wait} vs {wait}"
+    );
+}
