@@ -338,23 +338,13 @@ impl Acd {
             Input::CallAbandoned(call) => self.abandon(now, call),
             Input::CallbackRequested(call) => self.request_callback(call),
             Input::CallbackAnswered(call) => {
-                let reserved = self
-                    .calls
-                    .get(&call)
-                    .filter(|c| c.callback)
-                    .and_then(|c| c.offered);
-                if let Some(a) = reserved {
+                if let Some(a) = self.reserved_for_callback(call) {
                     self.forget_callback(call);
                     self.handle(now, Input::Answered(a, call));
                 }
             }
             Input::CallbackUnanswered(call) => {
-                let reserved = self
-                    .calls
-                    .get(&call)
-                    .filter(|c| c.callback)
-                    .and_then(|c| c.offered);
-                if let Some(a) = reserved {
+                if let Some(a) = self.reserved_for_callback(call) {
                     self.callback_failed(now, a, call);
                 }
             }
@@ -734,6 +724,14 @@ impl Acd {
         self.callbacks.insert(number, call);
         self.counters.callbacks += 1;
         self.out.push_back(Output::CallbackScheduled { call });
+    }
+
+    /// The agent held for `call`'s callback while Crest dials the customer.
+    fn reserved_for_callback(&self, call: CallId) -> Option<AgentId> {
+        self.calls
+            .get(&call)
+            .filter(|c| c.callback)
+            .and_then(|c| c.offered)
     }
 
     fn forget_callback(&mut self, call: CallId) {

@@ -237,10 +237,10 @@ impl Endpoint {
         key: u64,
         from: Side,
         role: SdpRole,
-        body: Option<&[u8]>,
-    ) -> Result<Option<Vec<u8>>, u16> {
+        body: Option<&Bytes>,
+    ) -> Result<Option<Bytes>, u16> {
         let Some(hook) = self.media.as_mut() else {
-            return Ok(body.map(<[u8]>::to_vec));
+            return Ok(body.cloned());
         };
         let Some(call) = self.calls.get(&key) else {
             return Ok(None);
@@ -250,7 +250,8 @@ impl Endpoint {
             call_id: &call.a.call_id,
             number: &call.number,
         };
-        hook.exchange(now, &info, from, role, body)
+        hook.exchange(now, &info, from, role, body.map(|b| &b[..]))
+            .map(|b| b.map(Bytes::from))
     }
 
     /// Counters for metrics.
@@ -816,8 +817,8 @@ impl Endpoint {
         let call_key = self.next_call;
         self.next_call += 1;
         let sdp = (!body.is_empty()).then_some(&body[..]);
-        let b_body = match self.media.as_mut() {
-            None => sdp.map(<[u8]>::to_vec),
+        let b_body: Option<Bytes> = match self.media.as_mut() {
+            None => sdp.map(|_| body.clone()),
             Some(hook) => {
                 let info = CallInfo {
                     key: call_key,
@@ -825,7 +826,7 @@ impl Endpoint {
                     number: &number,
                 };
                 match hook.exchange(now, &info, Side::A, SdpRole::Offer, sdp) {
-                    Ok(b) => b,
+                    Ok(b) => b.map(Bytes::from),
                     Err(code) => {
                         debug!(status = code, "media refused the offer");
                         let warning = if code == 488 {
@@ -1047,7 +1048,7 @@ impl Endpoint {
             (a, b) => a.or(b),
         };
         let body = msg.body();
-        let sdp = (!body.is_empty()).then_some(&body[..]);
+        let sdp = (!body.is_empty()).then_some(&body);
         let a_body = match self.media_exchange(now, key, Side::B, SdpRole::Answer, sdp) {
             Ok(b) => b,
             Err(code) => {
@@ -1415,7 +1416,7 @@ impl Endpoint {
         let body = msg.body();
         let offer = method == "INVITE" || (method == "UPDATE" && !body.is_empty());
         let (ctype, body) = if offer {
-            let sdp = (!body.is_empty()).then_some(&body[..]);
+            let sdp = (!body.is_empty()).then_some(&body);
             match self.media_exchange(now, key, from, SdpRole::Offer, sdp) {
                 Ok(b) => (Some("application/sdp".to_owned()), b.unwrap_or_default()),
                 Err(code) => {
@@ -1426,7 +1427,7 @@ impl Endpoint {
             }
         } else {
             let ctype = msg.header(HeaderName::ContentType).map(|c| c.into_owned());
-            (ctype, body.to_vec())
+            (ctype, body)
         };
         let branch = format!("{BRANCH_PREFIX}{}", self.rng.token());
         let call = &self.calls[&key];
@@ -1544,7 +1545,7 @@ impl Endpoint {
         let answered_offer = (200..300).contains(&code)
             && (is_invite || (request.method() == Some("UPDATE") && !request.body().is_empty()));
         let (ctype, body) = if answered_offer {
-            let sdp = (!body.is_empty()).then_some(&body[..]);
+            let sdp = (!body.is_empty()).then_some(&body);
             let b = self
                 .media_exchange(now, key, to, SdpRole::Answer, sdp)
                 .unwrap_or_else(|code| {
@@ -1554,7 +1555,7 @@ impl Endpoint {
             (Some("application/sdp".to_owned()), b.unwrap_or_default())
         } else {
             let ctype = resp.header(HeaderName::ContentType).map(|c| c.into_owned());
-            (ctype, body.to_vec())
+            (ctype, body)
         };
         let Some(call) = self.calls.get_mut(&key) else {
             return;
