@@ -1,0 +1,34 @@
+-- The recording index on PostgreSQL (crates/recording/src/index.rs). Statements are idempotent.
+CREATE TABLE IF NOT EXISTS recordings (
+    id TEXT PRIMARY KEY,
+    call_id TEXT NOT NULL,
+    legs TEXT NOT NULL,
+    agent TEXT,
+    queue TEXT,
+    started_ms BIGINT NOT NULL,
+    duration_ms BIGINT,
+    format TEXT NOT NULL,
+    layout TEXT NOT NULL,
+    state TEXT NOT NULL,
+    tier TEXT NOT NULL,
+    key_id TEXT,
+    wrapped_key BYTEA,
+    sha256 TEXT,
+    size BIGINT
+);
+CREATE INDEX IF NOT EXISTS recordings_by_call ON recordings (call_id);
+CREATE INDEX IF NOT EXISTS recordings_by_start ON recordings (started_ms);
+CREATE TABLE IF NOT EXISTS recording_marks (
+    recording_id TEXT NOT NULL,
+    offset_ms BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS recording_marks_by_id ON recording_marks (recording_id);
+CREATE TABLE IF NOT EXISTS recording_events (
+    recording_id TEXT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    event TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS recording_events_by_id ON recording_events (recording_id)

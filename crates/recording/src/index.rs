@@ -1,0 +1,441 @@
+//! The recording index: each recording's metadata, its wrapped data key, its tier and the
+//! SHA-256 of its ciphertext, in SQLite (embedded, the default) or PostgreSQL, through one
+//! sqlx `Any` pool. Only plain column types are used (text, 64-bit integers, bytes), which
+//! the `Any` driver carries for both; each backend has its own schema file
+//! (`schema/sqlite.sql`, `schema/postgres.sql`).
+
+use std::fmt;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use crate::RecordingId;
+use crate::recorder::Mark;
+
+/// Why the index failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IndexError {
+    /// The database refused or is unreachable.
+    #[error("recording index: {0}")]
+    Db(#[from] sqlx::Error),
+    /// The URL names no supported database.
+    #[error("recording index: {0:?} is neither sqlite: nor postgres:")]
+    Url(String),
+    /// A row holds a value this build does not know.
+    #[error("recording index: recording {id}: bad {column} {value:?}")]
+    Corrupt {
+        /// The recording.
+        id: String,
+        /// The column.
+        column: &'static str,
+        /// The value.
+        value: String,
+    },
+}
+
+/// Where a recording's ciphertext lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// Local disk.
+    Hot,
+    /// Object storage.
+    Cold,
+}
+
+/// Where a recording is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Being written (or left open by a crash, until recovery).
+    Recording,
+    /// Closed normally.
+    Complete,
+    /// Closed by recovery after a crash.
+    Recovered,
+    /// Its data key was deleted: the ciphertext can never be opened again.
+    Shredded,
+}
+
+macro_rules! names {
+    ($t:ty { $($v:ident = $s:literal),* }) => {
+        impl $t {
+            /// The name stored in the index.
+            pub fn name(self) -> &'static str {
+                match self { $(Self::$v => $s),* }
+            }
+            fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some(Self::$v),)* _ => None }
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+names!(Tier { Hot = "hot", Cold = "cold" });
+names!(State {
+    Recording = "recording",
+    Complete = "complete",
+    Recovered = "recovered",
+    Shredded = "shredded"
+});
+
+/// One recording's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingRow {
+    /// The recording.
+    pub id: RecordingId,
+    /// The call's Call-ID (leg A's).
+    pub call_id: String,
+    /// What the channels hold, e.g. `left=caller right=agent`.
+    pub legs: String,
+    /// The agent, when the ACD connected one.
+    pub agent: Option<String>,
+    /// The queue, when the call came through one.
+    pub queue: Option<String>,
+    /// Start, Unix milliseconds.
+    pub started_ms: i64,
+    /// Length of the audio, once closed.
+    pub duration_ms: Option<i64>,
+    /// Format name (`wav`, `wav-pcmu`, `wav-pcma`, `opus`).
+    pub format: String,
+    /// `stereo` or `mono`.
+    pub layout: String,
+    /// Life state.
+    pub state: State,
+    /// Tier.
+    pub tier: Tier,
+    /// The KEK that wraps the data key (none once shredded).
+    pub key_id: Option<String>,
+    /// The wrapped data key (none once shredded).
+    pub wrapped_key: Option<Vec<u8>>,
+    /// SHA-256 of the complete ciphertext, hex.
+    pub sha256: Option<String>,
+    /// Bytes of ciphertext.
+    pub size: Option<i64>,
+}
+
+/// Which database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite (embedded).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// The index.
+#[derive(Debug, Clone)]
+pub struct Index {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// The columns of `recordings`, in [`RecordingRow`]'s order.
+macro_rules! columns {
+    () => {
+        "id, call_id, legs, agent, queue, started_ms, duration_ms, format, layout, state, tier, \
+         key_id, wrapped_key, sha256, size"
+    };
+}
+
+fn row(r: &AnyRow) -> Result<RecordingRow, IndexError> {
+    let id: String = r.try_get("id")?;
+    let corrupt = |column, value: String| IndexError::Corrupt {
+        id: id.clone(),
+        column,
+        value,
+    };
+    let state: String = r.try_get("state")?;
+    let tier: String = r.try_get("tier")?;
+    Ok(RecordingRow {
+        id: id.parse().map_err(|_| corrupt("id", id.clone()))?,
+        call_id: r.try_get("call_id")?,
+        legs: r.try_get("legs")?,
+        agent: r.try_get("agent")?,
+        queue: r.try_get("queue")?,
+        started_ms: r.try_get("started_ms")?,
+        duration_ms: r.try_get("duration_ms")?,
+        format: r.try_get("format")?,
+        layout: r.try_get("layout")?,
+        state: State::parse(&state).ok_or_else(|| corrupt("state", state.clone()))?,
+        tier: Tier::parse(&tier).ok_or_else(|| corrupt("tier", tier.clone()))?,
+        key_id: r.try_get("key_id")?,
+        wrapped_key: r.try_get("wrapped_key")?,
+        sha256: r.try_get("sha256")?,
+        size: r.try_get("size")?,
+    })
+}
+
+impl Index {
+    /// Connects to `url` (`sqlite:PATH` or `sqlite::memory:`, `postgres://…`) and creates
+    /// the schema where it is missing.
+    pub async fn connect(url: &str) -> Result<Self, IndexError> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            let rest = rest.trim_start_matches("//");
+            let url = if rest.contains('?') || rest.starts_with(":memory:") {
+                format!("sqlite:{rest}")
+            } else {
+                format!("sqlite:{rest}?mode=rwc")
+            };
+            (Backend::Sqlite, url)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            (Backend::Postgres, url.to_owned())
+        } else {
+            return Err(IndexError::Url(url.to_owned()));
+        };
+        // One SQLite connection: an in-memory database is per connection, and SQLite takes
+        // one writer at a time anyway.
+        let max = if backend == Backend::Sqlite { 1 } else { 8 };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .connect(&url)
+            .await?;
+        let schema = match backend {
+            Backend::Sqlite => include_str!("../schema/sqlite.sql"),
+            Backend::Postgres => include_str!("../schema/postgres.sql"),
+        };
+        for stmt in schema.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            sqlx::query(sqlx::AssertSqlSafe(stmt.to_owned()))
+                .execute(&pool)
+                .await?;
+        }
+        Ok(Self { pool, backend })
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Adds a new recording (before its first byte is written).
+    pub async fn insert(&self, r: &RecordingRow) -> Result<(), IndexError> {
+        sqlx::query(concat!(
+            "INSERT INTO recordings (",
+            columns!(),
+            ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)"
+        ))
+        .bind(r.id.to_string())
+        .bind(&r.call_id)
+        .bind(&r.legs)
+        .bind(&r.agent)
+        .bind(&r.queue)
+        .bind(r.started_ms)
+        .bind(r.duration_ms)
+        .bind(&r.format)
+        .bind(&r.layout)
+        .bind(r.state.name())
+        .bind(r.tier.name())
+        .bind(&r.key_id)
+        .bind(&r.wrapped_key)
+        .bind(&r.sha256)
+        .bind(r.size)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Closes a recording: its length, state, size and hash.
+    pub async fn close(
+        &self,
+        id: &RecordingId,
+        state: State,
+        duration_ms: i64,
+        size: i64,
+        sha256: &str,
+    ) -> Result<(), IndexError> {
+        sqlx::query(
+            "UPDATE recordings SET state = $1, duration_ms = $2, size = $3, sha256 = $4 \
+             WHERE id = $5",
+        )
+        .bind(state.name())
+        .bind(duration_ms)
+        .bind(size)
+        .bind(sha256)
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// One recording.
+    pub async fn get(&self, id: &RecordingId) -> Result<Option<RecordingRow>, IndexError> {
+        sqlx::query(concat!("SELECT ", columns!(), " FROM recordings WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(row)
+            .transpose()
+    }
+
+    /// The recordings of a call (one, or more after transfers).
+    pub async fn by_call(&self, call_id: &str) -> Result<Vec<RecordingRow>, IndexError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM recordings WHERE call_id = $1 ORDER BY started_ms"
+        ))
+        .bind(call_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(row)
+        .collect()
+    }
+
+    /// Every recording, oldest first.
+    pub async fn all(&self) -> Result<Vec<RecordingRow>, IndexError> {
+        sqlx::query(concat!("SELECT ", columns!(), " FROM recordings ORDER BY started_ms, id"))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(row)
+            .collect()
+    }
+
+    /// Recordings in `state`, oldest first.
+    pub async fn in_state(&self, state: State) -> Result<Vec<RecordingRow>, IndexError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM recordings WHERE state = $1 ORDER BY started_ms, id"
+        ))
+        .bind(state.name())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(row)
+        .collect()
+    }
+
+    /// Moves a recording to `tier` in the index.
+    pub async fn set_tier(&self, id: &RecordingId, tier: Tier) -> Result<(), IndexError> {
+        sqlx::query("UPDATE recordings SET tier = $1 WHERE id = $2")
+            .bind(tier.name())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Replaces a recording's wrapped data key (key rotation), only if it is still wrapped by
+    /// `old_key`; returns whether it was.
+    pub async fn rewrap(
+        &self,
+        id: &RecordingId,
+        old_key: &str,
+        key_id: &str,
+        wrapped: &[u8],
+    ) -> Result<bool, IndexError> {
+        let r = sqlx::query(
+            "UPDATE recordings SET key_id = $1, wrapped_key = $2 WHERE id = $3 AND key_id = $4",
+        )
+        .bind(key_id)
+        .bind(wrapped)
+        .bind(id.to_string())
+        .bind(old_key)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Deletes a recording's data key: crypto-shredding.
+    pub async fn shred(&self, id: &RecordingId) -> Result<(), IndexError> {
+        sqlx::query(
+            "UPDATE recordings SET key_id = NULL, wrapped_key = NULL, state = $1 WHERE id = $2",
+        )
+        .bind(State::Shredded.name())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a recording's rows (after retention deleted its files).
+    pub async fn delete(&self, id: &RecordingId) -> Result<(), IndexError> {
+        let id = id.to_string();
+        for sql in [
+            "DELETE FROM recording_marks WHERE recording_id = $1",
+            "DELETE FROM recordings WHERE id = $1",
+        ] {
+            sqlx::query(sql).bind(&id).execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    /// Adds a PCI pause mark.
+    pub async fn add_mark(&self, id: &RecordingId, m: &Mark) -> Result<(), IndexError> {
+        sqlx::query(
+            "INSERT INTO recording_marks (recording_id, offset_ms, duration_ms, reason) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id.to_string())
+        .bind(m.offset_ms as i64)
+        .bind(m.duration_ms as i64)
+        .bind(&m.reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A recording's PCI pause marks, in order.
+    pub async fn marks(&self, id: &RecordingId) -> Result<Vec<Mark>, IndexError> {
+        let rows = sqlx::query(
+            "SELECT offset_ms, duration_ms, reason FROM recording_marks \
+             WHERE recording_id = $1 ORDER BY offset_ms",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Mark {
+                    offset_ms: r.try_get::<i64, _>("offset_ms")? as u64,
+                    duration_ms: r.try_get::<i64, _>("duration_ms")? as u64,
+                    reason: r.try_get("reason")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(IndexError::Db)
+    }
+
+    /// Appends to a recording's history (moves, recovery, rotation, shredding).
+    pub async fn log(
+        &self,
+        id: &RecordingId,
+        at_ms: i64,
+        event: &str,
+        detail: &str,
+    ) -> Result<(), IndexError> {
+        sqlx::query(
+            "INSERT INTO recording_events (recording_id, at_ms, event, detail) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id.to_string())
+        .bind(at_ms)
+        .bind(event)
+        .bind(detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A recording's history: (at, event, detail), oldest first.
+    pub async fn history(&self, id: &RecordingId) -> Result<Vec<(i64, String, String)>, IndexError> {
+        let rows = sqlx::query(
+            "SELECT at_ms, event, detail FROM recording_events WHERE recording_id = $1 \
+             ORDER BY at_ms, event",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("at_ms")?, r.try_get("event")?, r.try_get("detail")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(IndexError::Db)
+    }
+}
