@@ -11,6 +11,7 @@ use tracing::debug;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::media::MediaShared;
+use crate::recording::{RecMsg, RecorderHandle};
 use crate::sip_io::Snapshot;
 
 /// Renders the snapshot in the Prometheus text exposition format.
@@ -237,11 +238,74 @@ pub(crate) fn render_media(m: &MediaShared) -> String {
     out
 }
 
+/// A query parameter's value, percent-decoded.
+fn param(query: &str, name: &str) -> Option<String> {
+    let v = query
+        .split('&')
+        .find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name))?
+        .1
+        .as_bytes();
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        let hex = v
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (v[i], hex) {
+            (b'%', Some(c)) => {
+                out.push(c);
+                i += 2;
+            }
+            (b'+', _) => out.push(b' '),
+            (c, _) => out.push(c),
+        }
+        i += 1;
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// `/recording/pause?call_id=…&reason=…` and `/recording/resume?call_id=…`: PCI pause of a
+/// call's recording (the agent's desktop or the IVR while card digits are collected).
+fn pci(
+    recorder: Option<&RecorderHandle>,
+    path: &str,
+    query: &str,
+) -> (&'static str, &'static str, String) {
+    let Some(r) = recorder else {
+        return (
+            "409 Conflict",
+            "text/plain",
+            "recording is not enabled\n".into(),
+        );
+    };
+    let Some(call_id) = param(query, "call_id") else {
+        return ("400 Bad Request", "text/plain", "call_id is missing\n".into());
+    };
+    let msg = if path.ends_with("pause") {
+        RecMsg::Pause {
+            call_id,
+            reason: param(query, "reason").unwrap_or_else(|| "paused".into()),
+        }
+    } else {
+        RecMsg::Resume { call_id }
+    };
+    match r.tx.send(msg) {
+        Ok(()) => ("200 OK", "text/plain", "ok\n".into()),
+        Err(_) => (
+            "503 Service Unavailable",
+            "text/plain",
+            "the recorder stopped\n".into(),
+        ),
+    }
+}
+
 /// Serves the admin endpoints until the process exits; `core` answers snapshot requests.
 pub(crate) async fn serve(
     listener: TcpListener,
     core: mpsc::Sender<oneshot::Sender<Snapshot>>,
     media: Option<MediaShared>,
+    recorder: Option<RecorderHandle>,
 ) {
     loop {
         let Ok((mut s, _)) = listener.accept().await else {
@@ -249,6 +313,7 @@ pub(crate) async fn serve(
         };
         let core = core.clone();
         let media = media.clone();
+        let recorder = recorder.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             let mut n = 0;
@@ -262,7 +327,8 @@ pub(crate) async fn serve(
                 }
             }
             let req = String::from_utf8_lossy(&buf[..n]);
-            let path = req.split_whitespace().nth(1).unwrap_or("/");
+            let target = req.split_whitespace().nth(1).unwrap_or("/");
+            let (path, query) = target.split_once('?').unwrap_or((target, ""));
             let (tx, rx) = oneshot::channel();
             let snap = match core.send(tx).await {
                 Ok(()) => rx.await.unwrap_or_default(),
@@ -277,9 +343,13 @@ pub(crate) async fn serve(
                     if let Some(m) = &media {
                         body.push_str(&render_media(m));
                     }
+                    if let Some(r) = &recorder {
+                        r.metrics.render(&mut body);
+                    }
                     ("200 OK", "text/plain; version=0.0.4", body)
                 }
                 "/healthz" => ("200 OK", "text/plain", "ok\n".to_owned()),
+                "/recording/pause" | "/recording/resume" => pci(recorder.as_ref(), path, query),
                 "/readyz" if snap.draining => (
                     "503 Service Unavailable",
                     "text/plain",

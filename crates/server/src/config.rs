@@ -190,6 +190,7 @@ pub(crate) struct Config {
     pub(crate) log: LogConfig,
     pub(crate) sockets: SocketConfig,
     pub(crate) media: MediaSection,
+    pub(crate) recording: crate::recording::RecordingSection,
     pub(crate) sip: SipConfig,
 }
 
@@ -216,6 +217,7 @@ pub(crate) struct Loaded {
     pub(crate) advertise: std::net::IpAddr,
     pub(crate) drain: Duration,
     pub(crate) media: Option<crate::media::Settings>,
+    pub(crate) recording: crate::recording::Settings,
 }
 
 fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
@@ -386,7 +388,16 @@ impl Config {
         } else {
             None
         };
+        let recording = crate::recording::Settings::from_config(&config.recording)
+            .map_err(|(k, m)| err(&k, m))?;
+        if recording.enabled && media.is_none() {
+            return Err(err(
+                "recording.enabled",
+                "recording needs media.anchor: true (Crest must carry the audio)".into(),
+            ));
+        }
         Ok(Loaded {
+            recording,
             config,
             routes,
             udp,

@@ -7,6 +7,7 @@
 mod admin;
 mod config;
 mod media;
+mod recording;
 mod simulate;
 mod sip_io;
 mod tls;
@@ -71,6 +72,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Recordings: list, decrypt, verify, shred, apply the tiering policy.
+    Recording {
+        #[command(subcommand)]
+        command: RecordingCommand,
+        /// The configuration file (its `recording:` section).
+        #[arg(long, default_value = "config/crest.yaml", global = true)]
+        config: PathBuf,
+    },
+    /// Recording keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+        /// The configuration file (its `recording:` section).
+        #[arg(long, default_value = "config/crest.yaml", global = true)]
+        config: PathBuf,
+    },
     /// Print the HA1 hashes for a user (the password is read from standard input).
     Passwd {
         /// The user name.
@@ -80,9 +97,92 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum RecordingCommand {
+    /// Every recording in the index.
+    List,
+    /// Decrypt a call's recording to a file (every chunk and the hash checked).
+    Get {
+        /// The call's Call-ID, or a recording id.
+        call_id: String,
+        /// Where to write the audio (WAV or Ogg Opus).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check every chunk's tag and the hash of every copy in both tiers.
+    Verify {
+        /// A Call-ID or recording id; every recording with --all.
+        call_id: Option<String>,
+        /// Check every recording.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete a call's data keys: its recordings can never be played again.
+    Shred {
+        /// The call's Call-ID, or a recording id.
+        call_id: String,
+    },
+    /// Run one pass of the tiering and retention policy now.
+    Tier,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Re-wrap every recording's data key with `recording.current_key` (audio untouched).
+    Rotate,
+}
+
+/// Loads the configuration for a recording command and runs it; prints its report.
+fn recording_command(
+    config: &std::path::Path,
+    f: impl FnOnce(&recording::Settings) -> anyhow::Result<(String, bool)>,
+) -> ExitCode {
+    let loaded = match Config::load(config) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match f(&loaded.recording) {
+        Ok((out, ok)) => {
+            print!("{out}");
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("crest: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Recording { command, config } => {
+            use recording::cli;
+            let ok = |r: anyhow::Result<String>| r.map(|s| (s, true));
+            recording_command(&config, |s| match command {
+                RecordingCommand::List => ok(cli::list(s)),
+                RecordingCommand::Get { call_id, out } => ok(cli::get(s, &call_id, &out)),
+                RecordingCommand::Verify { call_id, all } => {
+                    if call_id.is_none() && !all {
+                        anyhow::bail!("name a Call-ID or give --all");
+                    }
+                    cli::verify(s, call_id.as_deref())
+                }
+                RecordingCommand::Shred { call_id } => ok(cli::shred(s, &call_id)),
+                RecordingCommand::Tier => ok(cli::tier(s)),
+            })
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate,
+            config,
+        } => recording_command(&config, |s| recording::cli::rotate(s).map(|o| (o, true))),
         Command::Simulate {
             scenario,
             compare,
@@ -251,10 +351,23 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
         },
     );
     let (hangup_tx, hangup_rx) = tokio::sync::mpsc::unbounded_channel();
+    let recorder = if l.recording.enabled {
+        let settings = l.recording.clone();
+        let h = tokio::task::spawn_blocking(move || recording::start(settings))
+            .await?
+            .context("starting the recorder")?;
+        info!("recording calls");
+        Some(h)
+    } else {
+        None
+    };
     let media_shared = match l.media.clone() {
         Some(settings) => {
-            let plane = media::MediaPlane::new(settings, hangup_tx, seed.rotate_left(17))
+            let mut plane = media::MediaPlane::new(settings, hangup_tx, seed.rotate_left(17))
                 .context("starting the media threads")?;
+            if let Some(h) = &recorder {
+                plane.set_recorder(h.clone(), l.recording.clone());
+            }
             let shared = plane.shared();
             ep.set_media(Box::new(plane));
             Some(shared)
@@ -266,7 +379,7 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(a)
             .await
             .with_context(|| format!("binding admin {a}"))?;
-        tokio::spawn(admin::serve(listener, snap_tx, media_shared));
+        tokio::spawn(admin::serve(listener, snap_tx, media_shared, recorder));
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

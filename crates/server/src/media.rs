@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use tracing::{Span, debug, info, info_span, warn};
 
 use crate::config::Config;
+use crate::recording::{RecMsg, RecorderHandle};
 
 /// The media settings, checked.
 #[derive(Debug, Clone)]
@@ -186,6 +187,8 @@ pub(crate) struct MediaPlane {
     hangups: mpsc::UnboundedSender<(u64, &'static str)>,
     workers: MediaWorkers,
     rng: u64,
+    /// The recorder and which numbers it records.
+    recorder: Option<(RecorderHandle, crate::recording::Settings)>,
 }
 
 impl std::fmt::Debug for MediaPlane {
@@ -223,7 +226,17 @@ impl MediaPlane {
             calls: HashMap::new(),
             hangups,
             rng: seed | 1,
+            recorder: None,
         })
+    }
+
+    /// Records the calls `settings` names through `recorder`.
+    pub(crate) fn set_recorder(
+        &mut self,
+        recorder: RecorderHandle,
+        settings: crate::recording::Settings,
+    ) {
+        self.recorder = Some((recorder, settings));
     }
 
     /// The counters and the bandwidth ledger, for the admin endpoint (and the ACD).
@@ -313,6 +326,15 @@ impl MediaPlane {
             hangups: self.hangups.clone(),
             metrics: self.shared.metrics.clone(),
             span: info_span!("media", call_id = call.call_id),
+            recording: self
+                .recorder
+                .as_ref()
+                .filter(|(_, s)| s.records(call.number))
+                .map(|(h, _)| Recording {
+                    tx: h.tx.clone(),
+                    call_id: call.call_id.to_owned(),
+                    started: false,
+                }),
         };
         self.workers.spawn([a.1, a.2, b.1, b.2], task);
         let session_id = u64::from(self.random());
@@ -479,6 +501,14 @@ impl Counts {
     }
 }
 
+/// A recorded call's link to the recorder thread.
+struct Recording {
+    tx: mpsc::UnboundedSender<RecMsg>,
+    call_id: String,
+    /// Both legs are up and their audio goes to the recorder.
+    started: bool,
+}
+
 /// One call's media: the `CallMedia` state machine and what it reports to.
 struct CallTask {
     key: u64,
@@ -487,6 +517,7 @@ struct CallTask {
     hangups: mpsc::UnboundedSender<(u64, &'static str)>,
     metrics: Arc<MediaMetrics>,
     span: Span,
+    recording: Option<Recording>,
 }
 
 impl CallTask {
@@ -552,7 +583,21 @@ impl CallTask {
             match ready.command {
                 None => {}
                 Some(Some(Command::Configure(s, setup))) => {
-                    media.configure(now.into_std(), s, setup)
+                    media.configure(now.into_std(), s, setup);
+                    // Recording starts once both legs are up: each leg's decoded audio goes
+                    // to the recorder thread, shared, not copied.
+                    if let Some(r) = self.recording.as_mut().filter(|r| !r.started)
+                        && media.setup(Side::A).is_some()
+                        && media.setup(Side::B).is_some()
+                    {
+                        r.started = true;
+                        media.listen(now.into_std(), Side::A, true);
+                        media.listen(now.into_std(), Side::B, true);
+                        let _ = r.tx.send(RecMsg::Begin {
+                            key: self.key,
+                            call_id: r.call_id.clone(),
+                        });
+                    }
                 }
                 Some(Some(Command::InfoKey(s, k))) => {
                     media.info_dtmf(s, k);
@@ -594,6 +639,9 @@ impl CallTask {
             counts.flush(&metrics, false);
         }
         counts.flush(&metrics, true);
+        if let Some(r) = self.recording.as_ref().filter(|r| r.started) {
+            let _ = r.tx.send(RecMsg::End { key: self.key });
+        }
         if transcoding {
             metrics.calls_transcoded.fetch_sub(1, Ordering::Relaxed);
         }
@@ -621,6 +669,16 @@ impl CallTask {
                 let _ = self.hangups.send((self.key, "media timeout"));
             }
             MediaEvent::Latched { side, addr } => debug!(leg = ?side, %addr, "RTP latched"),
+            MediaEvent::Audio { side, rate, pcm } => {
+                if let Some(r) = &self.recording {
+                    let _ = r.tx.send(RecMsg::Audio {
+                        key: self.key,
+                        side,
+                        rate,
+                        pcm,
+                    });
+                }
+            }
             other => debug!(event = ?other, "media event"),
         }
     }

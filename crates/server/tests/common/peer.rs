@@ -1,7 +1,7 @@
 //! A small SIP-over-UDP phone with real RTP for media tests: it places or answers one call
 //! with an SDP offer/answer, sends paced 20 ms frames of a tone (or silence) with a real
 //! codec, and decodes what it receives so the test can look for the tone with Goertzel.
-#![allow(unreachable_pub)] // a test helper module shared by path
+#![allow(unreachable_pub, dead_code)] // a test helper module shared by path
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use crest_media::codec::{CodecKind, Decoder, Encoder};
 use crest_media::dtmf::goertzel_power;
 use crest_media::rtp::RtpPacket;
+
+use crate::common::Crest;
 
 /// A header's value in a SIP message (first occurrence, case-insensitive name).
 pub fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
@@ -352,3 +354,60 @@ pub fn has_1khz(pcm: &[i16], rate: u32) -> bool {
     let ratio = goertzel_power(&tail, 1000.0, rate) / goertzel_power(&tail, 1700.0, rate).max(1.0);
     mean_square > 1.0e6 && ratio > 100.0
 }
+
+pub struct Call {
+    pub caller: Phone,
+    pub callee: Phone,
+    pub a: Rtp,
+    pub b: Rtp,
+}
+
+/// Places a call: the caller offers `offer_formats` (+ `offer_extra`) on PCMU, the callee
+/// answers with `answer_codec`/`answer_pt` and `answer_formats`/`answer_extra`.
+pub fn place(
+    crest: &Crest,
+    callee: Phone,
+    offer: (&str, &str),
+    answer: (CodecKind, u8, &str, &str),
+) -> Call {
+    let mut caller = Phone::new(crest.addr());
+    let mut a = Rtp::new(CodecKind::Pcmu, 0);
+    let mut b = Rtp::new(answer.0, answer.1);
+    let answer_sdp = sdp(b.port(), answer.2, answer.3);
+    let callee_thread = std::thread::spawn(move || {
+        let (invite, from) = callee.expect_request("INVITE", Duration::from_secs(5));
+        let (crest_port, _) = sdp_audio(body(&invite));
+        let ok = callee.respond(&invite, 200, Some(&answer_sdp));
+        callee.sip.send_to(ok.as_bytes(), from).unwrap();
+        callee.expect_request("ACK", Duration::from_secs(5));
+        (callee, crest_port, invite)
+    });
+    let ok = caller.invite("2000", &sdp(a.port(), offer.0, offer.1));
+    let (callee, b_crest, b_invite) = callee_thread.join().unwrap();
+    let (a_crest, _) = sdp_audio(body(&ok));
+    assert!(
+        body(&b_invite).contains("c=IN IP4 127.0.0.1"),
+        "Crest's own address toward the callee"
+    );
+    assert_ne!(a_crest, b_crest, "each leg has its own port");
+    a.remote = Some(([127, 0, 0, 1], a_crest).into());
+    b.remote = Some(([127, 0, 0, 1], b_crest).into());
+    Call {
+        caller,
+        callee,
+        a,
+        b,
+    }
+}
+
+/// Both ends send for `secs`: the caller `a_tone`, the callee `b_tone`; what each heard.
+pub fn talk(call: &mut Call, secs: f64, a_tone: Option<f64>, b_tone: Option<f64>) -> (Heard, Heard) {
+    let d = Duration::from_secs_f64(secs);
+    let (a, b) = (&mut call.a, &mut call.b);
+    std::thread::scope(|s| {
+        let ha = s.spawn(|| a.run(d, a_tone));
+        let hb = s.spawn(|| b.run(d, b_tone));
+        (ha.join().unwrap(), hb.join().unwrap())
+    })
+}
+

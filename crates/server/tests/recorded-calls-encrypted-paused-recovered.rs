@@ -1,0 +1,256 @@
+//! Recording in a running `crest`: a call with real RTP (the caller sends 1 kHz, the callee
+//! 600 Hz) is recorded in stereo, sealed on disk (no audio in the clear), with a PCI pause
+//! from the admin endpoint kept as marked silence; `crest recording get` decrypts it with
+//! caller left and callee right. A second call is cut by kill -9: `verify` reports it open,
+//! the restarted crest recovers it to its last chunk. Then `crest keys rotate` re-wraps both
+//! data keys (playback needs only the new key) and `crest recording tier` moves both to the
+//! cold tier, where `verify --all` and `get` still work.
+
+mod common;
+#[path = "common/peer.rs"]
+mod peer;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::*;
+use crest_media::codec::CodecKind;
+use crest_media::dtmf::goertzel_power;
+use peer::*;
+
+const PCMU: &str = "a=rtpmap:0 PCMU/8000\r\n";
+
+fn crest_cli(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_crest"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    let s = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{s}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s
+}
+
+fn recording_yaml(data: &Path, current: &str, keys: &[&str], cold_after_days: u32) -> String {
+    let mut y = format!(
+        "recording:\n  enabled: true\n  chunk_secs: 1\n  hot_dir: \"{d}/hot\"\n  index: \"sqlite:{d}/index.db\"\n  cold:\n    dir: \"{d}/cold\"\n  current_key: {current}\n  policy:\n    cold_after_days: {cold_after_days}\n  keys:\n",
+        d = data.display()
+    );
+    for k in keys {
+        y.push_str(&format!(
+            "    - {{id: {k}, file: \"{}/{k}.hex\"}}\n",
+            data.display()
+        ));
+    }
+    y
+}
+
+fn start(name: &str, callee_port: u16, range: u16, recording: &str) -> Crest {
+    Crest::start_with(
+        name,
+        &format!(
+            "  routes:\n    - {{number: \"2000\", uri: \"sip:127.0.0.1:{callee_port}\", public: true}}\n"
+        ),
+        &format!(
+            "media:\n  port_min: {range}\n  port_max: {}\n{recording}",
+            range + 99
+        ),
+    )
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what}");
+}
+
+/// A stereo 16-bit WAV's left and right channels.
+fn channels(wav: &[u8]) -> (Vec<f64>, Vec<f64>) {
+    assert_eq!(&wav[..4], b"RIFF");
+    let data = wav.windows(4).position(|w| w == b"data").unwrap() + 8;
+    let len = u32::from_le_bytes(wav[data - 4..data].try_into().unwrap()) as usize;
+    assert_eq!(len, wav.len() - data, "the WAV's data size is the real one");
+    let s: Vec<f64> = wav[data..]
+        .chunks(2)
+        .map(|c| f64::from(i16::from_le_bytes([c[0], c[1]])))
+        .collect();
+    (
+        s.iter().step_by(2).copied().collect(),
+        s.iter().skip(1).step_by(2).copied().collect(),
+    )
+}
+
+/// Which of 1 kHz and 600 Hz dominates `pcm` (8 kHz), or neither (silence).
+fn tone(pcm: &[f64]) -> Option<u32> {
+    let energy = pcm.iter().map(|x| x * x).sum::<f64>() / pcm.len().max(1) as f64;
+    if energy < 1.0e5 {
+        return None;
+    }
+    let k1 = goertzel_power(pcm, 1000.0, 8000);
+    let k6 = goertzel_power(pcm, 600.0, 8000);
+    if k1 > 50.0 * k6 {
+        Some(1000)
+    } else if k6 > 50.0 * k1 {
+        Some(600)
+    } else {
+        None
+    }
+}
+
+#[test]
+fn recorded_calls_are_sealed_paused_recovered_rotated_and_tiered() {
+    let data = scratch_dir("recording-data");
+    std::fs::write(data.join("k1.hex"), "11".repeat(32)).unwrap();
+    std::fs::write(data.join("k2.hex"), "22".repeat(32)).unwrap();
+    let callee = Phone::new("127.0.0.1:9".parse().unwrap());
+    let callee_port = callee.port();
+    let rec_k1 = recording_yaml(&data, "k1", &["k1"], 30);
+    let crest = start("recording", callee_port, 43000, &rec_k1);
+    let config = crest.dir.join("crest.yaml");
+
+    // Call 1: one second of talk, one second paused (card number), one second of talk.
+    let mut call = place(
+        &crest,
+        callee,
+        ("0", PCMU),
+        (CodecKind::Pcmu, 0, "0", PCMU),
+    );
+    let call1 = call.caller.call_id.clone();
+    talk(&mut call, 1.0, Some(1000.0), Some(600.0));
+    let paused = crest
+        .http_get(&format!(
+            "/recording/pause?call_id={call1}&reason=card%20number"
+        ))
+        .unwrap();
+    assert_eq!(paused, "ok\n");
+    talk(&mut call, 1.0, Some(1000.0), Some(600.0));
+    crest
+        .http_get(&format!("/recording/resume?call_id={call1}"))
+        .unwrap();
+    talk(&mut call, 1.0, Some(1000.0), Some(600.0));
+    call.caller.bye();
+    call.callee.answer("BYE", None);
+    wait_for("recording 1 closed", || {
+        crest.metric("crest_recordings_completed_total") == 1
+    });
+    assert_eq!(crest.metric("crest_recordings_active"), 0);
+    assert!(crest.metric("crest_recording_bytes_written_total") > 40_000);
+
+    // On disk: sealed, no WAV header or audio in the clear.
+    let hot: Vec<_> = std::fs::read_dir(data.join("hot")).unwrap().collect();
+    assert_eq!(hot.len(), 1);
+    let sealed = std::fs::read(hot[0].as_ref().unwrap().path()).unwrap();
+    assert!(sealed.starts_with(b"CRESTREC"));
+    assert!(!sealed.windows(4).any(|w| w == b"RIFF" || w == b"data"));
+
+    let out1 = data.join("call1.wav");
+    let report = ok(&crest_cli(
+        &config,
+        &["recording", "get", &call1, "--out", out1.to_str().unwrap()],
+    ));
+    assert!(report.contains("paused at"), "{report}");
+    assert!(report.contains("card number"), "{report}");
+    let wav1 = std::fs::read(&out1).unwrap();
+    let (left, right) = channels(&wav1);
+    let secs = left.len() as f64 / 8000.0;
+    assert!((2.6..=3.4).contains(&secs), "{secs} s recorded");
+    // First second: caller 1 kHz on the left, callee 600 Hz on the right.
+    assert_eq!(tone(&left[2000..6000]), Some(1000));
+    assert_eq!(tone(&right[2000..6000]), Some(600));
+    // The paused second is silence, exactly.
+    let mid = left.len() / 2;
+    assert!(left[mid - 2000..mid + 2000].iter().all(|&s| s == 0.0));
+    assert!(right[mid - 2000..mid + 2000].iter().all(|&s| s == 0.0));
+    // And the last second is audio again.
+    let n = left.len();
+    assert_eq!(tone(&left[n - 5000..n - 1000]), Some(1000));
+    assert_eq!(tone(&right[n - 5000..n - 1000]), Some(600));
+
+    // Call 2: cut by kill -9 after 2.5 s.
+    let mut call = place(
+        &crest,
+        call.callee,
+        ("0", PCMU),
+        (CodecKind::Pcmu, 0, "0", PCMU),
+    );
+    let call2 = call.caller.call_id.clone();
+    assert_ne!(call1, call2);
+    talk(&mut call, 2.5, Some(1000.0), Some(600.0));
+    drop(crest); // SIGKILL
+    let v = crest_cli(&config, &["recording", "verify", &call2]);
+    assert!(!v.status.success());
+    assert!(
+        String::from_utf8_lossy(&v.stdout).contains("still open"),
+        "{v:?}"
+    );
+
+    // The restarted crest recovers it.
+    let crest = start("recording-2", callee_port, 43200, &rec_k1);
+    assert!(crest.log().contains("recovered"), "{}", crest.log());
+    let config = crest.dir.join("crest.yaml");
+    let all = ok(&crest_cli(&config, &["recording", "verify", "--all"]));
+    assert!(all.contains("2 recordings checked, 0 with problems"), "{all}");
+    let list = ok(&crest_cli(&config, &["recording", "list"]));
+    assert!(list.contains("recovered") && list.contains("complete"), "{list}");
+    let out2 = data.join("call2.wav");
+    ok(&crest_cli(
+        &config,
+        &["recording", "get", &call2, "--out", out2.to_str().unwrap()],
+    ));
+    let (left, right) = channels(&std::fs::read(&out2).unwrap());
+    let secs = left.len() as f64 / 8000.0;
+    assert!((1.0..=2.6).contains(&secs), "{secs} s kept up to the last chunk");
+    assert_eq!(tone(&left[2000..6000]), Some(1000));
+    assert_eq!(tone(&right[2000..6000]), Some(600));
+
+    // Rotation to k2, then playback with k2 alone.
+    let rotate_cfg = data.join("rotate.yaml");
+    let base = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &rotate_cfg,
+        base.replace(&rec_k1, &recording_yaml(&data, "k2", &["k1", "k2"], 30)),
+    )
+    .unwrap();
+    let r = ok(&crest_cli(&rotate_cfg, &["keys", "rotate"]));
+    assert_eq!(r, "2 data keys re-wrapped\n");
+    let k2_only = data.join("k2.yaml");
+    std::fs::write(
+        &k2_only,
+        base.replace(&rec_k1, &recording_yaml(&data, "k2", &["k2"], 0)),
+    )
+    .unwrap();
+    let again = data.join("call1-k2.wav");
+    ok(&crest_cli(
+        &k2_only,
+        &["recording", "get", &call1, "--out", again.to_str().unwrap()],
+    ));
+    assert_eq!(std::fs::read(&again).unwrap(), wav1);
+
+    // Tiering: with cold_after_days 0 both move; the cold copies verify and play.
+    let t = ok(&crest_cli(&k2_only, &["recording", "tier"]));
+    assert!(t.starts_with("moved 2 to cold"), "{t}");
+    assert_eq!(std::fs::read_dir(data.join("hot")).unwrap().count(), 0);
+    let all = ok(&crest_cli(&k2_only, &["recording", "verify", "--all"]));
+    assert!(all.contains("OK (cold tier)"), "{all}");
+    let cold = data.join("call1-cold.wav");
+    ok(&crest_cli(
+        &k2_only,
+        &["recording", "get", &call1, "--out", cold.to_str().unwrap()],
+    ));
+    assert_eq!(std::fs::read(&cold).unwrap(), wav1);
+    drop(crest);
+}
