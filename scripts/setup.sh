@@ -3,6 +3,8 @@
 # Used by both README commands (run and test) and by .ci/run.
 #   cmake       - builds libopus for the media plane (opus crate)
 #   sip-tester  - sipp, the SIP peer of the integration tests and benchmarks
+# and makes sure PostgreSQL answers on 127.0.0.1:5432 (the recording index's tests run against
+# it as well as SQLite): it is started when installed but stopped, installed when missing.
 set -euo pipefail
 PKGS=(cmake sip-tester)
 missing=()
@@ -14,4 +16,23 @@ if ((${#missing[@]})); then
   SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO=sudo
   $SUDO timeout 300 apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO timeout 600 apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# PostgreSQL for the recording index tests (CREST_TEST_POSTGRES overrides the address).
+pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
+if [[ -z "${CREST_TEST_POSTGRES:-}" ]] && ! pg_up; then
+  SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO=sudo
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    echo "setup: installing postgresql" >&2
+    $SUDO timeout 300 apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO timeout 600 apt-get install -y -qq --no-install-recommends postgresql
+    ver=$(ls /etc/postgresql | sort -V | tail -1)
+    # A throw-away test server: local connections without a password, as on the dev machines.
+    $SUDO sed -i '1i host all all 127.0.0.1/32 trust' "/etc/postgresql/$ver/main/pg_hba.conf"
+  fi
+  ver=$(ls /etc/postgresql | sort -V | tail -1)
+  echo "setup: starting PostgreSQL $ver" >&2
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
+  for _ in $(seq 1 50); do pg_up && break; sleep 0.2; done
+  pg_up || { echo "setup: PostgreSQL does not answer on 127.0.0.1:5432" >&2; exit 1; }
 fi

@@ -67,7 +67,9 @@ impl Format {
 #[non_exhaustive]
 pub enum EncodeError {
     /// The sample rate does not suit the format.
-    #[error("{format} cannot be written at {rate} Hz (G.711: 8000; PCM and Opus: 8000, 16000 or 48000)")]
+    #[error(
+        "{format} cannot be written at {rate} Hz (G.711: 8000; PCM and Opus: 8000, 16000 or 48000)"
+    )]
     Rate {
         /// The format's name.
         format: &'static str,
@@ -254,7 +256,12 @@ impl Encoder {
 }
 
 impl OpusState {
-    fn write(&mut self, at: usize, step: usize, end: PacketWriteEndInfo) -> Result<(), EncodeError> {
+    fn write(
+        &mut self,
+        at: usize,
+        step: usize,
+        end: PacketWriteEndInfo,
+    ) -> Result<(), EncodeError> {
         let n = self
             .enc
             .encode(&self.pending[at..at + step], &mut self.packet)
@@ -396,7 +403,10 @@ mod tests {
         assert_eq!((block, rate), (2, 8000));
         assert_eq!(out.len() - data, 1600);
         let fact = out.windows(4).position(|w| w == b"fact").unwrap();
-        assert_eq!(u32::from_le_bytes(out[fact + 8..fact + 12].try_into().unwrap()), 800);
+        assert_eq!(
+            u32::from_le_bytes(out[fact + 8..fact + 12].try_into().unwrap()),
+            800
+        );
         assert_eq!(duration_ms(Format::WavPcmu, &out), 100);
         assert!(Encoder::new(Format::WavPcma, 1, 16000, 1).is_err());
     }

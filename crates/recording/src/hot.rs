@@ -200,7 +200,10 @@ mod tests {
         f.append(&[0, 0, 0, 40, 1, 2]).unwrap(); // a torn write
         assert!(hot.create(&id).is_err(), "never overwrites");
         let r = hot.recover(&id, &dk).unwrap();
-        assert!(matches!(r.found, Some(OpenError::PartialChunk { chunk: 2, .. })));
+        assert!(matches!(
+            r.found,
+            Some(OpenError::PartialChunk { chunk: 2, .. })
+        ));
         assert_eq!((r.chunks, r.cut), (3, 6));
         let data = hot.read(&id).unwrap();
         assert_eq!(
@@ -218,7 +221,13 @@ mod tests {
         let r = hot.recover(&id2, &dk).unwrap();
         assert_eq!(r.found, Some(OpenError::NotARecording));
         let data = hot.read(&id2).unwrap();
-        assert!(open(&data, &id2, &dk).unwrap().complete().unwrap().is_empty());
+        assert!(
+            open(&data, &id2, &dk)
+                .unwrap()
+                .complete()
+                .unwrap()
+                .is_empty()
+        );
 
         // Tampering is not a crash: recovery refuses.
         let mut bad = hot.read(&id).unwrap();

@@ -263,13 +263,17 @@ impl Index {
 
     /// One recording.
     pub async fn get(&self, id: &RecordingId) -> Result<Option<RecordingRow>, IndexError> {
-        sqlx::query(concat!("SELECT ", columns!(), " FROM recordings WHERE id = $1"))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(row)
-            .transpose()
+        sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM recordings WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(row)
+        .transpose()
     }
 
     /// The recordings of a call (one, or more after transfers).
@@ -289,12 +293,16 @@ impl Index {
 
     /// Every recording, oldest first.
     pub async fn all(&self) -> Result<Vec<RecordingRow>, IndexError> {
-        sqlx::query(concat!("SELECT ", columns!(), " FROM recordings ORDER BY started_ms, id"))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(row)
-            .collect()
+        sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM recordings ORDER BY started_ms, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(row)
+        .collect()
     }
 
     /// Recordings in `state`, oldest first.
@@ -425,7 +433,10 @@ impl Index {
     }
 
     /// A recording's history: (at, event, detail), oldest first.
-    pub async fn history(&self, id: &RecordingId) -> Result<Vec<(i64, String, String)>, IndexError> {
+    pub async fn history(
+        &self,
+        id: &RecordingId,
+    ) -> Result<Vec<(i64, String, String)>, IndexError> {
         let rows = sqlx::query(
             "SELECT at_ms, event, detail FROM recording_events WHERE recording_id = $1 \
              ORDER BY at_ms, event",
@@ -434,7 +445,13 @@ impl Index {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("at_ms")?, r.try_get("event")?, r.try_get("detail")?)))
+            .map(|r| {
+                Ok((
+                    r.try_get("at_ms")?,
+                    r.try_get("event")?,
+                    r.try_get("detail")?,
+                ))
+            })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(IndexError::Db)
     }

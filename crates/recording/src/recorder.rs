@@ -246,8 +246,11 @@ impl Recorder {
                     .extend(a.drain(..n).zip(b.drain(..n)).flat_map(|(l, r)| [l, r]));
             }
             Layout::Mono => {
-                self.mix
-                    .extend(a.drain(..n).zip(b.drain(..n)).map(|(l, r)| l.saturating_add(r)));
+                self.mix.extend(
+                    a.drain(..n)
+                        .zip(b.drain(..n))
+                        .map(|(l, r)| l.saturating_add(r)),
+                );
             }
         }
         // The format and rate were accepted when the encoder was made.

@@ -44,7 +44,9 @@ pub enum OpenError {
         found: RecordingId,
     },
     /// The file ends cleanly after `chunks` chunks, but none was the final one.
-    #[error("truncated: {chunks} whole chunks and no final chunk (cut short, or still being written)")]
+    #[error(
+        "truncated: {chunks} whole chunks and no final chunk (cut short, or still being written)"
+    )]
     Truncated {
         /// Whole chunks before the end.
         chunks: u64,
@@ -306,7 +308,11 @@ pub fn open(data: &[u8], id: &RecordingId, dk: &DataKey) -> Result<Opened, OpenE
         }
     }
     if out.error.is_none() && !finished {
-        out.error = Some(bounds.fault.unwrap_or(OpenError::Truncated { chunks: out.chunks }));
+        out.error = Some(
+            bounds
+                .fault
+                .unwrap_or(OpenError::Truncated { chunks: out.chunks }),
+        );
     }
     out.plain = plain;
     Ok(out)
@@ -437,10 +443,16 @@ mod tests {
         );
         let mut trailing = file.clone();
         trailing.extend_from_slice(b"junk");
-        assert!(matches!(err(&trailing), OpenError::TrailingData { bytes: 4, .. }));
+        assert!(matches!(
+            err(&trailing),
+            OpenError::TrailingData { bytes: 4, .. }
+        ));
         let mut badlen = file.clone();
         badlen[c1] = 0xff;
-        assert!(matches!(err(&badlen), OpenError::BadLength { chunk: 1, .. }));
+        assert!(matches!(
+            err(&badlen),
+            OpenError::BadLength { chunk: 1, .. }
+        ));
 
         let other = DataKey::generate().unwrap();
         assert_eq!(
@@ -475,11 +487,17 @@ mod tests {
         let whole = file.len();
         file.extend_from_slice(&[0, 0, 0]); // a torn write
         let o = open(&file, &id, &dk).unwrap();
-        assert!(matches!(o.error, Some(OpenError::PartialChunk { chunk: 2, .. })));
+        assert!(matches!(
+            o.error,
+            Some(OpenError::PartialChunk { chunk: 2, .. })
+        ));
         file.truncate(o.valid_len as usize);
         assert_eq!(file.len(), whole);
         let mut r = Sealer::resume(&id, &dk, &file, o.chunks).unwrap();
         r.seal(b"", true, &mut file);
-        assert_eq!(open(&file, &id, &dk).unwrap().complete().unwrap(), b"onetwo");
+        assert_eq!(
+            open(&file, &id, &dk).unwrap().complete().unwrap(),
+            b"onetwo"
+        );
     }
 }

@@ -217,7 +217,12 @@ impl Mover<'_> {
                 self.rec.index.set_tier(&id, Tier::Cold).await?;
                 self.rec
                     .index
-                    .log(&id, self.now_ms, "moved", &format!("hot -> cold sha256={expected}"))
+                    .log(
+                        &id,
+                        self.now_ms,
+                        "moved",
+                        &format!("hot -> cold sha256={expected}"),
+                    )
                     .await?;
                 self.next = Some(MoveStep::DeleteHot);
             }
@@ -339,8 +344,12 @@ impl Recordings {
         for row in self.index.in_state(State::Recording).await? {
             let r = self.recover_one(&row, now_ms).await;
             match &r {
-                Ok(ms) => info!(recording = %row.id, call_id = %row.call_id, duration_ms = ms, "recording recovered"),
-                Err(e) => warn!(recording = %row.id, call_id = %row.call_id, "recording not recovered: {e}"),
+                Ok(ms) => {
+                    info!(recording = %row.id, call_id = %row.call_id, duration_ms = ms, "recording recovered")
+                }
+                Err(e) => {
+                    warn!(recording = %row.id, call_id = %row.call_id, "recording not recovered: {e}")
+                }
             }
             out.push((row.id, r));
         }
@@ -368,7 +377,10 @@ impl Recordings {
                 &row.id,
                 now_ms,
                 "recovered",
-                &format!("found: {found}; kept {} chunks, cut {} bytes", r.chunks, r.cut),
+                &format!(
+                    "found: {found}; kept {} chunks, cut {} bytes",
+                    r.chunks, r.cut
+                ),
             )
             .await?;
         Ok(ms)
@@ -518,7 +530,9 @@ impl Recordings {
     /// Deletes a recording's data key: the ciphertext in both tiers can never be opened.
     pub async fn shred(&self, id: &RecordingId, now_ms: i64) -> Result<(), StoreError> {
         self.index.shred(id).await?;
-        self.index.log(id, now_ms, "shredded", "data key deleted").await?;
+        self.index
+            .log(id, now_ms, "shredded", "data key deleted")
+            .await?;
         Ok(())
     }
 
@@ -583,7 +597,9 @@ impl Recordings {
         }
         let movable: Vec<_> = rows
             .into_iter()
-            .filter(|r| r.tier == Tier::Hot && matches!(r.state, State::Complete | State::Recovered))
+            .filter(|r| {
+                r.tier == Tier::Hot && matches!(r.state, State::Complete | State::Recovered)
+            })
             .collect();
         let mut hot_bytes: u64 = movable.iter().map(|r| r.size.unwrap_or(0) as u64).sum();
         for row in movable {

@@ -16,8 +16,7 @@ use async_trait::async_trait;
 use crest_media::bridge::Side;
 use crest_recording::{
     Format, HotTier, Index, Kek, KeyError, KeyRing, Layout, MoveStep, NewRecording, OpenError,
-    Policy, Recorder, RecorderConfig, RecordingRow, Recordings, State, StoreError, Tier,
-    cold_path,
+    Policy, Recorder, RecorderConfig, RecordingRow, Recordings, State, StoreError, Tier, cold_path,
 };
 use futures::stream::BoxStream;
 use object_store::local::LocalFileSystem;
@@ -188,7 +187,7 @@ impl Setup {
     }
 
     async fn teardown(self) {
-        let Setup { rec, drop_db, .. } = self;
+        let Self { rec, drop_db, .. } = self;
         drop(rec);
         if let Some((admin, name)) = drop_db {
             let pool = sqlx::PgPool::connect(&admin).await.unwrap();
@@ -216,7 +215,11 @@ fn real_audio() -> Vec<i16> {
         let ihl = usize::from(frame[14] & 0x0f) * 4;
         let rtp = &frame[14 + ihl + 8..];
         if rtp.len() > 12 && rtp[1] & 0x7f == 8 {
-            pcm.extend(rtp[12..].iter().map(|&c| crest_media::g711::alaw_to_linear(c)));
+            pcm.extend(
+                rtp[12..]
+                    .iter()
+                    .map(|&c| crest_media::g711::alaw_to_linear(c)),
+            );
         }
     }
     assert!(pcm.len() > 8000 * 5, "{} samples", pcm.len());
@@ -304,7 +307,10 @@ async fn round_trip_damage_and_keys(backend: &str) {
     assert_eq!(row.state, State::Complete);
     assert_eq!(row.duration_ms, Some(frames as i64 * 20));
     assert_eq!(row.key_id.as_deref(), Some("k1"));
-    assert_eq!(s.rec.index().by_call("call-1@test").await.unwrap(), [row.clone()]);
+    assert_eq!(
+        s.rec.index().by_call("call-1@test").await.unwrap(),
+        std::slice::from_ref(&row)
+    );
 
     // Bit-exact, caller left and agent right; the WAV has its real sizes.
     let (wav, marks) = s.rec.plaintext(&row).await.unwrap();
@@ -399,7 +405,10 @@ async fn crash_then_recovery(backend: &str) {
     let row = record(&s.rec, &call("crash@test", 1_000), &audio, 165, false).await;
     assert_eq!(row.state, State::Recording);
     let path = s.rec.hot().path(&row.id);
-    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
     std::io::Write::write_all(&mut f, &[0, 0, 1, 0, 9, 9, 9]).unwrap();
     drop(f);
     let v = s.rec.verify(&row).await;
@@ -483,15 +492,33 @@ async fn tier_moves_survive_crashes_and_faults(backend: &str) {
     assert_eq!(rows.len(), 7);
     let victim = &rows[0];
     let p = cold_path(&victim.id);
-    let mut b = s.cold.get(&p).await.unwrap().bytes().await.unwrap().to_vec();
+    let mut b = s
+        .cold
+        .get(&p)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
     b[200] ^= 0xff;
     s.cold.put(&p, b.into()).await.unwrap();
     let v = s.rec.verify(victim).await;
-    assert!(v.iter().all(|p| p.tier == Some(Tier::Cold)) && v.len() == 2, "{v:?}");
+    assert!(
+        v.iter().all(|p| p.tier == Some(Tier::Cold)) && v.len() == 2,
+        "{v:?}"
+    );
 
     // Recent recordings stay hot; the hot-size cap moves the oldest first.
     let recent_a = record(&s.rec, &call("recent-a@test", now - day), &audio, 100, true).await;
-    let recent_b = record(&s.rec, &call("recent-b@test", now - 1000), &audio, 100, true).await;
+    let recent_b = record(
+        &s.rec,
+        &call("recent-b@test", now - 1000),
+        &audio,
+        100,
+        true,
+    )
+    .await;
     let r = s.rec.apply_policy(now, &policy).await.unwrap();
     assert!(r.moved.is_empty());
     let capped = Policy {

@@ -280,7 +280,11 @@ fn pci(
         );
     };
     let Some(call_id) = param(query, "call_id") else {
-        return ("400 Bad Request", "text/plain", "call_id is missing\n".into());
+        return (
+            "400 Bad Request",
+            "text/plain",
+            "call_id is missing\n".into(),
+        );
     };
     let msg = if path.ends_with("pause") {
         RecMsg::Pause {

@@ -174,7 +174,10 @@ impl Settings {
         let format = Format::from_name(&s.format).ok_or_else(|| {
             (
                 "recording.format".to_owned(),
-                format!("unknown format {:?} (wav, wav-pcmu, wav-pcma, opus)", s.format),
+                format!(
+                    "unknown format {:?} (wav, wav-pcmu, wav-pcma, opus)",
+                    s.format
+                ),
             )
         })?;
         let layout = match s.layout.as_str() {
@@ -271,13 +274,17 @@ impl Settings {
             let text = match (&k.file, &k.env) {
                 (Some(f), _) => std::fs::read_to_string(f)
                     .with_context(|| format!("recording key {:?}: {}", k.id, f.display()))?,
-                (None, Some(v)) => std::env::var(v)
-                    .with_context(|| format!("recording key {:?}: ${v}", k.id))?,
+                (None, Some(v)) => {
+                    std::env::var(v).with_context(|| format!("recording key {:?}: ${v}", k.id))?
+                }
                 (None, None) => unreachable!("checked in from_config"),
             };
             keys.push(Kek::from_hex(&k.id, &text)?);
         }
-        let current = s.current_key.clone().unwrap_or_else(|| s.keys[0].id.clone());
+        let current = s
+            .current_key
+            .clone()
+            .unwrap_or_else(|| s.keys[0].id.clone());
         Ok(KeyRing::new(&current, keys)?)
     }
 
@@ -299,10 +306,7 @@ impl Settings {
         if let Some(r) = &c.region {
             b = b.with_region(r);
         }
-        for (var, set) in [
-            (&c.access_key_id_env, 0),
-            (&c.secret_access_key_env, 1),
-        ] {
+        for (var, set) in [(&c.access_key_id_env, 0), (&c.secret_access_key_env, 1)] {
             if let Some(v) = var {
                 let value = std::env::var(v).with_context(|| format!("${v}"))?;
                 b = if set == 0 {
@@ -392,15 +396,54 @@ impl RecordingMetrics {
     pub(crate) fn render(&self, out: &mut String) {
         use std::fmt::Write as _;
         for (name, help, kind, v) in [
-            ("crest_recordings_active", "Recordings being written.", "gauge", &self.active),
-            ("crest_recordings_started_total", "Recordings started.", "counter", &self.started),
-            ("crest_recordings_completed_total", "Recordings closed.", "counter", &self.completed),
-            ("crest_recordings_failed_total", "Recordings that could not be started or written.", "counter", &self.failed),
-            ("crest_recording_bytes_written_total", "Sealed bytes written to the hot tier.", "counter", &self.bytes),
-            ("crest_recordings_moved_total", "Recordings moved to the cold tier.", "counter", &self.moved),
-            ("crest_recordings_deleted_total", "Recordings deleted by retention.", "counter", &self.deleted),
+            (
+                "crest_recordings_active",
+                "Recordings being written.",
+                "gauge",
+                &self.active,
+            ),
+            (
+                "crest_recordings_started_total",
+                "Recordings started.",
+                "counter",
+                &self.started,
+            ),
+            (
+                "crest_recordings_completed_total",
+                "Recordings closed.",
+                "counter",
+                &self.completed,
+            ),
+            (
+                "crest_recordings_failed_total",
+                "Recordings that could not be started or written.",
+                "counter",
+                &self.failed,
+            ),
+            (
+                "crest_recording_bytes_written_total",
+                "Sealed bytes written to the hot tier.",
+                "counter",
+                &self.bytes,
+            ),
+            (
+                "crest_recordings_moved_total",
+                "Recordings moved to the cold tier.",
+                "counter",
+                &self.moved,
+            ),
+            (
+                "crest_recordings_deleted_total",
+                "Recordings deleted by retention.",
+                "counter",
+                &self.deleted,
+            ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", v.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
         }
     }
 }
@@ -451,7 +494,10 @@ pub(crate) fn start(settings: Settings) -> anyhow::Result<RecorderHandle> {
                 };
                 match rec.recover_open(unix_ms()).await {
                     Ok(list) if !list.is_empty() => {
-                        info!(count = list.len(), "recordings left open by a crash recovered")
+                        info!(
+                            count = list.len(),
+                            "recordings left open by a crash recovered"
+                        )
                     }
                     Ok(_) => {}
                     Err(e) => error!("recovering open recordings: {e}"),
@@ -460,9 +506,7 @@ pub(crate) fn start(settings: Settings) -> anyhow::Result<RecorderHandle> {
                 serve(rec, settings, rx, m).await;
             });
         })?;
-    ready_rx
-        .recv()
-        .context("the recorder thread stopped")??;
+    ready_rx.recv().context("the recorder thread stopped")??;
     Ok(RecorderHandle { tx, metrics })
 }
 
@@ -708,9 +752,13 @@ pub(crate) mod cli {
                 let path = if i == 0 {
                     out.to_owned()
                 } else {
-                    out.with_extension(format!("{i}.{}", out.extension().and_then(|e| e.to_str()).unwrap_or("wav")))
+                    out.with_extension(format!(
+                        "{i}.{}",
+                        out.extension().and_then(|e| e.to_str()).unwrap_or("wav")
+                    ))
                 };
-                std::fs::write(&path, &plain).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, &plain)
+                    .with_context(|| format!("writing {}", path.display()))?;
                 report.push_str(&format!(
                     "{}: recording {} ({} ms, {} bytes, {} tier)\n",
                     path.display(),
@@ -731,7 +779,10 @@ pub(crate) mod cli {
     }
 
     /// `crest recording verify [CALL_ID | --all]`: problems, or none.
-    pub(crate) fn verify(settings: &Settings, what: Option<&str>) -> anyhow::Result<(String, bool)> {
+    pub(crate) fn verify(
+        settings: &Settings,
+        what: Option<&str>,
+    ) -> anyhow::Result<(String, bool)> {
         block(async {
             let rec = settings.open().await?;
             let rows = match what {
@@ -751,7 +802,10 @@ pub(crate) mod cli {
                     }
                 }
             }
-            out.push_str(&format!("{} recordings checked, {bad} with problems\n", rows.len()));
+            out.push_str(&format!(
+                "{} recordings checked, {bad} with problems\n",
+                rows.len()
+            ));
             Ok((out, bad == 0))
         })
     }

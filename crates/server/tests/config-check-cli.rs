@@ -118,3 +118,48 @@ fn bad_media_settings_name_the_key() {
         "media settings are not checked when anchoring is off: {msg}"
     );
 }
+
+#[test]
+fn recording_keys_are_checked() {
+    for (text, key, needle) in [
+        ("recording:\n  format: mp3\n", "recording.format", "mp3"),
+        ("recording:\n  layout: quad\n", "recording.layout", "quad"),
+        (
+            "recording:\n  format: wav-pcmu\n  rate: 16000\n",
+            "recording.rate",
+            "16000",
+        ),
+        (
+            "recording:\n  index: \"mysql://x\"\n",
+            "recording.index",
+            "mysql",
+        ),
+        (
+            "recording:\n  cold:\n    kind: s3\n",
+            "recording.cold.bucket",
+            "bucket",
+        ),
+        (
+            "recording:\n  keys:\n    - {id: a}\n",
+            "recording.keys[0]",
+            "file or env",
+        ),
+        (
+            "recording:\n  keys:\n    - {id: a, env: K}\n  current_key: b\n",
+            "recording.current_key",
+            "\"b\"",
+        ),
+        (
+            "media:\n  anchor: false\nrecording:\n  enabled: true\n",
+            "recording.enabled",
+            "anchor",
+        ),
+    ] {
+        let (ok, msg) = check(text, "rec.yaml");
+        assert!(!ok, "{text}");
+        assert!(
+            msg.contains(&format!("{key}: ")) && msg.contains(needle) && msg.contains("rec.yaml:"),
+            "{text} → {msg}"
+        );
+    }
+}

@@ -123,12 +123,7 @@ fn recorded_calls_are_sealed_paused_recovered_rotated_and_tiered() {
     let config = crest.dir.join("crest.yaml");
 
     // Call 1: one second of talk, one second paused (card number), one second of talk.
-    let mut call = place(
-        &crest,
-        callee,
-        ("0", PCMU),
-        (CodecKind::Pcmu, 0, "0", PCMU),
-    );
+    let mut call = place(&crest, callee, ("0", PCMU), (CodecKind::Pcmu, 0, "0", PCMU));
     let call1 = call.caller.call_id.clone();
     talk(&mut call, 1.0, Some(1000.0), Some(600.0));
     let paused = crest
@@ -203,9 +198,15 @@ fn recorded_calls_are_sealed_paused_recovered_rotated_and_tiered() {
     assert!(crest.log().contains("recovered"), "{}", crest.log());
     let config = crest.dir.join("crest.yaml");
     let all = ok(&crest_cli(&config, &["recording", "verify", "--all"]));
-    assert!(all.contains("2 recordings checked, 0 with problems"), "{all}");
+    assert!(
+        all.contains("2 recordings checked, 0 with problems"),
+        "{all}"
+    );
     let list = ok(&crest_cli(&config, &["recording", "list"]));
-    assert!(list.contains("recovered") && list.contains("complete"), "{list}");
+    assert!(
+        list.contains("recovered") && list.contains("complete"),
+        "{list}"
+    );
     let out2 = data.join("call2.wav");
     ok(&crest_cli(
         &config,
@@ -213,7 +214,10 @@ fn recorded_calls_are_sealed_paused_recovered_rotated_and_tiered() {
     ));
     let (left, right) = channels(&std::fs::read(&out2).unwrap());
     let secs = left.len() as f64 / 8000.0;
-    assert!((1.0..=2.6).contains(&secs), "{secs} s kept up to the last chunk");
+    assert!(
+        (1.0..=2.6).contains(&secs),
+        "{secs} s kept up to the last chunk"
+    );
     assert_eq!(tone(&left[2000..6000]), Some(1000));
     assert_eq!(tone(&right[2000..6000]), Some(600));
 

@@ -401,7 +401,12 @@ pub fn place(
 }
 
 /// Both ends send for `secs`: the caller `a_tone`, the callee `b_tone`; what each heard.
-pub fn talk(call: &mut Call, secs: f64, a_tone: Option<f64>, b_tone: Option<f64>) -> (Heard, Heard) {
+pub fn talk(
+    call: &mut Call,
+    secs: f64,
+    a_tone: Option<f64>,
+    b_tone: Option<f64>,
+) -> (Heard, Heard) {
     let d = Duration::from_secs_f64(secs);
     let (a, b) = (&mut call.a, &mut call.b);
     std::thread::scope(|s| {
@@ -410,4 +415,3 @@ pub fn talk(call: &mut Call, secs: f64, a_tone: Option<f64>, b_tone: Option<f64>
         (ha.join().unwrap(), hb.join().unwrap())
     })
 }
-
