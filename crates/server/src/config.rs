@@ -146,6 +146,19 @@ pub(crate) struct MediaSection {
     pub(crate) jitter_max_ms: u64,
     /// Bandwidth budgets.
     pub(crate) bandwidth: BandwidthSection,
+    /// Announcements played to the caller when a call to a number is answered (e.g. "this
+    /// call is recorded"): number → prompt.
+    pub(crate) announce: std::collections::BTreeMap<String, AnnounceSection>,
+}
+
+/// A prompt Crest plays into a leg.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct AnnounceSection {
+    /// A WAV file: 16-bit PCM, mono, 8/16/48 kHz.
+    pub(crate) file: PathBuf,
+    /// A key or speech from the caller stops it.
+    pub(crate) barge_in: bool,
 }
 
 impl Default for MediaSection {
@@ -165,6 +178,7 @@ impl Default for MediaSection {
             jitter_min_ms: 40,
             jitter_max_ms: 200,
             bandwidth: BandwidthSection::default(),
+            announce: std::collections::BTreeMap::new(),
         }
     }
 }

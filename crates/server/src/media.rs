@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use crest_media::anchor::{AnchorConfig, CallAnchor, PortPool, Role};
 use crest_media::bandwidth::{self, Budgets, Ledger, LegUse};
-use crest_media::bridge::{CallMedia, DtmfSource, LegSetup, MediaConfig, MediaEvent, Side};
+use crest_media::bridge::{CallMedia, DtmfSource, LegSetup, MediaConfig, MediaEvent, Prompt, Side};
 use crest_media::codec::CodecKind;
-use crest_media::dtmf;
+use crest_media::{dtmf, wav};
 use crest_sip_proxy::{CallInfo, MediaHook, SdpRole};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -44,6 +44,8 @@ pub(crate) struct Settings {
     budgets: Budgets,
     /// Route number → (caller's pool, callee's pool).
     pools: HashMap<String, (Option<String>, Option<String>)>,
+    /// Route number → the announcement played to the caller on answer, and barge-in.
+    announce: HashMap<String, (Prompt, bool)>,
 }
 
 impl Settings {
@@ -101,7 +103,17 @@ impl Settings {
             ));
         }
         let kbps = |v: u64| v * 1000;
+        let mut announce = HashMap::new();
+        for (number, a) in &m.announce {
+            let key = format!("media.announce.{number}.file");
+            let bytes = std::fs::read(&a.file)
+                .map_err(|e| (key.clone(), format!("{}: {e}", a.file.display())))?;
+            let prompt = wav::read(&bytes)
+                .map_err(|e| (key.clone(), format!("{}: {e}", a.file.display())))?;
+            announce.insert(number.clone(), (prompt, a.barge_in));
+        }
         Ok(Self {
+            announce,
             anchor: AnchorConfig {
                 address,
                 codecs,
@@ -326,6 +338,7 @@ impl MediaPlane {
             hangups: self.hangups.clone(),
             metrics: self.shared.metrics.clone(),
             span: info_span!("media", call_id = call.call_id),
+            announce: self.settings.announce.get(call.number).cloned(),
             recording: self
                 .recorder
                 .as_ref()
@@ -517,6 +530,8 @@ struct CallTask {
     hangups: mpsc::UnboundedSender<(u64, &'static str)>,
     metrics: Arc<MediaMetrics>,
     span: Span,
+    /// Played to the caller once both legs are up, then cleared.
+    announce: Option<(Prompt, bool)>,
     recording: Option<Recording>,
 }
 
@@ -584,12 +599,20 @@ impl CallTask {
                 None => {}
                 Some(Some(Command::Configure(s, setup))) => {
                     media.configure(now.into_std(), s, setup);
-                    // Recording starts once both legs are up: each leg's decoded audio goes
-                    // to the recorder thread, shared, not copied.
-                    if let Some(r) = self.recording.as_mut().filter(|r| !r.started)
-                        && media.setup(Side::A).is_some()
-                        && media.setup(Side::B).is_some()
-                    {
+                    // Once both legs are up: the announcement, then the recording.
+                    let up = media.setup(Side::A).is_some() && media.setup(Side::B).is_some();
+                    if up && let Some((prompt, barge_in)) = self.announce.take() {
+                        let _g = self.span.enter();
+                        info!(
+                            leg = "A",
+                            samples = prompt.pcm.len(),
+                            barge_in,
+                            "announcement playing"
+                        );
+                        media.play(now.into_std(), Side::A, &prompt, barge_in);
+                    }
+                    // Each leg's decoded audio goes to the recorder thread, shared, not copied.
+                    if up && let Some(r) = self.recording.as_mut().filter(|r| !r.started) {
                         r.started = true;
                         media.listen(now.into_std(), Side::A, true);
                         media.listen(now.into_std(), Side::B, true);
@@ -669,6 +692,8 @@ impl CallTask {
                 let _ = self.hangups.send((self.key, "media timeout"));
             }
             MediaEvent::Latched { side, addr } => debug!(leg = ?side, %addr, "RTP latched"),
+            MediaEvent::PromptDone { side } => info!(leg = ?side, "prompt done"),
+            MediaEvent::BargeIn { side, by } => info!(leg = ?side, ?by, "prompt stopped: barge-in"),
             MediaEvent::Audio { side, rate, pcm } => {
                 if let Some(r) = &self.recording {
                     let _ = r.tx.send(RecMsg::Audio {

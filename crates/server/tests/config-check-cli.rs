@@ -120,7 +120,7 @@ fn bad_media_settings_name_the_key() {
 }
 
 #[test]
-fn recording_keys_are_checked() {
+fn recording_and_announcement_keys_are_checked() {
     for (text, key, needle) in [
         ("recording:\n  format: mp3\n", "recording.format", "mp3"),
         ("recording:\n  layout: quad\n", "recording.layout", "quad"),
@@ -148,6 +148,11 @@ fn recording_keys_are_checked() {
             "recording:\n  keys:\n    - {id: a, env: K}\n  current_key: b\n",
             "recording.current_key",
             "\"b\"",
+        ),
+        (
+            "media:\n  announce:\n    \"1\": {file: /nonexistent/notice.wav}\n",
+            "media.announce.1.file",
+            "notice.wav",
         ),
         (
             "media:\n  anchor: false\nrecording:\n  enabled: true\n",

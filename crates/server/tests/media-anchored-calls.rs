@@ -301,3 +301,98 @@ fn an_offer_crest_cannot_anchor_gets_488_with_a_warning() {
     );
     assert_eq!(crest.metric("crest_media_calls_active"), 0);
 }
+
+/// Mean square of `pcm` and which of 1 kHz (the prompt) and 600 Hz (the callee) it holds.
+fn dominant(pcm: &[i16]) -> Option<u32> {
+    let x: Vec<f64> = pcm.iter().map(|&s| f64::from(s)).collect();
+    let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len().max(1) as f64;
+    let p1 = crest_media::dtmf::goertzel_power(&x, 1000.0, 8000);
+    let p6 = crest_media::dtmf::goertzel_power(&x, 600.0, 8000);
+    if ms < 1.0e5 {
+        None
+    } else if p1 > 30.0 * p6 {
+        Some(1000)
+    } else if p6 > 30.0 * p1 {
+        Some(600)
+    } else {
+        None
+    }
+}
+
+#[test]
+fn an_announcement_plays_to_the_caller_on_answer_and_a_key_barges_in() {
+    let _serial = serial();
+    let dir = scratch_dir("announce-prompt");
+    // A 2 s WAV prompt at 16 kHz (the bridge resamples it to the caller's 8 kHz PCMU).
+    let pcm: Vec<i16> = (0..32_000)
+        .map(|i| {
+            (8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * f64::from(i) / 16000.0).sin()) as i16
+        })
+        .collect();
+    let wav = dir.join("notice.wav");
+    std::fs::write(&wav, crest_media::wav::write(16_000, &pcm)).unwrap();
+    let callee = Phone::new("127.0.0.1:9".parse().unwrap());
+    let crest = start(
+        "media-announce",
+        &callee,
+        41800,
+        &format!(
+            "  announce:\n    \"2000\": {{file: \"{}\", barge_in: true}}\n",
+            wav.display()
+        ),
+    );
+    // First call: the prompt plays to its end, then the callee is heard.
+    let mut call = place(
+        &crest,
+        callee,
+        ("0 101", PCMU_TE),
+        (CodecKind::Pcmu, 0, "0 101", PCMU_TE),
+    );
+    let ((heard, _), (callee_heard, _)) = talk(&mut call, 1.5, None, Some(600.0));
+    assert_eq!(
+        dominant(&heard[2000..]),
+        Some(1000),
+        "the caller hears the prompt"
+    );
+    assert_eq!(
+        dominant(&callee_heard),
+        None,
+        "the callee hears the caller's silence"
+    );
+    let ((heard, _), _) = talk(&mut call, 1.5, None, Some(600.0));
+    assert_eq!(
+        dominant(&heard[heard.len() - 4000..]),
+        Some(600),
+        "after the prompt the callee's audio reaches the caller"
+    );
+    assert!(crest.log().contains("prompt done"), "{}", crest.log());
+    call.caller.bye();
+    call.callee.answer("BYE", None);
+
+    // Second call: a key from the caller stops the prompt at once.
+    let mut call = place(
+        &crest,
+        call.callee,
+        ("0 101", PCMU_TE),
+        (CodecKind::Pcmu, 0, "0 101", PCMU_TE),
+    );
+    let ((heard, _), _) = talk(&mut call, 0.5, None, Some(600.0));
+    assert_eq!(dominant(&heard[1000..]), Some(1000));
+    for (i, e) in dtmf::event_payloads('1', 800, 160).iter().enumerate() {
+        call.a.send_raw(101, i == 0, 16_000, e);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ((heard, _), _) = talk(&mut call, 0.6, None, Some(600.0));
+    assert_eq!(
+        dominant(&heard[heard.len() / 2..]),
+        Some(600),
+        "barge-in: the callee is heard well before the 2 s prompt would end"
+    );
+    let log = crest.log();
+    assert!(
+        log.contains("barge-in") && log.contains("Key('1')"),
+        "{log}"
+    );
+    call.caller.bye();
+    call.callee.answer("BYE", None);
+}
