@@ -302,21 +302,9 @@ fn an_offer_crest_cannot_anchor_gets_488_with_a_warning() {
     assert_eq!(crest.metric("crest_media_calls_active"), 0);
 }
 
-/// Mean square of `pcm` and which of 1 kHz (the prompt) and 600 Hz (the callee) it holds.
+/// The tone `pcm` holds (see `which_tone`).
 fn dominant(pcm: &[i16]) -> Option<u32> {
-    let x: Vec<f64> = pcm.iter().map(|&s| f64::from(s)).collect();
-    let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len().max(1) as f64;
-    let p1 = crest_media::dtmf::goertzel_power(&x, 1000.0, 8000);
-    let p6 = crest_media::dtmf::goertzel_power(&x, 600.0, 8000);
-    if ms < 1.0e5 {
-        None
-    } else if p1 > 30.0 * p6 {
-        Some(1000)
-    } else if p6 > 30.0 * p1 {
-        Some(600)
-    } else {
-        None
-    }
+    which_tone(&pcm.iter().map(|&s| f64::from(s)).collect::<Vec<_>>())
 }
 
 #[test]

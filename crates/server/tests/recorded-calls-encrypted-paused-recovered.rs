@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use crest_media::codec::CodecKind;
-use crest_media::dtmf::goertzel_power;
 use peer::*;
 
 const PCMU: &str = "a=rtpmap:0 PCMU/8000\r\n";
@@ -94,23 +93,6 @@ fn channels(wav: &[u8]) -> (Vec<f64>, Vec<f64>) {
     )
 }
 
-/// Which of 1 kHz and 600 Hz dominates `pcm` (8 kHz), or neither (silence).
-fn tone(pcm: &[f64]) -> Option<u32> {
-    let energy = pcm.iter().map(|x| x * x).sum::<f64>() / pcm.len().max(1) as f64;
-    if energy < 1.0e5 {
-        return None;
-    }
-    let k1 = goertzel_power(pcm, 1000.0, 8000);
-    let k6 = goertzel_power(pcm, 600.0, 8000);
-    if k1 > 50.0 * k6 {
-        Some(1000)
-    } else if k6 > 50.0 * k1 {
-        Some(600)
-    } else {
-        None
-    }
-}
-
 #[test]
 fn recorded_calls_are_sealed_paused_recovered_rotated_and_tiered() {
     let data = scratch_dir("recording-data");
@@ -164,16 +146,16 @@ fn recorded_calls_are_sealed_paused_recovered_rotated_and_tiered() {
     let secs = left.len() as f64 / 8000.0;
     assert!((2.6..=3.4).contains(&secs), "{secs} s recorded");
     // First second: caller 1 kHz on the left, callee 600 Hz on the right.
-    assert_eq!(tone(&left[2000..6000]), Some(1000));
-    assert_eq!(tone(&right[2000..6000]), Some(600));
+    assert_eq!(which_tone(&left[2000..6000]), Some(1000));
+    assert_eq!(which_tone(&right[2000..6000]), Some(600));
     // The paused second is silence, exactly.
     let mid = left.len() / 2;
     assert!(left[mid - 2000..mid + 2000].iter().all(|&s| s == 0.0));
     assert!(right[mid - 2000..mid + 2000].iter().all(|&s| s == 0.0));
     // And the last second is audio again.
     let n = left.len();
-    assert_eq!(tone(&left[n - 5000..n - 1000]), Some(1000));
-    assert_eq!(tone(&right[n - 5000..n - 1000]), Some(600));
+    assert_eq!(which_tone(&left[n - 5000..n - 1000]), Some(1000));
+    assert_eq!(which_tone(&right[n - 5000..n - 1000]), Some(600));
 
     // Call 2: cut by kill -9 after 2.5 s.
     let mut call = place(
@@ -218,8 +200,8 @@ fn recorded_calls_are_sealed_paused_recovered_rotated_and_tiered() {
         (1.0..=2.6).contains(&secs),
         "{secs} s kept up to the last chunk"
     );
-    assert_eq!(tone(&left[2000..6000]), Some(1000));
-    assert_eq!(tone(&right[2000..6000]), Some(600));
+    assert_eq!(which_tone(&left[2000..6000]), Some(1000));
+    assert_eq!(which_tone(&right[2000..6000]), Some(600));
 
     // Rotation to k2, then playback with k2 alone.
     let rotate_cfg = data.join("rotate.yaml");

@@ -343,6 +343,23 @@ impl Rtp {
     }
 }
 
+/// Which of 1 kHz and 600 Hz (the two tones the tests play) dominates 8 kHz `pcm` by 30
+/// times in power, or neither (silence, or a mix).
+pub fn which_tone(pcm: &[f64]) -> Option<u32> {
+    let mean_square = pcm.iter().map(|v| v * v).sum::<f64>() / pcm.len().max(1) as f64;
+    let p1 = goertzel_power(pcm, 1000.0, 8000);
+    let p6 = goertzel_power(pcm, 600.0, 8000);
+    if mean_square < 1.0e5 {
+        None
+    } else if p1 > 30.0 * p6 {
+        Some(1000)
+    } else if p6 > 30.0 * p1 {
+        Some(600)
+    } else {
+        None
+    }
+}
+
 /// Whether the second half of `pcm` holds a clear 1 kHz tone: loud (mean square above
 /// -30 dBFS) and 1 kHz at least 100 times stronger than 1.7 kHz.
 pub fn has_1khz(pcm: &[i16], rate: u32) -> bool {
