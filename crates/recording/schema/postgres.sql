@@ -32,3 +32,19 @@ CREATE TABLE IF NOT EXISTS recording_events (
     detail TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS recording_events_by_id ON recording_events (recording_id)
+;
+-- Call detail records: one row per leg of every anchored call, with its media quality.
+CREATE TABLE IF NOT EXISTS call_legs (
+    call_id TEXT NOT NULL,
+    number TEXT NOT NULL,
+    leg TEXT NOT NULL,
+    ended_ms BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    codec TEXT NOT NULL,
+    packets BIGINT NOT NULL,
+    lost BIGINT NOT NULL,
+    jitter_us BIGINT NOT NULL,
+    rtt_us BIGINT,
+    mos_milli BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS call_legs_by_call ON call_legs (call_id)

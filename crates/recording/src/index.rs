@@ -117,6 +117,33 @@ pub struct RecordingRow {
     pub size: Option<i64>,
 }
 
+/// One leg of a call detail record: how the call went on that leg.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallLeg {
+    /// The call's Call-ID (leg A's).
+    pub call_id: String,
+    /// The number dialled.
+    pub number: String,
+    /// `A` (caller) or `B` (callee).
+    pub leg: String,
+    /// End of the call, Unix milliseconds.
+    pub ended_ms: i64,
+    /// Length of the call's media.
+    pub duration_ms: i64,
+    /// The codec the leg ran.
+    pub codec: String,
+    /// Packets expected from the peer.
+    pub packets: i64,
+    /// Packets lost.
+    pub lost: i64,
+    /// Interarrival jitter, microseconds.
+    pub jitter_us: i64,
+    /// Round-trip time from RTCP, microseconds.
+    pub rtt_us: Option<i64>,
+    /// E-model MOS × 1000.
+    pub mos_milli: i64,
+}
+
 /// Which database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -405,6 +432,63 @@ impl Index {
                     offset_ms: r.try_get::<i64, _>("offset_ms")? as u64,
                     duration_ms: r.try_get::<i64, _>("duration_ms")? as u64,
                     reason: r.try_get("reason")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(IndexError::Db)
+    }
+
+    /// Stores one leg of a call detail record.
+    pub async fn add_call_leg(&self, c: &CallLeg) -> Result<(), IndexError> {
+        sqlx::query(
+            "INSERT INTO call_legs (call_id, number, leg, ended_ms, duration_ms, codec, packets, \
+             lost, jitter_us, rtt_us, mos_milli) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
+        )
+        .bind(&c.call_id)
+        .bind(&c.number)
+        .bind(&c.leg)
+        .bind(c.ended_ms)
+        .bind(c.duration_ms)
+        .bind(&c.codec)
+        .bind(c.packets)
+        .bind(c.lost)
+        .bind(c.jitter_us)
+        .bind(c.rtt_us)
+        .bind(c.mos_milli)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The call detail records of a call (every call when `call_id` is `None`), by end time.
+    pub async fn call_legs(&self, call_id: Option<&str>) -> Result<Vec<CallLeg>, IndexError> {
+        let q = match call_id {
+            Some(c) => sqlx::query(
+                "SELECT call_id, number, leg, ended_ms, duration_ms, codec, packets, lost, \
+                 jitter_us, rtt_us, mos_milli FROM call_legs WHERE call_id = $1 \
+                 ORDER BY ended_ms, leg",
+            )
+            .bind(c.to_owned()),
+            None => sqlx::query(
+                "SELECT call_id, number, leg, ended_ms, duration_ms, codec, packets, lost, \
+                 jitter_us, rtt_us, mos_milli FROM call_legs ORDER BY ended_ms, call_id, leg",
+            ),
+        };
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CallLeg {
+                    call_id: r.try_get("call_id")?,
+                    number: r.try_get("number")?,
+                    leg: r.try_get("leg")?,
+                    ended_ms: r.try_get("ended_ms")?,
+                    duration_ms: r.try_get("duration_ms")?,
+                    codec: r.try_get("codec")?,
+                    packets: r.try_get("packets")?,
+                    lost: r.try_get("lost")?,
+                    jitter_us: r.try_get("jitter_us")?,
+                    rtt_us: r.try_get("rtt_us")?,
+                    mos_milli: r.try_get("mos_milli")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

@@ -185,16 +185,16 @@ impl Sealer {
         let len = u32::try_from(plain.len() + TAG_LEN).unwrap_or(u32::MAX);
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(plain);
-        let mut body = out.split_off(start + 4);
         // Sealing fails only for inputs beyond GCM's 64 GB limit; chunks are far smaller.
-        self.key
-            .seal_in_place_append_tag(
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(
                 nonce(&self.base, self.index),
                 Aad::from(aad(&self.header, self.index, last)),
-                &mut body,
+                &mut out[start + 4..],
             )
             .expect("chunk within AES-GCM limits");
-        out.extend_from_slice(&body);
+        out.extend_from_slice(tag.as_ref());
         self.index += 1;
         self.finished = last;
     }

@@ -2,7 +2,7 @@
 //! speech sipp ships, /usr/share/sip-tester/g711a.pcap) recorded, sealed, closed, decrypted
 //! bit-exact; each kind of damage named; key rotation then playback; crypto-shredding; a crash
 //! while writing, then recovery; moves to the cold tier with a crash after every step and a
-//! fault injected at every cold-tier call; retention.
+//! fault injected at every cold-tier call; retention; call detail records.
 //!
 //! PostgreSQL: `CREST_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/postgres`);
 //! each test makes its own database and drops it.
@@ -387,6 +387,37 @@ async fn round_trip_damage_and_keys(backend: &str) {
     let hist = s.rec.index().history(&row.id).await.unwrap();
     assert_eq!(hist[0].1, "rewrapped");
     assert_eq!(hist[0].2, "k1 -> k2");
+
+    // Call detail records sit beside the recordings.
+    let leg = |l: &str, rtt| crest_recording::CallLeg {
+        call_id: "call-1@test".into(),
+        number: "2000".into(),
+        leg: l.into(),
+        ended_ms: 9_000,
+        duration_ms: 7_000,
+        codec: "PCMU".into(),
+        packets: 350,
+        lost: 2,
+        jitter_us: 1_500,
+        rtt_us: rtt,
+        mos_milli: 4_380,
+    };
+    let (a, b) = (leg("A", Some(12_000)), leg("B", None));
+    s.rec.index().add_call_leg(&a).await.unwrap();
+    s.rec.index().add_call_leg(&b).await.unwrap();
+    assert_eq!(
+        s.rec.index().call_legs(Some("call-1@test")).await.unwrap(),
+        [a.clone(), b]
+    );
+    assert!(
+        s.rec
+            .index()
+            .call_legs(Some("other"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.rec.index().call_legs(None).await.unwrap().len(), 2);
 
     // Crypto-shredding.
     only_k2.shred(&row.id, 6_000).await.unwrap();

@@ -404,9 +404,13 @@ impl Config {
         };
         let recording = crate::recording::Settings::from_config(&config.recording)
             .map_err(|(k, m)| err(&k, m))?;
-        if recording.enabled && media.is_none() {
+        if (recording.enabled || recording.cdr) && media.is_none() {
             return Err(err(
-                "recording.enabled",
+                if recording.enabled {
+                    "recording.enabled"
+                } else {
+                    "recording.cdr"
+                },
                 "recording needs media.anchor: true (Crest must carry the audio)".into(),
             ));
         }

@@ -80,6 +80,14 @@ enum Command {
         #[arg(long, default_value = "config/crest.yaml", global = true)]
         config: PathBuf,
     },
+    /// Call detail records: each leg's codec, packets, loss, jitter, round-trip time and MOS.
+    Cdr {
+        /// One call's Call-ID; every call when omitted.
+        call_id: Option<String>,
+        /// The configuration file (its `recording:` section).
+        #[arg(long, default_value = "config/crest.yaml")]
+        config: PathBuf,
+    },
     /// Recording keys.
     Keys {
         #[command(subcommand)]
@@ -179,6 +187,9 @@ fn main() -> ExitCode {
                 RecordingCommand::Tier => ok(cli::tier(s)),
             })
         }
+        Command::Cdr { call_id, config } => recording_command(&config, |s| {
+            recording::cli::cdr(s, call_id.as_deref()).map(|o| (o, true))
+        }),
         Command::Keys {
             command: KeysCommand::Rotate,
             config,
@@ -351,12 +362,16 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
         },
     );
     let (hangup_tx, hangup_rx) = tokio::sync::mpsc::unbounded_channel();
-    let recorder = if l.recording.enabled {
+    let recorder = if l.recording.enabled || l.recording.cdr {
         let settings = l.recording.clone();
         let h = tokio::task::spawn_blocking(move || recording::start(settings))
             .await?
             .context("starting the recorder")?;
-        info!("recording calls");
+        info!(
+            recording = l.recording.enabled,
+            cdr = l.recording.cdr,
+            "call records database open"
+        );
         Some(h)
     } else {
         None

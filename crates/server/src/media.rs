@@ -339,6 +339,13 @@ impl MediaPlane {
             metrics: self.shared.metrics.clone(),
             span: info_span!("media", call_id = call.call_id),
             announce: self.settings.announce.get(call.number).cloned(),
+            cdr: self.recorder.as_ref().filter(|(_, s)| s.cdr).map(|(h, _)| {
+                (
+                    h.tx.clone(),
+                    call.number.to_owned(),
+                    call.call_id.to_owned(),
+                )
+            }),
             recording: self
                 .recorder
                 .as_ref()
@@ -533,11 +540,14 @@ struct CallTask {
     /// Played to the caller once both legs are up, then cleared.
     announce: Option<(Prompt, bool)>,
     recording: Option<Recording>,
+    /// Where the call detail record goes: (recorder thread, number, Call-ID).
+    cdr: Option<(mpsc::UnboundedSender<RecMsg>, String, String)>,
 }
 
 impl CallTask {
     /// Runs the call's media on its four sockets until the SIP core stops it.
     async fn run(mut self, sockets: [UdpSocket; 4]) {
+        let started = Instant::now();
         let metrics = self.metrics.clone();
         metrics.calls_active.fetch_add(1, Ordering::Relaxed);
         let [rtp_a, rtcp_a, rtp_b, rtcp_b] = &sockets;
@@ -668,7 +678,7 @@ impl CallTask {
         if transcoding {
             metrics.calls_transcoded.fetch_sub(1, Ordering::Relaxed);
         }
-        self.log_quality();
+        self.log_quality(started.elapsed());
         metrics.calls_active.fetch_sub(1, Ordering::Relaxed);
     }
 
@@ -710,9 +720,10 @@ impl CallTask {
 
     /// The per-leg quality at the end of the call: logged (the call's record) and summed
     /// into the metrics.
-    fn log_quality(&self) {
+    fn log_quality(&self, duration: Duration) {
         let _g = self.span.enter();
         let m = &self.metrics;
+        let mut cdr = Vec::new();
         for side in [Side::A, Side::B] {
             let (Some(q), Some(setup)) = (self.media.quality(side), self.media.setup(side)) else {
                 continue;
@@ -732,6 +743,26 @@ impl CallTask {
                 mos = format!("{:.2}", q.mos),
                 "media quality"
             );
+            if let Some((_, number, call_id)) = &self.cdr {
+                cdr.push(crest_recording::CallLeg {
+                    call_id: call_id.clone(),
+                    number: number.clone(),
+                    leg: format!("{side:?}"),
+                    ended_ms: crate::recording::unix_ms(),
+                    duration_ms: duration.as_millis() as i64,
+                    codec: setup.codec.to_string(),
+                    packets: q.expected as i64,
+                    lost: q.lost,
+                    jitter_us: (q.jitter_ms * 1000.0) as i64,
+                    rtt_us: q.rtt_ms.map(|r| (r * 1000.0) as i64),
+                    mos_milli: (q.mos * 1000.0) as i64,
+                });
+            }
+        }
+        if let Some((tx, _, _)) = &self.cdr
+            && !cdr.is_empty()
+        {
+            let _ = tx.send(RecMsg::Cdr(cdr));
         }
     }
 }

@@ -35,6 +35,9 @@ use tracing::{error, info, warn};
 pub(crate) struct RecordingSection {
     /// Record calls.
     pub(crate) enabled: bool,
+    /// Keep a call detail record (each leg's codec, packets, loss, jitter, RTT, MOS) of every
+    /// anchored call in the index database, recorded or not.
+    pub(crate) cdr: bool,
     /// Numbers (routes) whose calls are recorded; empty: every call.
     pub(crate) numbers: Vec<String>,
     /// `wav` (16-bit PCM), `wav-pcmu`, `wav-pcma` or `opus` (Ogg).
@@ -66,6 +69,7 @@ impl Default for RecordingSection {
     fn default() -> Self {
         Self {
             enabled: false,
+            cdr: false,
             numbers: Vec::new(),
             format: "wav".into(),
             layout: "stereo".into(),
@@ -162,6 +166,7 @@ const DAY_MS: i64 = 86_400_000;
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) enabled: bool,
+    pub(crate) cdr: bool,
     numbers: BTreeSet<String>,
     recorder: RecorderConfig,
     section: RecordingSection,
@@ -231,6 +236,7 @@ impl Settings {
         let days = |d: Option<u64>| d.map(|d| d as i64 * DAY_MS);
         Ok(Self {
             enabled: s.enabled,
+            cdr: s.cdr,
             numbers: s.numbers.iter().cloned().collect(),
             recorder: RecorderConfig {
                 format,
@@ -378,6 +384,8 @@ pub(crate) enum RecMsg {
     Pause { call_id: String, reason: String },
     /// End a PCI pause.
     Resume { call_id: String },
+    /// A call ended: its detail record, a row per leg.
+    Cdr(Vec<crest_recording::CallLeg>),
 }
 
 /// Counters for `/metrics`.
@@ -676,6 +684,13 @@ async fn handle(
                 a.recorder.pause(&reason);
             }
         }
+        RecMsg::Cdr(legs) => {
+            for l in &legs {
+                if let Err(e) = rec.index().add_call_leg(l).await {
+                    warn!(call_id = %l.call_id, "call detail record not stored: {e}");
+                }
+            }
+        }
         RecMsg::Resume { call_id } => {
             for a in active.values_mut().filter(|a| a.call_id == call_id) {
                 info!(call_id = %call_id, recording = %a.id, "recording resumed");
@@ -836,6 +851,44 @@ pub(crate) mod cli {
             );
             for (id, e) in r.failed {
                 out.push_str(&format!("{id}: {e}\n"));
+            }
+            Ok(out)
+        })
+    }
+
+    /// `crest cdr [CALL_ID]`: call detail records, a line per leg.
+    pub(crate) fn cdr(settings: &Settings, call_id: Option<&str>) -> anyhow::Result<String> {
+        block(async {
+            let rec = settings.open().await?;
+            let mut out = format!(
+                "{:<28}  {:<8}  {:<3}  {:<13}  {:>8}  {:<5}  {:>7}  {:>5}  {:>9}  {:>7}  {}\n",
+                "CALL-ID",
+                "NUMBER",
+                "LEG",
+                "ENDED(ms)",
+                "LENGTH",
+                "CODEC",
+                "PACKETS",
+                "LOST",
+                "JITTER",
+                "RTT",
+                "MOS"
+            );
+            for l in rec.index().call_legs(call_id).await? {
+                out.push_str(&format!(
+                    "{:<28}  {:<8}  {:<3}  {:<13}  {:>7.1}s  {:<5}  {:>7}  {:>5}  {:>7.1}ms  {:>7}  {:.2}\n",
+                    l.call_id,
+                    l.number,
+                    l.leg,
+                    l.ended_ms,
+                    l.duration_ms as f64 / 1000.0,
+                    l.codec,
+                    l.packets,
+                    l.lost,
+                    l.jitter_us as f64 / 1000.0,
+                    l.rtt_us.map_or("-".into(), |r| format!("{:.1}ms", r as f64 / 1000.0)),
+                    l.mos_milli as f64 / 1000.0
+                ));
             }
             Ok(out)
         })

@@ -4,7 +4,8 @@
 //! caller left and callee right. A second call is cut by kill -9: `verify` reports it open,
 //! the restarted crest recovers it to its last chunk. Then `crest keys rotate` re-wraps both
 //! data keys (playback needs only the new key) and `crest recording tier` moves both to the
-//! cold tier, where `verify --all` and `get` still work.
+//! cold tier, where `verify --all` and `get` still work. The call detail record keeps each
+//! leg's codec and quality (`crest cdr`).
 
 mod common;
 #[path = "common/peer.rs"]
@@ -41,7 +42,7 @@ fn ok(out: &Output) -> String {
 
 fn recording_yaml(data: &Path, current: &str, keys: &[&str], cold_after_days: u32) -> String {
     let mut y = format!(
-        "recording:\n  enabled: true\n  chunk_secs: 1\n  hot_dir: \"{d}/hot\"\n  index: \"sqlite:{d}/index.db\"\n  cold:\n    dir: \"{d}/cold\"\n  current_key: {current}\n  policy:\n    cold_after_days: {cold_after_days}\n  keys:\n",
+        "recording:\n  enabled: true\n  cdr: true\n  chunk_secs: 1\n  hot_dir: \"{d}/hot\"\n  index: \"sqlite:{d}/index.db\"\n  cold:\n    dir: \"{d}/cold\"\n  current_key: {current}\n  policy:\n    cold_after_days: {cold_after_days}\n  keys:\n",
         d = data.display()
     );
     for k in keys {
@@ -126,6 +127,21 @@ fn recorded_calls_are_sealed_paused_recovered_rotated_and_tiered() {
     });
     assert_eq!(crest.metric("crest_recordings_active"), 0);
     assert!(crest.metric("crest_recording_bytes_written_total") > 40_000);
+
+    // The call detail record: both legs, their codec and quality.
+    let cdr = ok(&crest_cli(&config, &["cdr", &call1]));
+    let legs: Vec<&str> = cdr.lines().skip(1).collect();
+    assert_eq!(legs.len(), 2, "{cdr}");
+    for (leg, line) in ["A", "B"].iter().zip(&legs) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            (f[0], f[1], f[2], f[5]),
+            (call1.as_str(), "2000", *leg, "PCMU"),
+            "{cdr}"
+        );
+        assert!(f[6].parse::<u64>().unwrap() >= 120, "{cdr}");
+        assert!(f[10].parse::<f64>().unwrap() > 4.0, "MOS {cdr}");
+    }
 
     // On disk: sealed, no WAV header or audio in the clear.
     let hot: Vec<_> = std::fs::read_dir(data.join("hot")).unwrap().collect();
