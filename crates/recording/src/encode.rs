@@ -136,7 +136,7 @@ impl Encoder {
             let mut enc = opus::Encoder::new(rate, ch, opus::Application::Voip).map_err(e)?;
             enc.set_bitrate(opus::Bitrate::Bits(24_000 * i32::from(channels)))
                 .map_err(e)?;
-            enc.set_complexity(3).map_err(e)?;
+            enc.set_complexity(0).map_err(e)?;
             Some(Box::new(OpusState {
                 enc,
                 writer: PacketWriter::new(Vec::new()),
