@@ -1,4 +1,31 @@
-//! Crest IVR (placeholder crate of the workspace).
+//! Crest IVR: flows that admins write in YAML (`config/flows/*.yaml`, docs/ivr.md), checked
+//! before they run, and a sans-IO interpreter per call.
 //!
-//! Will hold the YAML flow model, its validator and the sans-IO flow engine with ASR and TTS
-//! behind traits (issue "IVR").
+//! ```text
+//!  flow.yaml ─► load::check (schema: file:line:col; graph: targets, reachability, exits,
+//!                            input handling, queues, backends, prompt files)
+//!                    │ Flow (name, version)
+//!                    ▼
+//!  Session::handle(now, Start | PromptDone | BargeIn | Key | Speech | LookupDone …)
+//!        └─► poll_command(): Play · Listen(grammar) · Lookup · Enqueue · Transfer · Callback · Hangup
+//! ```
+//!
+//! Speech comes from a recogniser behind a trait; the engine sees only its
+//! text and confidence, and maps it to an intent with the `ask`'s example phrases.
+
+pub mod engine;
+pub mod intent;
+pub mod interp;
+pub mod load;
+pub mod model;
+pub mod script;
+
+pub use engine::{Command, Grammar, Input, Library, Outcome, Session};
+pub use load::{Context, Flow, FlowError, check, load};
+
+/// The JSON Schema of flow files (`config/schema/flow.schema.json`), from the Rust types.
+pub fn schema() -> String {
+    let s = schemars::schema_for!(model::FlowFile);
+    // A schema built from our own types always serialises.
+    serde_json::to_string_pretty(&s).expect("schema serialises") + "\n"
+}
