@@ -657,7 +657,7 @@ impl Session {
                         true,
                     );
                     self.out.push_back(Command::Listen {
-                        node: a.name.clone(),
+                        node: a.name,
                         grammar: Grammar::YesNo,
                     });
                     self.wait = Wait::Confirm {

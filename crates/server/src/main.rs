@@ -6,6 +6,7 @@
 
 mod admin;
 mod config;
+mod flow;
 mod media;
 mod recording;
 mod simulate;
@@ -80,6 +81,11 @@ enum Command {
         #[arg(long, default_value = "config/crest.yaml", global = true)]
         config: PathBuf,
     },
+    /// IVR flows: check, run scripted calls, print the JSON Schema.
+    Flow {
+        #[command(subcommand)]
+        command: FlowCommand,
+    },
     /// Call detail records: each leg's codec, packets, loss, jitter, round-trip time and MOS.
     Cdr {
         /// One call's Call-ID; every call when omitted.
@@ -135,6 +141,30 @@ enum RecordingCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum FlowCommand {
+    /// Check flow files: schema and graph errors with file:line:column; non-zero on any error.
+    Check {
+        /// Flow files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The ACD file whose queues `queue` nodes may name (default: acd.yaml beside the
+        /// flows' directory, when it exists).
+        #[arg(long)]
+        acd: Option<PathBuf>,
+    },
+    /// Run a flow against scripted calls and check the path, variables and outcome.
+    Test {
+        /// The flow file.
+        flow: PathBuf,
+        /// The script (see config/flows/main.test.yaml).
+        #[arg(long)]
+        script: PathBuf,
+    },
+    /// Print the JSON Schema of flow files (config/schema/flow.schema.json).
+    Schema,
+}
+
+#[derive(Debug, Subcommand)]
 enum KeysCommand {
     /// Re-wrap every recording's data key with `recording.current_key` (audio untouched).
     Rotate,
@@ -186,6 +216,23 @@ fn main() -> ExitCode {
                 RecordingCommand::Shred { call_id } => ok(cli::shred(s, &call_id)),
                 RecordingCommand::Tier => ok(cli::tier(s)),
             })
+        }
+        Command::Flow { command } => {
+            let r = match command {
+                FlowCommand::Check { files, acd } => flow::check(&files, acd.as_deref()),
+                FlowCommand::Test { flow, script } => flow::test(&flow, &script),
+                FlowCommand::Schema => Ok(crest_ivr::schema()),
+            };
+            match r {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(out) => {
+                    print!("{out}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Cdr { call_id, config } => recording_command(&config, |s| {
             recording::cli::cdr(s, call_id.as_deref()).map(|o| (o, true))

@@ -1,0 +1,123 @@
+//! `crest flow check|test|schema`: the IVR's flows from the command line.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crest_ivr::script::{Hear, Script, run_case};
+use crest_ivr::{Context, Flow, Grammar, Library};
+
+use crate::config::{parse_yaml, read_file};
+
+/// What flows are checked against: the ACD's queues (when its file is there) and the names of
+/// the flows checked together.
+fn context(acd: Option<&Path>, flows: &[PathBuf]) -> Result<Context, String> {
+    let queues = match acd {
+        Some(p) => {
+            let (file, text) = read_file(p).map_err(|e| e.to_string())?;
+            let cfg: crest_acd::AcdConfig = parse_yaml(&file, &text).map_err(|e| e.to_string())?;
+            Some(
+                cfg.queues
+                    .into_iter()
+                    .map(|q| q.name)
+                    .collect::<BTreeSet<_>>(),
+            )
+        }
+        None => None,
+    };
+    // Flow names come from the files themselves (a flow may call any flow checked with it).
+    let names = flows
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter_map(|t| crest_ivr::load::parse("", &t).ok())
+        .map(|f| f.flow)
+        .collect();
+    Ok(Context {
+        queues,
+        flows: Some(names),
+    })
+}
+
+/// The ACD file beside a flow: `config/acd.yaml` for `config/flows/x.yaml`, if it exists.
+fn default_acd(flow: &Path) -> Option<PathBuf> {
+    let p = flow.parent()?.parent()?.join("acd.yaml");
+    p.is_file().then_some(p)
+}
+
+/// `crest flow check FILE...`: every error of every file; Ok(report) when all pass.
+pub(crate) fn check(files: &[PathBuf], acd: Option<&Path>) -> Result<String, String> {
+    let acd = acd
+        .map(Path::to_owned)
+        .or_else(|| files.first().and_then(|f| default_acd(f)));
+    let ctx = context(acd.as_deref(), files)?;
+    let mut out = String::new();
+    let mut bad = 0;
+    for f in files {
+        match crest_ivr::load(f, &ctx) {
+            Ok(flow) => out.push_str(&format!(
+                "{}: OK (flow {}, version {}, {} nodes)\n",
+                f.display(),
+                flow.name,
+                flow.version,
+                flow.def.nodes.len()
+            )),
+            Err(errs) => {
+                bad += errs.len();
+                for e in errs {
+                    out.push_str(&format!("{e}\n"));
+                }
+            }
+        }
+    }
+    if bad > 0 {
+        return Err(out + &format!("{bad} errors\n"));
+    }
+    Ok(out)
+}
+
+struct NoRecogniser;
+
+impl Hear for NoRecogniser {
+    fn hear(&mut self, _: &Path, _: &Grammar) -> Result<(String, f32), String> {
+        Err("no speech recogniser is built into this crest".into())
+    }
+}
+
+/// `crest flow test FLOW --script SCRIPT`.
+pub(crate) fn test(flow: &Path, script: &Path) -> Result<String, String> {
+    let acd = default_acd(flow);
+    let ctx = context(acd.as_deref(), &[flow.to_owned()])?;
+    let f: Flow = crest_ivr::load(flow, &ctx)
+        .map_err(|errs| errs.iter().map(|e| format!("{e}\n")).collect::<String>())?;
+    let (file, text) = read_file(script).map_err(|e| e.to_string())?;
+    let s: Script = parse_yaml(&file, &text).map_err(|e| e.to_string())?;
+    let f = Arc::new(f);
+    let lib = Arc::new(Library::new([f.clone()]));
+    let dir = script.parent().unwrap_or(Path::new("."));
+    let mut out = String::new();
+    let mut failed = 0;
+    for case in &s.cases {
+        let r = run_case(&lib, &f, case, dir, &mut NoRecogniser);
+        if r.failures.is_empty() {
+            out.push_str(&format!(
+                "ok    {} ({} → {})\n",
+                r.name,
+                r.path.join(" → "),
+                r.outcome.as_deref().unwrap_or("-")
+            ));
+        } else {
+            failed += 1;
+            out.push_str(&format!("FAIL  {}\n", r.name));
+            for e in &r.failures {
+                out.push_str(&format!("      {e}\n"));
+            }
+            out.push_str(&format!("      path: {}\n", r.path.join(" → ")));
+        }
+    }
+    out.push_str(&format!(
+        "{} cases, {} passed, {failed} failed\n",
+        s.cases.len(),
+        s.cases.len() - failed
+    ));
+    if failed > 0 { Err(out) } else { Ok(out) }
+}
