@@ -299,6 +299,11 @@ fn an_offer_crest_cannot_anchor_gets_488_with_a_warning() {
         0,
         "nothing reached the callee"
     );
+    // The refused call's media task stops on its own thread, soon after the 488.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while crest.metric("crest_media_calls_active") != 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(crest.metric("crest_media_calls_active"), 0);
 }
 
