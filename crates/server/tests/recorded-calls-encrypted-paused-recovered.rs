@@ -254,5 +254,24 @@ fn recorded_calls_are_sealed_paused_recovered_rotated_and_tiered() {
         &["recording", "get", &call1, "--out", cold.to_str().unwrap()],
     ));
     assert_eq!(std::fs::read(&cold).unwrap(), wav1);
+
+    // Crypto-shredding: the data key goes, the ciphertext can never be played again.
+    let s = ok(&crest_cli(&k2_only, &["recording", "shred", &call2]));
+    assert!(s.contains("data key deleted"), "{s}");
+    let g = crest_cli(
+        &k2_only,
+        &[
+            "recording",
+            "get",
+            &call2,
+            "--out",
+            data.join("x.wav").to_str().unwrap(),
+        ],
+    );
+    assert!(!g.status.success());
+    assert!(
+        String::from_utf8_lossy(&g.stderr).contains("shredded"),
+        "{g:?}"
+    );
     drop(crest);
 }
