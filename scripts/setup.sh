@@ -3,10 +3,13 @@
 # Used by both README commands (run and test) and by .ci/run.
 #   cmake       - builds libopus for the media plane (opus crate)
 #   sip-tester  - sipp, the SIP peer of the integration tests and benchmarks
+#   libpocketsphinx-dev, libsphinxbase-dev, pocketsphinx-en-us - the IVR's speech recogniser
+#                 (Debian's CMU PocketSphinx and its en-us model; nothing is downloaded at run time)
+#   espeak-ng, sox - the IVR's TTS, and telephone speech for the IVR tests
 # and makes sure PostgreSQL answers on 127.0.0.1:5432 (the recording index's tests run against
 # it as well as SQLite): it is started when installed but stopped, installed when missing.
 set -euo pipefail
-PKGS=(cmake sip-tester)
+PKGS=(cmake sip-tester libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us espeak-ng sox)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

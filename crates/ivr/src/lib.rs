@@ -13,11 +13,13 @@
 //! Speech comes from a recogniser behind a trait; the engine sees only its
 //! text and confidence, and maps it to an intent with the `ask`'s example phrases.
 
+pub mod asr;
 pub mod engine;
 pub mod intent;
 pub mod interp;
 pub mod load;
 pub mod model;
+pub mod pocketsphinx;
 pub mod script;
 
 pub use engine::{Command, Grammar, Input, Library, Outcome, Session};

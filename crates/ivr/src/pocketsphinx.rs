@@ -1,0 +1,298 @@
+//! CMU PocketSphinx (Debian's `libpocketsphinx3` 5prealpha and `pocketsphinx-en-us`) through a
+//! small FFI module of our own: one decoder per listening call, a JSGF grammar per `ask`, the
+//! dictionary cut to the grammar's words, 8 kHz audio upsampled to 16 kHz, and the decoder's
+//! voice activity detection for the end of an utterance.
+//!
+//! Why our own FFI: the crates.io `pocketsphinx` bindings declare `ps_start_utt`, `ps_get_hyp`
+//! and `ps_nbest` with the arguments of an older API (ASR.md); the signatures below are those
+//! of `/usr/include/pocketsphinx/{pocketsphinx,ps_search}.h`.
+// The decoder is C: every call into it is `unsafe`, kept to this module, each with the
+// invariant it relies on. Nothing else in the crate uses unsafe code.
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::asr::{AsrError, Heard, Recognizer, jsgf, prune_dict, upsample_2x};
+use crate::engine::Grammar;
+
+#[link(name = "pocketsphinx")]
+#[link(name = "sphinxbase")]
+unsafe extern "C" {
+    fn ps_args() -> *const c_void;
+    fn err_set_logfp(stream: *mut c_void);
+    fn cmd_ln_parse_r(
+        inout: *mut c_void,
+        defn: *const c_void,
+        argc: c_int,
+        argv: *const *const c_char,
+        strict: c_int,
+    ) -> *mut c_void;
+    fn cmd_ln_free_r(cmdln: *mut c_void) -> c_int;
+    fn ps_init(config: *mut c_void) -> *mut c_void;
+    fn ps_free(ps: *mut c_void) -> c_int;
+    fn ps_set_jsgf_string(ps: *mut c_void, name: *const c_char, jsgf: *const c_char) -> c_int;
+    fn ps_set_search(ps: *mut c_void, name: *const c_char) -> c_int;
+    fn ps_start_utt(ps: *mut c_void) -> c_int;
+    fn ps_end_utt(ps: *mut c_void) -> c_int;
+    fn ps_process_raw(
+        ps: *mut c_void,
+        data: *const i16,
+        n_samples: usize,
+        no_search: c_int,
+        full_utt: c_int,
+    ) -> c_int;
+    fn ps_get_in_speech(ps: *mut c_void) -> u8;
+    fn ps_get_hyp(ps: *mut c_void, out_best_score: *mut i32) -> *const c_char;
+}
+
+/// Where the model and dictionary are (Debian's `pocketsphinx-en-us`).
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// The acoustic model directory.
+    pub hmm: PathBuf,
+    /// The pronouncing dictionary, read once.
+    dict: Arc<str>,
+}
+
+/// Debian's model directory.
+pub const DEBIAN_MODEL: &str = "/usr/share/pocketsphinx/model/en-us";
+
+impl Model {
+    /// The model under `dir` (`en-us/` and `cmudict-en-us.dict`).
+    pub fn load(dir: &Path) -> Result<Self, AsrError> {
+        let dict = std::fs::read_to_string(dir.join("cmudict-en-us.dict")).map_err(|e| {
+            AsrError::Engine(format!(
+                "{}: {e} (install pocketsphinx-en-us)",
+                dir.display()
+            ))
+        })?;
+        Ok(Self {
+            hmm: dir.join("en-us"),
+            dict: dict.into(),
+        })
+    }
+}
+
+/// A PocketSphinx decoder for one call.
+///
+/// Off-topic speech: a garbage branch inside the intent grammar swallows most synthetic (and
+/// some real) in-grammar speech (ASR.md measured 69 of 90), so the garbage loop runs as a second
+/// decoder on the same audio instead; an utterance is no intent when the garbage path scores
+/// better than the best intent path by more than `margin` (log-likelihood units).
+#[derive(Debug)]
+pub struct PocketSphinx {
+    model: Model,
+    margin: Option<i32>,
+    main: Option<Decoder>,
+    garbage: Option<Decoder>,
+    in_speech: bool,
+    heard_speech: bool,
+    up: Vec<i16>,
+    scores: (i32, Option<i32>),
+}
+
+/// An initialised decoder (owned C pointers).
+#[derive(Debug)]
+struct Decoder {
+    ps: *mut c_void,
+    config: *mut c_void,
+}
+
+// The decoder is used by one thread at a time (the recogniser is `Send`, not `Sync`); the C
+// library keeps no thread-local state.
+unsafe impl Send for Decoder {}
+
+impl Drop for Decoder {
+    fn drop(&mut self) {
+        // SAFETY: both pointers came from ps_init / cmd_ln_parse_r and are freed once, here.
+        unsafe {
+            ps_free(self.ps);
+            cmd_ln_free_r(self.config);
+        }
+    }
+}
+
+fn cstring(s: &str) -> Result<CString, AsrError> {
+    CString::new(s).map_err(|_| AsrError::Engine("NUL in a decoder argument".into()))
+}
+
+impl PocketSphinx {
+    /// A recogniser on `model`; with `margin`, intent grammars reject off-topic speech.
+    pub fn new(model: Model, margin: Option<i32>) -> Self {
+        Self {
+            model,
+            margin,
+            main: None,
+            garbage: None,
+            in_speech: false,
+            heard_speech: false,
+            up: Vec::new(),
+            scores: (0, None),
+        }
+    }
+
+    /// The path scores of the last utterance: the grammar's and the garbage loop's.
+    pub fn scores(&self) -> (i32, Option<i32>) {
+        self.scores
+    }
+
+    fn decoder(&self, grammar: &Grammar, garbage: bool) -> Result<Decoder, AsrError> {
+        let (text, words) = jsgf(grammar, garbage);
+        let (dict, missing) = prune_dict(&self.model.dict, &words);
+        if !missing.is_empty() {
+            return Err(AsrError::UnknownWords(missing));
+        }
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dict_path =
+            std::env::temp_dir().join(format!("crest-asr-{}-{n}.dict", std::process::id()));
+        std::fs::write(&dict_path, &dict).map_err(|e| AsrError::Engine(e.to_string()))?;
+        // The library's log is one global file; `-logfn` per decoder would reopen (and close)
+        // it under other threads' decoders. It is turned off once, for the process.
+        static QUIET: std::sync::Once = std::sync::Once::new();
+        // SAFETY: a NULL stream is the documented way to disable logging (err.h).
+        QUIET.call_once(|| unsafe { err_set_logfp(std::ptr::null_mut()) });
+        let args = [
+            "-hmm",
+            &self.model.hmm.to_string_lossy(),
+            "-dict",
+            &dict_path.to_string_lossy(),
+        ]
+        .map(cstring);
+        let args: Vec<CString> = args.into_iter().collect::<Result<_, _>>()?;
+        let argv: Vec<*const c_char> = args.iter().map(|a| a.as_ptr()).collect();
+        // SAFETY: argv holds argc valid NUL-terminated strings that outlive the call;
+        // ps_args() is the library's static argument table.
+        let config = unsafe {
+            cmd_ln_parse_r(
+                std::ptr::null_mut(),
+                ps_args(),
+                argv.len() as c_int,
+                argv.as_ptr(),
+                1,
+            )
+        };
+        if config.is_null() {
+            let _ = std::fs::remove_file(&dict_path);
+            return Err(AsrError::Engine("bad decoder arguments".into()));
+        }
+        // SAFETY: config is a valid command-line object; ps_init copies what it needs.
+        let ps = unsafe { ps_init(config) };
+        let _ = std::fs::remove_file(&dict_path);
+        if ps.is_null() {
+            // SAFETY: config came from cmd_ln_parse_r and is not used again.
+            unsafe { cmd_ln_free_r(config) };
+            return Err(AsrError::Engine(format!(
+                "the decoder did not start (model {})",
+                self.model.hmm.display()
+            )));
+        }
+        let d = Decoder { ps, config };
+        let name = cstring("crest")?;
+        let g = cstring(&text)?;
+        // SAFETY: d.ps is a live decoder; name and g are valid C strings for the call.
+        let ok = unsafe {
+            ps_set_jsgf_string(d.ps, name.as_ptr(), g.as_ptr()) >= 0
+                && ps_set_search(d.ps, name.as_ptr()) >= 0
+                && ps_start_utt(d.ps) >= 0
+        };
+        if !ok {
+            return Err(AsrError::Engine(format!("grammar refused:\n{text}")));
+        }
+        Ok(d)
+    }
+
+    fn hypothesis(d: &Decoder) -> (String, i32) {
+        let mut score = 0i32;
+        // SAFETY: d.ps is a live decoder; the returned string is owned by the decoder and
+        // copied before the next call into it.
+        unsafe {
+            ps_end_utt(d.ps);
+            let h = ps_get_hyp(d.ps, &mut score);
+            let text = if h.is_null() {
+                String::new()
+            } else {
+                CStr::from_ptr(h).to_string_lossy().into_owned()
+            };
+            (text, score)
+        }
+    }
+
+    /// Ends the utterance in both decoders and decides.
+    fn verdict(&mut self) -> Heard {
+        let (text, score) = match self.main.take() {
+            Some(d) if self.heard_speech => Self::hypothesis(&d),
+            _ => (String::new(), i32::MIN),
+        };
+        let garbage = self
+            .garbage
+            .take()
+            .filter(|_| self.heard_speech)
+            .map(|d| Self::hypothesis(&d).1);
+        self.scores = (score, garbage);
+        let rejected = match (garbage, self.margin) {
+            (Some(g), Some(m)) => i64::from(g) - i64::from(score) > i64::from(m),
+            _ => false,
+        };
+        let text = if rejected { String::new() } else { text };
+        Heard {
+            confidence: if text.is_empty() { 0.0 } else { 1.0 },
+            text,
+        }
+    }
+}
+
+impl Recognizer for PocketSphinx {
+    fn start(&mut self, grammar: &Grammar) -> Result<(), AsrError> {
+        self.main = Some(self.decoder(grammar, false)?);
+        self.garbage = match grammar {
+            Grammar::Intents(_) if self.margin.is_some() => {
+                Some(self.decoder(&Grammar::Intents(Vec::new()), true)?)
+            }
+            _ => None,
+        };
+        self.in_speech = false;
+        self.heard_speech = false;
+        Ok(())
+    }
+
+    fn feed(&mut self, pcm: &[i16], rate: u32) -> Result<Option<Heard>, AsrError> {
+        let Some(d) = &self.main else {
+            return Ok(None);
+        };
+        let data: &[i16] = if rate == 8000 {
+            self.up.clear();
+            // Linear interpolation: Crest's polyphase resampler (flat to 3.4 kHz, nothing above)
+            // cut intent accuracy on telephone speech from 30/30 to 8/30 in a side-by-side
+            // run; the model was trained on wideband audio and does better with the images.
+            upsample_2x(pcm, &mut self.up);
+            &self.up
+        } else if rate == 16000 {
+            pcm
+        } else {
+            return Err(AsrError::Engine(format!("{rate} Hz audio (8000 or 16000)")));
+        };
+        // SAFETY: the decoders are live and in an utterance; data is valid for its length.
+        let speech = unsafe {
+            for g in self.garbage.iter().chain([d]) {
+                if ps_process_raw(g.ps, data.as_ptr(), data.len(), 0, 0) < 0 {
+                    return Err(AsrError::Engine("decoding failed".into()));
+                }
+            }
+            ps_get_in_speech(d.ps) != 0
+        };
+        self.heard_speech |= speech;
+        let ended = self.in_speech && !speech;
+        self.in_speech = speech;
+        if !ended {
+            return Ok(None);
+        }
+        Ok(Some(self.verdict()))
+    }
+
+    fn finish(&mut self) -> Result<Heard, AsrError> {
+        Ok(self.verdict())
+    }
+}
