@@ -21,6 +21,7 @@ pub mod load;
 pub mod model;
 pub mod pocketsphinx;
 pub mod script;
+pub mod tts;
 
 pub use engine::{Command, Grammar, Input, Library, Outcome, Session};
 pub use load::{Context, Flow, FlowError, check, load};

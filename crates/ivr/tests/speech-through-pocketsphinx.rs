@@ -112,3 +112,26 @@ fn telephone_speech_reaches_the_right_intent() {
     let e = r.start(&bad).unwrap_err().to_string();
     assert!(e.contains("frobnicate") && e.contains("quux"), "{e}");
 }
+
+#[test]
+fn tts_prompts_are_rendered_at_the_call_rate_cached_and_understood() {
+    use crest_ivr::tts::{EspeakNg, Tts};
+    let tts = EspeakNg::new(150);
+    let p = tts.render("talk to an agent", "en-us", 8000).unwrap();
+    let secs = p.len() as f64 / 8000.0;
+    assert!((0.6..3.0).contains(&secs), "{secs} s");
+    let again = tts.render("talk to an agent", "en-us", 8000).unwrap();
+    assert!(Arc::ptr_eq(&p, &again), "the second render comes from the cache");
+    assert_eq!(tts.cached(), 1);
+    let wide = tts.render("talk to an agent", "en-us", 16000).unwrap();
+    assert!((wide.len() as f64 / p.len() as f64 - 2.0).abs() < 0.01);
+    assert!(tts.render("hello", "no-such-voice", 8000).is_err());
+    // What Crest says, the recogniser understands.
+    let model = Model::load(Path::new(DEBIAN_MODEL)).unwrap();
+    let mut r = PocketSphinx::new(model, Some(0));
+    let g = Grammar::Intents(vec![
+        ("agent".into(), vec!["talk to an agent".into()]),
+        ("refund".into(), vec!["i want a refund".into()]),
+    ]);
+    assert_eq!(hear(&mut r, &g, &p), "talk to an agent");
+}

@@ -1,0 +1,193 @@
+//! Text to speech behind a trait: espeak-ng (Debian) by default, rendered at the call's
+//! sample rate and cached by text, voice and rate; recorded prompts come from WAV files.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+/// Why a prompt could not be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TtsError(pub String);
+
+impl std::fmt::Display for TtsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "text to speech: {}", self.0)
+    }
+}
+
+impl std::error::Error for TtsError {}
+
+/// A speech synthesiser.
+pub trait Tts: Send + Sync {
+    /// `text` in `voice` as 16-bit mono PCM at `rate`.
+    fn render(&self, text: &str, voice: &str, rate: u32) -> Result<Arc<[i16]>, TtsError>;
+}
+
+type Key = (String, String, u32);
+
+/// espeak-ng as a subprocess, with a cache of what it rendered.
+#[derive(Debug, Default)]
+pub struct EspeakNg {
+    /// Words per minute.
+    pub speed: u32,
+    cache: Mutex<HashMap<Key, Arc<[i16]>>>,
+    voices: std::sync::OnceLock<Vec<String>>,
+}
+
+impl EspeakNg {
+    /// espeak-ng at `speed` words per minute.
+    pub fn new(speed: u32) -> Self {
+        Self {
+            speed,
+            cache: Mutex::default(),
+            voices: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Whether espeak-ng has `voice` (`en-us`, `en-us+m3` for a variant, or a voice file):
+    /// espeak-ng itself falls back to its default voice without a word.
+    pub fn has_voice(&self, voice: &str) -> bool {
+        let names = self.voices.get_or_init(|| {
+            let out = Command::new("espeak-ng").arg("--voices").output();
+            let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+            text.unwrap_or_default()
+                .lines()
+                .skip(1)
+                .flat_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    [f.get(1), f.get(3), f.get(4)]
+                        .into_iter()
+                        .flatten()
+                        .map(|s| s.to_lowercase())
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        });
+        let base = voice.split('+').next().unwrap_or(voice).to_lowercase();
+        names.contains(&base)
+    }
+
+    /// Prompts rendered so far.
+    pub fn cached(&self) -> usize {
+        self.cache.lock().map_or(0, |c| c.len())
+    }
+}
+
+impl Tts for EspeakNg {
+    fn render(&self, text: &str, voice: &str, rate: u32) -> Result<Arc<[i16]>, TtsError> {
+        let key = (text.to_owned(), voice.to_owned(), rate);
+        if let Some(p) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(p);
+        }
+        if !self.has_voice(voice) {
+            return Err(TtsError(format!("espeak-ng has no voice {voice:?} (espeak-ng --voices)")));
+        }
+        let mut child = Command::new("espeak-ng")
+            .args(["-v", voice, "-s", &self.speed.to_string(), "--stdout", "--stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| TtsError(format!("espeak-ng: {e} (install espeak-ng)")))?;
+        if let Some(mut i) = child.stdin.take() {
+            // The text goes on standard input, so nothing in it is read as an option.
+            i.write_all(text.as_bytes())
+                .map_err(|e| TtsError(e.to_string()))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| TtsError(e.to_string()))?;
+        if !out.status.success() {
+            return Err(TtsError(format!(
+                "espeak-ng voice {voice:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let (from, pcm) = wav_pcm(&out.stdout).ok_or_else(|| TtsError("espeak-ng gave no WAV".into()))?;
+        let pcm: Arc<[i16]> = resample(&pcm, from, rate).into();
+        if let Ok(mut c) = self.cache.lock() {
+            c.insert(key, pcm.clone());
+        }
+        Ok(pcm)
+    }
+}
+
+/// The rate and samples of a 16-bit mono WAV (as espeak-ng writes it: sizes may be unset).
+pub fn wav_pcm(b: &[u8]) -> Option<(u32, Vec<i16>)> {
+    if b.len() < 12 || &b[..4] != b"RIFF" || &b[8..12] != b"WAVE" {
+        return None;
+    }
+    let mut at = 12;
+    let mut rate = None;
+    while at + 8 <= b.len() {
+        let id = &b[at..at + 4];
+        let len = u32::from_le_bytes(b[at + 4..at + 8].try_into().ok()?) as usize;
+        if id == b"fmt " {
+            let f = b.get(at + 8..at + 24)?;
+            let channels = u16::from_le_bytes([f[2], f[3]]);
+            let bits = u16::from_le_bytes([f[14], f[15]]);
+            if channels != 1 || bits != 16 {
+                return None;
+            }
+            rate = Some(u32::from_le_bytes(f[4..8].try_into().ok()?));
+        }
+        if id == b"data" {
+            let data = &b[at + 8..];
+            let data = &data[..data.len().min(len)];
+            let pcm = data.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
+            return Some((rate?, pcm));
+        }
+        at += 8 + len + (len & 1);
+    }
+    None
+}
+
+/// Any rate to any rate with a windowed-sinc low-pass (prompts are rendered once and cached,
+/// so clarity matters more than speed here).
+pub fn resample(pcm: &[i16], from: u32, to: u32) -> Vec<i16> {
+    if from == to || pcm.is_empty() {
+        return pcm.to_vec();
+    }
+    let ratio = f64::from(to) / f64::from(from);
+    let cutoff = ratio.min(1.0) * 0.95;
+    let half = 16i64;
+    let n = (pcm.len() as f64 * ratio) as usize;
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / ratio;
+            let c = t.floor() as i64;
+            let mut acc = 0.0;
+            for k in c - half + 1..=c + half {
+                let Some(&s) = usize::try_from(k).ok().and_then(|k| pcm.get(k)) else {
+                    continue;
+                };
+                let x = t - k as f64;
+                let sinc = if x.abs() < 1e-9 {
+                    cutoff
+                } else {
+                    (std::f64::consts::PI * x * cutoff).sin() / (std::f64::consts::PI * x)
+                };
+                let w = 0.5 + 0.5 * (std::f64::consts::PI * x / half as f64).cos();
+                acc += f64::from(s) * sinc * w;
+            }
+            acc.clamp(-32768.0, 32767.0) as i16
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resampling_keeps_a_tone() {
+        let x: Vec<i16> = (0..22050)
+            .map(|i| (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * f64::from(i) / 22050.0).sin()) as i16)
+            .collect();
+        let y = resample(&x, 22050, 8000);
+        assert_eq!(y.len(), 8000);
+        let peak = y[1000..7000].iter().map(|v| v.abs()).max().unwrap();
+        assert!((7000..=8400).contains(&peak), "{peak}");
+    }
+}
