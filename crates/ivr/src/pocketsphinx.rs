@@ -154,11 +154,20 @@ impl PocketSphinx {
         static QUIET: std::sync::Once = std::sync::Once::new();
         // SAFETY: a NULL stream is the documented way to disable logging (err.h).
         QUIET.call_once(|| unsafe { err_set_logfp(std::ptr::null_mut()) });
+        // Word insertion penalty: digit strings suffer insertions ("one eight two …") at the
+        // default 0.65; 0.001 made 8 of 40 espeak digit strings exact instead of 2 of 40.
+        let wip = if *grammar == Grammar::Digits {
+            "0.001"
+        } else {
+            "0.65"
+        };
         let args = [
             "-hmm",
             &self.model.hmm.to_string_lossy(),
             "-dict",
             &dict_path.to_string_lossy(),
+            "-wip",
+            wip,
         ]
         .map(cstring);
         let args: Vec<CString> = args.into_iter().collect::<Result<_, _>>()?;

@@ -29,9 +29,11 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use crate::asr::Recognizer;
 use crate::engine::{Command, Grammar, Input, Library, Outcome, Session};
 use crate::interp::Vars;
 use crate::load::Flow;
+use crate::tts::wav_pcm;
 
 /// A script file.
 #[derive(Debug, Clone, Deserialize)]
@@ -123,6 +125,29 @@ pub struct Expect {
 pub trait Hear {
     /// What the recogniser makes of `file` with `grammar`: words and confidence.
     fn hear(&mut self, file: &Path, grammar: &Grammar) -> Result<(String, f32), String>;
+}
+
+/// `wav:` turns through a real recogniser: the file (16-bit mono WAV, 8 or 16 kHz) in 20 ms
+/// frames, then a second of silence for the end of the utterance.
+#[derive(Debug)]
+pub struct Transcribe<R>(pub R);
+
+impl<R: Recognizer> Hear for Transcribe<R> {
+    fn hear(&mut self, file: &Path, grammar: &Grammar) -> Result<(String, f32), String> {
+        let bytes = std::fs::read(file).map_err(|e| e.to_string())?;
+        let (rate, pcm) = wav_pcm(&bytes).ok_or("not a 16-bit mono WAV file")?;
+        let r = &mut self.0;
+        r.start(grammar).map_err(|e| e.to_string())?;
+        let frame = (rate / 50).max(1) as usize;
+        let silence = vec![0i16; rate as usize];
+        for f in pcm.chunks(frame).chain(silence.chunks(frame)) {
+            if let Some(h) = r.feed(f, rate).map_err(|e| e.to_string())? {
+                return Ok((h.text, h.confidence));
+            }
+        }
+        let h = r.finish().map_err(|e| e.to_string())?;
+        Ok((h.text, h.confidence))
+    }
 }
 
 /// What one case did.

@@ -81,10 +81,19 @@ impl Tts for EspeakNg {
             return Ok(p);
         }
         if !self.has_voice(voice) {
-            return Err(TtsError(format!("espeak-ng has no voice {voice:?} (espeak-ng --voices)")));
+            return Err(TtsError(format!(
+                "espeak-ng has no voice {voice:?} (espeak-ng --voices)"
+            )));
         }
         let mut child = Command::new("espeak-ng")
-            .args(["-v", voice, "-s", &self.speed.to_string(), "--stdout", "--stdin"])
+            .args([
+                "-v",
+                voice,
+                "-s",
+                &self.speed.to_string(),
+                "--stdout",
+                "--stdin",
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -104,7 +113,8 @@ impl Tts for EspeakNg {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        let (from, pcm) = wav_pcm(&out.stdout).ok_or_else(|| TtsError("espeak-ng gave no WAV".into()))?;
+        let (from, pcm) =
+            wav_pcm(&out.stdout).ok_or_else(|| TtsError("espeak-ng gave no WAV".into()))?;
         let pcm: Arc<[i16]> = resample(&pcm, from, rate).into();
         if let Ok(mut c) = self.cache.lock() {
             c.insert(key, pcm.clone());
@@ -135,7 +145,10 @@ pub fn wav_pcm(b: &[u8]) -> Option<(u32, Vec<i16>)> {
         if id == b"data" {
             let data = &b[at + 8..];
             let data = &data[..data.len().min(len)];
-            let pcm = data.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
+            let pcm = data
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                .collect();
             return Some((rate?, pcm));
         }
         at += 8 + len + (len & 1);
@@ -183,7 +196,10 @@ mod tests {
     #[test]
     fn resampling_keeps_a_tone() {
         let x: Vec<i16> = (0..22050)
-            .map(|i| (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * f64::from(i) / 22050.0).sin()) as i16)
+            .map(|i| {
+                (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * f64::from(i) / 22050.0).sin())
+                    as i16
+            })
             .collect();
         let y = resample(&x, 22050, 8000);
         assert_eq!(y.len(), 8000);

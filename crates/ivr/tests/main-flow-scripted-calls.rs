@@ -1,11 +1,12 @@
-//! The shipped flow (config/flows/main.yaml) against its scripted calls (main.test.yaml), and
-//! the engine's timers and barge-in in virtual time.
+//! The shipped flow (config/flows/main.yaml) against its scripted calls (main.test.yaml, its
+//! `wav:` turns through PocketSphinx), and the engine's timers and barge-in in virtual time.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crest_ivr::script::{Hear, Script, run_case};
+use crest_ivr::pocketsphinx::{DEBIAN_MODEL, Model, PocketSphinx};
+use crest_ivr::script::{Hear, Script, Transcribe, run_case};
 use crest_ivr::{Command, Context, Grammar, Input, Library, Outcome, Session, load};
 
 struct Deaf;
@@ -14,6 +15,11 @@ impl Hear for Deaf {
     fn hear(&mut self, _: &Path, _: &Grammar) -> Result<(String, f32), String> {
         Err("no recogniser in this test".into())
     }
+}
+
+fn recogniser() -> Transcribe<PocketSphinx> {
+    let model = Model::load(Path::new(DEBIAN_MODEL)).unwrap();
+    Transcribe(PocketSphinx::new(model, Some(0)))
 }
 
 fn main_flow() -> Arc<crest_ivr::Flow> {
@@ -29,8 +35,9 @@ fn every_scripted_call_takes_its_path() {
     let text = std::fs::read_to_string(dir.join("main.test.yaml")).unwrap();
     let script: Script = serde_saphyr::from_str(&text).unwrap();
     assert!(script.cases.len() >= 8);
+    let mut hear = recogniser();
     for case in &script.cases {
-        let r = run_case(&lib, &flow, case, &dir, &mut Deaf);
+        let r = run_case(&lib, &flow, case, &dir, &mut hear);
         assert!(
             r.failures.is_empty(),
             "{}: {:?}\npath {:?}\nsaid {:?}",

@@ -121,7 +121,10 @@ fn tts_prompts_are_rendered_at_the_call_rate_cached_and_understood() {
     let secs = p.len() as f64 / 8000.0;
     assert!((0.6..3.0).contains(&secs), "{secs} s");
     let again = tts.render("talk to an agent", "en-us", 8000).unwrap();
-    assert!(Arc::ptr_eq(&p, &again), "the second render comes from the cache");
+    assert!(
+        Arc::ptr_eq(&p, &again),
+        "the second render comes from the cache"
+    );
     assert_eq!(tts.cached(), 1);
     let wide = tts.render("talk to an agent", "en-us", 16000).unwrap();
     assert!((wide.len() as f64 / p.len() as f64 - 2.0).abs() < 0.01);

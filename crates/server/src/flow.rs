@@ -4,8 +4,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crest_ivr::script::{Hear, Script, run_case};
-use crest_ivr::{Context, Flow, Grammar, Library};
+use crest_ivr::pocketsphinx::{DEBIAN_MODEL, Model, PocketSphinx};
+use crest_ivr::script::{Script, Transcribe, run_case};
+use crest_ivr::{Context, Flow, Library};
 
 use crate::config::{parse_yaml, read_file};
 
@@ -75,14 +76,6 @@ pub(crate) fn check(files: &[PathBuf], acd: Option<&Path>) -> Result<String, Str
     Ok(out)
 }
 
-struct NoRecogniser;
-
-impl Hear for NoRecogniser {
-    fn hear(&mut self, _: &Path, _: &Grammar) -> Result<(String, f32), String> {
-        Err("no speech recogniser is built into this crest".into())
-    }
-}
-
 /// `crest flow test FLOW --script SCRIPT`.
 pub(crate) fn test(flow: &Path, script: &Path) -> Result<String, String> {
     let acd = default_acd(flow);
@@ -96,8 +89,10 @@ pub(crate) fn test(flow: &Path, script: &Path) -> Result<String, String> {
     let dir = script.parent().unwrap_or(Path::new("."));
     let mut out = String::new();
     let mut failed = 0;
+    let model = Model::load(Path::new(DEBIAN_MODEL)).map_err(|e| e.to_string())?;
+    let mut hear = Transcribe(PocketSphinx::new(model, Some(0)));
     for case in &s.cases {
-        let r = run_case(&lib, &f, case, dir, &mut NoRecogniser);
+        let r = run_case(&lib, &f, case, dir, &mut hear);
         if r.failures.is_empty() {
             out.push_str(&format!(
                 "ok    {} ({} → {})\n",
