@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crest_ivr::pocketsphinx::{DEBIAN_MODEL, Model, PocketSphinx};
+use crest_ivr::pocketsphinx::{DEBIAN_MODEL, Model, OFF_TOPIC_MARGIN, PocketSphinx};
 use crest_ivr::script::{Hear, Script, Transcribe, run_case};
 use crest_ivr::{Command, Context, Grammar, Input, Library, Outcome, Session, load};
 
@@ -19,7 +19,7 @@ impl Hear for Deaf {
 
 fn recogniser() -> Transcribe<PocketSphinx> {
     let model = Model::load(Path::new(DEBIAN_MODEL)).unwrap();
-    Transcribe(PocketSphinx::new(model, Some(0)))
+    Transcribe(PocketSphinx::new(model, Some(OFF_TOPIC_MARGIN)))
 }
 
 fn main_flow() -> Arc<crest_ivr::Flow> {

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use crest_ivr::asr::Recognizer;
-use crest_ivr::pocketsphinx::{DEBIAN_MODEL, Model, PocketSphinx};
+use crest_ivr::pocketsphinx::{DEBIAN_MODEL, Model, OFF_TOPIC_MARGIN, PocketSphinx};
 use crest_ivr::{Context, Grammar, intent, load};
 
 /// 8 kHz 16-bit telephone audio of `text` spoken by espeak-ng `voice` at `speed` wpm.
@@ -85,7 +85,7 @@ fn telephone_speech_reaches_the_right_intent() {
             .collect(),
     );
     let model = Model::load(Path::new(DEBIAN_MODEL)).unwrap();
-    let mut r = PocketSphinx::new(model, Some(0));
+    let mut r = PocketSphinx::new(model, Some(OFF_TOPIC_MARGIN));
     let dir = scratch();
     for (text, want) in [
         ("where is my order", "order"),
@@ -131,7 +131,7 @@ fn tts_prompts_are_rendered_at_the_call_rate_cached_and_understood() {
     assert!(tts.render("hello", "no-such-voice", 8000).is_err());
     // What Crest says, the recogniser understands.
     let model = Model::load(Path::new(DEBIAN_MODEL)).unwrap();
-    let mut r = PocketSphinx::new(model, Some(0));
+    let mut r = PocketSphinx::new(model, Some(OFF_TOPIC_MARGIN));
     let g = Grammar::Intents(vec![
         ("agent".into(), vec!["talk to an agent".into()]),
         ("refund".into(), vec!["i want a refund".into()]),

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crest_ivr::pocketsphinx::{DEBIAN_MODEL, Model, PocketSphinx};
+use crest_ivr::pocketsphinx::{DEBIAN_MODEL, Model, OFF_TOPIC_MARGIN, PocketSphinx};
 use crest_ivr::script::{Script, Transcribe, run_case};
 use crest_ivr::{Context, Flow, Library};
 
@@ -90,7 +90,7 @@ pub(crate) fn test(flow: &Path, script: &Path) -> Result<String, String> {
     let mut out = String::new();
     let mut failed = 0;
     let model = Model::load(Path::new(DEBIAN_MODEL)).map_err(|e| e.to_string())?;
-    let mut hear = Transcribe(PocketSphinx::new(model, Some(0)));
+    let mut hear = Transcribe(PocketSphinx::new(model, Some(OFF_TOPIC_MARGIN)));
     for case in &s.cases {
         let r = run_case(&lib, &f, case, dir, &mut hear);
         if r.failures.is_empty() {
