@@ -20,6 +20,7 @@ pub mod interp;
 pub mod load;
 pub mod model;
 pub mod pocketsphinx;
+pub mod reload;
 pub mod script;
 pub mod tts;
 

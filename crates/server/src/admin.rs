@@ -304,20 +304,30 @@ fn pci(
     }
 }
 
+/// What the admin endpoint reports on besides the SIP core.
+#[derive(Debug, Clone)]
+pub(crate) struct Sources {
+    pub(crate) media: Option<MediaShared>,
+    pub(crate) recorder: Option<RecorderHandle>,
+    pub(crate) flows: Option<std::sync::Arc<crate::ivr::Flows>>,
+}
+
 /// Serves the admin endpoints until the process exits; `core` answers snapshot requests.
 pub(crate) async fn serve(
     listener: TcpListener,
     core: mpsc::Sender<oneshot::Sender<Snapshot>>,
-    media: Option<MediaShared>,
-    recorder: Option<RecorderHandle>,
+    sources: Sources,
 ) {
     loop {
         let Ok((mut s, _)) = listener.accept().await else {
             continue;
         };
         let core = core.clone();
-        let media = media.clone();
-        let recorder = recorder.clone();
+        let Sources {
+            media,
+            recorder,
+            flows,
+        } = sources.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             let mut n = 0;
@@ -349,6 +359,9 @@ pub(crate) async fn serve(
                     }
                     if let Some(r) = &recorder {
                         r.metrics.render(&mut body);
+                    }
+                    if let Some(f) = &flows {
+                        f.render(&mut body);
                     }
                     ("200 OK", "text/plain; version=0.0.4", body)
                 }

@@ -205,6 +205,7 @@ pub(crate) struct Config {
     pub(crate) sockets: SocketConfig,
     pub(crate) media: MediaSection,
     pub(crate) recording: crate::recording::RecordingSection,
+    pub(crate) ivr: crate::ivr::IvrSection,
     pub(crate) sip: SipConfig,
 }
 

@@ -7,6 +7,7 @@
 mod admin;
 mod config;
 mod flow;
+mod ivr;
 mod media;
 mod recording;
 mod simulate;
@@ -272,6 +273,12 @@ fn main() -> ExitCode {
         }
         Command::Check { config } => match Config::load(&config) {
             Ok(l) => {
+                if l.config.ivr.enabled
+                    && let Err(e) = ivr::Flows::open(&l.config.ivr)
+                {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
                 println!(
                     "{}: OK ({} users, {} routes)",
                     config.display(),
@@ -436,12 +443,34 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let flows = if l.config.ivr.enabled {
+        let section = l.config.ivr.clone();
+        let f = tokio::task::spawn_blocking(move || ivr::Flows::open(&section))
+            .await?
+            .map_err(|e| anyhow::anyhow!("IVR flows:\n{e}"))?;
+        let f = std::sync::Arc::new(f);
+        tokio::spawn(ivr::watch(
+            f.clone(),
+            std::time::Duration::from_secs(l.config.ivr.reload_secs.max(1)),
+        ));
+        Some(f)
+    } else {
+        None
+    };
     let (snap_tx, snap_rx) = tokio::sync::mpsc::channel(64);
     if let Some(a) = l.admin {
         let listener = tokio::net::TcpListener::bind(a)
             .await
             .with_context(|| format!("binding admin {a}"))?;
-        tokio::spawn(admin::serve(listener, snap_tx, media_shared, recorder));
+        tokio::spawn(admin::serve(
+            listener,
+            snap_tx,
+            admin::Sources {
+                media: media_shared,
+                recorder,
+                flows,
+            },
+        ));
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

@@ -1,0 +1,144 @@
+//! The IVR's flows in a running `crest`: loaded and checked at start (`ivr:` in crest.yaml),
+//! then watched; a changed flow is checked first and applies to new calls, an invalid one is
+//! refused with its errors logged and the running version stays in force.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crest_ivr::reload::{Registry, ReloadEvent};
+use tracing::{error, info, warn};
+
+/// `ivr:` in crest.yaml.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct IvrSection {
+    /// Load and run the flows.
+    pub(crate) enabled: bool,
+    /// The flows' directory (`*.yaml`; `*.test.yaml` are their scripted calls).
+    pub(crate) flows_dir: PathBuf,
+    /// How often the directory is looked at for changes.
+    pub(crate) reload_secs: u64,
+    /// The ACD file whose queues `queue` nodes may name.
+    pub(crate) acd_file: Option<PathBuf>,
+}
+
+impl Default for IvrSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            flows_dir: "config/flows".into(),
+            reload_secs: 2,
+            acd_file: None,
+        }
+    }
+}
+
+/// The flows in force, shared with the admin endpoint (and the calls that run them).
+#[derive(Debug)]
+pub(crate) struct Flows {
+    registry: Mutex<Registry>,
+    loaded: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl Flows {
+    /// Loads every flow of the directory; all must check.
+    pub(crate) fn open(s: &IvrSection) -> Result<Self, String> {
+        let queues = match &s.acd_file {
+            Some(p) => {
+                let (file, text) = crate::config::read_file(p).map_err(|e| e.to_string())?;
+                let cfg: crest_acd::AcdConfig =
+                    crate::config::parse_yaml(&file, &text).map_err(|e| e.to_string())?;
+                Some(cfg.queues.into_iter().map(|q| q.name).collect())
+            }
+            None => None,
+        };
+        let ctx = crest_ivr::Context {
+            queues,
+            flows: None,
+        };
+        let registry = Registry::open(&s.flows_dir, ctx).map_err(|errs| {
+            errs.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?;
+        for (file, flow, version) in registry.flows() {
+            info!(file = %file.display(), flow, version, "IVR flow loaded");
+        }
+        Ok(Self {
+            registry: Mutex::new(registry),
+            loaded: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        })
+    }
+
+    fn rescan(&self) {
+        let Ok(mut r) = self.registry.lock() else {
+            return;
+        };
+        for ev in r.rescan() {
+            match ev {
+                ReloadEvent::Loaded {
+                    file,
+                    flow,
+                    version,
+                } => {
+                    self.loaded.fetch_add(1, Ordering::Relaxed);
+                    info!(file = %file.display(), flow, version, "IVR flow reloaded: new calls take this version");
+                }
+                ReloadEvent::Refused { file, errors, kept } => {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                    for e in &errors {
+                        error!("IVR flow refused: {e}");
+                    }
+                    match kept {
+                        Some(v) => {
+                            warn!(file = %file.display(), version = v, "the running version stays in force")
+                        }
+                        None => warn!(file = %file.display(), "the new flow is not loaded"),
+                    }
+                }
+                ReloadEvent::Removed { file, flow } => {
+                    warn!(file = %file.display(), flow, "IVR flow file removed: new calls cannot use it");
+                }
+            }
+        }
+    }
+
+    /// Prometheus lines: the flows in force and the reloads.
+    pub(crate) fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            out,
+            "# HELP crest_ivr_flow IVR flows in force (1 per flow and version).\n# TYPE crest_ivr_flow gauge"
+        );
+        if let Ok(r) = self.registry.lock() {
+            for (_, flow, version) in r.flows() {
+                let _ = writeln!(
+                    out,
+                    "crest_ivr_flow{{flow=\"{flow}\",version=\"{version}\"}} 1"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP crest_ivr_reloads_total Flow file changes, by result.\n# TYPE crest_ivr_reloads_total counter\ncrest_ivr_reloads_total{{result=\"loaded\"}} {}\ncrest_ivr_reloads_total{{result=\"refused\"}} {}",
+            self.loaded.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// Looks for changed flows every `every` until the process ends.
+pub(crate) async fn watch(flows: Arc<Flows>, every: Duration) {
+    let mut t = tokio::time::interval(every);
+    t.tick().await;
+    loop {
+        t.tick().await;
+        let f = flows.clone();
+        let _ = tokio::task::spawn_blocking(move || f.rescan()).await;
+    }
+}
