@@ -8,6 +8,9 @@ fuzz_target!(|data: &[u8]| {
         let mut out = Vec::new();
         p.write(&mut out);
         let q = RtpPacket::parse(&out).expect("own output parses");
-        assert_eq!((q.sequence, q.timestamp, q.ssrc, q.payload), (p.sequence, p.timestamp, p.ssrc, p.payload));
+        assert_eq!(
+            (q.sequence, q.timestamp, q.ssrc, q.payload),
+            (p.sequence, p.timestamp, p.ssrc, p.payload)
+        );
     }
 });
