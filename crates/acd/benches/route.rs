@@ -237,6 +237,7 @@ fn simulate_million_calls() -> crest_acd::sim::Report {
         queue_mix: vec![1.0; 8],
         tier_mix: vec![0.7, 0.2, 0.08, 0.02],
         seed: 3,
+        policy: Default::default(),
     };
     let start = Instant::now();
     let report = crest_acd::sim::run(model, &traffic);

@@ -73,6 +73,9 @@ enum Command {
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also write an SVG chart of the run over time to this file.
+        #[arg(long)]
+        svg: Option<PathBuf>,
     },
     /// Recordings: list, decrypt, verify, shred, apply the tiering policy.
     Recording {
@@ -247,6 +250,7 @@ fn main() -> ExitCode {
             compare,
             seed,
             json,
+            svg,
         } => {
             let strategies = match simulate::strategies(&compare) {
                 Ok(s) => s,
@@ -263,6 +267,12 @@ fn main() -> ExitCode {
                         simulate::table(&outcomes)
                     };
                     print!("{out}");
+                    if let Some(path) = svg
+                        && let Err(e) = std::fs::write(&path, simulate::svg(&outcomes))
+                    {
+                        eprintln!("{}: {e}", path.display());
+                        return ExitCode::FAILURE;
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

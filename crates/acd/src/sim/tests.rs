@@ -56,6 +56,7 @@ fn traffic(rate: f64, calls: f64, seed: u64) -> Traffic {
         queue_mix: vec![1.0],
         tier_mix: vec![1.0],
         seed,
+        policy: Default::default(),
     }
 }
 
@@ -256,5 +257,84 @@ fn with_patience_the_abandons_match_erlang_a_within_3_percent() {
     assert!(
         (sim_wait - wait).abs() / wait < 0.03,
         "P(wait) {sim_wait} vs {wait}"
+    );
+}
+
+/// A 10x surge for the middle tenth of a run through 20 agents, with and without the
+/// production surge levels and admission decisions in the loop.
+fn surge_run(with_policy: bool) -> Report {
+    let rate = 20.0 * 0.8 / 180.0; // 80 % occupancy at factor 1
+    let mut t = traffic(rate, 20_000.0, 7);
+    let d = t.duration;
+    t.profile = vec![(0.0, 1.0), (d * 0.45, 10.0), (d * 0.55, 1.0)];
+    t.mean_patience = Some(120.0);
+    if with_policy {
+        t.policy = Policy {
+            surge: Some(SurgeConfig {
+                baseline_per_min: rate * 60.0,
+                window_secs: 120,
+                ..SurgeConfig::default()
+            }),
+            admission: Some(AdmissionConfig {
+                max_wait_secs: 900,
+                ..AdmissionConfig::default()
+            }),
+            containment: 0.4,
+            callback_accept: 0.6,
+            callback_answer: 0.9,
+            dial_delay: 8.0,
+            intervals: 20,
+        };
+    } else {
+        t.policy.intervals = 20;
+    }
+    run(erlang_center(20), &t)
+}
+
+#[test]
+fn surge_levels_and_admission_run_in_the_simulation_and_every_caller_is_accounted_for() {
+    let plain = surge_run(false);
+    let r = surge_run(true);
+    assert_eq!(plain.arrived, r.arrived, "the same callers");
+    for rep in [&plain, &r] {
+        assert_eq!(
+            rep.arrived,
+            rep.answered + rep.abandoned + rep.self_served + rep.refused,
+            "{rep:?}"
+        );
+        let iv = &rep.intervals;
+        assert_eq!(iv.len(), 20);
+        assert_eq!(iv.iter().map(|i| i.arrived).sum::<u64>(), rep.arrived);
+        assert_eq!(iv.iter().map(|i| i.answered).sum::<u64>(), rep.answered);
+        assert_eq!(
+            rep.pools.iter().map(|p| p.answered).sum::<u64>(),
+            rep.answered
+        );
+    }
+    // The surge is seen: up to the circuit breaker, and back down to normal after it.
+    let levels: Vec<u8> = r.surge_changes.iter().map(|c| c.1).collect();
+    assert!(levels.contains(&3), "{levels:?}");
+    assert_eq!(levels.last(), Some(&0), "{levels:?}");
+    let peak = r.intervals.iter().map(|i| i.surge).max();
+    assert_eq!(peak, Some(3));
+    assert_eq!(r.intervals[0].surge, 0);
+    // Under the surge callers were sent to self-service and some were served there; others
+    // took a callback, most of which were answered.
+    assert!(
+        r.admissions[2] > 0 && r.self_served > 0,
+        "{:?}",
+        r.admissions
+    );
+    assert!(
+        r.callbacks > 0 && r.callbacks_answered > r.callbacks / 2,
+        "{r:?}"
+    );
+    assert!(plain.self_served == 0 && plain.callbacks == 0 && plain.surge_changes.is_empty());
+    // And fewer callers hang up waiting than with no policy at all.
+    assert!(
+        r.abandoned < plain.abandoned,
+        "abandoned {} with the policy, {} without",
+        r.abandoned,
+        plain.abandoned
     );
 }
