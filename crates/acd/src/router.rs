@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 
 use crate::model::{AgentId, CallId, Caller, Model, PoolId, QueueId, Strategy};
 
+/// Weight of each leaving caller in a queue's measured share of callers who stay.
+const STAY_WEIGHT: f64 = 0.02;
+
 /// What happens to the ACD.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
@@ -207,6 +210,9 @@ pub struct Acd {
     connected: HashMap<CallId, Connected>,
     /// Measured average handle time per queue (talk + wrap-up), seconds.
     aht: Vec<f64>,
+    /// Measured share of each queue's callers who stay until answered (the rest hang up),
+    /// an exponentially weighted average over the callers leaving the queue.
+    stay: Vec<f64>,
     /// Pending callbacks by number (one each).
     callbacks: HashMap<String, CallId>,
     /// `[queue][step]`: waiting callers by virtual arrival.
@@ -257,6 +263,7 @@ impl Acd {
             calls: HashMap::new(),
             connected: HashMap::new(),
             aht: model.queues.iter().map(|q| q.aht.as_secs_f64()).collect(),
+            stay: vec![1.0; model.queues.len()],
             callbacks: HashMap::new(),
             waiting: model
                 .queues
@@ -353,6 +360,8 @@ impl Acd {
                     self.set_state(now, a, AgentState::OnCall(call));
                     self.agents[a.0 as usize].misses = 0;
                     if let Some(c) = self.calls.remove(&call) {
+                        let stay = &mut self.stay[c.caller.queue.0 as usize];
+                        *stay += STAY_WEIGHT * (1.0 - *stay);
                         if let Some(p) = c.predicted {
                             let err = now.saturating_duration_since(c.arrived).as_secs_f64()
                                 - p.as_secs_f64();
@@ -563,9 +572,11 @@ impl Acd {
     }
 
     /// The estimated wait of a waiting `call`: the callers ahead of it in its queue (by
-    /// virtual arrival, whatever their overflow step), plus itself, times the queue's average
-    /// handle time, shared by the agents staffed for it (logged in, not away) in its eligible
-    /// pools. Zero once it is ringing an agent; `None` when nobody is staffed.
+    /// virtual arrival, whatever their overflow step) who will still be there (the measured
+    /// share that stays until answered: under heavy abandonment many ahead hang up), plus
+    /// itself, times the queue's average handle time, shared by the agents staffed for it
+    /// (logged in, not away) in its eligible pools. Zero once it is ringing an agent; `None`
+    /// when nobody is staffed.
     pub fn ewt(&self, call: CallId) -> Option<Duration> {
         let c = self.calls.get(&call)?;
         if c.offered.is_some() {
@@ -581,8 +592,9 @@ impl Acd {
             return None;
         }
         let aht = self.aht[q.0 as usize];
+        let stay = self.stay[q.0 as usize];
         Some(Duration::from_secs_f64(
-            (ahead + 1) as f64 * aht / staffed as f64,
+            (ahead as f64 * stay + 1.0) * aht / staffed as f64,
         ))
     }
 
@@ -699,6 +711,12 @@ impl Acd {
             return;
         };
         self.counters.abandoned += 1;
+        // Callers who leave at once (served by self-service, refused) say nothing about
+        // patience; those who waited and gave up do.
+        if now.saturating_duration_since(c.arrived) >= Duration::from_secs(1) {
+            let stay = &mut self.stay[c.caller.queue.0 as usize];
+            *stay -= STAY_WEIGHT * *stay;
+        }
         self.waiting[c.caller.queue.0 as usize][c.step].remove(&(c.key, call));
         if let Some(a) = c.offered {
             self.out.push_back(Output::Retract { call, agent: a });
