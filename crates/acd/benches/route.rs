@@ -37,6 +37,7 @@ fn center() -> AcdConfig {
                 format!("pool{}", (p + 2) % POOLS),
             ],
             overflow_after_secs: 30,
+            standby: false,
         })
         .collect();
     let queues = (0..SKILLS)
@@ -190,6 +191,7 @@ fn simulate_million_calls() -> crest_acd::sim::Report {
             name: format!("pool{p}"),
             neighbours: vec![format!("pool{}", (p + 1) % 4)],
             overflow_after_secs: 20,
+            standby: false,
         })
         .collect();
     let queues = (0..8u16)

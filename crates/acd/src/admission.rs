@@ -56,6 +56,9 @@ pub struct AdmissionConfig {
     pub self_service: bool,
     /// Retry-After when refusing.
     pub retry_after_secs: u64,
+    /// Under the circuit breaker, the message (its template's name) promised to callers who
+    /// queue anyway, e.g. a coupon by SMS; none: no compensation.
+    pub compensation: Option<String>,
 }
 
 impl Default for AdmissionConfig {
@@ -66,6 +69,7 @@ impl Default for AdmissionConfig {
             callbacks: true,
             self_service: true,
             retry_after_secs: 300,
+            compensation: None,
         }
     }
 }
@@ -85,6 +89,14 @@ pub struct Situation {
     pub surge: SurgeLevel,
     /// The caller already went through self-service.
     pub self_served: bool,
+}
+
+/// The compensation message for a caller admitted for `reason`: only under the circuit
+/// breaker, and only when one is configured.
+pub fn compensation(cfg: &AdmissionConfig, reason: Reason) -> Option<&str> {
+    (reason == Reason::Surge(SurgeLevel::CircuitBreaker))
+        .then_some(cfg.compensation.as_deref())
+        .flatten()
 }
 
 /// Decides (see the module docs); the first rule that applies wins: bandwidth, queue cap,

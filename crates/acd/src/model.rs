@@ -104,6 +104,10 @@ pub struct PoolConfig {
     /// Waiting time after which a caller's eligibility widens by one neighbour.
     #[serde(default = "overflow_default")]
     pub overflow_after_secs: u64,
+    /// A standby pool: its agents are called in when the surge reaches 5× (the
+    /// `StandbyAgents` level) and released when it falls back below.
+    #[serde(default)]
+    pub standby: bool,
 }
 
 fn overflow_default() -> u64 {
@@ -193,6 +197,8 @@ pub struct Pool {
     pub neighbours: Vec<PoolId>,
     /// Overflow step interval.
     pub overflow_after: Duration,
+    /// Called in only under a surge of 5× and more.
+    pub standby: bool,
 }
 
 /// A checked queue.
@@ -294,6 +300,7 @@ impl Model {
                 name: p.name.clone(),
                 neighbours,
                 overflow_after: Duration::from_secs(p.overflow_after_secs),
+                standby: p.standby,
             });
         }
         let mut skills: Vec<String> = Vec::new();

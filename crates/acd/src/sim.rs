@@ -141,6 +141,10 @@ pub struct Report {
     pub callbacks_answered: u64,
     /// Callers refused (announcement, then 503).
     pub refused: u64,
+    /// Callers promised the compensation message (queued under the circuit breaker).
+    pub compensated: u64,
+    /// Times the standby pools were called in.
+    pub standby_activations: u64,
     /// Admission decisions by outcome: admit, admit with a callback offer, self-service,
     /// offer a callback, refuse.
     pub admissions: [u64; 5],
@@ -261,10 +265,22 @@ pub fn run(model: Model, traffic: &Traffic) -> Report {
         .iter()
         .map(|a| model.queues.iter().map(|q| a.level(q.skill)).collect())
         .collect();
+    // Agents of standby pools log in only under a surge of 5× and more.
+    let standby: Vec<AgentId> = model
+        .agents
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| model.pools[a.pool.0 as usize].standby)
+        .map(|(i, _)| AgentId(i as u32))
+        .collect();
     let mut acd = Acd::new(t0, model);
     for a in 0..agents {
-        acd.handle(t0, Input::AgentLogin(AgentId(a as u32)));
+        let a = AgentId(a as u32);
+        if !standby.contains(&a) {
+            acd.handle(t0, Input::AgentLogin(a));
+        }
     }
+    let mut standby_on = false;
     // Two streams: the callers (arrival times, queues, tiers, patience) are the same whatever
     // the strategy decides; talk times come from the other.
     let mut rng = Rng(traffic.seed);
@@ -361,6 +377,14 @@ pub fn run(model: Model, traffic: &Traffic) -> Report {
                         {
                             level = ch.to;
                             report.surge_changes.push((now_s, level.index() as u8));
+                            call_standby(
+                                &mut acd,
+                                now,
+                                level,
+                                &standby,
+                                &mut standby_on,
+                                &mut report,
+                            );
                         }
                         if let Some(i) = report.intervals.get_mut(bucket(now_s)) {
                             i.surge = i.surge.max(level.index() as u8);
@@ -401,6 +425,9 @@ pub fn run(model: Model, traffic: &Traffic) -> Report {
                             }
                             if stays {
                                 report.admissions[admission_index(decision)] += 1;
+                                if admission::compensation(cfg, reason).is_some() {
+                                    report.compensated += 1;
+                                }
                                 match decision {
                                     Admission::OfferCallback
                                     | Admission::AdmitWithCallbackOffer
@@ -477,6 +504,10 @@ pub fn run(model: Model, traffic: &Traffic) -> Report {
                     pool_busy[agent_pool[a.0 as usize]] += b;
                 }
                 acd.handle(now, Input::CallEnded(a, call));
+                // A standby agent released while on a call goes when the call ends.
+                if !standby_on && standby.contains(&a) {
+                    acd.handle(now, Input::AgentLogout(a));
+                }
             }
             Event::Abandon(call) => {
                 if !on_hold.contains(&call) && arrived_at.remove(&call).is_some() {
@@ -541,6 +572,7 @@ pub fn run(model: Model, traffic: &Traffic) -> Report {
         {
             level = ch.to;
             report.surge_changes.push((now_s, level.index() as u8));
+            call_standby(&mut acd, now, level, &standby, &mut standby_on, &mut report);
         }
     }
     let c = acd.counters();
@@ -552,6 +584,34 @@ pub fn run(model: Model, traffic: &Traffic) -> Report {
         p.occupancy = b / (p.agents.max(1) as f64 * last.max(1e-9));
     }
     report
+}
+
+/// Calls the standby pools in at 5× and more, and releases them below (agents on a call go
+/// when it ends).
+fn call_standby(
+    acd: &mut Acd,
+    now: Instant,
+    level: SurgeLevel,
+    standby: &[AgentId],
+    on: &mut bool,
+    report: &mut Report,
+) {
+    let want = level >= SurgeLevel::StandbyAgents;
+    if want == *on || standby.is_empty() {
+        return;
+    }
+    *on = want;
+    if want {
+        report.standby_activations += 1;
+    }
+    for &a in standby {
+        let input = if want {
+            Input::AgentLogin(a)
+        } else {
+            Input::AgentLogout(a)
+        };
+        acd.handle(now, input);
+    }
 }
 
 /// The seat pool of every agent, by index.

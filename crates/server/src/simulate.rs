@@ -173,13 +173,13 @@ pub(crate) fn run(
 /// over time.
 pub(crate) fn table(outcomes: &[Outcome]) -> String {
     let mut out = String::from(
-        "strategy      arrived  answered  abandoned  SL(20s)  ASA(s)  occupancy  overflows  self-served  callbacks  refused  EWT error(s)  EWT bias(s)\n",
+        "strategy      arrived  answered  abandoned  SL(20s)  ASA(s)  occupancy  overflows  self-served  callbacks  refused  compensated  standby  EWT error(s)  EWT bias(s)\n",
     );
     for o in outcomes {
         let r = &o.report;
         let _ = writeln!(
             out,
-            "{:<12} {:>8} {:>9} {:>9.1}% {:>7.1}% {:>7.1} {:>9.1}% {:>10} {:>12} {:>10} {:>8} {:>13.1} {:>12.1}",
+            "{:<12} {:>8} {:>9} {:>9.1}% {:>7.1}% {:>7.1} {:>9.1}% {:>10} {:>12} {:>10} {:>8} {:>12} {:>8} {:>13.1} {:>12.1}",
             o.strategy.name(),
             r.arrived,
             r.answered,
@@ -191,6 +191,8 @@ pub(crate) fn table(outcomes: &[Outcome]) -> String {
             r.self_served,
             r.callbacks,
             r.refused,
+            r.compensated,
+            r.standby_activations,
             r.ewt_mae,
             r.ewt_bias
         );
@@ -357,7 +359,7 @@ pub(crate) fn json(outcomes: &[Outcome]) -> String {
                 })
                 .collect();
             format!(
-                "{{\"strategy\":\"{}\",\"arrived\":{},\"answered\":{},\"abandoned\":{},\"service_level_20s\":{:.4},\"asa_secs\":{:.2},\"occupancy\":{:.4},\"overflows\":{},\"self_served\":{},\"callbacks\":{},\"callbacks_answered\":{},\"refused\":{},\"admissions\":{:?},\"ewt_mae_secs\":{:.2},\"ewt_bias_secs\":{:.2},\"pools\":[{}],\"intervals\":[{}]}}",
+                "{{\"strategy\":\"{}\",\"arrived\":{},\"answered\":{},\"abandoned\":{},\"service_level_20s\":{:.4},\"asa_secs\":{:.2},\"occupancy\":{:.4},\"overflows\":{},\"self_served\":{},\"callbacks\":{},\"callbacks_answered\":{},\"refused\":{},\"compensated\":{},\"standby_activations\":{},\"admissions\":{:?},\"ewt_mae_secs\":{:.2},\"ewt_bias_secs\":{:.2},\"pools\":[{}],\"intervals\":[{}]}}",
                 o.strategy.name(),
                 r.arrived,
                 r.answered,
@@ -370,6 +372,8 @@ pub(crate) fn json(outcomes: &[Outcome]) -> String {
                 r.callbacks,
                 r.callbacks_answered,
                 r.refused,
+                r.compensated,
+                r.standby_activations,
                 r.admissions,
                 r.ewt_mae,
                 r.ewt_bias,

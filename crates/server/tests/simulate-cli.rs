@@ -55,8 +55,13 @@ fn the_double11_scenario_runs_every_strategy_on_the_same_callers() {
         );
         // The surge was seen and acted on: self-service first, callbacks, the breaker.
         assert!(u("self_served") > 0 && u("callbacks") > 0, "{r}");
+        assert!(u("compensated") > 0 && u("standby_activations") >= 1, "{r}");
         let pools = r["pools"].as_array().unwrap();
-        assert_eq!(pools.len(), 3);
+        assert_eq!(pools.len(), 4);
+        assert!(
+            pools[3]["answered"].as_u64().unwrap() > 0,
+            "the standby pool answered"
+        );
         let by_pool: u64 = pools.iter().map(|p| p["answered"].as_u64().unwrap()).sum();
         assert_eq!(by_pool, u("answered"));
         let iv = r["intervals"].as_array().unwrap();

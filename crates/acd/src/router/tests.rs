@@ -24,11 +24,13 @@ fn config(agents: Vec<AgentConfig>) -> AcdConfig {
                 name: "north".into(),
                 neighbours: vec!["south".into()],
                 overflow_after_secs: 30,
+                standby: false,
             },
             PoolConfig {
                 name: "south".into(),
                 neighbours: vec![],
                 overflow_after_secs: 30,
+                standby: false,
             },
         ],
         queues: vec![QueueConfig {

@@ -10,6 +10,7 @@ fn erlang_center(c: usize) -> Model {
             name: "p".into(),
             neighbours: vec![],
             overflow_after_secs: 30,
+            standby: false,
         }],
         queues: vec![QueueConfig {
             name: "q".into(),
@@ -160,6 +161,7 @@ fn weighted_routing_beats_fifo_and_longest_idle_when_skill_matters() {
                 name: "p".into(),
                 neighbours: vec![],
                 overflow_after_secs: 30,
+                standby: false,
             }],
             queues: vec![queue("billing"), queue("tech")],
             agents: agents.clone(),
@@ -356,5 +358,82 @@ fn wait_estimates_allow_for_callers_ahead_who_hang_up() {
         r.ewt_bias,
         r.asa(),
         r.ewt_mae
+    );
+}
+
+#[test]
+fn at_5x_the_standby_pool_is_called_in_and_the_breaker_promises_compensation() {
+    let mut cfg = AcdConfig {
+        pools: vec![
+            PoolConfig {
+                name: "main".into(),
+                neighbours: vec!["reserve".into()],
+                overflow_after_secs: 10,
+                standby: false,
+            },
+            PoolConfig {
+                name: "reserve".into(),
+                neighbours: vec![],
+                overflow_after_secs: 10,
+                standby: true,
+            },
+        ],
+        queues: vec![QueueConfig {
+            name: "q".into(),
+            skill: "s".into(),
+            pool: "main".into(),
+            weights: Weights::default(),
+            aht_secs: 180,
+        }],
+        wrap_up_secs: 0,
+        ..AcdConfig::default()
+    };
+    for i in 0..30 {
+        cfg.agents.push(AgentConfig {
+            name: format!("a{i}"),
+            pool: if i < 20 { "main" } else { "reserve" }.into(),
+            skills: [("s".to_owned(), 1.0)].into(),
+            rating: 0.5,
+        });
+    }
+    let rate = 20.0 * 0.8 / 180.0;
+    let mut t = traffic(rate, 20_000.0, 5);
+    let d = t.duration;
+    t.profile = vec![(0.0, 1.0), (d * 0.45, 10.0), (d * 0.55, 1.0)];
+    t.mean_patience = Some(120.0);
+    t.policy = Policy {
+        surge: Some(SurgeConfig {
+            baseline_per_min: rate * 60.0,
+            window_secs: 120,
+            ..SurgeConfig::default()
+        }),
+        admission: Some(AdmissionConfig {
+            compensation: Some("double11-coupon".into()),
+            max_wait_secs: 3600,
+            ..AdmissionConfig::default()
+        }),
+        callback_accept: 0.0,
+        intervals: 10,
+        ..Policy::default()
+    };
+    let r = run(Model::new(&cfg).unwrap(), &t);
+    assert_eq!(r.standby_activations, 1, "{:?}", r.surge_changes);
+    let reserve = &r.pools[1];
+    assert!(reserve.answered > 0, "{:?}", r.pools);
+    assert_eq!(
+        reserve.answered, reserve.from_other_pools,
+        "only the main queue's callers"
+    );
+    assert!(r.compensated > 0 && r.compensated <= r.arrived, "{r:?}");
+    // Without a surge the reserve never logs in.
+    t.profile = vec![(0.0, 1.0)];
+    let calm = run(Model::new(&cfg).unwrap(), &t);
+    assert_eq!(
+        (
+            calm.standby_activations,
+            calm.pools[1].answered,
+            calm.compensated
+        ),
+        (0, 0, 0)
     );
 }
