@@ -353,7 +353,9 @@ pub fn run(model: Model, traffic: &Traffic) -> Report {
         }
         last = last.max(now_s);
         let now = at(now_s);
-        match event {
+        // An answer (by an agent, or by a customer called back) starts a talk: (agent, call,
+        // queue, wait, seconds from offer or dial to answer).
+        let talk: Option<(AgentId, CallId, QueueId, f64, f64)> = match event {
             Event::Arrival => {
                 if now_s < traffic.duration {
                     agenda.push(now_s + rng.exp(1.0 / peak), Event::Arrival);
@@ -476,25 +478,17 @@ pub fn run(model: Model, traffic: &Traffic) -> Report {
                         }
                     }
                 }
+                None
             }
             Event::Answer(a, call) => {
                 let ringing = matches!(acd.agent_state(a), AgentState::Ringing(c, _) if *c == call);
-                if ringing && let Some((arrived, queue)) = arrived_at.remove(&call) {
-                    acd.handle(now, Input::Answered(a, call));
-                    let wait = (now_s - arrived - traffic.answer_delay).max(0.0);
-                    let home = home_pool[queue.0 as usize];
-                    answered(
-                        &mut report,
-                        agent_pool[a.0 as usize],
-                        home,
-                        bucket(now_s),
-                        wait,
-                    );
-                    busy += traffic.answer_delay;
-                    talk_started.insert(call, now_s);
-                    let level = levels[a.0 as usize][queue.0 as usize];
-                    let mean = traffic.mean_handle * (1.0 + traffic.skill_effect * (0.5 - level));
-                    agenda.push(now_s + talk_rng.exp(mean.max(1.0)), Event::HangUp(a, call));
+                match ringing.then(|| arrived_at.remove(&call)).flatten() {
+                    Some((arrived, queue)) => {
+                        acd.handle(now, Input::Answered(a, call));
+                        let wait = (now_s - arrived - traffic.answer_delay).max(0.0);
+                        Some((a, call, queue, wait, traffic.answer_delay))
+                    }
+                    None => None,
                 }
             }
             Event::HangUp(a, call) => {
@@ -508,6 +502,7 @@ pub fn run(model: Model, traffic: &Traffic) -> Report {
                 if !standby_on && standby.contains(&a) {
                     acd.handle(now, Input::AgentLogout(a));
                 }
+                None
             }
             Event::Abandon(call) => {
                 if !on_hold.contains(&call) && arrived_at.remove(&call).is_some() {
@@ -517,33 +512,22 @@ pub fn run(model: Model, traffic: &Traffic) -> Report {
                     }
                     acd.handle(now, Input::CallAbandoned(call));
                 }
+                None
             }
             Event::CallbackPickUp(call, true) => {
                 let Some(agent) = dialled.remove(&call) else {
                     continue;
                 };
                 on_hold.remove(&call);
-                if let Some((arrived, queue)) = arrived_at.remove(&call) {
-                    acd.handle(now, Input::CallbackAnswered(call));
-                    report.callbacks_answered += 1;
-                    // A callback's wait is the time until the customer is called back.
-                    let wait = (now_s - arrived - policy.dial_delay).max(0.0);
-                    let home = home_pool[queue.0 as usize];
-                    answered(
-                        &mut report,
-                        agent_pool[agent.0 as usize],
-                        home,
-                        bucket(now_s),
-                        wait,
-                    );
-                    busy += policy.dial_delay;
-                    talk_started.insert(call, now_s);
-                    let lv = levels[agent.0 as usize][queue.0 as usize];
-                    let mean = traffic.mean_handle * (1.0 + traffic.skill_effect * (0.5 - lv));
-                    agenda.push(
-                        now_s + talk_rng.exp(mean.max(1.0)),
-                        Event::HangUp(agent, call),
-                    );
+                match arrived_at.remove(&call) {
+                    Some((arrived, queue)) => {
+                        acd.handle(now, Input::CallbackAnswered(call));
+                        report.callbacks_answered += 1;
+                        // A callback's wait is the time until the customer is called back.
+                        let wait = (now_s - arrived - policy.dial_delay).max(0.0);
+                        Some((agent, call, queue, wait, policy.dial_delay))
+                    }
+                    None => None,
                 }
             }
             Event::CallbackPickUp(call, false) => {
@@ -553,7 +537,23 @@ pub fn run(model: Model, traffic: &Traffic) -> Report {
                     report.abandoned += 1;
                     acd.handle(now, Input::CallbackUnanswered(call));
                 }
+                None
             }
+        };
+        if let Some((a, call, queue, wait, setup)) = talk {
+            let home = home_pool[queue.0 as usize];
+            answered(
+                &mut report,
+                agent_pool[a.0 as usize],
+                home,
+                bucket(now_s),
+                wait,
+            );
+            busy += setup;
+            talk_started.insert(call, now_s);
+            let level = levels[a.0 as usize][queue.0 as usize];
+            let mean = traffic.mean_handle * (1.0 + traffic.skill_effect * (0.5 - level));
+            agenda.push(now_s + talk_rng.exp(mean.max(1.0)), Event::HangUp(a, call));
         }
         // Timers the event made due at once (a zero wrap-up frees the agent now).
         while let Some(t) = acd.poll_timeout().filter(|t| *t <= now) {

@@ -9,9 +9,11 @@
 //!
 //! `cargo bench -p crest-ivr --bench intent_accuracy [-- END_OF_SPEECH_MS...]`
 
+#[path = "../tests/common/speech.rs"]
+mod speech;
+
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crest_ivr::asr::Recognizer;
@@ -19,6 +21,7 @@ use crest_ivr::intent::{classify, spoken_digits};
 use crest_ivr::model::Intent;
 use crest_ivr::pocketsphinx::{DEBIAN_MODEL, Model, PocketSphinx};
 use crest_ivr::{Context, Grammar, load};
+use speech::telephone_speech;
 
 const VOICES: [&str; 5] = ["en-us", "en-us+m3", "en-us+f2", "en-gb", "en-us+f4"];
 const SPEEDS: [u32; 2] = [150, 185];
@@ -44,35 +47,6 @@ const OFF_TOPIC: [&str; 4] = [
 /// The off-topic rejection margin Crest uses (`crest_ivr::pocketsphinx::OFF_TOPIC_MARGIN`).
 const MARGIN: f32 = crest_ivr::pocketsphinx::OFF_TOPIC_MARGIN;
 const DIGITS: [&str; 2] = ["one two three four", "five six seven eight"];
-
-fn speech(dir: &Path, text: &str, voice: &str, speed: u32) -> Vec<i16> {
-    let base = dir.join(format!("{}-{voice}-{speed}", text.replace(' ', "_")));
-    let (raw, tel, pcm) = (
-        base.with_extension("wav"),
-        base.with_extension("ulaw.wav"),
-        base.with_extension("raw"),
-    );
-    let ok = |c: &mut Command| assert!(c.status().unwrap().success(), "{c:?}");
-    ok(Command::new("espeak-ng")
-        .args(["-v", voice, "-s", &speed.to_string(), "-w"])
-        .arg(&raw)
-        .arg(text));
-    ok(Command::new("sox")
-        .arg(&raw)
-        .args(["-r", "8000", "-c", "1", "-e", "u-law"])
-        .arg(&tel)
-        .args(["sinc", "300-3400"]));
-    ok(Command::new("sox")
-        .arg(&tel)
-        .args([
-            "-t", "raw", "-r", "8000", "-b", "16", "-e", "signed", "-c", "1",
-        ])
-        .arg(&pcm));
-    let b = std::fs::read(&pcm).unwrap();
-    b.chunks(2)
-        .map(|c| i16::from_le_bytes([c[0], c[1]]))
-        .collect()
-}
 
 /// 1 % of 20 ms frames lost and concealed by repeating the last good frame (seeded).
 fn lossy(pcm: &[i16], seed: &mut u64) -> (Vec<i16>, usize) {
@@ -176,13 +150,13 @@ fn main() {
     for v in VOICES {
         for s in SPEEDS {
             for (text, want) in PHRASES {
-                let (pcm, lost) = lossy(&speech(&dir, text, v, s), &mut seed);
+                let (pcm, lost) = lossy(&telephone_speech(&dir, text, v, s), &mut seed);
                 lost_frames += lost;
                 frames += pcm.len() / 160;
                 cases.push((text, Some(want), v, s, pcm));
             }
             for text in OFF_TOPIC {
-                let (pcm, _) = lossy(&speech(&dir, text, v, s), &mut seed);
+                let (pcm, _) = lossy(&telephone_speech(&dir, text, v, s), &mut seed);
                 cases.push((text, None, v, s, pcm));
             }
         }
@@ -235,7 +209,7 @@ fn main() {
         for v in VOICES {
             for s in SPEEDS {
                 for d in DIGITS {
-                    let (pcm, _) = lossy(&speech(&dir, d, v, s), &mut seed);
+                    let (pcm, _) = lossy(&telephone_speech(&dir, d, v, s), &mut seed);
                     let h = recognise(&mut r, &Grammar::Digits, &pcm);
                     let want: String = spoken_digits(d).unwrap_or_default();
                     digits_ok += usize::from(spoken_digits(&h.text).as_deref() == Some(&want));

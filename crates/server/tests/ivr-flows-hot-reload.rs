@@ -5,20 +5,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::*;
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{what}");
-}
 
 #[test]
 fn flows_reload_when_they_check_and_stay_when_they_do_not() {

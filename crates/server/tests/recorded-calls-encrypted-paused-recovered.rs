@@ -13,7 +13,6 @@ mod peer;
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 use common::*;
 use crest_media::codec::CodecKind;
@@ -65,17 +64,6 @@ fn start(name: &str, callee_port: u16, range: u16, recording: &str) -> Crest {
             range + 99
         ),
     )
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{what}");
 }
 
 /// A stereo 16-bit WAV's left and right channels.

@@ -329,3 +329,15 @@ pub fn builtin_call(target: &str, number: &str, hold_ms: u32) -> Output {
         &["-d", &hold_ms.to_string()],
     )
 }
+
+/// Polls `f` every 50 ms for up to 10 s; panics with `what` if it never holds.
+pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what}");
+}
