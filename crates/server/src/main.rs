@@ -440,6 +440,7 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
     } else {
         None
     };
+    let recorder_at_exit = recorder.clone();
     let media_shared = match l.media.clone() {
         Some(settings) => {
             let mut plane = media::MediaPlane::new(settings, hangup_tx, seed.rotate_left(17))
@@ -515,6 +516,11 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
         overload_utilization: cfg.sockets.overload_utilization,
     };
     sip_io::run(ep, sockets, snap_rx, hangup_rx, stop_rx, l.drain).await;
+    if let Some(h) = recorder_at_exit {
+        tokio::task::spawn_blocking(move || h.shut_down(std::time::Duration::from_secs(10)))
+            .await?;
+        info!("recordings closed");
+    }
     Ok(())
 }
 

@@ -386,6 +386,9 @@ pub(crate) enum RecMsg {
     Resume { call_id: String },
     /// A call ended: its detail record, a row per leg.
     Cdr(Vec<crest_recording::CallLeg>),
+    /// Crest is stopping: take what the calls still send for a moment, close every recording,
+    /// then say so.
+    Shutdown(std::sync::mpsc::Sender<()>),
 }
 
 /// Counters for `/metrics`.
@@ -463,6 +466,17 @@ pub(crate) struct RecorderHandle {
     pub(crate) metrics: Arc<RecordingMetrics>,
 }
 
+impl RecorderHandle {
+    /// Closes every recording (after the last calls' final frames) before Crest exits; waits
+    /// up to `limit`.
+    pub(crate) fn shut_down(&self, limit: Duration) {
+        let (done, wait) = std::sync::mpsc::channel();
+        if self.tx.send(RecMsg::Shutdown(done)).is_ok() {
+            let _ = wait.recv_timeout(limit);
+        }
+    }
+}
+
 struct Active {
     id: RecordingId,
     call_id: String,
@@ -525,6 +539,7 @@ async fn serve(
     m: Arc<RecordingMetrics>,
 ) {
     let mut active: HashMap<u64, Active> = HashMap::new();
+    let mut stopping: Option<(tokio::time::Instant, std::sync::mpsc::Sender<()>)> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut policy = tokio::time::interval(Duration::from_secs(
         settings.section.policy.interval_secs.max(1),
@@ -532,10 +547,19 @@ async fn serve(
     loop {
         tokio::select! {
             msg = rx.recv() => {
-                let Some(msg) = msg else { break };
-                handle(&rec, &settings, &mut active, &m, msg).await;
+                match msg {
+                    None => break,
+                    Some(RecMsg::Shutdown(done)) => {
+                        // The media tasks of the last calls may still be sending.
+                        stopping = Some((tokio::time::Instant::now() + Duration::from_millis(500), done));
+                    }
+                    Some(msg) => handle(&rec, &settings, &mut active, &m, msg).await,
+                }
             }
             _ = tick.tick() => {
+                if stopping.as_ref().is_some_and(|(at, _)| tokio::time::Instant::now() >= *at) {
+                    break;
+                }
                 let now = std::time::Instant::now();
                 let mut failed = Vec::new();
                 for (key, a) in &mut active {
@@ -564,6 +588,9 @@ async fn serve(
     }
     for (_, a) in active.drain() {
         finish(&rec, a, &m).await;
+    }
+    if let Some((_, done)) = stopping {
+        let _ = done.send(());
     }
 }
 
@@ -684,6 +711,8 @@ async fn handle(
                 a.recorder.pause(&reason);
             }
         }
+        // `serve` takes it before `handle` sees a message.
+        RecMsg::Shutdown(_) => {}
         RecMsg::Cdr(legs) => {
             for l in &legs {
                 if let Err(e) = rec.index().add_call_leg(l).await {

@@ -5,7 +5,8 @@
 //! the restarted crest recovers it to its last chunk. Then `crest keys rotate` re-wraps both
 //! data keys (playback needs only the new key) and `crest recording tier` moves both to the
 //! cold tier, where `verify --all` and `get` still work. The call detail record keeps each
-//! leg's codec and quality (`crest cdr`).
+//! leg's codec and quality (`crest cdr`). SIGTERM during a recorded call: the recording is
+//! closed before crest exits.
 
 mod common;
 #[path = "common/peer.rs"]
@@ -13,6 +14,7 @@ mod peer;
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use common::*;
 use crest_media::codec::CodecKind;
@@ -261,5 +263,47 @@ fn recorded_calls_are_sealed_paused_recovered_rotated_and_tiered() {
         String::from_utf8_lossy(&g.stderr).contains("shredded"),
         "{g:?}"
     );
-    drop(crest);
+
+    // SIGTERM during a recorded call: the call goes on to its end, its recording is closed
+    // (not left for recovery), then crest exits 0.
+    let mut call = place(
+        &crest,
+        call.callee,
+        ("0", PCMU),
+        (CodecKind::Pcmu, 0, "0", PCMU),
+    );
+    let call3 = call.caller.call_id.clone();
+    talk(&mut call, 1.0, Some(1000.0), Some(600.0));
+    let mut crest = crest;
+    let term = Command::new("kill")
+        .args(["-TERM", &crest.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    talk(&mut call, 1.0, Some(1000.0), Some(600.0));
+    call.caller.bye();
+    call.callee.answer("BYE", None);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = crest.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "crest did not exit: {}",
+            crest.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{}", crest.log());
+    assert!(crest.log().contains("recordings closed"), "{}", crest.log());
+    // This crest still wrapped with k1 (its configuration): the ring with both keys opens it.
+    let list = ok(&crest_cli(&rotate_cfg, &["recording", "list"]));
+    let row = list
+        .lines()
+        .find(|l| l.contains(&call3))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(row.contains("complete"), "{row}");
+    let v = ok(&crest_cli(&rotate_cfg, &["recording", "verify", &call3]));
+    assert!(v.contains("0 with problems"), "{v}");
 }
