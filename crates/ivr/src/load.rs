@@ -45,6 +45,9 @@ pub struct Context {
     pub queues: Option<BTreeSet<String>>,
     /// Flows a `call` node may name; `None` skips the check.
     pub flows: Option<BTreeSet<String>>,
+    /// The recogniser's pronouncing dictionary: every word of an `ask`'s examples must be in
+    /// it, or the ask could not listen; `None` skips the check.
+    pub dictionary: Option<std::sync::Arc<BTreeSet<String>>>,
 }
 
 /// A checked flow, ready to run.
@@ -224,6 +227,24 @@ pub fn check(path: &Path, text: &str, ctx: &Context) -> Result<Flow, Vec<FlowErr
                 }
                 if !(0.0..=1.0).contains(&a.confidence) {
                     e(format!("confidence {} is outside 0..1", a.confidence));
+                }
+                if let Some(dict) = &ctx.dictionary {
+                    let mut missing: BTreeSet<String> = BTreeSet::new();
+                    for i in a.intents.values() {
+                        for ex in &i.examples {
+                            missing.extend(
+                                crate::intent::words(ex)
+                                    .into_iter()
+                                    .filter(|w| !dict.contains(w)),
+                            );
+                        }
+                    }
+                    if !missing.is_empty() {
+                        e(format!(
+                            "words the recogniser does not know (not in its dictionary): {}",
+                            missing.into_iter().collect::<Vec<_>>().join(", ")
+                        ));
+                    }
                 }
                 let mut keys = BTreeMap::new();
                 for (name, i) in &a.intents {
@@ -415,6 +436,9 @@ mod tests {
         let ctx = Context {
             queues: Some(["sales".to_owned()].into()),
             flows: Some(BTreeSet::new()),
+            dictionary: Some(std::sync::Arc::new(
+                ["talk", "to", "an", "agent"].map(String::from).into(),
+            )),
         };
         match check(Path::new("f.yaml"), text, &ctx) {
             Ok(_) => Vec::new(),
@@ -499,6 +523,12 @@ mod tests {
             "intent \"x\" has no examples",
             "no queue named \"support\"",
         ] {
+            assert!(e.iter().any(|m| m.contains(want)), "{want}: {e:?}");
+        }
+        let e = errors(&format!(
+            "{HEAD}  - ask:\n      name: a\n      prompt: p\n      intents:\n        x: {{examples: [\"talk to an agent\", \"frobnicate the gizmo\"], next: b}}\n      no_input: {{prompt: p, then: b}}\n      no_match: {{prompt: p, then: b}}\n  - hangup: {{name: b}}\n"
+        ));
+        for want in ["f.yaml:4:", "does not know", "frobnicate, gizmo, the"] {
             assert!(e.iter().any(|m| m.contains(want)), "{want}: {e:?}");
         }
         let e = errors(&format!(

@@ -64,6 +64,15 @@ pub const OFF_TOPIC_MARGIN: f32 = 2000.0;
 pub const DEBIAN_MODEL: &str = "/usr/share/pocketsphinx/model/en-us";
 
 impl Model {
+    /// The words of the dictionary (alternate pronunciations folded).
+    pub fn words(&self) -> std::collections::BTreeSet<String> {
+        self.dict
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .map(|w| w.split('(').next().unwrap_or(w).to_owned())
+            .collect()
+    }
+
     /// The model under `dir` (`en-us/` and `cmudict-en-us.dict`).
     pub fn load(dir: &Path) -> Result<Self, AsrError> {
         let dict = std::fs::read_to_string(dir.join("cmudict-en-us.dict")).map_err(|e| {

@@ -36,7 +36,15 @@ fn context(acd: Option<&Path>, flows: &[PathBuf]) -> Result<Context, String> {
     Ok(Context {
         queues,
         flows: Some(names),
+        dictionary: dictionary(),
     })
+}
+
+/// The recogniser's dictionary, when its model is installed (Debian's pocketsphinx-en-us).
+pub(crate) fn dictionary() -> Option<Arc<BTreeSet<String>>> {
+    Model::load(Path::new(DEBIAN_MODEL))
+        .ok()
+        .map(|m| Arc::new(m.words()))
 }
 
 /// The ACD file beside a flow: `config/acd.yaml` for `config/flows/x.yaml`, if it exists.

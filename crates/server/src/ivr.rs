@@ -58,6 +58,7 @@ impl Flows {
         let ctx = crest_ivr::Context {
             queues,
             flows: None,
+            dictionary: crate::flow::dictionary(),
         };
         let registry = Registry::open(&s.flows_dir, ctx).map_err(|errs| {
             errs.iter()

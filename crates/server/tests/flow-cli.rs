@@ -59,7 +59,7 @@ fn a_broken_flow_gets_every_error_with_its_line() {
     let bad = dir.join("flows/bad.yaml");
     std::fs::write(
         &bad,
-        "flow: bad\nstart: hello\nnodes:\n  - say: {name: hello, text: \"Hi {name\", next: menu}\n  - ask:\n      name: menu\n      prompt: \"Say something\"\n      intents:\n        x: {examples: [\"talk\"], next: nowhere}\n  - queue: {name: q, queue: no-such-queue}\n",
+        "flow: bad\nstart: hello\nnodes:\n  - say: {name: hello, text: \"Hi {name\", next: menu}\n  - ask:\n      name: menu\n      prompt: \"Say something\"\n      intents:\n        x: {examples: [\"talk to a zorblax\"], next: nowhere}\n  - queue: {name: q, queue: no-such-queue}\n",
     )
     .unwrap();
     let out = crest(&["flow", "check", bad.to_str().unwrap()]);
@@ -70,6 +70,10 @@ fn a_broken_flow_gets_every_error_with_its_line() {
         (4, "unclosed '{'"),
         (5, "no no_input handling"),
         (5, "no no_match handling"),
+        (
+            5,
+            "words the recogniser does not know (not in its dictionary): zorblax",
+        ),
         (9, "no node named \"nowhere\""),
         (10, "no queue named \"no-such-queue\""),
     ] {
