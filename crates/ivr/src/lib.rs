@@ -14,6 +14,7 @@
 //! text and confidence, and maps it to an intent with the `ask`'s example phrases.
 
 pub mod asr;
+pub mod call;
 pub mod engine;
 pub mod intent;
 pub mod interp;

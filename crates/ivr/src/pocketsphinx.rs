@@ -60,6 +60,10 @@ pub struct Model {
 /// utterance to be taken as off-topic (measured: `cargo bench -p crest-ivr --bench intent_accuracy`).
 pub const OFF_TOPIC_MARGIN: f32 = 2000.0;
 
+/// Mean square of a frame loud enough to be speech (about -45 dBFS): the detector alone takes
+/// a quiet line's noise for speech at the start of a listen.
+const SPEECH_LEVEL: f64 = 180.0 * 180.0;
+
 /// Debian's model directory.
 pub const DEBIAN_MODEL: &str = "/usr/share/pocketsphinx/model/en-us";
 
@@ -102,6 +106,8 @@ pub struct PocketSphinx {
     garbage: Option<Decoder>,
     in_speech: bool,
     heard_speech: bool,
+    /// A frame of the utterance was as loud as speech.
+    loud: bool,
     up: Vec<i16>,
     scores: (i32, Option<i32>),
     /// Silence that ends an utterance, in 10 ms frames.
@@ -144,6 +150,7 @@ impl PocketSphinx {
             garbage: None,
             in_speech: false,
             heard_speech: false,
+            loud: false,
             up: Vec::new(),
             scores: (0, None),
             end_frames: 20,
@@ -302,6 +309,7 @@ impl Recognizer for PocketSphinx {
         };
         self.in_speech = false;
         self.heard_speech = false;
+        self.loud = false;
         Ok(())
     }
 
@@ -330,10 +338,25 @@ impl Recognizer for PocketSphinx {
             }
             ps_get_in_speech(d.ps) != 0
         };
+        let level =
+            pcm.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / pcm.len().max(1) as f64;
+        self.loud |= speech && level > SPEECH_LEVEL;
         self.heard_speech |= speech;
         let ended = self.in_speech && !speech;
         self.in_speech = speech;
         if !ended {
+            return Ok(None);
+        }
+        if !self.loud {
+            // Line noise the detector took for speech: nobody spoke; keep listening.
+            // SAFETY: the decoders are live; ending and restarting an utterance is allowed.
+            unsafe {
+                for g in self.garbage.iter().chain(self.main.as_ref()) {
+                    ps_end_utt(g.ps);
+                    ps_start_utt(g.ps);
+                }
+            }
+            self.heard_speech = false;
             return Ok(None);
         }
         Ok(Some(self.verdict()))

@@ -19,7 +19,7 @@ impl std::fmt::Display for TtsError {
 impl std::error::Error for TtsError {}
 
 /// A speech synthesiser.
-pub trait Tts: Send + Sync {
+pub trait Tts: Send + Sync + std::fmt::Debug {
     /// `text` in `voice` as 16-bit mono PCM at `rate`.
     fn render(&self, text: &str, voice: &str, rate: u32) -> Result<Arc<[i16]>, TtsError>;
 }
