@@ -48,6 +48,9 @@ pub struct Context {
     /// The recogniser's pronouncing dictionary: every word of an `ask`'s examples must be in
     /// it, or the ask could not listen; `None` skips the check.
     pub dictionary: Option<std::sync::Arc<BTreeSet<String>>>,
+    /// The synthesiser's voices (lower case): the flow's `voice` and every `say`'s must be
+    /// one of them (a variant such as `en-us+m3` counts by its base); `None` skips the check.
+    pub voices: Option<std::sync::Arc<BTreeSet<String>>>,
 }
 
 /// A checked flow, ready to run.
@@ -163,6 +166,22 @@ pub fn check(path: &Path, text: &str, ctx: &Context) -> Result<Flow, Vec<FlowErr
         unknown(&mut errs, &def.start);
     }
     let base = path.parent().unwrap_or(Path::new("."));
+    let voice_known = |v: &str| {
+        ctx.voices
+            .as_ref()
+            .is_none_or(|set| set.contains(&v.split('+').next().unwrap_or(v).to_lowercase()))
+    };
+    if !voice_known(&def.voice) {
+        err_at(
+            &mut errs,
+            1,
+            1,
+            format!(
+                "voice {:?}: the synthesiser has no such voice (espeak-ng --voices)",
+                def.voice
+            ),
+        );
+    }
     for n in &def.nodes {
         let (line, col) = (n.referenced.line(), n.referenced.column());
         let node = &n.value;
@@ -181,16 +200,25 @@ pub fn check(path: &Path, text: &str, ctx: &Context) -> Result<Flow, Vec<FlowErr
         };
         let mut texts: Vec<&str> = Vec::new();
         match node {
-            Node::Say(s) => match (&s.text, &s.file) {
-                (None, None) => e("give text or file".into()),
-                (Some(_), Some(_)) => e("give text or file, not both".into()),
-                (Some(t), None) => texts.push(t),
-                (None, Some(f)) => {
-                    if !base.join(f).is_file() {
-                        e(format!("prompt file {f:?} does not exist"));
+            Node::Say(s) => {
+                if let Some(v) = &s.voice
+                    && !voice_known(v)
+                {
+                    e(format!(
+                        "voice {v:?}: the synthesiser has no such voice (espeak-ng --voices)"
+                    ));
+                }
+                match (&s.text, &s.file) {
+                    (None, None) => e("give text or file".into()),
+                    (Some(_), Some(_)) => e("give text or file, not both".into()),
+                    (Some(t), None) => texts.push(t),
+                    (None, Some(f)) => {
+                        if !base.join(f).is_file() {
+                            e(format!("prompt file {f:?} does not exist"));
+                        }
                     }
                 }
-            },
+            }
             Node::Menu(m) => {
                 texts.push(&m.prompt);
                 input_handling(&mut e, &m.no_input, &m.no_match, &mut texts);
@@ -439,6 +467,7 @@ mod tests {
             dictionary: Some(std::sync::Arc::new(
                 ["talk", "to", "an", "agent"].map(String::from).into(),
             )),
+            voices: Some(std::sync::Arc::new(["en-us".to_owned()].into())),
         };
         match check(Path::new("f.yaml"), text, &ctx) {
             Ok(_) => Vec::new(),
@@ -531,6 +560,14 @@ mod tests {
         for want in ["f.yaml:4:", "does not know", "frobnicate, gizmo, the"] {
             assert!(e.iter().any(|m| m.contains(want)), "{want}: {e:?}");
         }
+        let e = errors(
+            "flow: t\nvoice: en-us+m3\nstart: a\nnodes:\n  - say: {name: a, text: hi, voice: klingon, next: b}\n  - hangup: {name: b}\n",
+        );
+        assert_eq!(e.len(), 1, "a variant of a known voice is fine: {e:?}");
+        assert!(
+            e[0].starts_with("f.yaml:5:") && e[0].contains("\"klingon\""),
+            "{e:?}"
+        );
         let e = errors(&format!(
             "{HEAD}  - say: {{name: a, file: missing.wav, next: b}}\n  - lookup: {{name: b, backend: crm, path: \"/x/{{id\", into: r, next: c, on_error: c}}\n  - call: {{name: c, flow: other, next: d}}\n  - hangup: {{name: d}}\n"
         ));

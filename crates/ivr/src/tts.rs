@@ -48,7 +48,13 @@ impl EspeakNg {
     /// Whether espeak-ng has `voice` (`en-us`, `en-us+m3` for a variant, or a voice file):
     /// espeak-ng itself falls back to its default voice without a word.
     pub fn has_voice(&self, voice: &str) -> bool {
-        let names = self.voices.get_or_init(|| {
+        let base = voice.split('+').next().unwrap_or(voice).to_lowercase();
+        self.voices().contains(&base)
+    }
+
+    /// espeak-ng's voices: languages, names and files, lower case (empty without espeak-ng).
+    pub fn voices(&self) -> &Vec<String> {
+        self.voices.get_or_init(|| {
             let out = Command::new("espeak-ng").arg("--voices").output();
             let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
             text.unwrap_or_default()
@@ -63,9 +69,7 @@ impl EspeakNg {
                         .collect::<Vec<_>>()
                 })
                 .collect()
-        });
-        let base = voice.split('+').next().unwrap_or(voice).to_lowercase();
-        names.contains(&base)
+        })
     }
 
     /// Prompts rendered so far.

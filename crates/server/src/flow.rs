@@ -37,6 +37,7 @@ fn context(acd: Option<&Path>, flows: &[PathBuf]) -> Result<Context, String> {
         queues,
         flows: Some(names),
         dictionary: dictionary(),
+        voices: voices(),
     })
 }
 
@@ -45,6 +46,12 @@ pub(crate) fn dictionary() -> Option<Arc<BTreeSet<String>>> {
     Model::load(Path::new(DEBIAN_MODEL))
         .ok()
         .map(|m| Arc::new(m.words()))
+}
+
+/// espeak-ng's voices, when it is installed.
+pub(crate) fn voices() -> Option<Arc<BTreeSet<String>>> {
+    let v = crest_ivr::tts::EspeakNg::new(150).voices().clone();
+    (!v.is_empty()).then(|| Arc::new(v.into_iter().collect()))
 }
 
 /// The ACD file beside a flow: `config/acd.yaml` for `config/flows/x.yaml`, if it exists.

@@ -59,6 +59,7 @@ impl Flows {
             queues,
             flows: None,
             dictionary: crate::flow::dictionary(),
+            voices: crate::flow::voices(),
         };
         let registry = Registry::open(&s.flows_dir, ctx).map_err(|errs| {
             errs.iter()
