@@ -174,3 +174,46 @@ fn recording_and_announcement_keys_are_checked() {
         );
     }
 }
+
+#[test]
+fn recording_keys_come_from_files_or_the_environment() {
+    let dir = std::env::temp_dir().join(format!("crest-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("keys.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "recording:\n  hot_dir: \"{d}/hot\"\n  index: \"sqlite:{d}/index.db\"\n  cold: {{dir: \"{d}/cold\"}}\n  keys:\n    - {{id: k1, env: CREST_TEST_KEK}}\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let list = |env: Option<&str>| {
+        let mut c = crest();
+        c.args(["recording", "list", "--config"]).arg(&cfg);
+        c.env_remove("CREST_TEST_KEK");
+        if let Some(v) = env {
+            c.env("CREST_TEST_KEK", v);
+        }
+        c.output().unwrap()
+    };
+    let ok = list(Some(&"ab".repeat(32)));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("RECORDING"));
+    let missing = list(None);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("$CREST_TEST_KEK"),
+        "{missing:?}"
+    );
+    let short = list(Some("abcd"));
+    assert!(!short.status.success());
+    assert!(
+        String::from_utf8_lossy(&short.stderr).contains("32 bytes"),
+        "{short:?}"
+    );
+}
