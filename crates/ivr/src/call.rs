@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::asr::{AsrError, Recognizer};
 use crate::engine::{Command, Input, Outcome, Session};
 use crate::model::Method;
-use crate::tts::{Tts, TtsError, wav_pcm};
+use crate::tts::{Tts, TtsError};
 
 /// What the host does for the caller.
 #[derive(Debug, Clone, PartialEq)]
@@ -193,10 +193,10 @@ impl<R: Recognizer> IvrCall<R> {
                             .render(t, &voice, self.rate)
                             .map_err(CallError::Tts),
                         (None, Some(f)) => std::fs::read(f)
-                            .ok()
-                            .and_then(|b| wav_pcm(&b))
+                            .map_err(|e| e.to_string())
+                            .and_then(|b| crest_media::wav::read_pcm(&b).map_err(|e| e.to_string()))
                             .map(|(r, pcm)| crate::tts::resample(&pcm, r, self.rate).into())
-                            .ok_or_else(|| CallError::Prompt(f.display().to_string())),
+                            .map_err(|e| CallError::Prompt(format!("{}: {e}", f.display()))),
                         (None, None) => Err(CallError::Prompt("empty prompt".into())),
                     };
                     match prompt {

@@ -89,23 +89,41 @@ impl Flow {
     }
 }
 
+/// Where a YAML error is (line, column; 0 when unknown) and what it says, without the
+/// parser's own "line L column C:" prefix (the caller prints the place its own way).
+pub fn yaml_error(e: &serde_saphyr::Error) -> (u64, u64, String) {
+    let msg = e.to_string();
+    let first = msg.lines().next().unwrap_or_default();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let message = match first.split_once(": ") {
+        Some((pre, rest)) if pre.starts_with("line ") => rest,
+        _ => first,
+    };
+    let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+    (line, column, message.to_owned())
+}
+
 /// Parses a flow file's text (schema only).
 pub fn parse(file: &str, text: &str) -> Result<FlowFile, FlowError> {
     serde_saphyr::from_str::<FlowFile>(text).map_err(|e| {
-        let msg = e.to_string();
-        let first = msg.lines().next().unwrap_or_default();
-        let first = first.strip_prefix("error: ").unwrap_or(first);
-        let message = match first.split_once(": ") {
-            Some((pre, rest)) if pre.starts_with("line ") => rest,
-            _ => first,
-        };
+        let (line, column, message) = yaml_error(&e);
         FlowError {
             file: file.to_owned(),
-            line: e.location().map_or(0, |l| l.line()),
-            column: e.location().map_or(0, |l| l.column()),
-            message: message.to_owned(),
+            line,
+            column,
+            message,
         }
     })
+}
+
+/// The names of the flows in `files` (those that parse), for `call` nodes to name.
+pub fn flow_names(files: &[PathBuf]) -> BTreeSet<String> {
+    files
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter_map(|t| parse("", &t).ok())
+        .map(|f| f.flow)
+        .collect()
 }
 
 /// Reads, parses and checks a flow file.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::engine::Library;
-use crate::load::{Context, Flow, FlowError, load};
+use crate::load::{Context, Flow, FlowError, flow_names, load};
 
 /// What a rescan did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,14 +78,8 @@ impl Registry {
     pub fn open(dir: &Path, ctx: Context) -> Result<Self, Vec<FlowError>> {
         let mut files = BTreeMap::new();
         let mut errs = Vec::new();
-        let names = flow_files(dir)
-            .iter()
-            .filter_map(|p| std::fs::read_to_string(p).ok())
-            .filter_map(|t| crate::load::parse("", &t).ok())
-            .map(|f| f.flow)
-            .collect();
         let ctx = Context {
-            flows: Some(names),
+            flows: Some(flow_names(&flow_files(dir))),
             ..ctx
         };
         for p in flow_files(dir) {
@@ -140,12 +134,8 @@ impl Registry {
             if self.files.get(p).is_some_and(|(old, _)| *old == s) {
                 continue;
             }
-            if let Some(names) = &mut self.ctx.flows
-                && let Some(f) = std::fs::read_to_string(p)
-                    .ok()
-                    .and_then(|t| crate::load::parse("", &t).ok())
-            {
-                names.insert(f.flow);
+            if let Some(names) = &mut self.ctx.flows {
+                names.extend(flow_names(std::slice::from_ref(p)));
             }
             let kept = self.files.get(p).and_then(|(_, f)| f.clone());
             match load(p, &self.ctx) {

@@ -33,7 +33,6 @@ use crate::asr::Recognizer;
 use crate::engine::{Command, Grammar, Input, Library, Outcome, Session};
 use crate::interp::Vars;
 use crate::load::Flow;
-use crate::tts::wav_pcm;
 
 /// A script file.
 #[derive(Debug, Clone, Deserialize)]
@@ -135,7 +134,7 @@ pub struct Transcribe<R>(pub R);
 impl<R: Recognizer> Hear for Transcribe<R> {
     fn hear(&mut self, file: &Path, grammar: &Grammar) -> Result<(String, f32), String> {
         let bytes = std::fs::read(file).map_err(|e| e.to_string())?;
-        let (rate, pcm) = wav_pcm(&bytes).ok_or("not a 16-bit mono WAV file")?;
+        let (rate, pcm) = crest_media::wav::read_pcm(&bytes).map_err(|e| e.to_string())?;
         let r = &mut self.0;
         r.start(grammar).map_err(|e| e.to_string())?;
         let frame = (rate / 50).max(1) as usize;

@@ -117,47 +117,14 @@ impl Tts for EspeakNg {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        let (from, pcm) =
-            wav_pcm(&out.stdout).ok_or_else(|| TtsError("espeak-ng gave no WAV".into()))?;
+        let (from, pcm) = crest_media::wav::read_pcm(&out.stdout)
+            .map_err(|e| TtsError(format!("espeak-ng's output: {e}")))?;
         let pcm: Arc<[i16]> = resample(&pcm, from, rate).into();
         if let Ok(mut c) = self.cache.lock() {
             c.insert(key, pcm.clone());
         }
         Ok(pcm)
     }
-}
-
-/// The rate and samples of a 16-bit mono WAV (as espeak-ng writes it: sizes may be unset).
-pub fn wav_pcm(b: &[u8]) -> Option<(u32, Vec<i16>)> {
-    if b.len() < 12 || &b[..4] != b"RIFF" || &b[8..12] != b"WAVE" {
-        return None;
-    }
-    let mut at = 12;
-    let mut rate = None;
-    while at + 8 <= b.len() {
-        let id = &b[at..at + 4];
-        let len = u32::from_le_bytes(b[at + 4..at + 8].try_into().ok()?) as usize;
-        if id == b"fmt " {
-            let f = b.get(at + 8..at + 24)?;
-            let channels = u16::from_le_bytes([f[2], f[3]]);
-            let bits = u16::from_le_bytes([f[14], f[15]]);
-            if channels != 1 || bits != 16 {
-                return None;
-            }
-            rate = Some(u32::from_le_bytes(f[4..8].try_into().ok()?));
-        }
-        if id == b"data" {
-            let data = &b[at + 8..];
-            let data = &data[..data.len().min(len)];
-            let pcm = data
-                .chunks_exact(2)
-                .map(|c| i16::from_le_bytes([c[0], c[1]]))
-                .collect();
-            return Some((rate?, pcm));
-        }
-        at += 8 + len + (len & 1);
-    }
-    None
 }
 
 /// Any rate to any rate with a windowed-sinc low-pass (prompts are rendered once and cached,

@@ -36,8 +36,21 @@ fn u32_at(b: &[u8], i: usize) -> u32 {
     u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
 }
 
-/// Reads a WAV file's bytes into a prompt.
+/// Reads a WAV file's bytes into a prompt (at a rate the media plane plays: 8, 16, 24 or
+/// 48 kHz).
 pub fn read(bytes: &[u8]) -> Result<Prompt, WavError> {
+    let (rate, pcm) = read_pcm(bytes)?;
+    if ![8000, 16_000, 24_000, 48_000].contains(&rate) {
+        return Err(WavError::Rate(rate));
+    }
+    Ok(Prompt {
+        rate,
+        pcm: pcm.into(),
+    })
+}
+
+/// Reads a 16-bit PCM WAV file (mono, or stereo mixed to mono) at whatever rate it has.
+pub fn read_pcm(bytes: &[u8]) -> Result<(u32, Vec<i16>), WavError> {
     if bytes.len() < 12 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
         return Err(WavError::NotWav);
     }
@@ -65,9 +78,6 @@ pub fn read(bytes: &[u8]) -> Result<Prompt, WavError> {
                         "format tag {tag}, {bits}-bit, {channels} channel(s)"
                     )));
                 }
-                if ![8000, 16_000, 24_000, 48_000].contains(&rate) {
-                    return Err(WavError::Rate(rate));
-                }
                 // A writer that never fixed up the length leaves 0 or 0xFFFFFFFF: take the rest.
                 let end = end.unwrap_or(bytes.len());
                 let data = &bytes[body..end];
@@ -83,10 +93,7 @@ pub fn read(bytes: &[u8]) -> Result<Prompt, WavError> {
                         }
                     })
                     .collect();
-                return Ok(Prompt {
-                    rate,
-                    pcm: pcm.into(),
-                });
+                return Ok((rate, pcm));
             }
             _ => {}
         }

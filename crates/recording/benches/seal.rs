@@ -35,13 +35,17 @@ fn raw_aes_256_gcm_64k(b: divan::Bencher<'_, '_>) {
     });
 }
 
-#[divan::bench]
-fn seal_chunk_64k(b: divan::Bencher<'_, '_>) {
+/// A sealer for a new recording, a chunk of plaintext and an output buffer.
+fn sealer() -> (Sealer, Vec<u8>, Vec<u8>) {
     let id = RecordingId::from_bytes([1; 16]);
     let dk = DataKey::generate().unwrap();
-    let mut s = Sealer::new(&id, &dk).unwrap();
-    let plain = vec![0x55u8; CHUNK];
-    let mut out = Vec::with_capacity(CHUNK + 64);
+    let s = Sealer::new(&id, &dk).unwrap();
+    (s, vec![0x55u8; CHUNK], Vec::with_capacity(CHUNK + 64))
+}
+
+#[divan::bench]
+fn seal_chunk_64k(b: divan::Bencher<'_, '_>) {
+    let (mut s, plain, mut out) = sealer();
     b.counter(BytesCount::new(CHUNK)).bench_local(|| {
         out.clear();
         s.seal(&plain, false, &mut out);
@@ -51,11 +55,7 @@ fn seal_chunk_64k(b: divan::Bencher<'_, '_>) {
 fn seal_and_write(b: divan::Bencher<'_, '_>, sync: bool) {
     let dir = tempfile::tempdir().unwrap();
     let mut f = std::fs::File::create(dir.path().join("bench.crec")).unwrap();
-    let id = RecordingId::from_bytes([1; 16]);
-    let dk = DataKey::generate().unwrap();
-    let mut s = Sealer::new(&id, &dk).unwrap();
-    let plain = vec![0x55u8; CHUNK];
-    let mut out = Vec::with_capacity(CHUNK + 64);
+    let (mut s, plain, mut out) = sealer();
     b.counter(BytesCount::new(CHUNK)).bench_local(|| {
         out.clear();
         s.seal(&plain, false, &mut out);

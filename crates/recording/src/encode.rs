@@ -49,6 +49,22 @@ impl Format {
         }
     }
 
+    /// Whether the format can be written at `rate`.
+    pub fn check_rate(self, rate: u32) -> Result<(), EncodeError> {
+        let ok = match self {
+            Self::WavPcmu | Self::WavPcma => rate == 8000,
+            Self::WavPcm | Self::OggOpus => matches!(rate, 8000 | 16000 | 48000),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(EncodeError::Rate {
+                format: self.name(),
+                rate,
+            })
+        }
+    }
+
     fn wav_tag(self) -> u16 {
         match self {
             Self::WavPcmu => 7,
@@ -116,16 +132,7 @@ pub struct Encoder {
 impl Encoder {
     /// An encoder for `channels` (1 or 2) at `rate`; `serial` names the Ogg stream.
     pub fn new(format: Format, channels: u16, rate: u32, serial: u32) -> Result<Self, EncodeError> {
-        let ok = match format {
-            Format::WavPcmu | Format::WavPcma => rate == 8000,
-            Format::WavPcm | Format::OggOpus => matches!(rate, 8000 | 16000 | 48000),
-        };
-        if !ok {
-            return Err(EncodeError::Rate {
-                format: format.name(),
-                rate,
-            });
-        }
+        format.check_rate(rate)?;
         let opus = if format == Format::OggOpus {
             let ch = if channels == 2 {
                 opus::Channels::Stereo

@@ -1,8 +1,8 @@
 //! The recording index: each recording's metadata, its wrapped data key, its tier and the
 //! SHA-256 of its ciphertext, in SQLite (embedded, the default) or PostgreSQL, through one
 //! sqlx `Any` pool. Only plain column types are used (text, 64-bit integers, bytes), which
-//! the `Any` driver carries for both; each backend has its own schema file
-//! (`schema/sqlite.sql`, `schema/postgres.sql`).
+//! the `Any` driver carries for both; one schema file (`schema/recording.sql`), whose one
+//! binary column PostgreSQL spells `BYTEA`.
 
 use std::fmt;
 
@@ -221,9 +221,11 @@ impl Index {
             .max_connections(max)
             .connect(&url)
             .await?;
+        const SCHEMA: &str = include_str!("../schema/recording.sql");
+        // The one type the two spell differently.
         let schema = match backend {
-            Backend::Sqlite => include_str!("../schema/sqlite.sql"),
-            Backend::Postgres => include_str!("../schema/postgres.sql"),
+            Backend::Sqlite => SCHEMA.to_owned(),
+            Backend::Postgres => SCHEMA.replace("BLOB", "BYTEA"),
         };
         for stmt in schema.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             sqlx::query(sqlx::AssertSqlSafe(stmt.to_owned()))

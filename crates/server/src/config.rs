@@ -309,20 +309,13 @@ pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
         },
     };
     serde_saphyr::from_str_with_options(text, options).map_err(|e| {
-        let text = e.to_string();
-        let first = text.lines().next().unwrap_or_default();
-        let first = first.strip_prefix("error: ").unwrap_or(first);
-        // Drop serde-saphyr's own "line L column C: " prefix; the location is ours to print.
-        let message = match first.split_once(": ") {
-            Some((pre, rest)) if pre.starts_with("line ") => rest,
-            _ => first,
-        };
+        let (line, column, message) = crest_ivr::load::yaml_error(&e);
         ConfigError {
             file: file.to_owned(),
-            line: e.location().map_or(0, |l| l.line() as usize),
-            column: e.location().map_or(0, |l| l.column() as usize),
+            line: line as usize,
+            column: column as usize,
             key: String::new(),
-            message: message.to_owned(),
+            message,
         }
     })
 }

@@ -26,16 +26,10 @@ fn context(acd: Option<&Path>, flows: &[PathBuf]) -> Result<Context, String> {
         }
         None => None,
     };
-    // Flow names come from the files themselves (a flow may call any flow checked with it).
-    let names = flows
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .filter_map(|t| crest_ivr::load::parse("", &t).ok())
-        .map(|f| f.flow)
-        .collect();
     Ok(Context {
         queues,
-        flows: Some(names),
+        // A flow may call any flow checked with it.
+        flows: Some(crest_ivr::load::flow_names(flows)),
         dictionary: dictionary(),
         voices: voices(),
     })

@@ -683,6 +683,22 @@ impl CallTask {
     }
 
     fn report(&self, ev: MediaEvent, timed_out: &mut bool) {
+        // Audio comes 50 times a second per listened leg: straight to the recorder, outside
+        // the call's span (nothing is logged for it).
+        let ev = match ev {
+            MediaEvent::Audio { side, rate, pcm } => {
+                if let Some(r) = &self.recording {
+                    let _ = r.tx.send(RecMsg::Audio {
+                        key: self.key,
+                        side,
+                        rate,
+                        pcm,
+                    });
+                }
+                return;
+            }
+            other => other,
+        };
         let _g = self.span.enter();
         let m = &self.metrics;
         match ev {
@@ -704,16 +720,6 @@ impl CallTask {
             MediaEvent::Latched { side, addr } => debug!(leg = ?side, %addr, "RTP latched"),
             MediaEvent::PromptDone { side } => info!(leg = ?side, "prompt done"),
             MediaEvent::BargeIn { side, by } => info!(leg = ?side, ?by, "prompt stopped: barge-in"),
-            MediaEvent::Audio { side, rate, pcm } => {
-                if let Some(r) = &self.recording {
-                    let _ = r.tx.send(RecMsg::Audio {
-                        key: self.key,
-                        side,
-                        rate,
-                        pcm,
-                    });
-                }
-            }
             other => debug!(event = ?other, "media event"),
         }
     }

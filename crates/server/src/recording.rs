@@ -195,7 +195,8 @@ impl Settings {
                 ));
             }
         };
-        crest_recording::Encoder::new(format, 1, s.rate, 0)
+        format
+            .check_rate(s.rate)
             .map_err(|e| ("recording.rate".to_owned(), e.to_string()))?;
         if s.chunk_secs == 0 {
             return Err(("recording.chunk_secs".into(), "must be at least 1".into()));

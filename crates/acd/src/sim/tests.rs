@@ -262,21 +262,29 @@ fn with_patience_the_abandons_match_erlang_a_within_3_percent() {
     );
 }
 
-/// A 10x surge for the middle tenth of a run through 20 agents, with and without the
-/// production surge levels and admission decisions in the loop.
-fn surge_run(with_policy: bool) -> Report {
-    let rate = 20.0 * 0.8 / 180.0; // 80 % occupancy at factor 1
-    let mut t = traffic(rate, 20_000.0, 7);
+/// Traffic that keeps 20 agents 80 % busy, with a 10× surge for the middle tenth of the run,
+/// 120 s mean patience, and the surge detector's baseline at the normal rate.
+fn surge_traffic(seed: u64) -> (Traffic, SurgeConfig) {
+    let rate = 20.0 * 0.8 / 180.0;
+    let mut t = traffic(rate, 20_000.0, seed);
     let d = t.duration;
     t.profile = vec![(0.0, 1.0), (d * 0.45, 10.0), (d * 0.55, 1.0)];
     t.mean_patience = Some(120.0);
+    let surge = SurgeConfig {
+        baseline_per_min: rate * 60.0,
+        window_secs: 120,
+        ..SurgeConfig::default()
+    };
+    (t, surge)
+}
+
+/// The surge through 20 agents, with and without the production surge levels and admission
+/// decisions in the loop.
+fn surge_run(with_policy: bool) -> Report {
+    let (mut t, surge) = surge_traffic(7);
     if with_policy {
         t.policy = Policy {
-            surge: Some(SurgeConfig {
-                baseline_per_min: rate * 60.0,
-                window_secs: 120,
-                ..SurgeConfig::default()
-            }),
+            surge: Some(surge),
             admission: Some(AdmissionConfig {
                 max_wait_secs: 900,
                 ..AdmissionConfig::default()
@@ -396,17 +404,9 @@ fn at_5x_the_standby_pool_is_called_in_and_the_breaker_promises_compensation() {
             rating: 0.5,
         });
     }
-    let rate = 20.0 * 0.8 / 180.0;
-    let mut t = traffic(rate, 20_000.0, 5);
-    let d = t.duration;
-    t.profile = vec![(0.0, 1.0), (d * 0.45, 10.0), (d * 0.55, 1.0)];
-    t.mean_patience = Some(120.0);
+    let (mut t, surge) = surge_traffic(5);
     t.policy = Policy {
-        surge: Some(SurgeConfig {
-            baseline_per_min: rate * 60.0,
-            window_secs: 120,
-            ..SurgeConfig::default()
-        }),
+        surge: Some(surge),
         admission: Some(AdmissionConfig {
             compensation: Some("double11-coupon".into()),
             max_wait_secs: 3600,

@@ -1,4 +1,5 @@
--- The recording index on PostgreSQL (crates/recording/src/index.rs). Statements are idempotent.
+-- The recording index (crates/recording/src/index.rs), for SQLite as written and for PostgreSQL
+-- with BLOB read as BYTEA. Statements are idempotent, and no comment may hold a semicolon.
 CREATE TABLE IF NOT EXISTS recordings (
     id TEXT PRIMARY KEY,
     call_id TEXT NOT NULL,
@@ -12,7 +13,7 @@ CREATE TABLE IF NOT EXISTS recordings (
     state TEXT NOT NULL,
     tier TEXT NOT NULL,
     key_id TEXT,
-    wrapped_key BYTEA,
+    wrapped_key BLOB,
     sha256 TEXT,
     size BIGINT
 );
