@@ -6,7 +6,8 @@
 //! data keys (playback needs only the new key) and `crest recording tier` moves both to the
 //! cold tier, where `verify --all` and `get` still work. The call detail record keeps each
 //! leg's codec and quality (`crest cdr`). SIGTERM during a recorded call: the recording is
-//! closed before crest exits.
+//! closed before crest exits; that call is recorded in Opus (Ogg) by the second crest's
+//! configuration.
 
 mod common;
 #[path = "common/peer.rs"]
@@ -182,7 +183,14 @@ fn recorded_calls_are_sealed_paused_recovered_rotated_and_tiered() {
     );
 
     // The restarted crest recovers it.
-    let crest = start("recording-2", callee_port, 43200, &rec_k1);
+    // The restarted crest records in Opus (Ogg) at 16 kHz; the recovery of call 2 follows the
+    // recording's own format (WAV).
+    let crest = start(
+        "recording-2",
+        callee_port,
+        43200,
+        &format!("{rec_k1}  format: opus\n  rate: 16000\n"),
+    );
     assert!(crest.log().contains("recovered"), "{}", crest.log());
     let config = crest.dir.join("crest.yaml");
     let all = ok(&crest_cli(&config, &["recording", "verify", "--all"]));
@@ -306,4 +314,16 @@ fn recorded_calls_are_sealed_paused_recovered_rotated_and_tiered() {
     assert!(row.contains("complete"), "{row}");
     let v = ok(&crest_cli(&rotate_cfg, &["recording", "verify", &call3]));
     assert!(v.contains("0 with problems"), "{v}");
+    assert!(row.contains("opus/stereo"), "{row}");
+    let out3 = data.join("call3.opus");
+    ok(&crest_cli(
+        &rotate_cfg,
+        &["recording", "get", &call3, "--out", out3.to_str().unwrap()],
+    ));
+    let ogg = std::fs::read(&out3).unwrap();
+    assert!(ogg.starts_with(b"OggS"), "an Ogg stream");
+    assert!(
+        ogg.windows(8).any(|w| w == b"OpusHead"),
+        "with its Opus header"
+    );
 }
