@@ -583,10 +583,7 @@ impl Acd {
             return Some(Duration::ZERO);
         }
         let q = c.caller.queue;
-        let ahead: usize = self.waiting[q.0 as usize]
-            .iter()
-            .map(|set| set.range(..(c.key, call)).count())
-            .sum();
+        let ahead = self.position(call)? - 1;
         let staffed: u32 = self.staffed[q.0 as usize][..=c.step].iter().sum();
         if staffed == 0 {
             return None;
@@ -596,6 +593,17 @@ impl Acd {
         Some(Duration::from_secs_f64(
             (ahead as f64 * stay + 1.0) * aht / staffed as f64,
         ))
+    }
+
+    /// A waiting caller's place in its queue (1: next), counting everyone ahead of it in
+    /// the queue's order (priority credit and waiting time).
+    pub fn position(&self, call: CallId) -> Option<usize> {
+        let c = self.calls.get(&call)?;
+        let ahead: usize = self.waiting[c.caller.queue.0 as usize]
+            .iter()
+            .map(|set| set.range(..(c.key, call)).count())
+            .sum();
+        Some(ahead + 1)
     }
 
     /// The measured average handle time of `queue`.

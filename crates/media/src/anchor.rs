@@ -57,6 +57,8 @@ struct Negotiation {
     offered: bool,
     /// This leg sent a request without SDP: it gets Crest's offer in the response.
     needs_offer: bool,
+    /// The codec this leg last agreed on.
+    codec: Option<CodecKind>,
     version: u64,
 }
 
@@ -136,6 +138,7 @@ impl CallAnchor {
                 let answer = Sdp::parse(text)?;
                 let setup = answered(cfg, &answer)?;
                 self.legs[index(from)].offered = false;
+                self.legs[index(from)].codec = Some(setup.codec);
                 let mut ex = Exchange {
                     body: None,
                     setups: vec![(from, setup.clone())],
@@ -160,6 +163,47 @@ impl CallAnchor {
                 setups: Vec::new(),
             }),
         }
+    }
+
+    /// Crest answers `side` itself (a call Crest takes: the IVR, a queue), with no far leg to
+    /// ask: the offer's first codec Crest has. Without an offer (late offer) Crest offers,
+    /// and the answer comes through [`Self::exchange`].
+    pub fn answer_alone(
+        &mut self,
+        cfg: &AnchorConfig,
+        side: Side,
+        sdp: Option<&str>,
+    ) -> Result<Exchange, SdpError> {
+        let Some(text) = sdp else {
+            self.legs[index(side)].remote_offer = None;
+            return Ok(Exchange {
+                body: Some(self.offer_to(cfg, side, &[], Direction::SendRecv)),
+                setups: Vec::new(),
+            });
+        };
+        let offer = Sdp::parse(text)?;
+        let audio = plain_audio(&offer)?;
+        let first = audio
+            .codecs
+            .iter()
+            .filter_map(CodecKind::from_sdp)
+            .find(|k| cfg.codecs.contains(k))
+            .ok_or(SdpError::NoCommonCodec)?;
+        let (body, setup) = self.answer_to(cfg, side, &offer, first)?;
+        Ok(Exchange {
+            body: Some(body),
+            setups: vec![(side, setup)],
+        })
+    }
+
+    /// Crest's offer to a new far leg `side` of a call whose other leg Crest answered itself
+    /// (the caller's codec first, so that the legs usually agree and packets are forwarded).
+    pub fn offer_far(&mut self, cfg: &AnchorConfig, side: Side) -> String {
+        let near: Vec<CodecKind> = self.legs[index(side.other())].codec.into_iter().collect();
+        let n = &mut self.legs[index(side)];
+        n.remote_offer = None;
+        n.needs_offer = false;
+        self.offer_to(cfg, side, &near, Direction::SendRecv)
     }
 
     fn origin(&mut self, cfg: &AnchorConfig, side: Side) -> String {
@@ -246,6 +290,7 @@ impl CallAnchor {
         let n = &mut self.legs[index(side)];
         n.remote_offer = None;
         n.last_answer = Some(text.clone());
+        n.codec = Some(setup.codec);
         Ok((text, setup))
     }
 }

@@ -206,6 +206,7 @@ pub(crate) struct Config {
     pub(crate) media: MediaSection,
     pub(crate) recording: crate::recording::RecordingSection,
     pub(crate) ivr: crate::ivr::IvrSection,
+    pub(crate) acd: crate::app::AcdSection,
     pub(crate) sip: SipConfig,
 }
 
@@ -233,6 +234,8 @@ pub(crate) struct Loaded {
     pub(crate) drain: Duration,
     pub(crate) media: Option<crate::media::Settings>,
     pub(crate) recording: crate::recording::Settings,
+    /// The ACD's agents, pools and queues (`acd.file`).
+    pub(crate) acd: Option<crest_acd::Model>,
 }
 
 fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
@@ -408,7 +411,47 @@ impl Config {
                 "recording needs media.anchor: true (Crest must carry the audio)".into(),
             ));
         }
+        let acd = match &config.acd.file {
+            Some(p) => {
+                let (f, t) = read_file(p).map_err(|e| err("acd.file", e.to_string()))?;
+                let cfg: crest_acd::AcdConfig =
+                    parse_yaml(&f, &t).map_err(|e| err("acd.file", e.to_string()))?;
+                Some(
+                    crest_acd::Model::new(&cfg)
+                        .map_err(|e| err("acd.file", format!("{}: {e}", p.display())))?,
+                )
+            }
+            None => None,
+        };
+        for (i, r) in config.sip.routes.iter().enumerate() {
+            let key = format!("sip.routes[{i}]");
+            if (r.ivr.is_some() || r.queue.is_some()) && media.is_none() {
+                return Err(err(
+                    &key,
+                    "Crest answers ivr: and queue: routes itself: they need media.anchor: true"
+                        .into(),
+                ));
+            }
+            if r.ivr.is_some() && !config.ivr.enabled {
+                return Err(err(&format!("{key}.ivr"), "needs ivr.enabled: true".into()));
+            }
+            if let Some(q) = &r.queue {
+                match &acd {
+                    None => {
+                        return Err(err(&format!("{key}.queue"), "needs acd.file".into()));
+                    }
+                    Some(m) if m.queue(q).is_none() => {
+                        return Err(err(
+                            &format!("{key}.queue"),
+                            format!("no queue named {q:?} in the ACD file"),
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
         Ok(Loaded {
+            acd,
             recording,
             config,
             routes,
@@ -429,7 +472,10 @@ mod tests {
 
     #[test]
     fn shipped_config_files_load() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        // Paths in the shipped files are relative to the repository's root, where crest runs.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        std::env::set_current_dir(&root).unwrap();
+        let dir = root.join("config");
         let mut n = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let p = entry.unwrap().path();

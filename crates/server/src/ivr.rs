@@ -41,6 +41,8 @@ pub(crate) struct Flows {
     registry: Mutex<Registry>,
     loaded: AtomicU64,
     refused: AtomicU64,
+    /// Calls that ran a flow to its end: (flow, outcome) → count.
+    outcomes: Mutex<std::collections::BTreeMap<(String, String), u64>>,
 }
 
 impl Flows {
@@ -74,7 +76,23 @@ impl Flows {
             registry: Mutex::new(registry),
             loaded: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            outcomes: Mutex::default(),
         })
+    }
+
+    /// The flows in force, for a new call.
+    pub(crate) fn library(&self) -> Arc<crest_ivr::Library> {
+        self.registry
+            .lock()
+            .map(|r| r.library())
+            .unwrap_or_default()
+    }
+
+    /// A call left flow `flow` this way (`queue:refund`, `hangup`, …).
+    pub(crate) fn count_outcome(&self, flow: &str, outcome: &str) {
+        if let Ok(mut o) = self.outcomes.lock() {
+            *o.entry((flow.to_owned(), outcome.to_owned())).or_default() += 1;
+        }
     }
 
     fn rescan(&self) {
@@ -131,6 +149,18 @@ impl Flows {
             self.loaded.load(Ordering::Relaxed),
             self.refused.load(Ordering::Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP crest_ivr_calls_total Calls that ran a flow to its end, by how they left it.\n# TYPE crest_ivr_calls_total counter"
+        );
+        if let Ok(o) = self.outcomes.lock() {
+            for ((flow, outcome), n) in o.iter() {
+                let _ = writeln!(
+                    out,
+                    "crest_ivr_calls_total{{flow=\"{flow}\",outcome=\"{outcome}\"}} {n}"
+                );
+            }
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! prints the HA1 hashes to store for a user.
 
 mod admin;
+mod app;
 mod config;
 mod flow;
 mod ivr;
@@ -425,7 +426,7 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
             seed,
         },
     );
-    let (hangup_tx, hangup_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (core_tx, core_rx) = tokio::sync::mpsc::unbounded_channel();
     let recorder = if l.recording.enabled || l.recording.cdr {
         let settings = l.recording.clone();
         let h = tokio::task::spawn_blocking(move || recording::start(settings))
@@ -441,21 +442,11 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
         None
     };
     let recorder_at_exit = recorder.clone();
-    let media_shared = match l.media.clone() {
-        Some(settings) => {
-            let mut plane = media::MediaPlane::new(settings, hangup_tx, seed.rotate_left(17))
-                .context("starting the media threads")?;
-            if let Some(h) = &recorder {
-                plane.set_recorder(h.clone(), l.recording.clone());
-            }
-            let shared = plane.shared();
-            ep.set_media(Box::new(plane));
-            Some(shared)
-        }
-        None => None,
-    };
     let flows = if l.config.ivr.enabled {
-        let section = l.config.ivr.clone();
+        let mut section = l.config.ivr.clone();
+        if section.acd_file.is_none() {
+            section.acd_file = l.config.acd.file.clone();
+        }
         let f = tokio::task::spawn_blocking(move || ivr::Flows::open(&section))
             .await?
             .map_err(|e| anyhow::anyhow!("IVR flows:\n{e}"))?;
@@ -467,6 +458,39 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
         Some(f)
     } else {
         None
+    };
+    let (acd_tx, acd_rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = app_runtime(&l, flows.clone(), acd_tx.clone())?;
+    let acd_tx = match (&l.acd, &app) {
+        (Some(model), Some(rt)) => {
+            tokio::spawn(
+                app::AcdService::new(
+                    model.clone(),
+                    core_tx.clone(),
+                    rt.tts.clone(),
+                    std::time::Duration::from_secs(l.config.acd.announce_secs.max(5)),
+                )
+                .run(acd_rx),
+            );
+            Some(acd_tx)
+        }
+        _ => None,
+    };
+    let media_shared = match l.media.clone() {
+        Some(settings) => {
+            let mut plane = media::MediaPlane::new(settings, core_tx.clone(), seed.rotate_left(17))
+                .context("starting the media threads")?;
+            if let Some(h) = &recorder {
+                plane.set_recorder(h.clone(), l.recording.clone());
+            }
+            if let Some(rt) = &app {
+                plane.set_app(rt.clone());
+            }
+            let shared = plane.shared();
+            ep.set_media(Box::new(plane));
+            Some(shared)
+        }
+        None => None,
     };
     let (snap_tx, snap_rx) = tokio::sync::mpsc::channel(64);
     if let Some(a) = l.admin {
@@ -500,7 +524,8 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
         .iter()
         .filter_map(|(_, t, _)| match t {
             crest_sip_proxy::config::RouteTarget::Uri(uri, addr) => Some((*addr, uri.host.clone())),
-            crest_sip_proxy::config::RouteTarget::User(_) => None,
+            crest_sip_proxy::config::RouteTarget::User(_)
+            | crest_sip_proxy::config::RouteTarget::App(_) => None,
         })
         .collect();
     let tls_out = sip_io::TlsOut {
@@ -515,13 +540,77 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
         tls,
         overload_utilization: cfg.sockets.overload_utilization,
     };
-    sip_io::run(ep, sockets, snap_rx, hangup_rx, stop_rx, l.drain).await;
+    sip_io::run(ep, sockets, snap_rx, core_rx, acd_tx, stop_rx, l.drain).await;
     if let Some(h) = recorder_at_exit {
         tokio::task::spawn_blocking(move || h.shut_down(std::time::Duration::from_secs(10)))
             .await?;
         info!("recordings closed");
     }
     Ok(())
+}
+
+/// What the calls Crest answers itself share (`ivr:` and `queue:` routes): the flows, the
+/// recogniser's model, the synthesiser, the ACD and the hold music. `None` without such routes.
+fn app_runtime(
+    l: &config::Loaded,
+    flows: Option<std::sync::Arc<ivr::Flows>>,
+    acd: tokio::sync::mpsc::UnboundedSender<app::AcdMsg>,
+) -> anyhow::Result<Option<std::sync::Arc<app::AppRuntime>>> {
+    use crest_sip_proxy::config::RouteTarget;
+    let apps: Vec<&crest_sip_proxy::App> = l
+        .routes
+        .iter()
+        .filter_map(|(_, t, _)| match t {
+            RouteTarget::App(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    if apps.is_empty() {
+        return Ok(None);
+    }
+    for a in &apps {
+        if let crest_sip_proxy::App::Ivr(name) = a {
+            let known = flows
+                .as_ref()
+                .is_some_and(|f| f.library().get(name).is_some());
+            if !known {
+                anyhow::bail!(
+                    "sip.routes: no IVR flow named {name:?} in {}",
+                    l.config.ivr.flows_dir.display()
+                );
+            }
+        }
+    }
+    let model = match &flows {
+        Some(_) => Some(
+            crest_ivr::pocketsphinx::Model::load(std::path::Path::new(
+                crest_ivr::pocketsphinx::DEBIAN_MODEL,
+            ))
+            .map_err(|e| anyhow::anyhow!("speech recognition model: {e}"))?,
+        ),
+        None => None,
+    };
+    let hold_music = match &l.config.acd.hold_music {
+        Some(p) => {
+            let bytes =
+                std::fs::read(p).with_context(|| format!("acd.hold_music {}", p.display()))?;
+            crest_media::wav::read(&bytes)
+                .map_err(|e| anyhow::anyhow!("acd.hold_music {}: {e}", p.display()))?
+        }
+        None => app::chime(8000),
+    };
+    let http = reqwest::Client::builder()
+        .build()
+        .context("HTTP client for IVR lookups")?;
+    Ok(Some(std::sync::Arc::new(app::AppRuntime {
+        flows,
+        model,
+        tts: std::sync::Arc::new(crest_ivr::tts::EspeakNg::new(160)),
+        acd: l.acd.as_ref().map(|_| acd),
+        runtime: tokio::runtime::Handle::current(),
+        http,
+        hold_music,
+    })))
 }
 
 async fn wait_for_signal() {

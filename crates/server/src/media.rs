@@ -23,12 +23,13 @@ use crest_media::bandwidth::{self, Budgets, Ledger, LegUse};
 use crest_media::bridge::{CallMedia, DtmfSource, LegSetup, MediaConfig, MediaEvent, Prompt, Side};
 use crest_media::codec::CodecKind;
 use crest_media::{dtmf, wav};
-use crest_sip_proxy::{CallInfo, MediaHook, SdpRole};
+use crest_sip_proxy::{App, CallInfo, ConnectTarget, LegEvent, MediaHook, SdpRole};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Span, debug, info, info_span, warn};
 
+use crate::app::{AcdMsg, AppEvent, AppRuntime, CoreRequest, IvrIn};
 use crate::config::Config;
 use crate::recording::{RecMsg, RecorderHandle};
 
@@ -181,6 +182,8 @@ enum Command {
     Configure(Side, LegSetup),
     /// A key from SIP INFO on a leg: reported, and sent on in the other leg's media.
     InfoKey(Side, char),
+    /// What became of leg B of a call Crest answered itself.
+    Leg(LegEvent),
     Stop,
 }
 
@@ -196,7 +199,9 @@ pub(crate) struct MediaPlane {
     ports: PortPool,
     calls: HashMap<u64, Entry>,
     shared: MediaShared,
-    hangups: mpsc::UnboundedSender<(u64, &'static str)>,
+    core: mpsc::UnboundedSender<CoreRequest>,
+    /// The IVR and the ACD, for calls Crest answers itself.
+    app: Option<Arc<AppRuntime>>,
     workers: MediaWorkers,
     rng: u64,
     /// The recorder and which numbers it records.
@@ -220,10 +225,10 @@ fn side(s: crest_sip_proxy::Side) -> Side {
 }
 
 impl MediaPlane {
-    /// A media plane whose call tasks report media timeouts on `hangups`.
+    /// A media plane whose call tasks ask the SIP core for hang-ups (media timeouts) on `core`.
     pub(crate) fn new(
         settings: Settings,
-        hangups: mpsc::UnboundedSender<(u64, &'static str)>,
+        core: mpsc::UnboundedSender<CoreRequest>,
         seed: u64,
     ) -> io::Result<Self> {
         let workers = MediaWorkers::start(settings.threads)?;
@@ -236,10 +241,16 @@ impl MediaPlane {
             },
             settings,
             calls: HashMap::new(),
-            hangups,
+            core,
+            app: None,
             rng: seed | 1,
             recorder: None,
         })
+    }
+
+    /// Runs the calls Crest answers itself (`ivr:` and `queue:` routes) on `app`.
+    pub(crate) fn set_app(&mut self, app: Arc<AppRuntime>) {
+        self.app = Some(app);
     }
 
     /// Records the calls `settings` names through `recorder`.
@@ -331,11 +342,28 @@ impl MediaPlane {
         };
         let ports = [a.0, b.0];
         let (tx, rx) = mpsc::unbounded_channel();
+        let (app_tx, app_rx) = mpsc::unbounded_channel();
+        let app = match (call.app, &self.app) {
+            (Some(target), Some(rt)) => Some(AppCall {
+                rt: rt.clone(),
+                start: Some(target.clone()),
+                events: app_tx,
+                ivr: None,
+                waiting: false,
+                acd: false,
+                transfer: false,
+                caller: call.caller.to_owned(),
+                number: call.number.to_owned(),
+            }),
+            _ => None,
+        };
         let task = CallTask {
             key: call.key,
             media: CallMedia::new(self.settings.media.clone(), self.random(), self.random()),
             commands: rx,
-            hangups: self.hangups.clone(),
+            app,
+            app_events: app_rx,
+            core: self.core.clone(),
             metrics: self.shared.metrics.clone(),
             span: info_span!("media", call_id = call.call_id),
             announce: self.settings.announce.get(call.number).cloned(),
@@ -379,7 +407,77 @@ impl MediaPlane {
     }
 }
 
+impl MediaPlane {
+    /// Sends a negotiation's leg settings to the call's task, counting their bandwidth.
+    fn configure(&mut self, key: u64, setups: Vec<(Side, LegSetup)>) {
+        let Some(entry) = self.calls.get(&key) else {
+            return;
+        };
+        let ipv6 = self.settings.anchor.address.is_ipv6();
+        for (s, setup) in setups {
+            if let Ok(mut l) = self.shared.ledger.lock() {
+                let bps = bandwidth::leg_bps(setup.codec, setup.ptime, ipv6);
+                l.update(key, usize::from(s == Side::B), bps);
+            }
+            let _ = entry.tx.send(Command::Configure(s, setup));
+        }
+    }
+}
+
 impl MediaHook for MediaPlane {
+    fn answer(
+        &mut self,
+        now: std::time::Instant,
+        call: &CallInfo<'_>,
+        sdp: Option<&[u8]>,
+    ) -> Result<Vec<u8>, u16> {
+        let Ok(text) = sdp.map(std::str::from_utf8).transpose() else {
+            return Err(400);
+        };
+        if self.app.is_none() {
+            warn!(
+                call_id = call.call_id,
+                "no IVR or ACD in this crest: refusing the call"
+            );
+            return Err(503);
+        }
+        let new = !self.calls.contains_key(&call.key);
+        if new {
+            self.open(call)?;
+        }
+        let entry = self.calls.get_mut(&call.key).expect("opened above");
+        match entry
+            .anchor
+            .answer_alone(&self.settings.anchor, Side::A, text)
+        {
+            Ok(ex) => {
+                self.configure(call.key, ex.setups);
+                Ok(ex.body.map(String::into_bytes).unwrap_or_default())
+            }
+            Err(e) => {
+                debug!(call_id = call.call_id, error = %e, "SDP refused");
+                if new {
+                    self.ended(now, call.key);
+                }
+                Err(e.status())
+            }
+        }
+    }
+
+    fn offer_b(&mut self, _now: std::time::Instant, call: u64) -> Result<Vec<u8>, u16> {
+        let entry = self.calls.get_mut(&call).ok_or(481u16)?;
+        Ok(entry
+            .anchor
+            .offer_far(&self.settings.anchor, Side::B)
+            .into_bytes())
+    }
+
+    fn leg_b(&mut self, _now: std::time::Instant, call: u64, event: LegEvent) {
+        if let Some(e) = self.calls.get(&call) {
+            let _ = e.tx.send(Command::Leg(event));
+        }
+    }
+
     fn exchange(
         &mut self,
         _now: std::time::Instant,
@@ -413,14 +511,7 @@ impl MediaHook for MediaPlane {
                 return Err(e.status());
             }
         };
-        let ipv6 = self.settings.anchor.address.is_ipv6();
-        for (s, setup) in ex.setups {
-            if let Ok(mut l) = self.shared.ledger.lock() {
-                let bps = bandwidth::leg_bps(setup.codec, setup.ptime, ipv6);
-                l.update(call.key, usize::from(s == Side::B), bps);
-            }
-            let _ = entry.tx.send(Command::Configure(s, setup));
-        }
+        self.configure(call.key, ex.setups);
         Ok(ex.body.map(String::into_bytes))
     }
 
@@ -485,17 +576,21 @@ impl MediaWorkers {
                 _ => {
                     let _g = task.span.enter();
                     warn!("cannot register the RTP sockets; ending the call");
-                    let _ = task.hangups.send((task.key, "media failure"));
+                    let _ = task
+                        .core
+                        .send(CoreRequest::HangUp(task.key, "media failure".into()));
                 }
             }
         });
     }
 }
 
-/// What woke a call task: which sockets are readable, a command, the timer.
+/// What woke a call task: which sockets are readable, a command, the IVR or the ACD, the
+/// timer.
 struct Ready {
     sockets: [bool; 4],
     command: Option<Option<Command>>,
+    app: Option<AppEvent>,
     timer: bool,
 }
 
@@ -529,12 +624,32 @@ struct Recording {
     started: bool,
 }
 
+/// A call Crest answered itself: its IVR thread, its place in a queue.
+struct AppCall {
+    rt: Arc<AppRuntime>,
+    /// What to start once the caller's leg is up.
+    start: Option<App>,
+    /// Where the IVR thread and the ACD send what the caller is to hear.
+    events: mpsc::UnboundedSender<AppEvent>,
+    ivr: Option<std::sync::mpsc::Sender<IvrIn>>,
+    /// In a queue (or being transferred): hold music between announcements.
+    waiting: bool,
+    /// The ACD knows the call (it hears leg B's events and the end).
+    acd: bool,
+    /// Leg B is a transfer target (not an agent the ACD chose).
+    transfer: bool,
+    caller: String,
+    number: String,
+}
+
 /// One call's media: the `CallMedia` state machine and what it reports to.
 struct CallTask {
     key: u64,
     media: CallMedia,
     commands: mpsc::UnboundedReceiver<Command>,
-    hangups: mpsc::UnboundedSender<(u64, &'static str)>,
+    app: Option<AppCall>,
+    app_events: mpsc::UnboundedReceiver<AppEvent>,
+    core: mpsc::UnboundedSender<CoreRequest>,
     metrics: Arc<MediaMetrics>,
     span: Span,
     /// Played to the caller once both legs are up, then cleared.
@@ -582,9 +697,13 @@ impl CallTask {
                         Poll::Ready(c) => Some(c),
                         Poll::Pending => None,
                     },
+                    app: match self.app_events.poll_recv(cx) {
+                        Poll::Ready(e) => e,
+                        Poll::Pending => None,
+                    },
                     timer: sleep.as_mut().poll(cx).is_ready(),
                 };
-                if r.sockets.contains(&true) || r.command.is_some() || r.timer {
+                if r.sockets.contains(&true) || r.command.is_some() || r.app.is_some() || r.timer {
                     Poll::Ready(r)
                 } else {
                     Poll::Pending
@@ -634,10 +753,22 @@ impl CallTask {
                 }
                 Some(Some(Command::InfoKey(s, k))) => {
                     media.info_dtmf(s, k);
-                    media.send_dtmf(now.into_std(), s.other(), k);
+                    if media.setup(s.other()).is_some() {
+                        media.send_dtmf(now.into_std(), s.other(), k);
+                    }
                 }
+                Some(Some(Command::Leg(ev))) => self.on_leg_b(now.into_std(), ev),
                 Some(Some(Command::Stop) | None) => break,
             }
+            if self.app.as_ref().is_some_and(|a| a.start.is_some())
+                && self.media.setup(Side::A).is_some()
+            {
+                self.start_app(now.into_std());
+            }
+            if let Some(ev) = ready.app {
+                self.on_app_event(now.into_std(), ev);
+            }
+            let media = &mut self.media;
             if ready.timer {
                 armed = None;
                 counts.flush(&metrics, true);
@@ -657,6 +788,7 @@ impl CallTask {
                 let _ = sock.try_send_to(&d.data, d.to);
             }
             while let Some(ev) = self.media.poll_event() {
+                self.feed_app(Instant::now().into_std(), &ev);
                 self.report(ev, &mut timed_out);
             }
             let t = !self.media.forwarding();
@@ -672,6 +804,11 @@ impl CallTask {
             counts.flush(&metrics, false);
         }
         counts.flush(&metrics, true);
+        if let Some(a) = self.app.as_ref().filter(|a| a.acd)
+            && let Some(acd) = &a.rt.acd
+        {
+            let _ = acd.send(AcdMsg::Ended { key: self.key });
+        }
         if let Some(r) = self.recording.as_ref().filter(|r| r.started) {
             let _ = r.tx.send(RecMsg::End { key: self.key });
         }
@@ -715,12 +852,185 @@ impl CallTask {
                 *timed_out = true;
                 m.media_timeouts.fetch_add(1, Ordering::Relaxed);
                 warn!(leg = ?side, "no RTP: ending the call");
-                let _ = self.hangups.send((self.key, "media timeout"));
+                let _ = self
+                    .core
+                    .send(CoreRequest::HangUp(self.key, "media timeout".into()));
             }
             MediaEvent::Latched { side, addr } => debug!(leg = ?side, %addr, "RTP latched"),
             MediaEvent::PromptDone { side } => info!(leg = ?side, "prompt done"),
             MediaEvent::BargeIn { side, by } => info!(leg = ?side, ?by, "prompt stopped: barge-in"),
             other => debug!(event = ?other, "media event"),
+        }
+    }
+
+    /// The caller's leg is up: the IVR starts, or the caller joins the route's queue.
+    fn start_app(&mut self, now: std::time::Instant) {
+        let Some(app) = self.app.as_mut() else {
+            return;
+        };
+        match app.start.take() {
+            Some(App::Ivr(flow)) => {
+                let vars = [
+                    ("caller".to_owned(), app.caller.clone()),
+                    ("number".to_owned(), app.number.clone()),
+                ]
+                .into();
+                app.ivr =
+                    app.rt
+                        .start_ivr(self.key, &flow, vars, app.events.clone(), self.span.clone());
+                if app.ivr.is_some() {
+                    self.media.listen(now, Side::A, true);
+                } else {
+                    self.hang_up("IVR flow not available");
+                }
+            }
+            Some(App::Queue(queue)) => self.enqueue(now, queue, 0),
+            None => {}
+        }
+    }
+
+    fn hang_up(&self, why: &str) {
+        let _ = self
+            .core
+            .send(CoreRequest::HangUp(self.key, why.to_owned()));
+    }
+
+    /// The caller joins an ACD queue and hears the hold music.
+    fn enqueue(&mut self, now: std::time::Instant, queue: String, tier: u8) {
+        let Some(app) = self.app.as_mut() else {
+            return;
+        };
+        let Some(acd) = app.rt.acd.clone() else {
+            return self.hang_up("no ACD configured");
+        };
+        app.acd = true;
+        app.waiting = true;
+        let _ = acd.send(AcdMsg::Enqueue {
+            key: self.key,
+            queue,
+            tier,
+            number: app.caller.clone(),
+            task: app.events.clone(),
+        });
+        let music = app.rt.hold_music.clone();
+        self.media.play(now, Side::A, &music, false);
+    }
+
+    /// The caller's audio, keys and prompt ends, for the IVR (and the hold music's loop).
+    fn feed_app(&mut self, now: std::time::Instant, ev: &MediaEvent) {
+        let Some(app) = self.app.as_mut() else {
+            return;
+        };
+        let input = match ev {
+            MediaEvent::Audio {
+                side: Side::A,
+                rate,
+                pcm,
+            } => IvrIn::Audio(pcm.clone(), *rate),
+            MediaEvent::Dtmf {
+                side: Side::A, key, ..
+            } => IvrIn::Key(*key),
+            MediaEvent::BargeIn { side: Side::A, .. } => IvrIn::BargeIn,
+            MediaEvent::PromptDone { side: Side::A } => {
+                if app.waiting {
+                    let music = app.rt.hold_music.clone();
+                    self.media.play(now, Side::A, &music, false);
+                    return;
+                }
+                IvrIn::PromptDone
+            }
+            _ => return,
+        };
+        if let Some(ivr) = &app.ivr {
+            let _ = ivr.send(input);
+        }
+    }
+
+    /// What the IVR thread or the ACD has for the caller.
+    fn on_app_event(&mut self, now: std::time::Instant, ev: AppEvent) {
+        let Some(app) = self.app.as_mut() else {
+            return;
+        };
+        match ev {
+            AppEvent::Play(prompt, barge_in) => self.media.play(now, Side::A, &prompt, barge_in),
+            AppEvent::StopPrompt => self.media.stop_prompt(now, Side::A),
+            AppEvent::Announce(prompt) if app.waiting => {
+                self.media.play(now, Side::A, &prompt, false);
+            }
+            AppEvent::Announce(_) => {}
+            AppEvent::Connected => {
+                app.waiting = false;
+                self.media.stop_prompt(now, Side::A);
+            }
+            AppEvent::Leave(leave) => {
+                app.ivr = None;
+                if !self.recording.as_ref().is_some_and(|r| r.started) {
+                    self.media.listen(now, Side::A, false);
+                }
+                self.leave_ivr(now, leave);
+            }
+        }
+    }
+
+    /// Where the caller goes from the IVR.
+    fn leave_ivr(&mut self, now: std::time::Instant, leave: crest_ivr::Command) {
+        use crest_ivr::Command as C;
+        match leave {
+            C::Enqueue { queue, tier, .. } => {
+                self.enqueue(now, queue, crate::app::tier(tier.as_deref()));
+            }
+            C::Callback { queue, .. } => {
+                // Crest does not place outbound calls yet: the caller holds instead.
+                warn!(
+                    queue,
+                    "callbacks are not dialled in live calls yet; the caller holds"
+                );
+                self.enqueue(now, queue, 0);
+            }
+            C::Transfer { uri } => {
+                let Some(app) = self.app.as_mut() else {
+                    return;
+                };
+                info!(uri, "transferring");
+                app.transfer = true;
+                app.waiting = true;
+                let music = app.rt.hold_music.clone();
+                self.media.play(now, Side::A, &music, false);
+                let _ = self.core.send(CoreRequest::Connect {
+                    key: self.key,
+                    target: ConnectTarget::Uri(uri),
+                    ring: Duration::from_secs(60),
+                });
+            }
+            C::Hangup { reason } => self.hang_up(&reason),
+            other => debug!(command = ?other, "not a way out of the IVR"),
+        }
+    }
+
+    /// Leg B (an agent, a transfer target) rang, answered or failed.
+    fn on_leg_b(&mut self, now: std::time::Instant, ev: LegEvent) {
+        let Some(app) = self.app.as_mut() else {
+            return;
+        };
+        if app.acd {
+            if let Some(acd) = &app.rt.acd {
+                let _ = acd.send(AcdMsg::Leg {
+                    key: self.key,
+                    event: ev,
+                });
+            }
+        } else if app.transfer {
+            match ev {
+                LegEvent::Answered => {
+                    app.waiting = false;
+                    self.media.stop_prompt(now, Side::A);
+                }
+                LegEvent::Failed(status) => {
+                    info!(status, "transfer failed");
+                    self.hang_up("transfer failed");
+                }
+                LegEvent::Ringing => {}
+            }
         }
     }
 

@@ -18,12 +18,16 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use crest_sip_proxy::message::stream_frame_len;
-use crest_sip_proxy::{ConnectionId, Endpoint, Flow, Stats, Transmit, TransportKind};
+use crest_sip_proxy::{
+    ConnectTarget, ConnectionId, Endpoint, Flow, Stats, Transmit, TransportKind,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
+
+use crate::app::{AcdMsg, CoreRequest};
 
 /// What the admin server shows.
 #[derive(Debug, Clone, Default)]
@@ -217,6 +221,34 @@ impl Core {
         }
     }
 
+    /// What the media tasks and the ACD ask of the endpoint.
+    fn request(
+        &mut self,
+        now: std::time::Instant,
+        req: CoreRequest,
+        acd: Option<&mpsc::UnboundedSender<AcdMsg>>,
+    ) {
+        match req {
+            CoreRequest::HangUp(key, why) => self.ep.hang_up(now, key, &why),
+            CoreRequest::Connect { key, target, ring } => {
+                if let Err(status) = self.ep.connect(now, key, &target, ring) {
+                    match target {
+                        ConnectTarget::User(_) => {
+                            if let Some(acd) = acd {
+                                let _ = acd.send(AcdMsg::ConnectFailed { key, status });
+                            }
+                        }
+                        ConnectTarget::Uri(uri) => {
+                            warn!(uri, status, "transfer target unreachable; hanging up");
+                            self.ep.hang_up(now, key, "transfer failed");
+                        }
+                    }
+                }
+            }
+            CoreRequest::Disconnect(key) => self.ep.disconnect(now, key),
+        }
+    }
+
     fn snapshot(&self) -> Snapshot {
         Snapshot {
             stats: self.ep.stats().clone(),
@@ -234,7 +266,8 @@ pub(crate) async fn run(
     ep: Endpoint,
     sockets: Sockets,
     mut snapshots: mpsc::Receiver<oneshot::Sender<Snapshot>>,
-    mut hangups: mpsc::UnboundedReceiver<(u64, &'static str)>,
+    mut requests: mpsc::UnboundedReceiver<CoreRequest>,
+    acd: Option<mpsc::UnboundedSender<AcdMsg>>,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
@@ -338,9 +371,9 @@ pub(crate) async fn run(
                     core.on_stream(Instant::now(), ev);
                 }
             }
-            Some((key, why)) = hangups.recv() => {
+            Some(req) = requests.recv() => {
                 load.idle(waiting);
-                core.ep.hang_up(Instant::now().into_std(), key, why);
+                core.request(Instant::now().into_std(), req, acd.as_ref());
             }
             Some(reply) = snapshots.recv() => {
                 load.idle(waiting);
@@ -360,6 +393,12 @@ pub(crate) async fn run(
         core.ep.handle_timeout(now.into_std());
         core.flush().await;
         core.flush_udp();
+        // Agents' phones registering log them in to the ACD.
+        while let Some((user, on)) = core.ep.poll_registration() {
+            if let Some(acd) = &acd {
+                let _ = acd.send(AcdMsg::Registration { user, on });
+            }
+        }
         if let Some(util) = load.window_done(Instant::now()) {
             // Two windows in a row: a single pause (a table resize, a slow send) is not overload.
             let over = util > overload_utilization;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::build::finish;
+use crate::config::App;
 use crate::header::{HeaderName, NameAddr};
 use crate::message::Message;
 use crate::transaction::TxId;
@@ -78,7 +79,20 @@ pub(crate) enum CallState {
     Ended,
 }
 
-/// A bridged call.
+/// Where leg B is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BState {
+    /// No leg B (a call Crest answered itself, before it connects the caller or after a
+    /// failed attempt).
+    Idle,
+    /// INVITE sent, no final response yet.
+    Calling,
+    /// Answered: the legs are bridged.
+    Up,
+}
+
+/// A call: two legs Crest bridges, or a caller Crest answered itself (an application) and
+/// later connects to an agent.
 #[derive(Debug)]
 pub(crate) struct Call {
     pub(crate) span: tracing::Span,
@@ -87,10 +101,15 @@ pub(crate) struct Call {
     pub(crate) b: Leg,
     /// The number dialled (the route).
     pub(crate) number: Box<str>,
+    /// The caller's user part (their number).
+    pub(crate) caller: Box<str>,
+    /// What Crest does with a call it answered itself.
+    pub(crate) app: Option<App>,
     pub(crate) a_invite: Message,
     pub(crate) a_invite_tx: TxId,
-    pub(crate) b_invite: Message,
-    pub(crate) b_invite_tx: TxId,
+    pub(crate) b_state: BState,
+    pub(crate) b_invite: Option<Message>,
+    pub(crate) b_invite_tx: Option<TxId>,
     pub(crate) b_provisional: bool,
     pub(crate) cancel_pending: bool,
     /// Negotiated session interval (RFC 4028), if either leg runs a session timer.

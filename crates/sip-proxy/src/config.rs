@@ -71,12 +71,18 @@ pub struct UserConfig {
 pub struct RouteConfig {
     /// The Request-URI user part to match (after %-unescaping), e.g. `"1000"` or `"+4930123"`.
     pub number: String,
-    /// Ring this registered user (one of `user`, `uri`).
+    /// Ring this registered user (one of `user`, `uri`, `ivr`, `queue`).
     #[serde(default)]
     pub user: Option<String>,
-    /// Send the call to this SIP URI (one of `user`, `uri`).
+    /// Send the call to this SIP URI (one of `user`, `uri`, `ivr`, `queue`).
     #[serde(default)]
     pub uri: Option<String>,
+    /// Crest answers the call itself and runs this IVR flow.
+    #[serde(default)]
+    pub ivr: Option<String>,
+    /// Crest answers the call itself and puts the caller in this ACD queue.
+    #[serde(default)]
+    pub queue: Option<String>,
     /// Unauthenticated callers may reach a public route; others get a digest challenge
     /// (toll-fraud guard).
     #[serde(default)]
@@ -203,6 +209,26 @@ pub enum RouteTarget {
     User(String),
     /// A SIP URI and the address it resolves to.
     Uri(Uri, SocketAddr),
+    /// Crest answers the call itself and hands it to an application.
+    App(App),
+}
+
+/// What Crest does with a call it answers itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum App {
+    /// Run the IVR flow of this name.
+    Ivr(String),
+    /// Queue the caller in the ACD queue of this name.
+    Queue(String),
+}
+
+impl std::fmt::Display for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ivr(n) => write!(f, "ivr:{n}"),
+            Self::Queue(n) => write!(f, "queue:{n}"),
+        }
+    }
 }
 
 /// A problem in the `sip:` section, with the key it concerns.
@@ -274,8 +300,18 @@ impl SipConfig {
         }
         let mut out = Vec::new();
         for (i, r) in self.routes.iter().enumerate() {
+            let named = [&r.user, &r.uri, &r.ivr, &r.queue]
+                .iter()
+                .filter(|t| t.is_some())
+                .count();
+            if named != 1 {
+                return Err(err(
+                    format!("sip.routes[{i}]"),
+                    "needs exactly one of user, uri, ivr, queue",
+                ));
+            }
             let target = match (&r.user, &r.uri) {
-                (Some(u), None) => {
+                (Some(u), _) => {
                     if !self.users.iter().any(|x| &x.name == u) {
                         return Err(err(
                             format!("sip.routes[{i}].user"),
@@ -284,7 +320,7 @@ impl SipConfig {
                     }
                     RouteTarget::User(u.clone())
                 }
-                (None, Some(u)) => {
+                (_, Some(u)) => {
                     let uri = Uri::parse(u).ok().filter(Uri::is_sip).ok_or_else(|| {
                         err(format!("sip.routes[{i}].uri"), "not a sip: or sips: URI")
                     })?;
@@ -299,12 +335,10 @@ impl SipConfig {
                     })?;
                     RouteTarget::Uri(uri, addr)
                 }
-                _ => {
-                    return Err(err(
-                        format!("sip.routes[{i}]"),
-                        "needs exactly one of user, uri",
-                    ));
-                }
+                _ => RouteTarget::App(match (&r.ivr, &r.queue) {
+                    (Some(flow), _) => App::Ivr(flow.clone()),
+                    (_, queue) => App::Queue(queue.clone().unwrap_or_default()),
+                }),
             };
             if out.iter().any(|(n, _, _)| n == &r.number) {
                 return Err(err(format!("sip.routes[{i}].number"), "duplicate number"));

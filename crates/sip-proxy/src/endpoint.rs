@@ -13,10 +13,10 @@ use tracing::{debug, info, info_span, warn};
 
 use crate::auth::{Algorithm, AuthError, Credentials, DigestAuth};
 use crate::build::{own, response};
-use crate::call::{Call, CallState, Leg, PendingOk, RequestParts, Side, without_tag};
-use crate::config::{RouteTarget, SipConfig, UserConfig};
+use crate::call::{BState, Call, CallState, Leg, PendingOk, RequestParts, Side, without_tag};
+use crate::config::{App, RouteTarget, SipConfig, UserConfig};
 use crate::header::{HeaderName, NameAddr, split_list};
-use crate::media::{CallInfo, MediaHook, SdpRole};
+use crate::media::{CallInfo, LegEvent, MediaHook, SdpRole};
 use crate::message::{Message, parse_u32};
 use crate::registrar::{RegisterError, Registrar};
 use crate::transaction::{
@@ -65,6 +65,15 @@ pub struct EndpointConfig {
     pub local: Vec<(TransportKind, SocketAddr)>,
     /// Seed for tags, branches, Call-IDs and the nonce key.
     pub seed: u64,
+}
+
+/// Where [`Endpoint::connect`] sends a caller Crest answered itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectTarget {
+    /// A registered user (an agent's phone).
+    User(String),
+    /// A SIP URI whose host is an IP address.
+    Uri(String),
 }
 
 /// SplitMix64: small, fast, seedable; identifiers need uniqueness, not secrecy (the nonce key
@@ -131,6 +140,8 @@ pub struct Endpoint {
     next_sweep: Instant,
     stats: Stats,
     media: Option<Box<dyn MediaHook>>,
+    /// Users whose registration changed: (user, has contacts now).
+    registrations: VecDeque<(String, bool)>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -203,6 +214,7 @@ impl Endpoint {
             cfg: sip,
             stats: Stats::default(),
             media: None,
+            registrations: VecDeque::new(),
         }
     }
 
@@ -223,10 +235,181 @@ impl Endpoint {
             CallState::Early => self.cancel_call(now, key, 480, reason),
             CallState::Answered | CallState::Confirmed => {
                 info!(reason, "hanging up");
-                self.send_bye(now, key, Side::A, reason);
-                self.send_bye(now, key, Side::B, reason);
+                self.bye_all(now, key, reason);
                 self.end_call(now, key, reason);
             }
+        }
+        self.drain_tx(now);
+    }
+
+    /// Connects a call Crest answered itself (an application route) to `target`, ringing it
+    /// for at most `ring`: a registered user (an agent's phone) or a SIP URI with an IP
+    /// address (a transfer). What becomes of it comes back through
+    /// [`MediaHook::leg_b`]; on answer the legs are bridged. Errors: 481 no such call, 491 a
+    /// leg B is already ringing or up, 480 the user is not registered, 416 a URI Crest cannot
+    /// reach, or the media's status.
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        key: u64,
+        target: &ConnectTarget,
+        ring: Duration,
+    ) -> Result<(), u16> {
+        let call = self.calls.get(&key).ok_or(481u16)?;
+        if call.app.is_none() || !matches!(call.state, CallState::Answered | CallState::Confirmed) {
+            return Err(481);
+        }
+        if call.b_state != BState::Idle {
+            return Err(491);
+        }
+        let (b_target, b_flow) = match target {
+            ConnectTarget::User(user) => {
+                let bindings = self.registrar.lookup(now, user);
+                let b = bindings.first().ok_or(480u16)?;
+                (b.uri.to_string(), b.flow)
+            }
+            ConnectTarget::Uri(text) => {
+                let uri = Uri::parse(text).ok().filter(Uri::is_sip).ok_or(416u16)?;
+                let ip: IpAddr = uri
+                    .host
+                    .trim_matches(|c| c == '[' || c == ']')
+                    .parse()
+                    .map_err(|_| 416u16)?;
+                let (transport, port) = uri_transport(&uri);
+                (
+                    uri.to_string(),
+                    Flow {
+                        transport,
+                        remote: SocketAddr::new(ip, uri.port.unwrap_or(port)),
+                        connection: None,
+                    },
+                )
+            }
+        };
+        let offer = match self.media.as_mut() {
+            Some(hook) => hook.offer_b(now, key)?,
+            None => return Err(503),
+        };
+        let local = self.local_for(b_flow.transport);
+        let via = self.via_prefix(b_flow.transport);
+        let contact = self.contact(b_flow.transport);
+        let branch = format!("{BRANCH_PREFIX}{}", self.rng.token());
+        let (call_id, tag) = (format!("{}@crest", self.rng.token()), self.rng.token());
+        let call = self.calls.get_mut(&key).expect("checked above");
+        let _g = call.span.clone().entered();
+        let from = Uri::sip(Some(&call.caller), &local.ip().to_string(), None);
+        let b = Leg {
+            call_id: call_id.into(),
+            local_tag: tag.into(),
+            remote_tag: None,
+            local_uri: format!("<{from}>"),
+            remote_uri: format!("<{b_target}>"),
+            remote_target: b_target,
+            route_set: Vec::new(),
+            local_cseq: 1,
+            remote_cseq: 0,
+            flow: b_flow,
+            ack: None,
+            pending_ok: None,
+        };
+        let extra = format!("Supported: timer\r\nAllow: {ALLOW}\r\n");
+        let invite = own(b.request(&RequestParts {
+            method: "INVITE",
+            cseq: 1,
+            branch: &branch,
+            via_prefix: &via,
+            contact: Some(&contact),
+            max_forwards: 70,
+            extra: &extra,
+            body: Some(("application/sdp", &offer)),
+        }));
+        let Some(tx) = self.tx.send_request(now, invite.clone(), b_flow) else {
+            return Err(503);
+        };
+        info!(target = %b.remote_target, "connecting the caller");
+        self.owners.insert(tx, Owner::BInvite(key));
+        self.dialogs.insert(b.call_id.clone(), (key, Side::B));
+        let call = self.calls.get_mut(&key).expect("checked above");
+        call.b = b;
+        call.b_invite = Some(invite);
+        call.b_invite_tx = Some(tx);
+        call.b_state = BState::Calling;
+        call.b_provisional = false;
+        call.cancel_pending = false;
+        call.ring_deadline = Some(now + ring);
+        self.schedule(key);
+        self.drain_tx(now);
+        Ok(())
+    }
+
+    /// Stops ringing leg B of a call Crest answered itself (CANCEL), or hangs it up (BYE);
+    /// the caller stays with Crest. Nothing is reported through [`MediaHook::leg_b`].
+    pub fn disconnect(&mut self, now: Instant, key: u64) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if call.app.is_none() {
+            return;
+        }
+        match call.b_state {
+            BState::Idle => {}
+            BState::Calling => {
+                self.stop_ringing_b(now, key);
+            }
+            BState::Up => {
+                self.send_bye(now, key, Side::B, "disconnected");
+                self.drop_b(key);
+            }
+        }
+        self.drain_tx(now);
+    }
+
+    /// BYE to every leg that is up, CANCEL to a leg B that rings.
+    fn bye_all(&mut self, now: Instant, key: u64, reason: &str) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let b = call.b_state;
+        self.send_bye(now, key, Side::A, reason);
+        match b {
+            BState::Up => self.send_bye(now, key, Side::B, reason),
+            BState::Calling => self.stop_ringing_b(now, key),
+            BState::Idle => {}
+        }
+    }
+
+    /// Cancels leg B's INVITE (at once if it rang, else when its first provisional comes).
+    fn stop_ringing_b(&mut self, now: Instant, key: u64) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        call.ring_deadline = None;
+        if call.b_provisional {
+            self.send_cancel_b(now, key);
+        } else {
+            call.cancel_pending = true;
+        }
+        if let Some(call) = self.calls.get_mut(&key)
+            && call.app.is_some()
+        {
+            call.b_state = BState::Idle;
+        }
+    }
+
+    /// Forgets leg B of a call Crest answered itself (its dialog is over).
+    fn drop_b(&mut self, key: u64) {
+        if let Some(call) = self.calls.get_mut(&key) {
+            call.b_state = BState::Idle;
+            call.ring_deadline = None;
+            self.dialogs.remove(&call.b.call_id);
+        }
+    }
+
+    /// Leg B of a call Crest answered itself failed with `code`: the application hears it.
+    fn b_failed(&mut self, now: Instant, key: u64, code: u16) {
+        self.drop_b(key);
+        if let Some(hook) = self.media.as_mut() {
+            hook.leg_b(now, key, LegEvent::Failed(code));
         }
     }
 
@@ -249,6 +432,8 @@ impl Endpoint {
             key,
             call_id: &call.a.call_id,
             number: &call.number,
+            caller: &call.caller,
+            app: call.app.as_ref(),
         };
         hook.exchange(now, &info, from, role, body.map(|b| &b[..]))
             .map(|b| b.map(Bytes::from))
@@ -283,6 +468,12 @@ impl Endpoint {
     /// registrations get an immediate 503 with Retry-After instead of timing out.
     pub fn set_shedding(&mut self, on: bool) {
         self.shedding = on;
+    }
+
+    /// A user registered (`true`: they have contacts now) or removed their last contact
+    /// (`false`), in order: agents' phones log them in and out of the ACD.
+    pub fn poll_registration(&mut self) -> Option<(String, bool)> {
+        self.registrations.pop_front()
     }
 
     /// The next message to send.
@@ -323,6 +514,8 @@ impl Endpoint {
             self.timers.pop();
             self.fire_call_timers(now, id);
         }
+        // What the call timers sent (CANCEL on ring-out, BYE on session expiry).
+        self.drain_tx(now);
         if now >= self.next_sweep {
             self.next_sweep = now + Duration::from_secs(30);
             self.registrar.sweep(now);
@@ -641,6 +834,8 @@ impl Endpoint {
                     ));
                 }
                 info!(aor = %mask(&aor), contacts = bindings.len(), "registered");
+                self.registrations
+                    .push_back((aor.clone(), !bindings.is_empty()));
                 self.reply(now, id, msg, flow, 200, &extra);
             }
             Err(e) => {
@@ -741,26 +936,27 @@ impl Endpoint {
                 .header_list(HeaderName::Supported)
                 .iter()
                 .any(|s| s.eq_ignore_ascii_case("timer"));
+        let session_interval = caller_timer.then(|| {
+            Duration::from_secs(
+                caller_se
+                    .unwrap_or(st.session_expires)
+                    .min(st.session_expires)
+                    .max(st.min_se)
+                    .into(),
+            )
+        });
         let (b_target, b_flow) = match &target {
-            RouteTarget::Uri(uri, addr) => {
-                let t = uri
-                    .params
-                    .get("transport")
-                    .and_then(TransportKind::from_token)
-                    .unwrap_or(if uri.scheme == "sips" {
-                        TransportKind::Tls
-                    } else {
-                        TransportKind::Udp
-                    });
-                (
-                    uri.to_string(),
-                    Flow {
-                        transport: t,
-                        remote: *addr,
-                        connection: None,
-                    },
-                )
+            RouteTarget::App(app) => {
+                return self.answer_app(now, id, flow, msg, number, app.clone(), session_interval);
             }
+            RouteTarget::Uri(uri, addr) => (
+                uri.to_string(),
+                Flow {
+                    transport: uri_transport(uri).0,
+                    remote: *addr,
+                    connection: None,
+                },
+            ),
             RouteTarget::User(user) => match self.registrar.lookup(now, user).first() {
                 Some(b) => (b.uri.to_string(), b.flow),
                 None => {
@@ -769,31 +965,8 @@ impl Endpoint {
                 }
             },
         };
-        let (Some(from), Some(to), Some(cseq)) = (msg.from_hdr(), msg.to_hdr(), msg.cseq()) else {
+        let Some((a, from, to)) = self.leg_a(&msg, flow) else {
             return reject(self, 400, "");
-        };
-        let a_contact = msg
-            .header_list(HeaderName::Contact)
-            .first()
-            .and_then(|c| NameAddr::parse(c).ok())
-            .map_or_else(|| from.uri.to_string(), |c| c.uri.to_string());
-        let a = Leg {
-            call_id: msg.call_id().unwrap_or_default().into(),
-            local_tag: self.rng.token().into(),
-            remote_tag: from.tag().map(Box::from),
-            local_uri: without_tag(&to),
-            remote_uri: without_tag(&from),
-            remote_target: a_contact,
-            route_set: msg
-                .header_list(HeaderName::RecordRoute)
-                .iter()
-                .map(|r| r.to_string())
-                .collect(),
-            local_cseq: self.rng.next() as u32 & 0xffff,
-            remote_cseq: cseq.seq,
-            flow,
-            ack: None,
-            pending_ok: None,
         };
         let local = self.local_for(b_flow.transport);
         let mut b_from = from.clone();
@@ -824,6 +997,8 @@ impl Endpoint {
                     key: call_key,
                     call_id: &a.call_id,
                     number: &number,
+                    caller: &from.uri.user_unescaped().unwrap_or_default(),
+                    app: None,
                 };
                 match hook.exchange(now, &info, Side::A, SdpRole::Offer, sdp) {
                     Ok(b) => b.map(Bytes::from),
@@ -840,6 +1015,7 @@ impl Endpoint {
             }
         };
         let span = info_span!("call", call_id = %a.call_id, leg_b = %b.call_id);
+        let caller = from.uri.user_unescaped().unwrap_or_default();
         let ctype = msg
             .header(HeaderName::ContentType)
             .map_or_else(|| "application/sdp".to_owned(), |c| c.into_owned());
@@ -877,15 +1053,6 @@ impl Endpoint {
         self.owners.insert(b_tx, Owner::BInvite(call_key));
         self.dialogs.insert(a.call_id.clone(), (call_key, Side::A));
         self.dialogs.insert(b.call_id.clone(), (call_key, Side::B));
-        let session_interval = caller_timer.then(|| {
-            Duration::from_secs(
-                caller_se
-                    .unwrap_or(st.session_expires)
-                    .min(st.session_expires)
-                    .max(st.min_se)
-                    .into(),
-            )
-        });
         self.calls.insert(
             call_key,
             Box::new(Call {
@@ -894,10 +1061,13 @@ impl Endpoint {
                 a,
                 b,
                 number: number.into(),
+                caller: caller.into(),
+                app: None,
                 a_invite: msg,
                 a_invite_tx: id,
-                b_invite,
-                b_invite_tx: b_tx,
+                b_state: BState::Calling,
+                b_invite: Some(b_invite),
+                b_invite_tx: Some(b_tx),
                 b_provisional: false,
                 cancel_pending: false,
                 session_interval,
@@ -913,6 +1083,160 @@ impl Endpoint {
         self.schedule(call_key);
     }
 
+    /// Leg A of a new call from the caller's INVITE, with its From and To.
+    fn leg_a(&mut self, msg: &Message, flow: Flow) -> Option<(Leg, NameAddr, NameAddr)> {
+        let (from, to, cseq) = (msg.from_hdr()?, msg.to_hdr()?, msg.cseq()?);
+        let a_contact = msg
+            .header_list(HeaderName::Contact)
+            .first()
+            .and_then(|c| NameAddr::parse(c).ok())
+            .map_or_else(|| from.uri.to_string(), |c| c.uri.to_string());
+        let a = Leg {
+            call_id: msg.call_id().unwrap_or_default().into(),
+            local_tag: self.rng.token().into(),
+            remote_tag: from.tag().map(Box::from),
+            local_uri: without_tag(&to),
+            remote_uri: without_tag(&from),
+            remote_target: a_contact,
+            route_set: msg
+                .header_list(HeaderName::RecordRoute)
+                .iter()
+                .map(|r| r.to_string())
+                .collect(),
+            local_cseq: self.rng.next() as u32 & 0xffff,
+            remote_cseq: cseq.seq,
+            flow,
+            ack: None,
+            pending_ok: None,
+        };
+        Some((a, from, to))
+    }
+
+    /// The headers of Crest's 2xx to the caller's INVITE.
+    fn ok_headers(&self, t: TransportKind, session_interval: Option<Duration>) -> String {
+        let mut extra = format!(
+            "Contact: {}\r\nAllow: {ALLOW}\r\nSupported: timer\r\n",
+            self.contact(t)
+        );
+        if let Some(se) = session_interval {
+            extra.push_str(&format!(
+                "Session-Expires: {};refresher=uac\r\nRequire: timer\r\n",
+                se.as_secs()
+            ));
+        }
+        extra
+    }
+
+    /// A call to an application route: Crest answers the caller itself (200 with the media
+    /// layer's answer) and the application (IVR, queue) takes it from there.
+    #[allow(clippy::too_many_arguments)] // the INVITE's parts, resolved by handle_invite
+    fn answer_app(
+        &mut self,
+        now: Instant,
+        id: TxId,
+        flow: Flow,
+        msg: Message,
+        number: String,
+        app: App,
+        session_interval: Option<Duration>,
+    ) {
+        let reject = |this: &mut Self, code: u16, extra: &str| {
+            let tag = this.rng.token();
+            this.respond(now, id, &msg, flow, code, Some(&tag), extra, None);
+        };
+        let Some((a, from, _)) = self.leg_a(&msg, flow) else {
+            return reject(self, 400, "");
+        };
+        let caller = from.uri.user_unescaped().unwrap_or_default();
+        let key = self.next_call;
+        let body = msg.body();
+        let sdp = (!body.is_empty()).then_some(&body[..]);
+        let Some(hook) = self.media.as_mut() else {
+            return reject(self, 503, "");
+        };
+        let info = CallInfo {
+            key,
+            call_id: &a.call_id,
+            number: &number,
+            caller: &caller,
+            app: Some(&app),
+        };
+        let answer = match hook.answer(now, &info, sdp) {
+            Ok(b) => b,
+            Err(code) => {
+                debug!(status = code, "media refused the offer");
+                let warning = if code == 488 {
+                    "Warning: 305 crest \"Incompatible media format\"\r\n"
+                } else {
+                    ""
+                };
+                return reject(self, code, warning);
+            }
+        };
+        self.next_call += 1;
+        let span = info_span!("call", call_id = %a.call_id, %app);
+        {
+            let _g = span.enter();
+            info!(from = %mask(&caller), %number, "call answered by Crest");
+        }
+        let extra = self.ok_headers(flow.transport, session_interval);
+        let data = response(
+            &msg,
+            &flow,
+            200,
+            Some(&a.local_tag),
+            &extra,
+            Some(("application/sdp", &answer)),
+        );
+        let t1 = self.tx.timers().t1;
+        let mut a = a;
+        a.pending_ok = Some(PendingOk {
+            data: data.clone(),
+            cseq: a.remote_cseq,
+            next: now + t1,
+            interval: t1,
+            give_up: now + 64 * t1,
+        });
+        self.tx.send_response(now, id, 200, data);
+        self.dialogs.insert(a.call_id.clone(), (key, Side::A));
+        // No leg B yet: a placeholder with no dialog until the application connects one.
+        let b = Leg {
+            call_id: "".into(),
+            pending_ok: None,
+            ..a.clone()
+        };
+        self.calls.insert(
+            key,
+            Box::new(Call {
+                span,
+                state: CallState::Answered,
+                a,
+                b,
+                number: number.into(),
+                caller: caller.into(),
+                app: Some(app),
+                a_invite: msg,
+                a_invite_tx: id,
+                b_state: BState::Idle,
+                b_invite: None,
+                b_invite_tx: None,
+                b_provisional: false,
+                cancel_pending: false,
+                session_interval,
+                started: now,
+                answered: Some(now),
+                ring_deadline: None,
+                session_deadline: session_interval
+                    .map(|se| now + se - (se / 3).min(Duration::from_secs(32))),
+                linger_until: None,
+            }),
+        );
+        self.stats.calls_started += 1;
+        self.stats.calls_answered += 1;
+        self.active += 1;
+        self.schedule(key);
+    }
+
     fn handle_response(&mut self, now: Instant, msg: &Message) {
         let id = match self.tx.handle_response(now, msg) {
             ResponseMatch::Deliver(id) => id,
@@ -926,7 +1250,15 @@ impl Endpoint {
             self.owners.remove(&id);
         }
         match owner {
-            Owner::BInvite(call) => self.on_b_invite_response(now, call, msg, code),
+            Owner::BInvite(call) => {
+                let current = self
+                    .calls
+                    .get(&call)
+                    .is_some_and(|c| c.b_invite_tx == Some(id));
+                if current {
+                    self.on_b_invite_response(now, call, msg, code);
+                }
+            }
             Owner::Own => {}
             Owner::Relay {
                 call,
@@ -955,6 +1287,16 @@ impl Endpoint {
                 self.send_cancel_b(now, key);
                 return;
             }
+            if call.app.is_some() {
+                // The caller is answered already: the agent's ringing is for the application.
+                if call.b_state == BState::Calling
+                    && code == 180
+                    && let Some(hook) = self.media.as_mut()
+                {
+                    hook.leg_b(now, key, LegEvent::Ringing);
+                }
+                return;
+            }
             if call.state != CallState::Early {
                 return;
             }
@@ -978,6 +1320,13 @@ impl Endpoint {
         if code < 300 {
             return self.on_b_answer(now, key, msg);
         }
+        if call.app.is_some() {
+            if call.b_state == BState::Calling {
+                info!(status = code, "connection refused");
+                self.b_failed(now, key, code);
+            }
+            return;
+        }
         // A failure from the callee, mapped for the caller (RFC 3261 §16.7 on 503, 6xx kept).
         let mapped = match code {
             300..=399 => 480,
@@ -1000,7 +1349,6 @@ impl Endpoint {
             return;
         };
         let via_prefix = self.via_prefix(call.b.flow.transport);
-        let a_contact = self.contact(call.a.flow.transport);
         let branch = format!("{BRANCH_PREFIX}{}", self.rng.token());
         let t1 = self.tx.timers().t1;
         let Some(call) = self.calls.get_mut(&key) else {
@@ -1034,6 +1382,9 @@ impl Endpoint {
             flow: call.b.flow,
             data: ack,
         });
+        if call.app.is_some() {
+            return self.on_connected(now, key, msg);
+        }
         if call.state != CallState::Early {
             // Cancelled or ended meanwhile: the callee answered anyway, so hang it up.
             self.send_bye(now, key, Side::B, "call already ended");
@@ -1065,16 +1416,15 @@ impl Endpoint {
             return;
         };
         call.state = CallState::Answered;
+        call.b_state = BState::Up;
         call.answered = Some(now);
         call.ring_deadline = None;
-        let mut extra = format!("Contact: {a_contact}\r\nAllow: {ALLOW}\r\nSupported: timer\r\n");
-        if let Some(se) = call.session_interval {
-            extra.push_str(&format!(
-                "Session-Expires: {};refresher=uac\r\nRequire: timer\r\n",
-                se.as_secs()
-            ));
-        }
         let (a_invite, tx, flow, tag) = call.a_invite_reply();
+        let se = call.session_interval;
+        let extra = self.ok_headers(flow.transport, se);
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         let data = response(
             &a_invite,
             &flow,
@@ -1100,11 +1450,42 @@ impl Endpoint {
         self.schedule(key);
     }
 
+    /// Leg B of a call Crest answered itself answered (ACKed already): bridge the legs.
+    fn on_connected(&mut self, now: Instant, key: u64, msg: &Message) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        if call.state == CallState::Ended || call.b_state != BState::Calling {
+            // Cancelled or ended meanwhile: the far end answered anyway, so hang it up.
+            self.send_bye(now, key, Side::B, "call already ended");
+            return;
+        }
+        let body = msg.body();
+        let sdp = (!body.is_empty()).then_some(&body);
+        // Leg A was answered long ago: what the media layer would send there is dropped.
+        if let Err(code) = self.media_exchange(now, key, Side::B, SdpRole::Answer, sdp) {
+            info!(status = code, "SDP answer of the connected leg refused");
+            self.send_bye(now, key, Side::B, "unusable SDP answer");
+            return self.b_failed(now, key, code);
+        }
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        call.b_state = BState::Up;
+        call.ring_deadline = None;
+        info!(target = %call.b.remote_target, "connected");
+        if let Some(hook) = self.media.as_mut() {
+            hook.leg_b(now, key, LegEvent::Answered);
+        }
+    }
+
     fn send_cancel_b(&mut self, now: Instant, key: u64) {
         let Some(call) = self.calls.get(&key) else {
             return;
         };
-        let inv = &call.b_invite;
+        let Some(inv) = &call.b_invite else {
+            return;
+        };
         let mut out = format!(
             "CANCEL {} SIP/2.0\r\n",
             inv.request_uri_str().unwrap_or_default()
@@ -1220,7 +1601,9 @@ impl Endpoint {
             self.dialogs.remove(&call.a.call_id);
             self.dialogs.remove(&call.b.call_id);
             // Other owners (relays, BYE, CANCEL) leave with their final response or timeout.
-            self.owners.remove(&call.b_invite_tx);
+            if let Some(tx) = call.b_invite_tx {
+                self.owners.remove(&tx);
+            }
         }
     }
 
@@ -1238,8 +1621,7 @@ impl Endpoint {
                     leg.pending_ok = None;
                     warn!(?side, "no ACK for 2xx");
                     if call.state == CallState::Answered {
-                        self.send_bye(now, key, Side::A, "no ACK");
-                        self.send_bye(now, key, Side::B, "no ACK");
+                        self.bye_all(now, key, "no ACK");
                         self.end_call(now, key, "no ACK for 2xx");
                     }
                     return self.schedule(key);
@@ -1257,14 +1639,18 @@ impl Endpoint {
         if call.ring_deadline.is_some_and(|d| d <= now) {
             call.ring_deadline = None;
             info!("no answer");
-            self.cancel_call(now, key, 480, "no answer");
+            if call.app.is_some() {
+                self.stop_ringing_b(now, key);
+                self.b_failed(now, key, 480);
+            } else {
+                self.cancel_call(now, key, 480, "no answer");
+            }
             return self.schedule(key);
         }
         if call.session_deadline.is_some_and(|d| d <= now) {
             call.session_deadline = None;
             info!("session timer expired");
-            self.send_bye(now, key, Side::A, "session timer expired");
-            self.send_bye(now, key, Side::B, "session timer expired");
+            self.bye_all(now, key, "session timer expired");
             self.end_call(now, key, "session timer expired");
             return self.schedule(key);
         }
@@ -1278,6 +1664,12 @@ impl Endpoint {
         match self.owners.remove(&id) {
             Some(Owner::BInvite(key)) => {
                 if let Some(call) = self.calls.get(&key)
+                    && call.app.is_some()
+                {
+                    if call.b_invite_tx == Some(id) && call.b_state == BState::Calling {
+                        self.b_failed(now, key, 408);
+                    }
+                } else if let Some(call) = self.calls.get(&key)
                     && call.state == CallState::Early
                 {
                     let (a_invite, tx, flow, tag) = call.a_invite_reply();
@@ -1362,8 +1754,25 @@ impl Endpoint {
         if method == "BYE" {
             info!(?side, "hang-up");
             self.respond(now, id, &msg, flow, 200, None, "", None);
-            let state = self.calls[&key].state;
-            if side == Side::B && state == CallState::Early {
+            let (state, app, b) = {
+                let c = &self.calls[&key];
+                (c.state, c.app.is_some(), c.b_state)
+            };
+            if app {
+                if side == Side::A {
+                    if b == BState::Up {
+                        self.send_bye(now, key, Side::B, "caller hung up");
+                    } else if b == BState::Calling {
+                        self.stop_ringing_b(now, key);
+                    }
+                    self.end_call(now, key, "caller hung up");
+                } else if b == BState::Up {
+                    self.send_bye(now, key, Side::A, "agent hung up");
+                    self.end_call(now, key, "agent hung up");
+                } else {
+                    self.b_failed(now, key, 480);
+                }
+            } else if side == Side::B && state == CallState::Early {
                 // Callee gave up before answering (early dialog BYE): treat as a refusal.
                 self.cancel_call(now, key, 480, "callee hung up early");
             } else if side == Side::A && state == CallState::Early {
@@ -1399,7 +1808,76 @@ impl Endpoint {
                 return self.respond(now, id, &msg, flow, 200, None, "", None);
             }
         }
+        let call = &self.calls[&key];
+        if call.app.is_some() && call.b_state != BState::Up {
+            return self.answer_in_dialog(now, key, id, flow, &msg, &method);
+        }
         self.relay(now, key, side, id, msg, &method);
+    }
+
+    /// A request from the caller of a call Crest answered itself, with no leg B to relay it
+    /// to: a re-offer (re-INVITE, UPDATE with SDP) gets Crest's answer, INFO and OPTIONS 200.
+    fn answer_in_dialog(
+        &mut self,
+        now: Instant,
+        key: u64,
+        id: TxId,
+        flow: Flow,
+        msg: &Message,
+        method: &str,
+    ) {
+        let body = msg.body();
+        let offer = method == "INVITE" || (method == "UPDATE" && !body.is_empty());
+        if !matches!(method, "INVITE" | "UPDATE" | "INFO" | "OPTIONS") {
+            let extra = format!("Allow: {ALLOW}\r\n");
+            return self.respond(now, id, msg, flow, 501, None, &extra, None);
+        }
+        let call = &self.calls[&key];
+        let tag = call.a.local_tag.clone();
+        let mut extra = String::new();
+        let mut answer = None;
+        if offer {
+            let Some(hook) = self.media.as_mut() else {
+                return self.respond(now, id, msg, flow, 488, Some(&tag), "", None);
+            };
+            let info = CallInfo {
+                key,
+                call_id: &call.a.call_id,
+                number: &call.number,
+                caller: &call.caller,
+                app: call.app.as_ref(),
+            };
+            let sdp = (!body.is_empty()).then_some(&body[..]);
+            match hook.answer(now, &info, sdp) {
+                Ok(b) => answer = Some(b),
+                Err(code) => return self.respond(now, id, msg, flow, code, Some(&tag), "", None),
+            }
+            extra = self.ok_headers(flow.transport, call.session_interval);
+        }
+        let data = response(
+            msg,
+            &flow,
+            200,
+            Some(&tag),
+            &extra,
+            answer.as_deref().map(|b| ("application/sdp", b)),
+        );
+        let t1 = self.tx.timers().t1;
+        let call = self.calls.get_mut(&key).expect("found above");
+        if offer && let Some(se) = call.session_interval {
+            call.session_deadline = Some(now + se - (se / 3).min(Duration::from_secs(32)));
+        }
+        if method == "INVITE" {
+            call.a.pending_ok = Some(PendingOk {
+                data: data.clone(),
+                cseq: msg.cseq().map_or(0, |c| c.seq),
+                next: now + t1,
+                interval: t1,
+                give_up: now + 64 * t1,
+            });
+            self.schedule(key);
+        }
+        self.tx.send_response(now, id, 200, data);
     }
 
     /// Relays an in-dialog request to the other leg as a new request of that dialog.
@@ -1600,4 +2078,19 @@ impl Endpoint {
         }
         self.tx.send_response(now, server_tx, code, data);
     }
+}
+
+/// The transport a URI asks for, and its default port.
+fn uri_transport(uri: &Uri) -> (TransportKind, u16) {
+    let sips = uri.scheme == "sips";
+    let t = uri
+        .params
+        .get("transport")
+        .and_then(TransportKind::from_token)
+        .unwrap_or(if sips {
+            TransportKind::Tls
+        } else {
+            TransportKind::Udp
+        });
+    (t, if sips { 5061 } else { 5060 })
 }

@@ -29,10 +29,10 @@ pub mod uri;
 
 pub use build::reason_phrase;
 pub use call::Side;
-pub use config::SipConfig;
-pub use endpoint::{Endpoint, EndpointConfig, Stats};
+pub use config::{App, SipConfig};
+pub use endpoint::{ConnectTarget, Endpoint, EndpointConfig, Stats};
 pub use header::HeaderName;
-pub use media::{CallInfo, MediaHook, SdpRole};
+pub use media::{CallInfo, LegEvent, MediaHook, SdpRole};
 pub use message::{Framing, Message, ParseError};
 pub use transport::{ConnectionId, Flow, Transmit, TransportKind};
 pub use uri::Uri;

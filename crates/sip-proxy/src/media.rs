@@ -7,6 +7,7 @@ use std::fmt;
 use std::time::Instant;
 
 use crate::call::Side;
+use crate::config::App;
 
 /// Whether a body (or its absence) is an offer or an answer (RFC 3264).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +27,23 @@ pub struct CallInfo<'a> {
     pub call_id: &'a str,
     /// The number dialled (the route).
     pub number: &'a str,
+    /// The caller's user part (their number), as the From header gives it.
+    pub caller: &'a str,
+    /// What Crest does with a call it answers itself (`None`: a call Crest bridges).
+    pub app: Option<&'a App>,
+}
+
+/// What became of the leg Crest placed towards an agent (or a transfer target) for a call it
+/// answered itself ([`crate::Endpoint::connect`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegEvent {
+    /// The far end rings.
+    Ringing,
+    /// The far end answered: the legs are bridged.
+    Answered,
+    /// The far end did not answer: its status (480 when it rang out, 408 when it never
+    /// responded, 486 busy, …). The caller stays with Crest.
+    Failed(u16),
 }
 
 /// What the media layer does for the SIP core.
@@ -52,6 +70,23 @@ pub trait MediaHook: fmt::Debug + Send {
         content_type: &str,
         body: &[u8],
     ) -> bool;
+
+    /// Crest answers leg A of a call itself (an application route): the caller's offer (or
+    /// none: Crest offers in the 200 and the answer comes in the ACK, through
+    /// [`Self::exchange`]) in, Crest's SDP for leg A out.
+    fn answer(
+        &mut self,
+        now: Instant,
+        call: &CallInfo<'_>,
+        sdp: Option<&[u8]>,
+    ) -> Result<Vec<u8>, u16>;
+
+    /// Crest's offer for a new leg B of a call it answered itself; the answer comes through
+    /// [`Self::exchange`] from leg B.
+    fn offer_b(&mut self, now: Instant, call: u64) -> Result<Vec<u8>, u16>;
+
+    /// What became of that leg B.
+    fn leg_b(&mut self, now: Instant, call: u64, event: LegEvent);
 
     /// The call ended: release its media.
     fn ended(&mut self, now: Instant, call: u64);

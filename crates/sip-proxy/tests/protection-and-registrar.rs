@@ -7,49 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use crest_sip_proxy::HeaderName;
-use crest_sip_proxy::auth::{Algorithm, Challenge, DigestClient, ha1};
-
-fn register(call_id: &str, cseq: u32, contact: &str, expires: Option<u32>, auth: &str) -> String {
-    let exp = expires
-        .map(|e| format!("Expires: {e}\n"))
-        .unwrap_or_default();
-    format!(
-        "REGISTER sip:{CREST} SIP/2.0\nVia: SIP/2.0/UDP {CALLEE};branch=z9hG4bK-r{call_id}{cseq}\n\
-         From: <sip:alice@{CREST}>;tag=r\nTo: <sip:alice@{CREST}>\nCall-ID: {call_id}\nCSeq: {cseq} REGISTER\n\
-         Contact: {contact}\n{exp}{auth}Max-Forwards: 70\nContent-Length: 0\n\n"
-    )
-}
-
-fn nonce_of(challenge: &crest_sip_proxy::Message, alg: &str) -> (String, bool) {
-    // One challenge per header line (header_list would split them at their commas).
-    let lines: Vec<String> = challenge
-        .headers()
-        .iter()
-        .filter(|h| h.name == HeaderName::WwwAuthenticate)
-        .map(|h| challenge.value(h).into_owned())
-        .collect();
-    let alg = if alg == "MD5" {
-        Algorithm::Md5
-    } else {
-        Algorithm::Sha256
-    };
-    let c = Challenge::find(lines.iter().map(String::as_str), alg)
-        .expect("a challenge for the algorithm");
-    (c.nonce, c.stale)
-}
-
-fn credentials(alg: Algorithm, nonce: &str, nc: u32, password: &str) -> String {
-    let client = DigestClient {
-        alg,
-        user: "alice",
-        password,
-        realm: "crest",
-    };
-    format!(
-        "Authorization: {}\n",
-        client.authorization(nonce, "REGISTER", &format!("sip:{CREST}"), nc, "cn")
-    )
-}
+use crest_sip_proxy::auth::{Algorithm, ha1};
 
 fn sip_with_both_algorithms() -> crest_sip_proxy::SipConfig {
     let mut sip = default_sip();

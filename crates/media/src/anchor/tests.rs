@@ -232,3 +232,58 @@ fn ports_are_even_and_reused_last() {
     assert_eq!(p.take(), Some(30002));
     assert_eq!(p.take(), None);
 }
+
+#[test]
+fn crest_answers_the_caller_alone_then_offers_an_agent_the_callers_codec() {
+    let mut a = CallAnchor::new(30000, 30002, 9);
+    let ex = a.answer_alone(&cfg(), Side::A, Some(PHONE)).unwrap();
+    let answer = ex.body.unwrap();
+    assert_eq!(
+        m_line(&answer),
+        "m=audio 30000 RTP/AVP 8 101",
+        "the caller's first codec"
+    );
+    let [(Side::A, caller)] = &ex.setups[..] else {
+        panic!("{:?}", ex.setups)
+    };
+    assert_eq!(caller.remote, "192.0.2.10:4000".parse().unwrap());
+    assert_eq!(
+        (caller.codec, caller.telephone_event),
+        (CodecKind::Pcma, Some(101))
+    );
+    // Later the caller is connected to an agent: Crest offers the caller's codec first.
+    let offer = a.offer_far(&cfg(), Side::B);
+    assert_eq!(m_line(&offer), "m=audio 30002 RTP/AVP 8 111 9 0 101 110");
+    let ex = a
+        .exchange(&cfg(), Side::B, Role::Answer, Some(AGENT_OPUS))
+        .unwrap();
+    let [(Side::B, agent)] = &ex.setups[..] else {
+        panic!("{:?}", ex.setups)
+    };
+    assert_eq!(
+        agent.codec,
+        CodecKind::Opus,
+        "transcoded to the caller's PCMA"
+    );
+    // A caller without SDP (late offer) gets Crest's offer and answers in the ACK.
+    let mut late = CallAnchor::new(30004, 30006, 9);
+    let offer = late
+        .answer_alone(&cfg(), Side::A, None)
+        .unwrap()
+        .body
+        .unwrap();
+    assert_eq!(m_line(&offer), "m=audio 30004 RTP/AVP 111 9 0 8 101 110");
+    let ack = PHONE.replace("RTP/AVP 8 0 101", "RTP/AVP 0 101");
+    let ex = late
+        .exchange(&cfg(), Side::A, Role::Answer, Some(&ack))
+        .unwrap();
+    assert_eq!(ex.setups[0].1.codec, CodecKind::Pcmu);
+    // An offer without a codec Crest has is refused.
+    let g729 = PHONE.replace("RTP/AVP 8 0 101", "RTP/AVP 18");
+    assert_eq!(
+        a.answer_alone(&cfg(), Side::A, Some(&g729))
+            .unwrap_err()
+            .status(),
+        488
+    );
+}

@@ -432,3 +432,147 @@ pub fn talk(
         (ha.join().unwrap(), hb.join().unwrap())
     })
 }
+
+/// Mean square of a 20 ms frame above which it counts as speech (about -40 dBFS).
+const SPEECH_MS: f64 = 300.0 * 300.0;
+
+fn loud(frame: &[i16]) -> bool {
+    let e: f64 = frame.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+    e / frame.len().max(1) as f64 > SPEECH_MS
+}
+
+impl Rtp {
+    /// Sends `pcm` (8 kHz) paced at 20 ms, then a quiet line (low noise) until `stop` accepts
+    /// what was heard so far (checked every frame) or `limit` passes; returns what was heard.
+    pub fn speak_until(
+        &mut self,
+        pcm: &[i16],
+        limit: Duration,
+        stop: impl Fn(&[i16]) -> bool,
+    ) -> Vec<i16> {
+        let start = Instant::now();
+        let mut next = start;
+        let mut heard = Vec::new();
+        let mut payload = Vec::new();
+        let mut buf = [0u8; 2048];
+        let mut x = 0x2545_F491u32;
+        let mut at = 0usize;
+        let mut heard_at_tick = 0usize;
+        while start.elapsed() < limit {
+            if Instant::now() >= next {
+                next += Duration::from_millis(20);
+                let frame: Vec<i16> = (0..160)
+                    .map(|i| {
+                        pcm.get(at + i).copied().unwrap_or_else(|| {
+                            x ^= x << 13;
+                            x ^= x >> 17;
+                            x ^= x << 5;
+                            (x % 61) as i16 - 30
+                        })
+                    })
+                    .collect();
+                at += 160;
+                // Crest sends nothing while it has nothing to say: a tick without a packet
+                // counts as 20 ms of quiet.
+                if heard.len() < heard_at_tick + 160 {
+                    heard.resize(heard_at_tick + 160, 0);
+                }
+                heard_at_tick = heard.len();
+                self.enc.encode(&frame, &mut payload).unwrap();
+                self.ts = self.ts.wrapping_add(160);
+                let (pt, ts, p) = (self.pt, self.ts, payload.clone());
+                self.send_raw(pt, false, ts, &p);
+                if at >= pcm.len() && stop(&heard) {
+                    break;
+                }
+            }
+            while let Ok((n, _)) = self.sock.recv_from(&mut buf) {
+                if let Ok(p) = RtpPacket::parse(&buf[..n])
+                    && p.payload_type == self.pt
+                {
+                    let _ = self.dec.decode(p.payload, &mut heard);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        heard
+    }
+
+    /// Keeps a quiet line until Crest has said at least `min_secs` of speech and then been
+    /// quiet for `gap` (its prompt ended); returns what it said. Panics after `limit`.
+    pub fn hear_prompt(&mut self, min_secs: f64, gap: Duration, limit: Duration) -> Vec<i16> {
+        let heard = self.speak_until(&[], limit, prompt_ended(min_secs, gap));
+        assert!(
+            prompt_ended(min_secs, gap)(&heard),
+            "Crest did not say {min_secs} s and stop within {limit:?}: {} s heard",
+            speech_secs(&heard)
+        );
+        heard
+    }
+
+    /// Presses `key` by RFC 4733 (payload type `pt`), 100 ms, then 100 ms of quiet line.
+    pub fn press(&mut self, pt: u8, key: char) {
+        self.ts = self.ts.wrapping_add(160);
+        let ts = self.ts;
+        for (i, e) in crest_media::dtmf::event_payloads(key, 800, 160)
+            .iter()
+            .enumerate()
+        {
+            self.send_raw(pt, i == 0, ts, e);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.ts = self.ts.wrapping_add(800);
+        self.speak_until(&[], Duration::from_millis(100), |_| false);
+    }
+}
+
+/// Whether what was heard holds `min_secs` of speech and ends with `gap` of quiet.
+pub fn prompt_ended(min_secs: f64, gap: Duration) -> impl Fn(&[i16]) -> bool {
+    let quiet = (gap.as_millis() / 20) as usize * 160;
+    move |h: &[i16]| {
+        h.len() > quiet && speech_secs(h) >= min_secs && speech_secs(&h[h.len() - quiet..]) == 0.0
+    }
+}
+
+/// Seconds of speech-level audio in `pcm` (8 kHz).
+pub fn speech_secs(pcm: &[i16]) -> f64 {
+    pcm.chunks(160).filter(|f| loud(f)).count() as f64 * 0.02
+}
+
+impl Phone {
+    /// Registers as `user` (password "secret") with digest authentication; binds this
+    /// phone's address.
+    pub fn register(&mut self, user: &str) {
+        use crest_sip_proxy::auth::{Algorithm, Challenge, DigestClient};
+        let uri = format!("sip:{}", self.to);
+        let register = |cseq: u32, auth: &str| {
+            format!(
+                "REGISTER {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKreg{cseq};rport\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:{user}@127.0.0.1>;tag=r{port}\r\nTo: <sip:{user}@127.0.0.1>\r\n\
+                 Call-ID: reg-{port}\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{user}@127.0.0.1:{port}>\r\n\
+                 Expires: 600\r\n{auth}Content-Length: 0\r\n\r\n",
+                port = self.port()
+            )
+        };
+        self.send(&register(1, ""));
+        let challenge = self.recv_where(Duration::from_secs(5), |m| !m.starts_with("SIP/2.0 "));
+        assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+        let lines = challenge
+            .lines()
+            .filter_map(|l| l.strip_prefix("WWW-Authenticate: "));
+        let c = Challenge::find(lines, Algorithm::Md5).expect("an MD5 challenge");
+        let client = DigestClient {
+            alg: Algorithm::Md5,
+            user,
+            password: "secret",
+            realm: "crest",
+        };
+        let auth = format!(
+            "Authorization: {}\r\n",
+            client.authorization(&c.nonce, "REGISTER", &uri, 1, "cn")
+        );
+        self.send(&register(2, &auth));
+        let ok = self.recv_where(Duration::from_secs(5), |m| !m.starts_with("SIP/2.0 "));
+        assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    }
+}

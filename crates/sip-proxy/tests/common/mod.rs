@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use crest_sip_proxy::HeaderName;
+use crest_sip_proxy::auth::{Algorithm, Challenge, DigestClient};
 use crest_sip_proxy::config::{RouteConfig, RouteTarget, UserConfig};
 use crest_sip_proxy::{Endpoint, EndpointConfig, Flow, Framing, Message, SipConfig, TransportKind};
 
@@ -69,11 +71,10 @@ impl Harness {
         let routes = sip
             .resolve_routes(|h, p| format!("{h}:{p}").parse().ok())
             .expect("test routes resolve");
-        assert!(
-            routes
-                .iter()
-                .all(|(_, t, _)| matches!(t, RouteTarget::Uri(..) | RouteTarget::User(_)))
-        );
+        assert!(routes.iter().all(|(_, t, _)| matches!(
+            t,
+            RouteTarget::Uri(..) | RouteTarget::User(_) | RouteTarget::App(_)
+        )));
         let t0 = Instant::now();
         let ep = Endpoint::new(
             t0,
@@ -118,6 +119,24 @@ impl Harness {
             self.collect();
         }
         self.now = end;
+    }
+
+    /// Connects call `key` (answered by Crest) to `target`.
+    pub fn connect(
+        &mut self,
+        key: u64,
+        target: crest_sip_proxy::ConnectTarget,
+        ring: Duration,
+    ) -> Result<(), u16> {
+        let r = self.ep.connect(self.now, key, &target, ring);
+        self.collect();
+        r
+    }
+
+    /// Hangs call `key` up from outside the signalling.
+    pub fn hang_up(&mut self, key: u64, reason: &str) {
+        self.ep.hang_up(self.now, key, reason);
+        self.collect();
     }
 
     /// Removes and returns everything sent to `to`.
@@ -226,4 +245,67 @@ pub fn raw_header(m: &Message, name: &str) -> Option<String> {
         .iter()
         .find(|h| m.header_name_str(h).eq_ignore_ascii_case(name))
         .map(|h| m.value(h).into_owned())
+}
+
+/// A REGISTER of alice from the callee's address.
+pub fn register(
+    call_id: &str,
+    cseq: u32,
+    contact: &str,
+    expires: Option<u32>,
+    auth: &str,
+) -> String {
+    let exp = expires
+        .map(|e| format!("Expires: {e}\n"))
+        .unwrap_or_default();
+    format!(
+        "REGISTER sip:{CREST} SIP/2.0\nVia: SIP/2.0/UDP {CALLEE};branch=z9hG4bK-r{call_id}{cseq}\n\
+         From: <sip:alice@{CREST}>;tag=r\nTo: <sip:alice@{CREST}>\nCall-ID: {call_id}\nCSeq: {cseq} REGISTER\n\
+         Contact: {contact}\n{exp}{auth}Max-Forwards: 70\nContent-Length: 0\n\n"
+    )
+}
+
+pub fn nonce_of(challenge: &Message, alg: &str) -> (String, bool) {
+    // One challenge per header line (header_list would split them at their commas).
+    let lines: Vec<String> = challenge
+        .headers()
+        .iter()
+        .filter(|h| h.name == HeaderName::WwwAuthenticate)
+        .map(|h| challenge.value(h).into_owned())
+        .collect();
+    let alg = if alg == "MD5" {
+        Algorithm::Md5
+    } else {
+        Algorithm::Sha256
+    };
+    let c = Challenge::find(lines.iter().map(String::as_str), alg)
+        .expect("a challenge for the algorithm");
+    (c.nonce, c.stale)
+}
+
+pub fn credentials(alg: Algorithm, nonce: &str, nc: u32, password: &str) -> String {
+    let client = DigestClient {
+        alg,
+        user: "alice",
+        password,
+        realm: "crest",
+    };
+    format!(
+        "Authorization: {}\n",
+        client.authorization(nonce, "REGISTER", &format!("sip:{CREST}"), nc, "cn")
+    )
+}
+
+impl Harness {
+    /// Registers alice (password "secret", MD5) at the callee's address.
+    pub fn register_alice(&mut self) {
+        let contact = format!("<sip:alice@{CALLEE}>");
+        self.recv(CALLEE, &register("reg1", 1, &contact, Some(3600), ""));
+        let challenge = self.take(CALLEE).remove(0);
+        assert_eq!(challenge.status(), Some(401));
+        let (nonce, _) = nonce_of(&challenge, "MD5");
+        let auth = credentials(Algorithm::Md5, &nonce, 1, "secret");
+        self.recv(CALLEE, &register("reg1", 2, &contact, Some(3600), &auth));
+        assert_eq!(self.take_summary(CALLEE), ["200"]);
+    }
 }

@@ -1,0 +1,610 @@
+//! Calls Crest answers itself (`ivr:` and `queue:` routes): the IVR of each call on a thread
+//! of its own, and the ACD service that queues callers and rings agents' registered phones.
+//!
+//! ```text
+//!  call task (media thread) ── audio, keys, prompt ends ──► IVR thread: IvrCall (ASR, TTS)
+//!        ▲   └── Enqueue / call ended / leg B events ──► ACD task: Acd ── Connect ──► SIP core
+//!        └──── prompts, position and wait, connected ◄──────────┘
+//! ```
+//!
+//! The IVR runs off the media threads because a recogniser's start and a prompt's first
+//! rendering take tens of milliseconds, which would delay every other call's packets.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use crest_acd::{Acd, AgentState, CallId, Caller, Input, Model, Output};
+use crest_ivr::call::{Action, IvrCall};
+use crest_ivr::interp::Vars;
+use crest_ivr::model::Method;
+use crest_ivr::pocketsphinx::{self, OFF_TOPIC_MARGIN, PocketSphinx};
+use crest_ivr::tts::{EspeakNg, Tts};
+use crest_ivr::{Command as Leave, Session};
+use crest_media::bridge::Prompt;
+use crest_sip_proxy::{ConnectTarget, LegEvent};
+use tokio::sync::mpsc;
+use tracing::{Span, debug, info, warn};
+
+use crate::ivr::Flows;
+
+/// What the other tasks ask of the SIP core.
+#[derive(Debug)]
+pub(crate) enum CoreRequest {
+    /// End the call (media timeout, the IVR hung up).
+    HangUp(u64, String),
+    /// Connect a call Crest answered to an agent's phone or a SIP URI.
+    Connect {
+        key: u64,
+        target: ConnectTarget,
+        ring: Duration,
+    },
+    /// Stop ringing (or hang up) the call's leg B; the caller stays.
+    Disconnect(u64),
+}
+
+/// `acd:` in crest.yaml.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct AcdSection {
+    /// Agents, pools and queues (`queue:` routes and the IVR's `queue` nodes name them).
+    pub(crate) file: Option<PathBuf>,
+    /// How often a waiting caller hears their place in line and the expected wait.
+    pub(crate) announce_secs: u64,
+    /// Played while a caller waits (WAV, 16-bit mono); unset: a soft generated chime.
+    pub(crate) hold_music: Option<PathBuf>,
+}
+
+impl Default for AcdSection {
+    fn default() -> Self {
+        Self {
+            file: None,
+            announce_secs: 30,
+            hold_music: None,
+        }
+    }
+}
+
+/// What a call task hears from the IVR thread and the ACD.
+#[derive(Debug)]
+pub(crate) enum AppEvent {
+    /// Play this to the caller.
+    Play(Prompt, bool),
+    /// Stop the prompt.
+    StopPrompt,
+    /// The caller leaves the IVR.
+    Leave(Leave),
+    /// The caller waits in a queue: play this announcement (place in line, expected wait),
+    /// then the hold music again.
+    Announce(Prompt),
+    /// An agent answered: the legs are bridged.
+    Connected,
+}
+
+/// The caller's side of the IVR thread.
+#[derive(Debug)]
+pub(crate) enum IvrIn {
+    Audio(Arc<[i16]>, u32),
+    Key(char),
+    PromptDone,
+    BargeIn,
+    Lookup(Option<(u16, String)>),
+}
+
+/// What every call Crest answers shares.
+#[derive(Debug)]
+pub(crate) struct AppRuntime {
+    pub(crate) flows: Option<Arc<Flows>>,
+    pub(crate) model: Option<pocketsphinx::Model>,
+    pub(crate) tts: Arc<EspeakNg>,
+    pub(crate) acd: Option<mpsc::UnboundedSender<AcdMsg>>,
+    /// The main runtime (lookups run there).
+    pub(crate) runtime: tokio::runtime::Handle,
+    pub(crate) http: reqwest::Client,
+    pub(crate) hold_music: Prompt,
+}
+
+/// The IVR's rate: the recogniser and the prompts run at 8 kHz (telephone band); other legs'
+/// audio is resampled.
+const IVR_RATE: u32 = 8000;
+
+impl AppRuntime {
+    /// Starts the IVR of call `key` on flow `flow` on its own thread; its prompts and its
+    /// end come back on `task`. `None` when the flow is not loaded.
+    pub(crate) fn start_ivr(
+        self: &Arc<Self>,
+        key: u64,
+        flow: &str,
+        vars: Vars,
+        task: mpsc::UnboundedSender<AppEvent>,
+        span: Span,
+    ) -> Option<std_mpsc::Sender<IvrIn>> {
+        let flows = self.flows.as_ref()?;
+        let model = self.model.clone()?;
+        let lib = flows.library();
+        let Some(f) = lib.get(flow).cloned() else {
+            let _g = span.enter();
+            warn!(flow, "no such IVR flow loaded");
+            return None;
+        };
+        let (tx, rx) = std_mpsc::channel();
+        let lookups = tx.clone();
+        let rt = self.clone();
+        let ivr = IvrCall::new(
+            Session::new(lib, f, vars),
+            PocketSphinx::new(model, Some(OFF_TOPIC_MARGIN)),
+            self.tts.clone() as Arc<dyn Tts>,
+            IVR_RATE,
+        );
+        let spawned = std::thread::Builder::new()
+            .name(format!("crest-ivr-{key}"))
+            .spawn(move || rt.run_ivr(ivr, &rx, &lookups, &task, &span));
+        spawned.ok().map(|_| tx)
+    }
+
+    fn run_ivr(
+        &self,
+        mut ivr: IvrCall<PocketSphinx>,
+        rx: &std_mpsc::Receiver<IvrIn>,
+        lookups: &std_mpsc::Sender<IvrIn>,
+        task: &mpsc::UnboundedSender<AppEvent>,
+        span: &Span,
+    ) {
+        let _g = span.enter();
+        let unix = crate::recording::unix_ms() / 1000;
+        ivr.start(Instant::now(), unix);
+        let (flow, version) = ivr.session().flow();
+        info!(flow, version, "IVR started");
+        loop {
+            while let Some(a) = ivr.poll_action() {
+                match a {
+                    Action::Play {
+                        pcm,
+                        rate,
+                        barge_in,
+                        text,
+                    } => {
+                        debug!(text, "IVR prompt");
+                        let _ = task.send(AppEvent::Play(Prompt { rate, pcm }, barge_in));
+                    }
+                    Action::StopPrompt => {
+                        let _ = task.send(AppEvent::StopPrompt);
+                    }
+                    Action::Lookup {
+                        method,
+                        url,
+                        body,
+                        timeout,
+                    } => self.lookup(method, url, body, timeout, lookups.clone()),
+                    Action::Leave(leave) => {
+                        let (flow, version) = ivr.session().flow();
+                        let outcome = ivr.outcome().map(outcome_label).unwrap_or_default();
+                        info!(
+                            flow,
+                            version,
+                            outcome,
+                            path = ivr.session().path().join(">"),
+                            "IVR done"
+                        );
+                        if let Some(f) = &self.flows {
+                            f.count_outcome(flow, &outcome);
+                        }
+                        for e in ivr.errors() {
+                            warn!(error = ?e, "IVR problem during the call");
+                        }
+                        let _ = task.send(AppEvent::Leave(leave));
+                        return;
+                    }
+                }
+            }
+            let input = match ivr.poll_timeout() {
+                Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                    Ok(i) => Some(i),
+                    Err(std_mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+                },
+                None => match rx.recv() {
+                    Ok(i) => Some(i),
+                    Err(_) => return,
+                },
+            };
+            let now = Instant::now();
+            match input {
+                None => ivr.handle_timeout(now),
+                Some(IvrIn::Audio(pcm, rate)) if rate == IVR_RATE => ivr.handle_audio(now, &pcm),
+                Some(IvrIn::Audio(pcm, rate)) => {
+                    ivr.handle_audio(now, &crest_ivr::tts::resample(&pcm, rate, IVR_RATE));
+                }
+                Some(IvrIn::Key(k)) => ivr.handle_key(now, k),
+                Some(IvrIn::PromptDone) => ivr.handle_prompt_done(now),
+                Some(IvrIn::BargeIn) => ivr.handle_barge_in(now),
+                Some(IvrIn::Lookup(answer)) => {
+                    ivr.handle_lookup(now, answer.as_ref().map(|(s, b)| (*s, b.as_str())));
+                }
+            }
+            if ivr.poll_timeout().is_some_and(|t| t <= Instant::now()) {
+                ivr.handle_timeout(Instant::now());
+            }
+        }
+    }
+
+    /// An HTTP lookup on the main runtime; the answer goes back to the IVR thread.
+    fn lookup(
+        &self,
+        method: Method,
+        url: String,
+        body: Option<String>,
+        timeout: Duration,
+        back: std_mpsc::Sender<IvrIn>,
+    ) {
+        let http = self.http.clone();
+        let span = Span::current();
+        self.runtime.spawn(async move {
+            let req = match method {
+                Method::Get => http.get(&url),
+                Method::Post => http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.unwrap_or_default()),
+            };
+            let answer = match req.timeout(timeout).send().await {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    r.text().await.ok().map(|b| (status, b))
+                }
+                Err(e) => {
+                    let _g = span.enter();
+                    warn!(url, error = %e, "IVR lookup failed");
+                    None
+                }
+            };
+            let _ = back.send(IvrIn::Lookup(answer));
+        });
+    }
+}
+
+/// How a flow ended, as a metric label: `queue:refund`, `hangup`, `transfer`, `callback`.
+fn outcome_label(o: &crest_ivr::Outcome) -> String {
+    match o {
+        crest_ivr::Outcome::Queued(q) => format!("queue:{q}"),
+        crest_ivr::Outcome::Transferred(_) => "transfer".into(),
+        crest_ivr::Outcome::Callback(_) => "callback".into(),
+        crest_ivr::Outcome::HungUp(_) => "hangup".into(),
+    }
+}
+
+/// A customer tier as the IVR names it: a number, or vip/gold/silver.
+pub(crate) fn tier(name: Option<&str>) -> u8 {
+    match name.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("" | "normal" | "standard") => 0,
+        Some("silver") => 1,
+        Some("gold") => 2,
+        Some("vip" | "platinum") => 3,
+        Some(n) => n.parse().unwrap_or(0),
+    }
+}
+
+/// What the ACD task hears.
+#[derive(Debug)]
+pub(crate) enum AcdMsg {
+    /// A caller joins `queue`; what the ACD tells them goes to `task`.
+    Enqueue {
+        key: u64,
+        queue: String,
+        tier: u8,
+        number: String,
+        task: mpsc::UnboundedSender<AppEvent>,
+    },
+    /// What became of the leg Crest placed to the offered agent.
+    Leg { key: u64, event: LegEvent },
+    /// The SIP core could not place it at all (480: the agent's phone is not registered).
+    ConnectFailed { key: u64, status: u16 },
+    /// The call ended (the caller hung up, or the agent).
+    Ended { key: u64 },
+    /// A user's phone registered (`true`) or removed its last contact.
+    Registration { user: String, on: bool },
+}
+
+struct QueuedCall {
+    task: mpsc::UnboundedSender<AppEvent>,
+    queue: String,
+    /// The agent ringing or talking.
+    agent: Option<crest_acd::AgentId>,
+    connected: bool,
+    next_announce: Instant,
+}
+
+/// The ACD in a running crest (see the module docs).
+pub(crate) struct AcdService {
+    acd: Acd,
+    calls: HashMap<u64, QueuedCall>,
+    core: mpsc::UnboundedSender<CoreRequest>,
+    tts: Arc<EspeakNg>,
+    announce_every: Duration,
+}
+
+impl AcdService {
+    /// The service on `model`; agents are offline until their phones register.
+    pub(crate) fn new(
+        model: Model,
+        core: mpsc::UnboundedSender<CoreRequest>,
+        tts: Arc<EspeakNg>,
+        announce_every: Duration,
+    ) -> Self {
+        Self {
+            acd: Acd::new(Instant::now(), model),
+            calls: HashMap::new(),
+            core,
+            tts,
+            announce_every,
+        }
+    }
+
+    /// Runs until every sender is gone.
+    pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<AcdMsg>) {
+        loop {
+            let now = Instant::now();
+            let next = [self.acd.poll_timeout(), self.next_announce()]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(now + Duration::from_secs(3600));
+            tokio::select! {
+                m = rx.recv() => match m {
+                    Some(m) => self.handle(Instant::now(), m),
+                    None => return,
+                },
+                () = tokio::time::sleep_until(next.into()) => {}
+            }
+            let now = Instant::now();
+            if self.acd.poll_timeout().is_some_and(|t| t <= now) {
+                self.acd.handle_timeout(now);
+            }
+            self.drain(now);
+            self.announce(now);
+        }
+    }
+
+    fn next_announce(&self) -> Option<Instant> {
+        self.calls
+            .values()
+            .filter(|c| c.agent.is_none())
+            .map(|c| c.next_announce)
+            .min()
+    }
+
+    fn handle(&mut self, now: Instant, m: AcdMsg) {
+        let model = self.acd.model();
+        match m {
+            AcdMsg::Enqueue {
+                key,
+                queue,
+                tier,
+                number,
+                task,
+            } => {
+                let Some(q) = model.queue(&queue) else {
+                    warn!(key, queue, "no such ACD queue: hanging up");
+                    let _ = self
+                        .core
+                        .send(CoreRequest::HangUp(key, "no such queue".into()));
+                    return;
+                };
+                info!(key, queue, tier, "caller queued");
+                self.calls.insert(
+                    key,
+                    QueuedCall {
+                        task,
+                        queue,
+                        agent: None,
+                        connected: false,
+                        next_announce: now,
+                    },
+                );
+                self.acd.handle(
+                    now,
+                    Input::CallArrived(Caller {
+                        call: CallId(key),
+                        queue: q,
+                        tier,
+                        number,
+                    }),
+                );
+            }
+            AcdMsg::Leg { key, event } => {
+                let Some(c) = self.calls.get_mut(&key) else {
+                    return;
+                };
+                let Some(agent) = c.agent else {
+                    return;
+                };
+                match event {
+                    LegEvent::Ringing => {}
+                    LegEvent::Answered => {
+                        c.connected = true;
+                        let _ = c.task.send(AppEvent::Connected);
+                        info!(key, agent = %model.agents[agent.0 as usize].name, "agent answered");
+                        self.acd.handle(now, Input::Answered(agent, CallId(key)));
+                    }
+                    LegEvent::Failed(status) => {
+                        c.agent = None;
+                        info!(key, agent = %model.agents[agent.0 as usize].name, status, "agent did not answer");
+                        self.acd.handle(now, Input::NoAnswer(agent, CallId(key)));
+                    }
+                }
+            }
+            AcdMsg::ConnectFailed { key, status } => {
+                let Some(c) = self.calls.get_mut(&key) else {
+                    return;
+                };
+                if let Some(agent) = c.agent.take() {
+                    info!(key, agent = %model.agents[agent.0 as usize].name, status, "agent's phone unreachable");
+                    self.acd.handle(now, Input::NoAnswer(agent, CallId(key)));
+                    if status == 480 {
+                        self.acd.handle(now, Input::AgentLogout(agent));
+                    }
+                }
+            }
+            AcdMsg::Ended { key } => {
+                let Some(c) = self.calls.remove(&key) else {
+                    return;
+                };
+                match (c.agent, c.connected) {
+                    (Some(a), true) => self.acd.handle(now, Input::CallEnded(a, CallId(key))),
+                    _ => {
+                        info!(key, queue = c.queue, "caller left the queue");
+                        self.acd.handle(now, Input::CallAbandoned(CallId(key)));
+                    }
+                }
+            }
+            AcdMsg::Registration { user, on } => {
+                if let Some(a) = model.agent(&user) {
+                    let state = self.acd.agent_state(a).clone();
+                    if on && state == AgentState::Offline {
+                        info!(agent = user, "agent logged in (phone registered)");
+                        self.acd.handle(now, Input::AgentLogin(a));
+                    } else if !on {
+                        info!(agent = user, "agent logged out (phone unregistered)");
+                        self.acd.handle(now, Input::AgentLogout(a));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Carries out the ACD's decisions.
+    fn drain(&mut self, now: Instant) {
+        let ring = self.acd.model().ring + Duration::from_secs(5);
+        while let Some(out) = self.acd.poll_output() {
+            let model = self.acd.model();
+            match out {
+                Output::Offer { call, agent } => {
+                    let name = model.agents[agent.0 as usize].name.clone();
+                    if let Some(c) = self.calls.get_mut(&call.0) {
+                        c.agent = Some(agent);
+                    }
+                    info!(key = call.0, agent = name, "ringing agent");
+                    // The ACD's own ring timer decides; the SIP core's is a backstop.
+                    let _ = self.core.send(CoreRequest::Connect {
+                        key: call.0,
+                        target: ConnectTarget::User(name),
+                        ring,
+                    });
+                }
+                Output::Retract { call, agent } => {
+                    info!(key = call.0, agent = %model.agents[agent.0 as usize].name, "agent rang out");
+                    if let Some(c) = self.calls.get_mut(&call.0) {
+                        c.agent = None;
+                        c.next_announce = now;
+                    }
+                    let _ = self.core.send(CoreRequest::Disconnect(call.0));
+                }
+                Output::Overflow { call, step, pool } => {
+                    info!(key = call.0, step, pool = %model.pools[pool.0 as usize].name, "overflow to the next pool");
+                }
+                Output::AgentAway { agent, reason } => {
+                    info!(agent = %model.agents[agent.0 as usize].name, reason, "agent set away");
+                }
+                Output::Dial { call, .. }
+                | Output::CallbackScheduled { call }
+                | Output::CallbackRefused { call } => {
+                    debug!(key = call.0, "callback output outside live calls");
+                }
+            }
+        }
+    }
+
+    /// Tells waiting callers their place in line and the expected wait, every
+    /// `announce_every`; the prompt is rendered off this task.
+    fn announce(&mut self, now: Instant) {
+        for (key, c) in &mut self.calls {
+            if c.agent.is_some() || c.next_announce > now {
+                continue;
+            }
+            c.next_announce = now + self.announce_every;
+            let call = CallId(*key);
+            let Some(position) = self.acd.position(call) else {
+                continue;
+            };
+            let text = wait_text(position, self.acd.ewt(call));
+            info!(key, position, text, "queue announcement");
+            let (tts, task) = (self.tts.clone(), c.task.clone());
+            tokio::task::spawn_blocking(move || match tts.render(&text, "en-us", IVR_RATE) {
+                Ok(pcm) => {
+                    let _ = task.send(AppEvent::Announce(Prompt {
+                        rate: IVR_RATE,
+                        pcm,
+                    }));
+                }
+                Err(e) => warn!(error = %e, "queue announcement not rendered"),
+            });
+        }
+    }
+}
+
+/// "You are number 2 in line. The expected wait is about 1 minute."
+fn wait_text(position: usize, ewt: Option<Duration>) -> String {
+    let place = if position == 1 {
+        "You are next in line.".to_owned()
+    } else {
+        format!("You are number {position} in line.")
+    };
+    match ewt.map(|d| d.as_secs().div_ceil(60)) {
+        None => format!("{place} All our agents are busy; please stay on the line."),
+        Some(0 | 1) => format!("{place} The expected wait is less than a minute."),
+        Some(m) => format!("{place} The expected wait is about {m} minutes."),
+    }
+}
+
+/// A soft chime, four seconds: what a caller hears while waiting when no music file is set.
+pub(crate) fn chime(rate: u32) -> Prompt {
+    let n = rate as usize * 4;
+    let notes = [523.25f64, 659.25, 783.99, 659.25];
+    let pcm: Vec<i16> = (0..n)
+        .map(|i| {
+            let t = i as f64 / f64::from(rate);
+            let k = ((t / 1.0) as usize).min(notes.len() - 1);
+            let local = t - k as f64;
+            let env = (-3.0 * local).exp() * (local * 200.0).min(1.0);
+            (3000.0 * env * (2.0 * std::f64::consts::PI * notes[k] * t).sin()) as i16
+        })
+        .collect();
+    Prompt {
+        rate,
+        pcm: pcm.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_callers_hear_their_place_and_wait_in_words() {
+        assert_eq!(
+            wait_text(1, Some(Duration::from_secs(20))),
+            "You are next in line. The expected wait is less than a minute."
+        );
+        assert_eq!(
+            wait_text(4, Some(Duration::from_secs(150))),
+            "You are number 4 in line. The expected wait is about 3 minutes."
+        );
+        assert!(wait_text(2, None).contains("All our agents are busy"));
+    }
+
+    #[test]
+    fn tiers_by_name_or_number() {
+        assert_eq!(
+            [
+                tier(None),
+                tier(Some("VIP")),
+                tier(Some("gold")),
+                tier(Some("2")),
+                tier(Some("x"))
+            ],
+            [0, 3, 2, 2, 0]
+        );
+    }
+}

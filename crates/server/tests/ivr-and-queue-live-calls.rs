@@ -1,0 +1,260 @@
+//! The IVR and the ACD in real calls through a running `crest`: a caller's RTP carries
+//! espeak-ng telephone speech and RFC 4733 keys into `config/flows/main.yaml`; the IVR answers
+//! with its prompts, looks the order up over HTTP, and hangs up or queues the caller; the ACD
+//! rings agents' registered phones (the next one when the first lets it ring out), bridges the
+//! call, and forgets a caller who hangs up while waiting.
+
+mod common;
+#[path = "common/peer.rs"]
+mod peer;
+#[path = "../../ivr/tests/common/speech.rs"]
+mod speech;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use crest_media::codec::CodecKind;
+use peer::*;
+
+const PCMU_TE: &str = "a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+/// A tiny order backend: every GET /orders/N answers that the order is out for delivery; the
+/// paths asked for are kept.
+fn orders_backend() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().take(16).flatten() {
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).is_err() || h.trim().is_empty() {
+                    break;
+                }
+            }
+            log.lock().unwrap().push(path);
+            let body = r#"{"status":"out for delivery","eta":"today"}"#;
+            let mut s = s;
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, seen)
+}
+
+/// `config/flows/main.yaml` as shipped, with two lines changed for the test: open all day
+/// (so that the call is not sent to the closed-hours branch at night) and the order backend
+/// on `port`.
+fn flows(dir: &Path, port: u16) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/flows");
+    let text = std::fs::read_to_string(root.join("main.yaml")).unwrap();
+    let hours = "business_hours: {days: [0, 1, 2, 3, 4, 5, 6], open: 8, close: 22, utc_offset_minutes: 480}";
+    let backend = "orders: {url: \"http://127.0.0.1:8099\", timeout_ms: 2000}";
+    assert!(
+        text.contains(hours) && text.contains(backend),
+        "main.yaml changed: update the test"
+    );
+    let text = text
+        .replace(hours, "business_hours: {days: [0, 1, 2, 3, 4, 5, 6], open: 0, close: 24, utc_offset_minutes: 0}")
+        .replace(backend, &format!("orders: {{url: \"http://127.0.0.1:{port}\", timeout_ms: 2000}}"));
+    let out = dir.join("flows");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("main.yaml"), text).unwrap();
+    out
+}
+
+/// An ACD with one queue and two agents who ring for 3 s.
+const ACD: &str = "ring_secs: 3\nwrap_up_secs: 1\nmax_misses: 3\n\
+pools:\n  - {name: office, neighbours: [], overflow_after_secs: 30}\n\
+queues:\n  - {name: order-status, skill: order_status, pool: office}\n  - {name: refund, skill: refund, pool: office}\n  - {name: vip, skill: vip, pool: office}\n\
+agents:\n  - {name: alice, pool: office, skills: {order_status: 0.9, refund: 0.5}, rating: 0.9}\n  - {name: bob, pool: office, skills: {order_status: 0.6}, rating: 0.8}\n";
+
+fn start(name: &str, range: u16, backend: u16) -> Crest {
+    let dir = scratch_dir(&format!("{name}-files"));
+    let flows = flows(&dir, backend);
+    let acd = dir.join("acd.yaml");
+    std::fs::write(&acd, ACD).unwrap();
+    Crest::start_with(
+        name,
+        "  routes:\n    - {number: \"4000\", ivr: main, public: true}\n    - {number: \"4001\", queue: order-status, public: true}\n",
+        &format!(
+            "media:\n  port_min: {range}\n  port_max: {}\nivr:\n  enabled: true\n  flows_dir: \"{}\"\n  reload_secs: 60\n\
+             acd:\n  file: \"{}\"\n  announce_secs: 5\nrecording:\n  enabled: false\n  cdr: false\n",
+            range + 99,
+            flows.display(),
+            acd.display()
+        ),
+    )
+}
+
+/// Calls `number` with PCMU and telephone-event; the caller's phone and RTP end.
+fn call(crest: &Crest, number: &str) -> (Phone, Rtp) {
+    let mut phone = Phone::new(crest.addr());
+    let mut rtp = Rtp::new(CodecKind::Pcmu, 0);
+    let ok = phone.invite(number, &sdp(rtp.port(), "0 101", PCMU_TE));
+    let (port, _) = sdp_audio(body(&ok));
+    rtp.remote = Some(([127, 0, 0, 1], port).into());
+    (phone, rtp)
+}
+
+/// A prompt's end: a second and a half of quiet (longer than the pauses between its
+/// sentences).
+const GAP: Duration = Duration::from_millis(1500);
+
+#[test]
+fn a_spoken_question_and_keyed_order_number_get_the_status_then_nine_hangs_up() {
+    let (backend, seen) = orders_backend();
+    let crest = start("ivr-live-order", 42000, backend);
+    let (caller, mut a) = call(&crest, "4000");
+    let scratch = scratch_dir("ivr-live-speech");
+    // "Welcome to Crest Shop. How can I help you? You can say …"
+    a.hear_prompt(5.0, GAP, Duration::from_secs(30));
+    let question = speech::telephone_speech(&scratch, "where is my order", "en-us", 150);
+    // "Please key in or say your order number, then press the hash key."
+    let heard = a.speak_until(&question, Duration::from_secs(20), prompt_ended(1.5, GAP));
+    assert!(
+        prompt_ended(1.5, GAP)(&heard),
+        "the order number question: {} s",
+        speech_secs(&heard)
+    );
+    for k in "1234#".chars() {
+        a.press(101, k);
+    }
+    // "Your order 1234 is out for delivery and arrives today. Press 1 to talk to an agent, or 9 …"
+    a.hear_prompt(4.0, GAP, Duration::from_secs(30));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["/orders/1234"],
+        "the keyed order number was looked up"
+    );
+    a.press(101, '9');
+    // "Thank you for calling Crest Shop. Goodbye." and the flow hangs up.
+    let (bye, from) = caller.expect_request("BYE", Duration::from_secs(20));
+    caller
+        .sip
+        .send_to(caller.respond(&bye, 200, None).as_bytes(), from)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let log = crest.log();
+    assert!(
+        log.contains("path=\"hours>welcome>main_menu>order_number>order_lookup>order_found>order_status>anything_else>goodbye>bye\""),
+        "the IVR's path: {}",
+        log.lines().filter(|l| l.contains("IVR")).collect::<Vec<_>>().join("\n")
+    );
+    assert_eq!(
+        crest.metric("crest_ivr_calls_total{flow=\"main\",outcome=\"hangup\"}"),
+        1
+    );
+}
+
+/// An agent's phone: registered, answering Crest's INVITEs as told.
+fn agent(crest: &Crest, user: &str) -> (Phone, Rtp) {
+    let mut p = Phone::new(crest.addr());
+    p.register(user);
+    (p, Rtp::new(CodecKind::Pcmu, 0))
+}
+
+#[test]
+fn waiting_callers_hear_their_place_then_a_spoken_request_rings_agents_until_one_answers() {
+    let (backend, _) = orders_backend();
+    let crest = start("acd-live", 42200, backend);
+    // Nobody logged in: a caller to the queue route waits, hears the wait announcement, hangs up.
+    let (mut waiting, mut w) = call(&crest, "4001");
+    // Hold music, with the announcement over it.
+    let heard = w.speak_until(&[], Duration::from_secs(6), |_| false);
+    assert!(speech_secs(&heard) > 3.0, "{} s", speech_secs(&heard));
+    waiting.bye();
+    std::thread::sleep(Duration::from_millis(300));
+    let log = crest.log();
+    assert!(
+        log.contains("queue announcement") && log.contains("All our agents are busy"),
+        "{log}"
+    );
+    assert!(
+        log.contains("caller left the queue"),
+        "the hang-up removes the caller"
+    );
+
+    // Alice and Bob log in by registering their phones.
+    let (alice, _) = agent(&crest, "alice");
+    let (bob, mut b) = agent(&crest, "bob");
+    let (mut caller, mut a) = call(&crest, "4000");
+    a.hear_prompt(5.0, GAP, Duration::from_secs(30));
+    let scratch = scratch_dir("acd-live-speech");
+    let ask = speech::telephone_speech(&scratch, "talk to an agent", "en-us", 150);
+    a.speak_until(
+        &ask,
+        Duration::from_millis(ask.len() as u64 / 8 + 200),
+        |_| false,
+    );
+    // Alice (the better order-status skill) rings first and lets it ring out.
+    let (inv, from) = alice.expect_request("INVITE", Duration::from_secs(15));
+    alice
+        .sip
+        .send_to(alice.respond(&inv, 180, None).as_bytes(), from)
+        .unwrap();
+    let (cancel, from) = alice.expect_request("CANCEL", Duration::from_secs(6));
+    alice
+        .sip
+        .send_to(alice.respond(&cancel, 200, None).as_bytes(), from)
+        .unwrap();
+    alice
+        .sip
+        .send_to(alice.respond(&inv, 487, None).as_bytes(), from)
+        .unwrap();
+    // Then Bob, who answers: the caller and Bob hear each other.
+    let (inv, from) = bob.expect_request("INVITE", Duration::from_secs(6));
+    let (crest_port, _) = sdp_audio(body(&inv));
+    let ok = bob.respond(&inv, 200, Some(&sdp(b.port(), "0", "")));
+    bob.sip.send_to(ok.as_bytes(), from).unwrap();
+    bob.expect_request("ACK", Duration::from_secs(5));
+    b.remote = Some(([127, 0, 0, 1], crest_port).into());
+    let mut bridged = Call {
+        caller: Phone::new(crest.addr()),
+        callee: Phone::new(crest.addr()),
+        a,
+        b,
+    };
+    a_tone_each_way(&mut bridged);
+    caller.bye();
+    let (bye, from) = bob.expect_request("BYE", Duration::from_secs(5));
+    bob.sip
+        .send_to(bob.respond(&bye, 200, None).as_bytes(), from)
+        .unwrap();
+    let log = crest.log();
+    assert!(
+        log.contains("agent rang out") && log.contains("agent answered"),
+        "{log}"
+    );
+    assert_eq!(
+        crest.metric("crest_ivr_calls_total{flow=\"main\",outcome=\"queue:order-status\"}"),
+        1
+    );
+}
+
+fn a_tone_each_way(call: &mut Call) {
+    let ((_, _), (b_heard, _)) = talk(call, 1.2, Some(1000.0), None);
+    assert!(
+        has_1khz(&b_heard, 8000),
+        "the agent hears the caller ({} samples)",
+        b_heard.len()
+    );
+    let ((a_heard, _), _) = talk(call, 1.2, None, Some(1000.0));
+    assert!(
+        has_1khz(&a_heard, 8000),
+        "the caller hears the agent ({} samples)",
+        a_heard.len()
+    );
+}

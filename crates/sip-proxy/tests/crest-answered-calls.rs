@@ -1,0 +1,251 @@
+//! Calls Crest answers itself (an `ivr:` or `queue:` route) in virtual time: the caller gets
+//! Crest's 200 at once, and later the application connects them to an agent's registered phone
+//! (ringing out to the next attempt, CANCEL, bridging, hang-ups from either side).
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use crest_sip_proxy::config::RouteConfig;
+use crest_sip_proxy::{CallInfo, ConnectTarget, LegEvent, MediaHook, SdpRole, Side};
+
+/// A media layer that writes down what the SIP core asks of it.
+#[derive(Debug, Clone, Default)]
+struct Log(Arc<Mutex<Vec<String>>>);
+
+impl Log {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+    fn push(&self, s: String) {
+        self.0.lock().unwrap().push(s);
+    }
+}
+
+impl MediaHook for Log {
+    fn exchange(
+        &mut self,
+        _: Instant,
+        call: &CallInfo<'_>,
+        from: Side,
+        role: SdpRole,
+        sdp: Option<&[u8]>,
+    ) -> Result<Option<Vec<u8>>, u16> {
+        self.push(format!("exchange {} {from:?} {role:?}", call.key));
+        Ok(sdp.map(<[u8]>::to_vec))
+    }
+    fn info(&mut self, _: Instant, call: u64, from: Side, _: &str, _: &[u8]) -> bool {
+        self.push(format!("info {call} {from:?}"));
+        true
+    }
+    fn answer(
+        &mut self,
+        _: Instant,
+        call: &CallInfo<'_>,
+        sdp: Option<&[u8]>,
+    ) -> Result<Vec<u8>, u16> {
+        let app = call.app.map(ToString::to_string).unwrap_or_default();
+        self.push(format!(
+            "answer {} {app} from {} offer {}",
+            call.key,
+            call.caller,
+            sdp.is_some()
+        ));
+        Ok(b"v=0\r\ns=crest-answer\r\n".to_vec())
+    }
+    fn offer_b(&mut self, _: Instant, call: u64) -> Result<Vec<u8>, u16> {
+        self.push(format!("offer_b {call}"));
+        Ok(b"v=0\r\ns=crest-offer\r\n".to_vec())
+    }
+    fn leg_b(&mut self, _: Instant, call: u64, event: LegEvent) {
+        self.push(format!("leg_b {call} {event:?}"));
+    }
+    fn ended(&mut self, _: Instant, call: u64) {
+        self.push(format!("ended {call}"));
+    }
+}
+
+fn harness() -> (Harness, Log) {
+    let mut sip = default_sip();
+    sip.routes.push(RouteConfig {
+        number: "400".into(),
+        ivr: Some("main".into()),
+        public: true,
+        ..RouteConfig::default()
+    });
+    let mut h = Harness::new(sip);
+    let log = Log::default();
+    h.ep.set_media(Box::new(log.clone()));
+    (h, log)
+}
+
+/// A call to the IVR route, answered and ACKed; returns Crest's 200.
+fn answered(h: &mut Harness, log: &Log) -> crest_sip_proxy::Message {
+    h.recv(CALLER, &invite("400", "ivr1", ""));
+    let ok = h.take(CALLER).remove(0);
+    assert_eq!(ok.status(), Some(200), "Crest answers at once");
+    assert_eq!(&ok.body()[..], b"v=0\r\ns=crest-answer\r\n");
+    assert_eq!(log.take(), ["answer 1 ivr:main from carol offer true"]);
+    h.recv(CALLER, &caller_request(&ok, "ACK", 1, ""));
+    ok
+}
+
+#[test]
+fn crest_answers_then_rings_an_agent_who_lets_it_ring_out_then_one_who_answers() {
+    let (mut h, log) = harness();
+    let ok = answered(&mut h, &log);
+    h.advance(Duration::from_secs(5));
+    assert!(
+        h.take(CALLER).is_empty(),
+        "no 200 retransmission after the ACK"
+    );
+    assert!(h.take(CALLEE).is_empty(), "nothing goes anywhere else");
+    // A key by INFO goes to the media layer; other requests are answered by Crest.
+    h.recv(
+        CALLER,
+        &caller_request(&ok, "INFO", 2, "Content-Type: application/dtmf-relay\n"),
+    );
+    assert_eq!(h.take_summary(CALLER), ["200"]);
+    assert_eq!(log.take(), ["info 1 A"]);
+    h.recv(CALLER, &caller_request(&ok, "OPTIONS", 3, ""));
+    assert_eq!(h.take_summary(CALLER), ["200"]);
+
+    let ring = Duration::from_secs(15);
+    assert_eq!(
+        h.connect(1, ConnectTarget::User("alice".into()), ring),
+        Err(480),
+        "alice is not registered"
+    );
+    h.register_alice();
+    h.connect(1, ConnectTarget::User("alice".into()), ring)
+        .unwrap();
+    assert_eq!(
+        h.connect(1, ConnectTarget::User("alice".into()), ring),
+        Err(491),
+        "one leg B at a time"
+    );
+    let inv = h.take(CALLEE).remove(0);
+    assert_eq!(inv.method(), Some("INVITE"));
+    assert_eq!(&inv.body()[..], b"v=0\r\ns=crest-offer\r\n");
+    assert!(
+        inv.from_hdr()
+            .unwrap()
+            .uri
+            .to_string()
+            .starts_with("sip:carol@"),
+        "the caller's number"
+    );
+    h.recv(CALLEE, &reply(&inv, 180, "a1", "", ""));
+    assert_eq!(log.take(), ["offer_b 1", "leg_b 1 Ringing"]);
+    assert!(
+        h.take(CALLER).is_empty(),
+        "the caller hears Crest, not the agent's ringing"
+    );
+    h.advance(ring);
+    assert_eq!(h.take_summary(CALLEE), ["CANCEL"]);
+    assert_eq!(log.take(), ["leg_b 1 Failed(480)"]);
+    h.recv(CALLEE, &reply(&inv, 487, "a1", "", ""));
+    assert_eq!(h.take_summary(CALLEE), ["ACK"]);
+    assert!(
+        log.take().is_empty(),
+        "the 487 of a cancelled attempt is not news"
+    );
+
+    // The next attempt is answered: ACK, the agent's answer to the media layer, bridged.
+    h.connect(1, ConnectTarget::User("alice".into()), ring)
+        .unwrap();
+    let inv2 = h.take(CALLEE).remove(0);
+    assert_ne!(inv2.call_id(), inv.call_id(), "a new dialog");
+    h.recv(CALLEE, &reply(&inv2, 200, "a2", "", "v=0\r\ns=agent\r\n"));
+    assert_eq!(h.take_summary(CALLEE), ["ACK"]);
+    assert_eq!(
+        log.take(),
+        ["offer_b 1", "exchange 1 B Answer", "leg_b 1 Answered"]
+    );
+    assert!(h.take(CALLER).is_empty());
+    // Bridged: the caller's INFO goes to the media layer, their BYE ends both legs.
+    h.recv(CALLER, &caller_request(&ok, "BYE", 4, ""));
+    assert_eq!(h.take_summary(CALLER), ["200"]);
+    let bye = h.take(CALLEE).remove(0);
+    assert_eq!(bye.method(), Some("BYE"));
+    assert_eq!(bye.call_id(), inv2.call_id());
+    assert_eq!(log.take(), ["ended 1"]);
+    assert_eq!(h.ep.active_calls(), 0);
+}
+
+#[test]
+fn the_caller_hanging_up_cancels_the_ringing_agent_and_an_agent_hang_up_ends_the_call() {
+    let (mut h, log) = harness();
+    h.register_alice();
+    let ok = answered(&mut h, &log);
+    let ring = Duration::from_secs(15);
+    h.connect(1, ConnectTarget::User("alice".into()), ring)
+        .unwrap();
+    let inv = h.take(CALLEE).remove(0);
+    h.recv(CALLEE, &reply(&inv, 180, "a1", "", ""));
+    h.recv(CALLER, &caller_request(&ok, "BYE", 2, ""));
+    assert_eq!(h.take_summary(CALLER), ["200"]);
+    assert_eq!(h.take_summary(CALLEE), ["CANCEL"]);
+    assert_eq!(log.take(), ["offer_b 1", "leg_b 1 Ringing", "ended 1"]);
+    assert_eq!(h.ep.active_calls(), 0);
+
+    // A second call: bridged, then the agent hangs up.
+    h.recv(CALLER, &invite("400", "ivr2", ""));
+    let ok = h.take(CALLER).remove(0);
+    h.recv(CALLER, &caller_request(&ok, "ACK", 1, ""));
+    log.take();
+    h.connect(2, ConnectTarget::User("alice".into()), ring)
+        .unwrap();
+    let inv = h.take(CALLEE).remove(0);
+    h.recv(CALLEE, &reply(&inv, 200, "a2", "", "v=0\r\ns=agent\r\n"));
+    assert_eq!(h.take_summary(CALLEE), ["ACK"]);
+    h.recv(CALLEE, &callee_request(&inv, "a2", "BYE", 1, ""));
+    assert_eq!(h.take_summary(CALLEE), ["200"]);
+    let bye = h.take(CALLER).remove(0);
+    assert_eq!(bye.method(), Some("BYE"));
+    assert_eq!(bye.call_id(), Some("ivr2".into()));
+    assert_eq!(h.ep.active_calls(), 0);
+}
+
+#[test]
+fn a_busy_agent_and_a_silent_one_are_reported_and_the_caller_stays() {
+    let (mut h, log) = harness();
+    h.register_alice();
+    let ok = answered(&mut h, &log);
+    let ring = Duration::from_secs(15);
+    h.connect(1, ConnectTarget::User("alice".into()), ring)
+        .unwrap();
+    let inv = h.take(CALLEE).remove(0);
+    h.recv(CALLEE, &reply(&inv, 486, "a1", "", ""));
+    assert_eq!(h.take_summary(CALLEE), ["ACK"]);
+    assert_eq!(log.take(), ["offer_b 1", "leg_b 1 Failed(486)"]);
+    // A transfer target that never answers: Timer B, 408.
+    h.connect(
+        1,
+        ConnectTarget::Uri("sip:desk@127.0.0.1:6009".into()),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    h.advance(Duration::from_secs(40));
+    assert_eq!(log.take(), ["offer_b 1", "leg_b 1 Failed(408)"]);
+    assert_eq!(
+        h.connect(1, ConnectTarget::Uri("sip:desk@example.com".into()), ring),
+        Err(416),
+        "no DNS in the core: an IP address"
+    );
+    // The caller is still with Crest: a re-INVITE (hold, a session refresh) gets Crest's answer.
+    let reinvite = caller_request(&ok, "INVITE", 2, "").replace(
+        "Content-Length: 0\n\n",
+        "Content-Type: application/sdp\nContent-Length: 15\n\nv=0\r\ns=caller\r\n",
+    );
+    h.recv(CALLER, &reinvite);
+    let ok2 = h.take(CALLER).remove(0);
+    assert_eq!(ok2.status(), Some(200));
+    assert_eq!(&ok2.body()[..], b"v=0\r\ns=crest-answer\r\n");
+    assert_eq!(log.take(), ["answer 1 ivr:main from carol offer true"]);
+    h.hang_up(1, "flow ended");
+    assert_eq!(h.take_summary(CALLER), ["BYE"]);
+    assert_eq!(h.ep.active_calls(), 0);
+}
