@@ -310,6 +310,7 @@ pub(crate) struct Sources {
     pub(crate) media: Option<MediaShared>,
     pub(crate) recorder: Option<RecorderHandle>,
     pub(crate) flows: Option<std::sync::Arc<crate::ivr::Flows>>,
+    pub(crate) acd: Option<std::sync::Arc<crate::app::AcdMetrics>>,
 }
 
 /// Serves the admin endpoints until the process exits; `core` answers snapshot requests.
@@ -327,6 +328,7 @@ pub(crate) async fn serve(
             media,
             recorder,
             flows,
+            acd,
         } = sources.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
@@ -362,6 +364,9 @@ pub(crate) async fn serve(
                     }
                     if let Some(f) = &flows {
                         f.render(&mut body);
+                    }
+                    if let Some(a) = &acd {
+                        a.render(&mut body);
                     }
                     ("200 OK", "text/plain; version=0.0.4", body)
                 }

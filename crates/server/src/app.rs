@@ -10,13 +10,18 @@
 //! The IVR runs off the media threads because a recogniser's start and a prompt's first
 //! rendering take tens of milliseconds, which would delay every other call's packets.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
-use crest_acd::{Acd, AgentState, CallId, Caller, Input, Model, Output};
+use crest_acd::admission::{self, Admission, AdmissionConfig, Reason, Situation};
+use crest_acd::{
+    Acd, AgentId, AgentState, CallId, Caller, Input, Model, Output, Surge, SurgeConfig, SurgeLevel,
+};
 use crest_ivr::call::{Action, IvrCall};
 use crest_ivr::interp::Vars;
 use crest_ivr::model::Method;
@@ -43,10 +48,14 @@ pub(crate) enum CoreRequest {
     },
     /// Stop ringing (or hang up) the call's leg B; the caller stays.
     Disconnect(u64),
+    /// Answer (200) a queue caller taken with early media: admitted.
+    Accept(u64),
+    /// Refuse a queue caller taken with early media: 503 with Retry-After.
+    Refuse { key: u64, retry_after: u64 },
 }
 
 /// `acd:` in crest.yaml.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct AcdSection {
     /// Agents, pools and queues (`queue:` routes and the IVR's `queue` nodes name them).
@@ -55,6 +64,10 @@ pub(crate) struct AcdSection {
     pub(crate) announce_secs: u64,
     /// Played while a caller waits (WAV, 16-bit mono); unset: a soft generated chime.
     pub(crate) hold_music: Option<PathBuf>,
+    /// The surge detector: arrivals at ivr: and queue: routes against a baseline.
+    pub(crate) surge: SurgeConfig,
+    /// Admission before a caller joins a queue.
+    pub(crate) admission: AdmissionConfig,
 }
 
 impl Default for AcdSection {
@@ -63,6 +76,8 @@ impl Default for AcdSection {
             file: None,
             announce_secs: 30,
             hold_music: None,
+            surge: SurgeConfig::default(),
+            admission: AdmissionConfig::default(),
         }
     }
 }
@@ -81,6 +96,9 @@ pub(crate) enum AppEvent {
     Announce(Prompt),
     /// An agent answered: the legs are bridged.
     Connected,
+    /// The ACD refused the caller: play this announcement, then refuse (a caller taken with
+    /// early media: 503 with Retry-After) or hang up (one the IVR answered).
+    Refuse(Prompt, u64),
 }
 
 /// The caller's side of the IVR thread.
@@ -104,6 +122,8 @@ pub(crate) struct AppRuntime {
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) http: reqwest::Client,
     pub(crate) hold_music: Prompt,
+    /// The ACD's counters, and the surge level the IVR's flows branch on.
+    pub(crate) metrics: Arc<AcdMetrics>,
 }
 
 /// The IVR's rate: the recogniser and the prompts run at 8 kHz (telephone band); other legs'
@@ -129,6 +149,8 @@ impl AppRuntime {
             warn!(flow, "no such IVR flow loaded");
             return None;
         };
+        let mut vars = vars;
+        vars.insert("surge".into(), format!("{:.1}", self.metrics.ratio()));
         let (tx, rx) = std_mpsc::channel();
         let lookups = tx.clone();
         let rt = self.clone();
@@ -289,12 +311,17 @@ pub(crate) fn tier(name: Option<&str>) -> u8 {
 /// What the ACD task hears.
 #[derive(Debug)]
 pub(crate) enum AcdMsg {
-    /// A caller joins `queue`; what the ACD tells them goes to `task`.
+    /// A call reached an `ivr:` or `queue:` route (the surge detector counts it).
+    Arrival,
+    /// A caller asks to join `queue`; what the ACD tells them goes to `task`. `door`: the
+    /// caller came straight from a `queue:` route (early media until admitted), not from the
+    /// IVR (answered, and served by it already).
     Enqueue {
         key: u64,
         queue: String,
         tier: u8,
         number: String,
+        door: bool,
         task: mpsc::UnboundedSender<AppEvent>,
     },
     /// What became of the leg Crest placed to the offered agent.
@@ -316,6 +343,64 @@ struct QueuedCall {
     next_announce: Instant,
 }
 
+/// The ACD's counters for `/metrics`, shared with the admin endpoint (and the IVR, which
+/// reads the surge ratio).
+#[derive(Debug, Default)]
+pub(crate) struct AcdMetrics {
+    surge_level: AtomicU64,
+    surge_ratio_milli: AtomicU64,
+    surge_changes: AtomicU64,
+    standby_activations: AtomicU64,
+    /// (decision, reason) → callers.
+    admissions: Mutex<BTreeMap<(&'static str, String), u64>>,
+    /// Queue → callers waiting.
+    waiting: Mutex<BTreeMap<String, usize>>,
+}
+
+impl AcdMetrics {
+    /// The latest arrival rate over the baseline.
+    pub(crate) fn ratio(&self) -> f64 {
+        self.surge_ratio_milli.load(Ordering::Relaxed) as f64 / 1000.0
+    }
+
+    /// Prometheus lines.
+    pub(crate) fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            out,
+            "# HELP crest_acd_surge_level Surge level: 0 normal, 1 self-service first (3x), 2 standby agents (5x), 3 circuit breaker (8x).\n# TYPE crest_acd_surge_level gauge\ncrest_acd_surge_level {}\n\
+             # HELP crest_acd_surge_ratio Arrival rate over the sliding window divided by the baseline.\n# TYPE crest_acd_surge_ratio gauge\ncrest_acd_surge_ratio {:.3}\n\
+             # HELP crest_acd_surge_changes_total Surge level changes.\n# TYPE crest_acd_surge_changes_total counter\ncrest_acd_surge_changes_total {}\n\
+             # HELP crest_acd_standby_activations_total Times the standby pools were called in.\n# TYPE crest_acd_standby_activations_total counter\ncrest_acd_standby_activations_total {}",
+            self.surge_level.load(Ordering::Relaxed),
+            self.ratio(),
+            self.surge_changes.load(Ordering::Relaxed),
+            self.standby_activations.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP crest_acd_admissions_total Admission decisions before a caller joins a queue, by decision and reason.\n# TYPE crest_acd_admissions_total counter"
+        );
+        if let Ok(a) = self.admissions.lock() {
+            for ((decision, reason), n) in a.iter() {
+                let _ = writeln!(
+                    out,
+                    "crest_acd_admissions_total{{decision=\"{decision}\",reason=\"{reason}\"}} {n}"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP crest_acd_waiting Callers waiting, by queue.\n# TYPE crest_acd_waiting gauge"
+        );
+        if let Ok(w) = self.waiting.lock() {
+            for (q, n) in w.iter() {
+                let _ = writeln!(out, "crest_acd_waiting{{queue=\"{q}\"}} {n}");
+            }
+        }
+    }
+}
+
 /// The ACD in a running crest (see the module docs).
 pub(crate) struct AcdService {
     acd: Acd,
@@ -323,22 +408,44 @@ pub(crate) struct AcdService {
     core: mpsc::UnboundedSender<CoreRequest>,
     tts: Arc<EspeakNg>,
     announce_every: Duration,
+    surge: Surge,
+    admission: AdmissionConfig,
+    metrics: Arc<AcdMetrics>,
+    /// Agents whose phones are registered.
+    registered: std::collections::HashSet<AgentId>,
+    /// Agents of standby pools (logged in only under a surge of 5× and more).
+    standby: Vec<AgentId>,
+    standby_on: bool,
 }
 
 impl AcdService {
     /// The service on `model`; agents are offline until their phones register.
     pub(crate) fn new(
         model: Model,
+        section: &AcdSection,
         core: mpsc::UnboundedSender<CoreRequest>,
-        tts: Arc<EspeakNg>,
-        announce_every: Duration,
+        rt: &AppRuntime,
     ) -> Self {
+        let now = Instant::now();
+        let standby = model
+            .agents
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| model.pools[a.pool.0 as usize].standby)
+            .map(|(i, _)| AgentId(i as u32))
+            .collect();
         Self {
-            acd: Acd::new(Instant::now(), model),
+            acd: Acd::new(now, model),
             calls: HashMap::new(),
             core,
-            tts,
-            announce_every,
+            tts: rt.tts.clone(),
+            announce_every: Duration::from_secs(section.announce_secs.max(5)),
+            surge: Surge::new(now, section.surge.clone()),
+            admission: section.admission.clone(),
+            metrics: rt.metrics.clone(),
+            registered: std::collections::HashSet::new(),
+            standby,
+            standby_on: false,
         }
     }
 
@@ -346,11 +453,13 @@ impl AcdService {
     pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<AcdMsg>) {
         loop {
             let now = Instant::now();
+            // The surge level also comes down without arrivals: looked at every second.
             let next = [self.acd.poll_timeout(), self.next_announce()]
                 .into_iter()
                 .flatten()
                 .min()
-                .unwrap_or(now + Duration::from_secs(3600));
+                .unwrap_or(now + Duration::from_secs(1))
+                .min(now + Duration::from_secs(1));
             tokio::select! {
                 m = rx.recv() => match m {
                     Some(m) => self.handle(Instant::now(), m),
@@ -362,9 +471,87 @@ impl AcdService {
             if self.acd.poll_timeout().is_some_and(|t| t <= now) {
                 self.acd.handle_timeout(now);
             }
+            let change = self.surge.update(now);
+            self.on_surge(now, change);
             self.drain(now);
             self.announce(now);
+            self.publish();
         }
+    }
+
+    /// A surge level change: an event in the log, the metrics, and the standby pools called
+    /// in at 5× or released below.
+    fn on_surge(&mut self, now: Instant, change: Option<crest_acd::SurgeChange>) {
+        let ratio = self.surge.ratio(now);
+        self.metrics
+            .surge_ratio_milli
+            .store((ratio * 1000.0) as u64, Ordering::Relaxed);
+        let Some(c) = change else {
+            return;
+        };
+        warn!(from = ?c.from, to = ?c.to, ratio = format!("{:.1}", c.ratio), "surge level changed");
+        self.metrics
+            .surge_level
+            .store(c.to.index() as u64, Ordering::Relaxed);
+        self.metrics.surge_changes.fetch_add(1, Ordering::Relaxed);
+        let want = c.to >= SurgeLevel::StandbyAgents;
+        if want != self.standby_on && !self.standby.is_empty() {
+            self.standby_on = want;
+            if want {
+                self.metrics
+                    .standby_activations
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            info!(on = want, agents = self.standby.len(), "standby pools");
+            for a in self.standby.clone() {
+                if want && self.registered.contains(&a) {
+                    self.acd.handle(now, Input::AgentLogin(a));
+                } else if !want {
+                    self.acd.handle(now, Input::AgentLogout(a));
+                }
+            }
+        }
+    }
+
+    /// Queue lengths for the metrics.
+    fn publish(&self) {
+        if let Ok(mut w) = self.metrics.waiting.lock() {
+            for (i, q) in self.acd.model().queues.iter().enumerate() {
+                w.insert(
+                    q.name.clone(),
+                    self.acd.waiting(crest_acd::QueueId(i as u16)),
+                );
+            }
+        }
+    }
+
+    /// Admission for a caller just arrived in the ACD (the simulator's order: arrive, then
+    /// decide from the queue and the caller's own wait estimate).
+    fn admit(&mut self, key: u64, queue_len: usize, door: bool) -> (Admission, Reason) {
+        let situation = Situation {
+            // Bandwidth is admitted at the door by the media plane's ledger (503 when the
+            // node's or the pool's budget is spent): this call's media is counted already.
+            call_bps: 0,
+            headroom_bps: None,
+            queue_len,
+            ewt: self.acd.ewt(CallId(key)),
+            surge: self.surge.level(),
+            self_served: !door,
+        };
+        let (decision, reason) = admission::decide(&self.admission, &situation);
+        let label = match decision {
+            Admission::Admit => "admit",
+            Admission::AdmitWithCallbackOffer => "admit_with_callback_offer",
+            Admission::SelfService => "self_service",
+            Admission::OfferCallback => "offer_callback",
+            Admission::Refuse { .. } => "refuse",
+        };
+        if let Ok(mut a) = self.metrics.admissions.lock() {
+            *a.entry((label, format!("{reason:?}").to_lowercase()))
+                .or_default() += 1;
+        }
+        info!(key, decision = label, ?reason, queue_len, ewt_secs = ?situation.ewt.map(|d| d.as_secs()), "admission");
+        (decision, reason)
     }
 
     fn next_announce(&self) -> Option<Instant> {
@@ -378,11 +565,16 @@ impl AcdService {
     fn handle(&mut self, now: Instant, m: AcdMsg) {
         let model = self.acd.model();
         match m {
+            AcdMsg::Arrival => {
+                let change = self.surge.on_arrival(now);
+                self.on_surge(now, change);
+            }
             AcdMsg::Enqueue {
                 key,
                 queue,
                 tier,
                 number,
+                door,
                 task,
             } => {
                 let Some(q) = model.queue(&queue) else {
@@ -392,6 +584,40 @@ impl AcdService {
                         .send(CoreRequest::HangUp(key, "no such queue".into()));
                     return;
                 };
+                let queue_len = self.acd.waiting(q);
+                self.acd.handle(
+                    now,
+                    Input::CallArrived(Caller {
+                        call: CallId(key),
+                        queue: q,
+                        tier,
+                        number,
+                    }),
+                );
+                let (decision, reason) = self.admit(key, queue_len, door);
+                match decision {
+                    Admission::Refuse { retry_after } => {
+                        self.acd.handle(now, Input::CallAbandoned(CallId(key)));
+                        // Whatever the ACD offered meanwhile goes back.
+                        self.drain(now);
+                        self.refuse(task, retry_after.as_secs());
+                        return;
+                    }
+                    Admission::AdmitWithCallbackOffer => {
+                        if let Some(m) = admission::compensation(&self.admission, reason) {
+                            info!(key, message = m, "compensation promised to the caller");
+                        }
+                    }
+                    Admission::OfferCallback | Admission::SelfService => {
+                        // Crest dials no callbacks yet, and a caller from a queue route has no
+                        // IVR to serve themselves in: they queue rather than being lost.
+                        info!(key, decision = ?decision, "not available in live calls: the caller queues");
+                    }
+                    Admission::Admit => {}
+                }
+                if door {
+                    let _ = self.core.send(CoreRequest::Accept(key));
+                }
                 info!(key, queue, tier, "caller queued");
                 self.calls.insert(
                     key,
@@ -402,15 +628,6 @@ impl AcdService {
                         connected: false,
                         next_announce: now,
                     },
-                );
-                self.acd.handle(
-                    now,
-                    Input::CallArrived(Caller {
-                        call: CallId(key),
-                        queue: q,
-                        tier,
-                        number,
-                    }),
                 );
             }
             AcdMsg::Leg { key, event } => {
@@ -514,6 +731,25 @@ impl AcdService {
                 }
             }
         }
+    }
+
+    /// A refused caller hears why, then is refused (rendered off this task).
+    fn refuse(&self, task: mpsc::UnboundedSender<AppEvent>, retry_after: u64) {
+        let tts = self.tts.clone();
+        tokio::task::spawn_blocking(move || {
+            let text = "We are sorry: all our agents are busy and we cannot take your call now. Please call again later.";
+            let pcm = tts.render(text, "en-us", IVR_RATE).unwrap_or_else(|e| {
+                warn!(error = %e, "refusal announcement not rendered");
+                Arc::from(Vec::new())
+            });
+            let _ = task.send(AppEvent::Refuse(
+                Prompt {
+                    rate: IVR_RATE,
+                    pcm,
+                },
+                retry_after,
+            ));
+        });
     }
 
     /// Tells waiting callers their place in line and the expected wait, every

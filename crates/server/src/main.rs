@@ -464,13 +464,7 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
     let acd_tx = match (&l.acd, &app) {
         (Some(model), Some(rt)) => {
             tokio::spawn(
-                app::AcdService::new(
-                    model.clone(),
-                    core_tx.clone(),
-                    rt.tts.clone(),
-                    std::time::Duration::from_secs(l.config.acd.announce_secs.max(5)),
-                )
-                .run(acd_rx),
+                app::AcdService::new(model.clone(), &l.config.acd, core_tx.clone(), rt).run(acd_rx),
             );
             Some(acd_tx)
         }
@@ -504,6 +498,7 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
                 media: media_shared,
                 recorder,
                 flows,
+                acd: app.as_ref().map(|rt| rt.metrics.clone()),
             },
         ));
     }
@@ -610,6 +605,7 @@ fn app_runtime(
         runtime: tokio::runtime::Handle::current(),
         http,
         hold_music,
+        metrics: std::sync::Arc::default(),
     })))
 }
 

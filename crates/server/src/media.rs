@@ -352,6 +352,7 @@ impl MediaPlane {
                 waiting: false,
                 acd: false,
                 transfer: false,
+                refusing: None,
                 caller: call.caller.to_owned(),
                 number: call.number.to_owned(),
             }),
@@ -444,6 +445,9 @@ impl MediaHook for MediaPlane {
         let new = !self.calls.contains_key(&call.key);
         if new {
             self.open(call)?;
+            if let Some(acd) = self.app.as_ref().and_then(|a| a.acd.as_ref()) {
+                let _ = acd.send(AcdMsg::Arrival);
+            }
         }
         let entry = self.calls.get_mut(&call.key).expect("opened above");
         match entry
@@ -638,6 +642,8 @@ struct AppCall {
     acd: bool,
     /// Leg B is a transfer target (not an agent the ACD chose).
     transfer: bool,
+    /// Refused by admission: after the announcement, refuse (Retry-After seconds).
+    refusing: Option<u64>,
     caller: String,
     number: String,
 }
@@ -884,7 +890,7 @@ impl CallTask {
                     self.hang_up("IVR flow not available");
                 }
             }
-            Some(App::Queue(queue)) => self.enqueue(now, queue, 0),
+            Some(App::Queue(queue)) => self.enqueue(now, queue, 0, true),
             None => {}
         }
     }
@@ -895,8 +901,9 @@ impl CallTask {
             .send(CoreRequest::HangUp(self.key, why.to_owned()));
     }
 
-    /// The caller joins an ACD queue and hears the hold music.
-    fn enqueue(&mut self, now: std::time::Instant, queue: String, tier: u8) {
+    /// The caller asks to join an ACD queue (`door`: straight from a queue route, not from
+    /// the IVR) and hears the hold music while the ACD decides and then while they wait.
+    fn enqueue(&mut self, now: std::time::Instant, queue: String, tier: u8, door: bool) {
         let Some(app) = self.app.as_mut() else {
             return;
         };
@@ -910,6 +917,7 @@ impl CallTask {
             queue,
             tier,
             number: app.caller.clone(),
+            door,
             task: app.events.clone(),
         });
         let music = app.rt.hold_music.clone();
@@ -932,6 +940,15 @@ impl CallTask {
             } => IvrIn::Key(*key),
             MediaEvent::BargeIn { side: Side::A, .. } => IvrIn::BargeIn,
             MediaEvent::PromptDone { side: Side::A } => {
+                if let Some(retry_after) = app.refusing {
+                    // Early media (a queue route): 503; a caller the IVR answered: BYE.
+                    let _ = self.core.send(CoreRequest::Refuse {
+                        key: self.key,
+                        retry_after,
+                    });
+                    self.hang_up("refused by admission");
+                    return;
+                }
                 if app.waiting {
                     let music = app.rt.hold_music.clone();
                     self.media.play(now, Side::A, &music, false);
@@ -962,6 +979,12 @@ impl CallTask {
                 app.waiting = false;
                 self.media.stop_prompt(now, Side::A);
             }
+            AppEvent::Refuse(prompt, retry_after) => {
+                app.waiting = false;
+                app.acd = false;
+                app.refusing = Some(retry_after);
+                self.media.play(now, Side::A, &prompt, false);
+            }
             AppEvent::Leave(leave) => {
                 app.ivr = None;
                 if !self.recording.as_ref().is_some_and(|r| r.started) {
@@ -977,7 +1000,7 @@ impl CallTask {
         use crest_ivr::Command as C;
         match leave {
             C::Enqueue { queue, tier, .. } => {
-                self.enqueue(now, queue, crate::app::tier(tier.as_deref()));
+                self.enqueue(now, queue, crate::app::tier(tier.as_deref()), false);
             }
             C::Callback { queue, .. } => {
                 // Crest does not place outbound calls yet: the caller holds instead.
@@ -985,7 +1008,7 @@ impl CallTask {
                     queue,
                     "callbacks are not dialled in live calls yet; the caller holds"
                 );
-                self.enqueue(now, queue, 0);
+                self.enqueue(now, queue, 0, false);
             }
             C::Transfer { uri } => {
                 let Some(app) = self.app.as_mut() else {

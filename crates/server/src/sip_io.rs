@@ -246,6 +246,10 @@ impl Core {
                 }
             }
             CoreRequest::Disconnect(key) => self.ep.disconnect(now, key),
+            CoreRequest::Accept(key) => self.ep.accept(now, key),
+            CoreRequest::Refuse { key, retry_after } => {
+                self.ep.refuse(now, key, 503, Some(retry_after));
+            }
         }
     }
 

@@ -82,16 +82,22 @@ queues:\n  - {name: order-status, skill: order_status, pool: office}\n  - {name:
 agents:\n  - {name: alice, pool: office, skills: {order_status: 0.9, refund: 0.5}, rating: 0.9}\n  - {name: bob, pool: office, skills: {order_status: 0.6}, rating: 0.8}\n";
 
 fn start(name: &str, range: u16, backend: u16) -> Crest {
+    start_with(name, range, backend, ACD, "")
+}
+
+/// `acd_file`: the ACD's agents, pools and queues; `acd_extra`: more keys of the `acd:`
+/// section (indented two spaces).
+fn start_with(name: &str, range: u16, backend: u16, acd_file: &str, acd_extra: &str) -> Crest {
     let dir = scratch_dir(&format!("{name}-files"));
     let flows = flows(&dir, backend);
     let acd = dir.join("acd.yaml");
-    std::fs::write(&acd, ACD).unwrap();
+    std::fs::write(&acd, acd_file).unwrap();
     Crest::start_with(
         name,
         "  routes:\n    - {number: \"4000\", ivr: main, public: true}\n    - {number: \"4001\", queue: order-status, public: true}\n",
         &format!(
             "media:\n  port_min: {range}\n  port_max: {}\nivr:\n  enabled: true\n  flows_dir: \"{}\"\n  reload_secs: 60\n\
-             acd:\n  file: \"{}\"\n  announce_secs: 5\nrecording:\n  enabled: false\n  cdr: false\n",
+             acd:\n  file: \"{}\"\n  announce_secs: 5\n{acd_extra}recording:\n  enabled: false\n  cdr: false\n",
             range + 99,
             flows.display(),
             acd.display()
@@ -256,5 +262,98 @@ fn a_tone_each_way(call: &mut Call) {
         has_1khz(&a_heard, 8000),
         "the caller hears the agent ({} samples)",
         a_heard.len()
+    );
+}
+
+/// Calls `number` and returns Crest's final response after the early media (what the caller
+/// heard meanwhile, 8 kHz).
+fn call_refused(crest: &Crest, number: &str) -> (String, Vec<i16>) {
+    let mut phone = Phone::new(crest.addr());
+    let mut rtp = Rtp::new(CodecKind::Pcmu, 0);
+    let invite = phone.request(
+        "INVITE",
+        &format!("sip:{number}@{}", crest.addr()),
+        &format!("<sip:{number}@{}>", crest.addr()),
+        Some(("application/sdp", &sdp(rtp.port(), "0 101", PCMU_TE))),
+    );
+    phone.send(&invite);
+    let early = phone.recv_where(Duration::from_secs(5), |m| !m.starts_with("SIP/2.0 183"));
+    let (port, _) = sdp_audio(body(&early));
+    rtp.remote = Some(([127, 0, 0, 1], port).into());
+    phone.sip.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut heard = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        heard.extend(rtp.speak_until(&[], Duration::from_millis(200), |_| false));
+        if let Ok((n, _)) = phone.sip.recv_from(&mut buf) {
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if m.starts_with("SIP/2.0 ") && !m.starts_with("SIP/2.0 1") {
+                return (m, heard);
+            }
+        }
+    }
+    panic!("no final response within 30 s");
+}
+
+#[test]
+fn admission_refuses_with_an_announcement_and_503_and_a_surge_is_a_metric_the_ivr_follows() {
+    let (backend, _) = orders_backend();
+    // Nobody staffed and no callbacks: a queue caller is refused. The surge baseline is two
+    // calls per 20 s window, so a handful of calls make a surge.
+    // Bob sits in a standby pool: registered, but taking calls only in a surge.
+    let acd = ACD.replace(
+        "  - {name: bob, pool: office,",
+        "  - {name: bob, pool: reserve,",
+    ) + "";
+    let acd = acd.replace(
+        "pools:\n",
+        "pools:\n  - {name: reserve, neighbours: [], overflow_after_secs: 30, standby: true}\n",
+    );
+    let crest = start_with(
+        "acd-admission",
+        42400,
+        backend,
+        &acd,
+        "  admission: {callbacks: false, retry_after_secs: 120}\n  surge: {baseline_per_min: 6, window_secs: 20, thresholds: [1.5, 2.5, 4.5], dwell_secs: 30}\n",
+    );
+    let mut bob = Phone::new(crest.addr());
+    bob.register("bob");
+    let (refused, heard) = call_refused(&crest, "4001");
+    assert!(refused.starts_with("SIP/2.0 503"), "{refused}");
+    assert_eq!(header(&refused, "Retry-After"), Some("120"));
+    assert!(
+        speech_secs(&heard) > 2.0,
+        "the refusal announcement first: {} s",
+        speech_secs(&heard)
+    );
+    assert_eq!(
+        crest.metric("crest_acd_admissions_total{decision=\"refuse\",reason=\"longwait\"}"),
+        1
+    );
+    for _ in 0..6 {
+        let mut p = Phone::new(crest.addr());
+        let rtp = Rtp::new(CodecKind::Pcmu, 0);
+        p.invite("4000", &sdp(rtp.port(), "0", ""));
+        p.bye();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        crest.metric("crest_acd_surge_level"),
+        2,
+        "7 calls where 2 are usual: past this test's 2.5x, the standby level"
+    );
+    assert!(crest.metric("crest_acd_surge_changes_total") >= 1);
+    assert_eq!(
+        crest.metric("crest_acd_standby_activations_total"),
+        1,
+        "Bob's pool called in"
+    );
+    let log = crest.log();
+    assert!(log.contains("surge level changed"), "an event in the log");
+    // At 3x and more the IVR puts self-service first (the last call came at 3x: six before it).
+    assert!(
+        log.contains("We are very busy right now"),
+        "the flow's surge branch"
     );
 }

@@ -105,6 +105,8 @@ pub(crate) struct Call {
     pub(crate) caller: Box<str>,
     /// What Crest does with a call it answered itself.
     pub(crate) app: Option<App>,
+    /// Crest's SDP answer to the caller until its 200 goes out (a call taken with early media).
+    pub(crate) app_answer: Option<Vec<u8>>,
     pub(crate) a_invite: Message,
     pub(crate) a_invite_tx: TxId,
     pub(crate) b_state: BState,

@@ -28,6 +28,9 @@ use crate::uri::Uri;
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE";
 const SUPPORTED: &[&str] = &["timer"];
 const BRANCH_PREFIX: &str = "z9hG4bKcr";
+/// How long a caller Crest took with early media waits for the application to admit or
+/// refuse them.
+const APP_DECISION: Duration = Duration::from_secs(60);
 
 /// Counters the server exports as metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -361,6 +364,39 @@ impl Endpoint {
                 self.drop_b(key);
             }
         }
+        self.drain_tx(now);
+    }
+
+    /// Answers (200) a caller Crest took with early media (a `queue:` route) once the
+    /// application admits them.
+    pub fn accept(&mut self, now: Instant, key: u64) {
+        if self
+            .calls
+            .get(&key)
+            .is_some_and(|c| c.app.is_some() && c.state == CallState::Early)
+        {
+            self.send_app_ok(now, key);
+            self.drain_tx(now);
+        }
+    }
+
+    /// Refuses a caller Crest took with early media (after its announcement): `code` (503)
+    /// with Retry-After.
+    pub fn refuse(&mut self, now: Instant, key: u64, code: u16, retry_after: Option<u64>) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        if call.app.is_none() || call.state != CallState::Early {
+            return;
+        }
+        let _g = call.span.clone().entered();
+        info!(status = code, retry_after, "caller refused");
+        let (invite, tx, flow, tag) = call.a_invite_reply();
+        let extra = retry_after.map_or_else(String::new, |s| format!("Retry-After: {s}\r\n"));
+        if !self.tx.is_final_sent(tx) {
+            self.respond(now, tx, &invite, flow, code, Some(&tag), &extra, None);
+        }
+        self.end_call(now, key, "refused");
         self.drain_tx(now);
     }
 
@@ -1063,6 +1099,7 @@ impl Endpoint {
                 number: number.into(),
                 caller: caller.into(),
                 app: None,
+                app_answer: None,
                 a_invite: msg,
                 a_invite_tx: id,
                 b_state: BState::Calling,
@@ -1175,29 +1212,24 @@ impl Endpoint {
         };
         self.next_call += 1;
         let span = info_span!("call", call_id = %a.call_id, %app);
-        {
+        // A queue admits the caller (200) or refuses them after an announcement (503): until
+        // it decides, the caller hears Crest as early media.
+        let early = matches!(app, App::Queue(_));
+        if early {
             let _g = span.enter();
-            info!(from = %mask(&caller), %number, "call answered by Crest");
+            info!(from = %mask(&caller), %number, "call taken by Crest (early media until admitted)");
+            let extra = format!("Contact: {}\r\n", self.contact(flow.transport));
+            self.respond(
+                now,
+                id,
+                &msg,
+                flow,
+                183,
+                Some(&a.local_tag),
+                &extra,
+                Some(("application/sdp", &answer)),
+            );
         }
-        let extra = self.ok_headers(flow.transport, session_interval);
-        let data = response(
-            &msg,
-            &flow,
-            200,
-            Some(&a.local_tag),
-            &extra,
-            Some(("application/sdp", &answer)),
-        );
-        let t1 = self.tx.timers().t1;
-        let mut a = a;
-        a.pending_ok = Some(PendingOk {
-            data: data.clone(),
-            cseq: a.remote_cseq,
-            next: now + t1,
-            interval: t1,
-            give_up: now + 64 * t1,
-        });
-        self.tx.send_response(now, id, 200, data);
         self.dialogs.insert(a.call_id.clone(), (key, Side::A));
         // No leg B yet: a placeholder with no dialog until the application connects one.
         let b = Leg {
@@ -1209,12 +1241,13 @@ impl Endpoint {
             key,
             Box::new(Call {
                 span,
-                state: CallState::Answered,
+                state: CallState::Early,
                 a,
                 b,
                 number: number.into(),
                 caller: caller.into(),
                 app: Some(app),
+                app_answer: Some(answer),
                 a_invite: msg,
                 a_invite_tx: id,
                 b_state: BState::Idle,
@@ -1224,16 +1257,58 @@ impl Endpoint {
                 cancel_pending: false,
                 session_interval,
                 started: now,
-                answered: Some(now),
-                ring_deadline: None,
-                session_deadline: session_interval
-                    .map(|se| now + se - (se / 3).min(Duration::from_secs(32))),
+                answered: None,
+                // A decision that never comes must not hold the caller forever.
+                ring_deadline: early.then(|| now + APP_DECISION),
+                session_deadline: None,
                 linger_until: None,
             }),
         );
         self.stats.calls_started += 1;
-        self.stats.calls_answered += 1;
         self.active += 1;
+        if !early {
+            self.send_app_ok(now, key);
+        }
+        self.schedule(key);
+    }
+
+    /// Crest's 200 to the caller of a call it answers itself (retransmitted until the ACK).
+    fn send_app_ok(&mut self, now: Instant, key: u64) {
+        let t1 = self.tx.timers().t1;
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let (invite, tx, flow, tag) = call.a_invite_reply();
+        let extra = self.ok_headers(flow.transport, call.session_interval);
+        let call = self.calls.get_mut(&key).expect("checked above");
+        let answer = call.app_answer.take().unwrap_or_default();
+        let data = response(
+            &invite,
+            &flow,
+            200,
+            Some(&tag),
+            &extra,
+            Some(("application/sdp", &answer)),
+        );
+        call.a.pending_ok = Some(PendingOk {
+            data: data.clone(),
+            cseq: call.a.remote_cseq,
+            next: now + t1,
+            interval: t1,
+            give_up: now + 64 * t1,
+        });
+        call.state = CallState::Answered;
+        call.answered = Some(now);
+        call.ring_deadline = None;
+        call.session_deadline = call
+            .session_interval
+            .map(|se| now + se - (se / 3).min(Duration::from_secs(32)));
+        {
+            let _g = call.span.enter();
+            info!("call answered by Crest");
+        }
+        self.stats.calls_answered += 1;
+        self.tx.send_response(now, tx, 200, data);
         self.schedule(key);
     }
 
@@ -1639,7 +1714,9 @@ impl Endpoint {
         if call.ring_deadline.is_some_and(|d| d <= now) {
             call.ring_deadline = None;
             info!("no answer");
-            if call.app.is_some() {
+            if call.app.is_some() && call.state == CallState::Early {
+                self.refuse(now, key, 503, Some(60));
+            } else if call.app.is_some() {
                 self.stop_ringing_b(now, key);
                 self.b_failed(now, key, 480);
             } else {
@@ -1758,7 +1835,9 @@ impl Endpoint {
                 let c = &self.calls[&key];
                 (c.state, c.app.is_some(), c.b_state)
             };
-            if app {
+            if app && state == CallState::Early {
+                self.cancel_call(now, key, 487, "caller hung up early");
+            } else if app {
                 if side == Side::A {
                     if b == BState::Up {
                         self.send_bye(now, key, Side::B, "caller hung up");

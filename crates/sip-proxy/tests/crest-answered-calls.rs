@@ -75,6 +75,12 @@ fn harness() -> (Harness, Log) {
         public: true,
         ..RouteConfig::default()
     });
+    sip.routes.push(RouteConfig {
+        number: "401".into(),
+        queue: Some("refund".into()),
+        public: true,
+        ..RouteConfig::default()
+    });
     let mut h = Harness::new(sip);
     let log = Log::default();
     h.ep.set_media(Box::new(log.clone()));
@@ -248,4 +254,48 @@ fn a_busy_agent_and_a_silent_one_are_reported_and_the_caller_stays() {
     h.hang_up(1, "flow ended");
     assert_eq!(h.take_summary(CALLER), ["BYE"]);
     assert_eq!(h.ep.active_calls(), 0);
+}
+
+#[test]
+fn a_queue_caller_hears_early_media_until_admitted_or_refused_with_retry_after() {
+    let (mut h, log) = harness();
+    h.recv(CALLER, &invite("401", "q1", ""));
+    let early = h.take(CALLER).remove(0);
+    assert_eq!(
+        early.status(),
+        Some(183),
+        "early media until the queue decides"
+    );
+    assert_eq!(&early.body()[..], b"v=0\r\ns=crest-answer\r\n");
+    assert_eq!(log.take(), ["answer 1 queue:refund from carol offer true"]);
+    h.ep.accept(h.now, 1);
+    h.collect();
+    let ok = h.take(CALLER).remove(0);
+    assert_eq!(ok.status(), Some(200));
+    assert_eq!(
+        &ok.body()[..],
+        b"v=0\r\ns=crest-answer\r\n",
+        "the 183's answer again"
+    );
+    h.recv(CALLER, &caller_request(&ok, "ACK", 1, ""));
+
+    // Refused after its announcement: 503 with Retry-After.
+    h.recv(CALLER, &invite("401", "q2", ""));
+    assert_eq!(h.take_summary(CALLER), ["183"]);
+    h.ep.refuse(h.now, 2, 503, Some(300));
+    h.collect();
+    let refused = h.take(CALLER).remove(0);
+    assert_eq!(refused.status(), Some(503));
+    assert_eq!(raw_header(&refused, "Retry-After").as_deref(), Some("300"));
+    assert_eq!(
+        log.take(),
+        ["answer 2 queue:refund from carol offer true", "ended 2"]
+    );
+
+    // No decision within a minute: refused all the same.
+    h.recv(CALLER, &invite("401", "q3", ""));
+    assert_eq!(h.take_summary(CALLER), ["183"]);
+    h.advance(Duration::from_secs(61));
+    assert_eq!(h.take_distinct(CALLER), ["503"]);
+    assert_eq!(h.ep.active_calls(), 1, "only the admitted caller is left");
 }

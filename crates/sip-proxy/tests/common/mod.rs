@@ -93,7 +93,7 @@ impl Harness {
         }
     }
 
-    fn collect(&mut self) {
+    pub fn collect(&mut self) {
         while let Some(t) = self.ep.poll_transmit() {
             let m = Message::parse(t.data, Framing::Datagram).expect("Crest sends valid messages");
             self.sent.push((t.flow.remote, m, self.now - self.t0));
