@@ -403,6 +403,16 @@ impl Model {
             .map(|i| QueueId(i as u16))
     }
 
+    /// The agents of standby pools (they log in only under a surge of 5× and more).
+    pub fn standby_agents(&self) -> Vec<AgentId> {
+        self.agents
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| self.pools[a.pool.0 as usize].standby)
+            .map(|(i, _)| AgentId(i as u32))
+            .collect()
+    }
+
     /// The agent named `name`.
     pub fn agent(&self, name: &str) -> Option<AgentId> {
         self.agents

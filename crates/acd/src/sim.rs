@@ -266,13 +266,7 @@ pub fn run(model: Model, traffic: &Traffic) -> Report {
         .map(|a| model.queues.iter().map(|q| a.level(q.skill)).collect())
         .collect();
     // Agents of standby pools log in only under a surge of 5× and more.
-    let standby: Vec<AgentId> = model
-        .agents
-        .iter()
-        .enumerate()
-        .filter(|(_, a)| model.pools[a.pool.0 as usize].standby)
-        .map(|(i, _)| AgentId(i as u32))
-        .collect();
+    let standby = model.standby_agents();
     let mut acd = Acd::new(t0, model);
     for a in 0..agents {
         let a = AgentId(a as u32);

@@ -427,13 +427,7 @@ impl AcdService {
         rt: &AppRuntime,
     ) -> Self {
         let now = Instant::now();
-        let standby = model
-            .agents
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| model.pools[a.pool.0 as usize].standby)
-            .map(|(i, _)| AgentId(i as u32))
-            .collect();
+        let standby = model.standby_agents();
         Self {
             acd: Acd::new(now, model),
             calls: HashMap::new(),

@@ -10,7 +10,6 @@ use std::net::TcpStream;
 use std::sync::Arc;
 
 use common::*;
-use crest_sip_proxy::auth::{Algorithm, Challenge, DigestClient};
 use stream::*;
 
 fn options(crest_port: u16, transport: &str, call_id: &str) -> String {
@@ -39,24 +38,7 @@ fn register<S: std::io::Read + std::io::Write>(
     c.send(&base(1, ""));
     let challenge = c.recv();
     assert_eq!(status(&challenge), Some(401), "{challenge}");
-    let www = challenge
-        .lines()
-        .filter_map(|l| l.strip_prefix("WWW-Authenticate:"));
-    let nonce = Challenge::find(www, Algorithm::Md5)
-        .expect("an MD5 challenge")
-        .nonce;
-    let nonce = nonce.as_str();
-    let uri = format!("sip:127.0.0.1:{port}");
-    let client = DigestClient {
-        alg: Algorithm::Md5,
-        user,
-        password: "secret",
-        realm: "crest",
-    };
-    let auth = format!(
-        "Authorization: {}\r\n",
-        client.authorization(nonce, "REGISTER", &uri, 1, "abc")
-    );
+    let auth = register_authorization(&challenge, user, &format!("sip:127.0.0.1:{port}"));
     c.send(&base(2, &auth));
     let ok = c.recv();
     assert_eq!(status(&ok), Some(200), "{ok}");

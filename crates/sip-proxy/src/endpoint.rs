@@ -1040,12 +1040,7 @@ impl Endpoint {
                     Ok(b) => b.map(Bytes::from),
                     Err(code) => {
                         debug!(status = code, "media refused the offer");
-                        let warning = if code == 488 {
-                            "Warning: 305 crest \"Incompatible media format\"\r\n"
-                        } else {
-                            ""
-                        };
-                        return reject(self, code, warning);
+                        return reject(self, code, media_warning(code));
                     }
                 }
             }
@@ -1202,12 +1197,7 @@ impl Endpoint {
             Ok(b) => b,
             Err(code) => {
                 debug!(status = code, "media refused the offer");
-                let warning = if code == 488 {
-                    "Warning: 305 crest \"Incompatible media format\"\r\n"
-                } else {
-                    ""
-                };
-                return reject(self, code, warning);
+                return reject(self, code, media_warning(code));
             }
         };
         self.next_call += 1;
@@ -2172,4 +2162,13 @@ fn uri_transport(uri: &Uri) -> (TransportKind, u16) {
             TransportKind::Udp
         });
     (t, if sips { 5061 } else { 5060 })
+}
+
+/// The Warning header of a media refusal: 305 for 488 (RFC 3261 §20.43).
+fn media_warning(code: u16) -> &'static str {
+    if code == 488 {
+        "Warning: 305 crest \"Incompatible media format\"\r\n"
+    } else {
+        ""
+    }
 }

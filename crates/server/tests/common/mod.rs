@@ -341,3 +341,23 @@ pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
     panic!("{what}");
 }
+
+/// The Authorization header answering `challenge` (a 401 to a REGISTER of `user`, password
+/// "secret", to `uri`) with MD5.
+pub fn register_authorization(challenge: &str, user: &str, uri: &str) -> String {
+    use crest_sip_proxy::auth::{Algorithm, Challenge, DigestClient};
+    let www = challenge
+        .lines()
+        .filter_map(|l| l.strip_prefix("WWW-Authenticate:").map(str::trim_start));
+    let c = Challenge::find(www, Algorithm::Md5).expect("an MD5 challenge");
+    let client = DigestClient {
+        alg: Algorithm::Md5,
+        user,
+        password: "secret",
+        realm: "crest",
+    };
+    format!(
+        "Authorization: {}\r\n",
+        client.authorization(&c.nonce, "REGISTER", uri, 1, "cn")
+    )
+}

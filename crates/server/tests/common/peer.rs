@@ -543,7 +543,6 @@ impl Phone {
     /// Registers as `user` (password "secret") with digest authentication; binds this
     /// phone's address.
     pub fn register(&mut self, user: &str) {
-        use crest_sip_proxy::auth::{Algorithm, Challenge, DigestClient};
         let uri = format!("sip:{}", self.to);
         let register = |cseq: u32, auth: &str| {
             format!(
@@ -557,20 +556,7 @@ impl Phone {
         self.send(&register(1, ""));
         let challenge = self.recv_where(Duration::from_secs(5), |m| !m.starts_with("SIP/2.0 "));
         assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
-        let lines = challenge
-            .lines()
-            .filter_map(|l| l.strip_prefix("WWW-Authenticate: "));
-        let c = Challenge::find(lines, Algorithm::Md5).expect("an MD5 challenge");
-        let client = DigestClient {
-            alg: Algorithm::Md5,
-            user,
-            password: "secret",
-            realm: "crest",
-        };
-        let auth = format!(
-            "Authorization: {}\r\n",
-            client.authorization(&c.nonce, "REGISTER", &uri, 1, "cn")
-        );
+        let auth = crate::common::register_authorization(&challenge, user, &uri);
         self.send(&register(2, &auth));
         let ok = self.recv_where(Duration::from_secs(5), |m| !m.starts_with("SIP/2.0 "));
         assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
