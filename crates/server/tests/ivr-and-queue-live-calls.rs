@@ -336,6 +336,8 @@ fn admission_refuses_with_an_announcement_and_503_and_a_surge_is_a_metric_the_iv
         let rtp = Rtp::new(CodecKind::Pcmu, 0);
         p.invite("4000", &sdp(rtp.port(), "0", ""));
         p.bye();
+        // The ACD task counts each arrival before the next call's IVR reads the level.
+        std::thread::sleep(Duration::from_millis(150));
     }
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
