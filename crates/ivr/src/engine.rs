@@ -257,7 +257,8 @@ impl Session {
 
     /// Takes one input.
     pub fn handle(&mut self, now: Instant, input: Input<'_>) {
-        if self.outcome.is_some() {
+        // Ended (a callback's goodbye still plays: the outcome is known before the end).
+        if self.outcome.is_some() && matches!(self.wait, Wait::Done) {
             return;
         }
         match (self.wait.clone(), input) {

@@ -135,3 +135,40 @@ fn a_key_during_the_prompt_stops_it() {
     );
     assert_eq!(s.flow(), ("main", "2026-12-01"));
 }
+
+#[test]
+fn after_hours_the_callback_goodbye_plays_and_then_the_flow_hangs_up() {
+    let flow = main_flow();
+    let lib = Arc::new(Library::new([flow.clone()]));
+    let t0 = Instant::now();
+    let vars = [("caller".to_owned(), "+8613800000001".to_owned())].into();
+    let mut s = Session::new(lib, flow, vars);
+    // 16:00 UTC is midnight in Shanghai: closed.
+    s.handle(
+        t0,
+        Input::Start {
+            unix_secs: 1_796_054_400,
+        },
+    );
+    let c = drain(&mut s);
+    assert!(
+        matches!(&c[0], Command::Play { text: Some(t), .. } if t.starts_with("Crest Shop customer service is open")),
+        "{c:?}"
+    );
+    s.handle(t0 + Duration::from_secs(4), Input::PromptDone);
+    let c = drain(&mut s);
+    assert!(
+        matches!(&c[0], Command::Callback { queue, number } if queue == "order-status" && number == "+8613800000001"),
+        "{c:?}"
+    );
+    assert!(
+        matches!(&c[1], Command::Play { text: Some(t), .. } if t.ends_with("Goodbye.")),
+        "{c:?}"
+    );
+    assert_eq!(s.outcome(), Some(&Outcome::Callback("order-status".into())));
+    s.handle(t0 + Duration::from_secs(8), Input::PromptDone);
+    assert!(
+        matches!(drain(&mut s)[..], [Command::Hangup { .. }]),
+        "the flow hangs up after its goodbye"
+    );
+}

@@ -52,6 +52,14 @@ pub(crate) enum CoreRequest {
     Accept(u64),
     /// Refuse a queue caller taken with early media: 503 with Retry-After.
     Refuse { key: u64, retry_after: u64 },
+    /// Call a customer back (the ACD reserved `agent` for the callback `call` of `queue`).
+    Originate {
+        call: CallId,
+        agent: AgentId,
+        queue: String,
+        uri: String,
+        ring: Duration,
+    },
 }
 
 /// `acd:` in crest.yaml.
@@ -68,6 +76,9 @@ pub(crate) struct AcdSection {
     pub(crate) surge: SurgeConfig,
     /// Admission before a caller joins a queue.
     pub(crate) admission: AdmissionConfig,
+    /// Where callbacks are dialled: a SIP URI with `{number}` (the customer's number), e.g.
+    /// `sip:{number}@192.0.2.1:5060` for a trunk; unset: callbacks are not offered.
+    pub(crate) callback_uri: Option<String>,
 }
 
 impl Default for AcdSection {
@@ -78,6 +89,7 @@ impl Default for AcdSection {
             hold_music: None,
             surge: SurgeConfig::default(),
             admission: AdmissionConfig::default(),
+            callback_uri: None,
         }
     }
 }
@@ -200,6 +212,11 @@ impl AppRuntime {
                         body,
                         timeout,
                     } => self.lookup(method, url, body, timeout, lookups.clone()),
+                    // A callback request goes to the ACD while the flow says goodbye and
+                    // hangs up itself.
+                    Action::Leave(leave @ Leave::Callback { .. }) => {
+                        let _ = task.send(AppEvent::Leave(leave));
+                    }
                     Action::Leave(leave) => {
                         let (flow, version) = ivr.session().flow();
                         let outcome = ivr.outcome().map(outcome_label).unwrap_or_default();
@@ -322,8 +339,25 @@ pub(crate) enum AcdMsg {
         tier: u8,
         number: String,
         door: bool,
+        /// The caller asks to be called back at `number` instead of holding.
+        callback: bool,
         task: mpsc::UnboundedSender<AppEvent>,
     },
+    /// The SIP core placed the callback `call` as call `key`.
+    Dialled {
+        key: u64,
+        call: CallId,
+        agent: AgentId,
+    },
+    /// The SIP core could not place the callback `call`.
+    DialFailed { call: CallId },
+    /// The customer answered Crest's callback `key`.
+    CustomerAnswered {
+        key: u64,
+        task: mpsc::UnboundedSender<AppEvent>,
+    },
+    /// The customer did not answer Crest's callback `key`.
+    CustomerUnanswered { key: u64, status: u16 },
     /// What became of the leg Crest placed to the offered agent.
     Leg { key: u64, event: LegEvent },
     /// The SIP core could not place it at all (480: the agent's phone is not registered).
@@ -335,8 +369,15 @@ pub(crate) enum AcdMsg {
 }
 
 struct QueuedCall {
-    task: mpsc::UnboundedSender<AppEvent>,
+    task: Option<mpsc::UnboundedSender<AppEvent>>,
     queue: String,
+    /// The ACD's call: this call's key, or the callback this call was placed for.
+    call: CallId,
+    /// A callback call placed by Crest (the agent is reserved, the ACD counts it answered
+    /// once the customer answers).
+    dialled: bool,
+    /// The caller asked to be called back: they hang up and keep their place.
+    callback_pending: bool,
     /// The agent ringing or talking.
     agent: Option<crest_acd::AgentId>,
     connected: bool,
@@ -416,6 +457,11 @@ pub(crate) struct AcdService {
     /// Agents of standby pools (logged in only under a surge of 5× and more).
     standby: Vec<AgentId>,
     standby_on: bool,
+    callback_uri: Option<String>,
+    /// Callbacks being dialled: the ACD's call → the key of the call Crest placed.
+    dialling: HashMap<CallId, u64>,
+    /// Scheduled callbacks: the ACD's call → its queue.
+    callback_queues: HashMap<CallId, String>,
 }
 
 impl AcdService {
@@ -440,6 +486,9 @@ impl AcdService {
             registered: std::collections::HashSet::new(),
             standby,
             standby_on: false,
+            callback_uri: section.callback_uri.clone(),
+            dialling: HashMap::new(),
+            callback_queues: HashMap::new(),
         }
     }
 
@@ -551,13 +600,12 @@ impl AcdService {
     fn next_announce(&self) -> Option<Instant> {
         self.calls
             .values()
-            .filter(|c| c.agent.is_none())
+            .filter(|c| c.agent.is_none() && !c.callback_pending && !c.dialled)
             .map(|c| c.next_announce)
             .min()
     }
 
     fn handle(&mut self, now: Instant, m: AcdMsg) {
-        let model = self.acd.model();
         match m {
             AcdMsg::Arrival => {
                 let change = self.surge.on_arrival(now);
@@ -569,90 +617,22 @@ impl AcdService {
                 tier,
                 number,
                 door,
+                callback,
                 task,
-            } => {
-                let Some(q) = model.queue(&queue) else {
-                    warn!(key, queue, "no such ACD queue: hanging up");
-                    let _ = self
-                        .core
-                        .send(CoreRequest::HangUp(key, "no such queue".into()));
-                    return;
-                };
-                let queue_len = self.acd.waiting(q);
-                self.acd.handle(
-                    now,
-                    Input::CallArrived(Caller {
-                        call: CallId(key),
-                        queue: q,
-                        tier,
-                        number,
-                    }),
-                );
-                let (decision, reason) = self.admit(key, queue_len, door);
-                match decision {
-                    Admission::Refuse { retry_after } => {
-                        self.acd.handle(now, Input::CallAbandoned(CallId(key)));
-                        // Whatever the ACD offered meanwhile goes back.
-                        self.drain(now);
-                        self.refuse(task, retry_after.as_secs());
-                        return;
-                    }
-                    Admission::AdmitWithCallbackOffer => {
-                        if let Some(m) = admission::compensation(&self.admission, reason) {
-                            info!(key, message = m, "compensation promised to the caller");
-                        }
-                    }
-                    Admission::OfferCallback | Admission::SelfService => {
-                        // Crest dials no callbacks yet, and a caller from a queue route has no
-                        // IVR to serve themselves in: they queue rather than being lost.
-                        info!(key, decision = ?decision, "not available in live calls: the caller queues");
-                    }
-                    Admission::Admit => {}
-                }
-                if door {
-                    let _ = self.core.send(CoreRequest::Accept(key));
-                }
-                info!(key, queue, tier, "caller queued");
-                self.calls.insert(
-                    key,
-                    QueuedCall {
-                        task,
-                        queue,
-                        agent: None,
-                        connected: false,
-                        next_announce: now,
-                    },
-                );
-            }
-            AcdMsg::Leg { key, event } => {
-                let Some(c) = self.calls.get_mut(&key) else {
-                    return;
-                };
-                let Some(agent) = c.agent else {
-                    return;
-                };
-                match event {
-                    LegEvent::Ringing => {}
-                    LegEvent::Answered => {
-                        c.connected = true;
-                        let _ = c.task.send(AppEvent::Connected);
-                        info!(key, agent = %model.agents[agent.0 as usize].name, "agent answered");
-                        self.acd.handle(now, Input::Answered(agent, CallId(key)));
-                    }
-                    LegEvent::Failed(status) => {
-                        c.agent = None;
-                        info!(key, agent = %model.agents[agent.0 as usize].name, status, "agent did not answer");
-                        self.acd.handle(now, Input::NoAnswer(agent, CallId(key)));
-                    }
-                }
-            }
+            } => self.enqueue(now, key, queue, tier, number, door, callback, task),
+            AcdMsg::Leg { key, event } => self.on_agent_leg(now, key, event),
             AcdMsg::ConnectFailed { key, status } => {
                 let Some(c) = self.calls.get_mut(&key) else {
                     return;
                 };
                 if let Some(agent) = c.agent.take() {
-                    info!(key, agent = %model.agents[agent.0 as usize].name, status, "agent's phone unreachable");
-                    self.acd.handle(now, Input::NoAnswer(agent, CallId(key)));
+                    let (call, dialled) = (c.call, c.dialled);
+                    info!(key, agent = %self.acd.model().agents[agent.0 as usize].name, status, "agent's phone unreachable");
+                    if dialled {
+                        self.hang_up_callback(now, key, agent, call);
+                    } else {
+                        self.acd.handle(now, Input::NoAnswer(agent, call));
+                    }
                     if status == 480 {
                         self.acd.handle(now, Input::AgentLogout(agent));
                     }
@@ -662,27 +642,223 @@ impl AcdService {
                 let Some(c) = self.calls.remove(&key) else {
                     return;
                 };
-                match (c.agent, c.connected) {
-                    (Some(a), true) => self.acd.handle(now, Input::CallEnded(a, CallId(key))),
-                    _ => {
-                        info!(key, queue = c.queue, "caller left the queue");
-                        self.acd.handle(now, Input::CallAbandoned(CallId(key)));
+                if c.dialled {
+                    if self.dialling.remove(&c.call).is_some() {
+                        // Ended before the customer answered the callback.
+                        self.acd.handle(now, Input::CallbackUnanswered(c.call));
+                    } else if let Some(a) = c.agent {
+                        self.acd.handle(now, Input::CallEnded(a, c.call));
                     }
+                } else if let (Some(a), true) = (c.agent, c.connected) {
+                    self.acd.handle(now, Input::CallEnded(a, c.call));
+                } else if c.callback_pending {
+                    info!(
+                        key,
+                        queue = c.queue,
+                        "caller hung up to be called back: they keep their place"
+                    );
+                } else {
+                    info!(key, queue = c.queue, "caller left the queue");
+                    self.acd.handle(now, Input::CallAbandoned(c.call));
                 }
             }
             AcdMsg::Registration { user, on } => {
-                if let Some(a) = model.agent(&user) {
-                    let state = self.acd.agent_state(a).clone();
-                    if on && state == AgentState::Offline {
-                        info!(agent = user, "agent logged in (phone registered)");
-                        self.acd.handle(now, Input::AgentLogin(a));
-                    } else if !on {
-                        info!(agent = user, "agent logged out (phone unregistered)");
-                        self.acd.handle(now, Input::AgentLogout(a));
-                    }
+                let Some(a) = self.acd.model().agent(&user) else {
+                    return;
+                };
+                if on {
+                    self.registered.insert(a);
+                } else {
+                    self.registered.remove(&a);
+                }
+                // Standby agents take calls only while their pools are called in.
+                if self.standby.contains(&a) && !self.standby_on {
+                    return;
+                }
+                let state = self.acd.agent_state(a).clone();
+                if on && state == AgentState::Offline {
+                    info!(agent = user, "agent logged in (phone registered)");
+                    self.acd.handle(now, Input::AgentLogin(a));
+                } else if !on {
+                    info!(agent = user, "agent logged out (phone unregistered)");
+                    self.acd.handle(now, Input::AgentLogout(a));
+                }
+            }
+            AcdMsg::Dialled { key, call, agent } => {
+                self.dialling.insert(call, key);
+                self.calls.insert(
+                    key,
+                    QueuedCall {
+                        task: None,
+                        queue: String::new(),
+                        call,
+                        dialled: true,
+                        callback_pending: false,
+                        agent: Some(agent),
+                        connected: false,
+                        next_announce: now + Duration::from_secs(3600),
+                    },
+                );
+            }
+            AcdMsg::DialFailed { call } => {
+                warn!(call = call.0, "the callback could not be placed");
+                self.acd.handle(now, Input::CallbackUnanswered(call));
+            }
+            AcdMsg::CustomerAnswered { key, task } => {
+                let Some(c) = self.calls.get_mut(&key) else {
+                    return;
+                };
+                let Some(agent) = c.agent else {
+                    return;
+                };
+                c.task = Some(task);
+                self.dialling.remove(&c.call);
+                let name = self.acd.model().agents[agent.0 as usize].name.clone();
+                info!(
+                    key,
+                    agent = name,
+                    "the customer answered the callback: ringing the reserved agent"
+                );
+                self.acd.handle(now, Input::CallbackAnswered(c.call));
+                let ring = self.acd.model().ring + Duration::from_secs(5);
+                let _ = self.core.send(CoreRequest::Connect {
+                    key,
+                    target: ConnectTarget::User(name),
+                    ring,
+                });
+            }
+            AcdMsg::CustomerUnanswered { key, status } => {
+                if let Some(c) = self.calls.remove(&key) {
+                    info!(key, status, "the customer did not answer the callback");
+                    self.dialling.remove(&c.call);
+                    self.acd.handle(now, Input::CallbackUnanswered(c.call));
                 }
             }
         }
+    }
+
+    /// A caller asks to join `queue` (or to be called back from it).
+    #[allow(clippy::too_many_arguments)] // the caller as the IVR hands them over
+    fn enqueue(
+        &mut self,
+        now: Instant,
+        key: u64,
+        queue: String,
+        tier: u8,
+        number: String,
+        door: bool,
+        callback: bool,
+        task: mpsc::UnboundedSender<AppEvent>,
+    ) {
+        let Some(q) = self.acd.model().queue(&queue) else {
+            warn!(key, queue, "no such ACD queue: hanging up");
+            let _ = self
+                .core
+                .send(CoreRequest::HangUp(key, "no such queue".into()));
+            return;
+        };
+        let queue_len = self.acd.waiting(q);
+        self.acd.handle(
+            now,
+            Input::CallArrived(Caller {
+                call: CallId(key),
+                queue: q,
+                tier,
+                number,
+            }),
+        );
+        let call = QueuedCall {
+            task: Some(task),
+            queue,
+            call: CallId(key),
+            dialled: false,
+            callback_pending: false,
+            agent: None,
+            connected: false,
+            next_announce: now,
+        };
+        if callback && self.callback_uri.is_some() {
+            // The caller asked for it: no admission, their place is kept.
+            info!(key, queue = call.queue, "callback requested");
+            self.calls.insert(key, call);
+            self.acd.handle(now, Input::CallbackRequested(CallId(key)));
+            return;
+        }
+        let (decision, reason) = self.admit(key, queue_len, door);
+        match decision {
+            Admission::Refuse { retry_after } => {
+                self.acd.handle(now, Input::CallAbandoned(CallId(key)));
+                // Whatever the ACD offered meanwhile goes back.
+                self.drain(now);
+                if let Some(task) = call.task {
+                    self.refuse(task, retry_after.as_secs());
+                }
+                return;
+            }
+            Admission::AdmitWithCallbackOffer => {
+                if let Some(m) = admission::compensation(&self.admission, reason) {
+                    info!(key, message = m, "compensation promised to the caller");
+                }
+            }
+            Admission::OfferCallback | Admission::SelfService => {
+                // A caller from a queue route has no IVR to serve themselves in, and a
+                // callback offer needs the IVR to take the request: they queue rather than
+                // being lost.
+                info!(key, decision = ?decision, "not available here: the caller queues");
+            }
+            Admission::Admit => {}
+        }
+        if door {
+            let _ = self.core.send(CoreRequest::Accept(key));
+        }
+        info!(key, queue = call.queue, tier, "caller queued");
+        self.calls.insert(key, call);
+    }
+
+    /// What became of the leg to the agent the ACD offered (or reserved for a callback).
+    fn on_agent_leg(&mut self, now: Instant, key: u64, event: LegEvent) {
+        let Some(c) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(agent) = c.agent else {
+            return;
+        };
+        let name = self.acd.model().agents[agent.0 as usize].name.clone();
+        match event {
+            LegEvent::Ringing => {}
+            LegEvent::Answered => {
+                c.connected = true;
+                if let Some(t) = &c.task {
+                    let _ = t.send(AppEvent::Connected);
+                }
+                info!(key, agent = name, "agent answered");
+                if !c.dialled {
+                    let call = c.call;
+                    self.acd.handle(now, Input::Answered(agent, call));
+                }
+            }
+            LegEvent::Failed(status) => {
+                info!(key, agent = name, status, "agent did not answer");
+                let (call, dialled) = (c.call, c.dialled);
+                if dialled {
+                    self.hang_up_callback(now, key, agent, call);
+                } else {
+                    c.agent = None;
+                    self.acd.handle(now, Input::NoAnswer(agent, call));
+                }
+            }
+        }
+    }
+
+    /// The agent reserved for a callback did not take it: the customer is told by the
+    /// hang-up (a real product would apologise first), the agent's call ends.
+    fn hang_up_callback(&mut self, now: Instant, key: u64, agent: AgentId, call: CallId) {
+        let _ = self.core.send(CoreRequest::HangUp(
+            key,
+            "the reserved agent did not answer".into(),
+        ));
+        self.calls.remove(&key);
+        self.acd.handle(now, Input::CallEnded(agent, call));
     }
 
     /// Carries out the ACD's decisions.
@@ -706,6 +882,14 @@ impl AcdService {
                 }
                 Output::Retract { call, agent } => {
                     info!(key = call.0, agent = %model.agents[agent.0 as usize].name, "agent rang out");
+                    if let Some(key) = self.dialling.remove(&call) {
+                        // The customer did not answer the callback in time.
+                        self.calls.remove(&key);
+                        let _ = self
+                            .core
+                            .send(CoreRequest::HangUp(key, "callback not answered".into()));
+                        continue;
+                    }
                     if let Some(c) = self.calls.get_mut(&call.0) {
                         c.agent = None;
                         c.next_announce = now;
@@ -718,10 +902,49 @@ impl AcdService {
                 Output::AgentAway { agent, reason } => {
                     info!(agent = %model.agents[agent.0 as usize].name, reason, "agent set away");
                 }
-                Output::Dial { call, .. }
-                | Output::CallbackScheduled { call }
-                | Output::CallbackRefused { call } => {
-                    debug!(key = call.0, "callback output outside live calls");
+                Output::Dial {
+                    call,
+                    agent,
+                    number,
+                } => {
+                    let name = &model.agents[agent.0 as usize].name;
+                    let queue = self.callback_queues.remove(&call).unwrap_or_default();
+                    match &self.callback_uri {
+                        Some(t) => {
+                            let uri = t.replace("{number}", &number);
+                            info!(
+                                call = call.0,
+                                agent = name,
+                                uri,
+                                "calling the customer back"
+                            );
+                            let _ = self.core.send(CoreRequest::Originate {
+                                call,
+                                agent,
+                                queue,
+                                uri,
+                                ring,
+                            });
+                        }
+                        None => self.acd.handle(now, Input::CallbackUnanswered(call)),
+                    }
+                }
+                Output::CallbackScheduled { call } => {
+                    if let Some(c) = self.calls.get_mut(&call.0) {
+                        c.callback_pending = true;
+                        self.callback_queues.insert(call, c.queue.clone());
+                    }
+                    // The flow says goodbye and hangs up.
+                    info!(key = call.0, "callback scheduled: the caller may hang up");
+                }
+                Output::CallbackRefused { call } => {
+                    // One pending callback per number: the earlier one stands.
+                    info!(
+                        key = call.0,
+                        "callback refused: one is pending for this number already"
+                    );
+                    self.acd.handle(now, Input::CallAbandoned(call));
+                    self.calls.remove(&call.0);
                 }
             }
         }
@@ -750,7 +973,7 @@ impl AcdService {
     /// `announce_every`; the prompt is rendered off this task.
     fn announce(&mut self, now: Instant) {
         for (key, c) in &mut self.calls {
-            if c.agent.is_some() || c.next_announce > now {
+            if c.agent.is_some() || c.next_announce > now || c.callback_pending || c.dialled {
                 continue;
             }
             c.next_announce = now + self.announce_every;
@@ -760,7 +983,10 @@ impl AcdService {
             };
             let text = wait_text(position, self.acd.ewt(call));
             info!(key, position, text, "queue announcement");
-            let (tts, task) = (self.tts.clone(), c.task.clone());
+            let Some(task) = c.task.clone() else {
+                continue;
+            };
+            let tts = self.tts.clone();
             tokio::task::spawn_blocking(move || match tts.render(&text, "en-us", IVR_RATE) {
                 Ok(pcm) => {
                     let _ = task.send(AppEvent::Announce(Prompt {

@@ -184,6 +184,8 @@ enum Command {
     InfoKey(Side, char),
     /// What became of leg B of a call Crest answered itself.
     Leg(LegEvent),
+    /// What became of leg A of a call Crest placed (a callback).
+    LegA(LegEvent),
     Stop,
 }
 
@@ -350,7 +352,8 @@ impl MediaPlane {
                 events: app_tx,
                 ivr: None,
                 waiting: false,
-                acd: false,
+                // A callback is the ACD's from the start.
+                acd: matches!(target, App::Callback(_)),
                 transfer: false,
                 refusing: None,
                 caller: call.caller.to_owned(),
@@ -479,6 +482,24 @@ impl MediaHook for MediaPlane {
     fn leg_b(&mut self, _now: std::time::Instant, call: u64, event: LegEvent) {
         if let Some(e) = self.calls.get(&call) {
             let _ = e.tx.send(Command::Leg(event));
+        }
+    }
+
+    fn originate(&mut self, _now: std::time::Instant, call: &CallInfo<'_>) -> Result<Vec<u8>, u16> {
+        if self.app.is_none() {
+            return Err(503);
+        }
+        self.open(call)?;
+        let entry = self.calls.get_mut(&call.key).expect("opened above");
+        Ok(entry
+            .anchor
+            .offer_far(&self.settings.anchor, Side::A)
+            .into_bytes())
+    }
+
+    fn leg_a(&mut self, _now: std::time::Instant, call: u64, event: LegEvent) {
+        if let Some(e) = self.calls.get(&call) {
+            let _ = e.tx.send(Command::LegA(event));
         }
     }
 
@@ -764,6 +785,7 @@ impl CallTask {
                     }
                 }
                 Some(Some(Command::Leg(ev))) => self.on_leg_b(now.into_std(), ev),
+                Some(Some(Command::LegA(ev))) => self.on_leg_a(ev),
                 Some(Some(Command::Stop) | None) => break,
             }
             if self.app.as_ref().is_some_and(|a| a.start.is_some())
@@ -891,6 +913,12 @@ impl CallTask {
                 }
             }
             Some(App::Queue(queue)) => self.enqueue(now, queue, 0, true),
+            Some(App::Callback(_)) => {
+                // The customer answered Crest's callback: music until the agent answers.
+                app.waiting = true;
+                let music = app.rt.hold_music.clone();
+                self.media.play(now, Side::A, &music, false);
+            }
             None => {}
         }
     }
@@ -904,6 +932,18 @@ impl CallTask {
     /// The caller asks to join an ACD queue (`door`: straight from a queue route, not from
     /// the IVR) and hears the hold music while the ACD decides and then while they wait.
     fn enqueue(&mut self, now: std::time::Instant, queue: String, tier: u8, door: bool) {
+        self.join(now, queue, tier, door, None);
+    }
+
+    /// Joins a queue, asking to be called back at `callback` (a number) instead of holding.
+    fn join(
+        &mut self,
+        now: std::time::Instant,
+        queue: String,
+        tier: u8,
+        door: bool,
+        callback: Option<String>,
+    ) {
         let Some(app) = self.app.as_mut() else {
             return;
         };
@@ -911,17 +951,21 @@ impl CallTask {
             return self.hang_up("no ACD configured");
         };
         app.acd = true;
-        app.waiting = true;
+        // A callback request holds nobody: the flow says goodbye.
+        app.waiting = callback.is_none();
         let _ = acd.send(AcdMsg::Enqueue {
             key: self.key,
             queue,
             tier,
-            number: app.caller.clone(),
+            number: callback.clone().unwrap_or_else(|| app.caller.clone()),
             door,
+            callback: callback.is_some(),
             task: app.events.clone(),
         });
-        let music = app.rt.hold_music.clone();
-        self.media.play(now, Side::A, &music, false);
+        if app.waiting {
+            let music = app.rt.hold_music.clone();
+            self.media.play(now, Side::A, &music, false);
+        }
     }
 
     /// The caller's audio, keys and prompt ends, for the IVR (and the hold music's loop).
@@ -986,9 +1030,12 @@ impl CallTask {
                 self.media.play(now, Side::A, &prompt, false);
             }
             AppEvent::Leave(leave) => {
-                app.ivr = None;
-                if !self.recording.as_ref().is_some_and(|r| r.started) {
-                    self.media.listen(now, Side::A, false);
+                // A callback request leaves the flow running to its goodbye.
+                if !matches!(leave, crest_ivr::Command::Callback { .. }) {
+                    app.ivr = None;
+                    if !self.recording.as_ref().is_some_and(|r| r.started) {
+                        self.media.listen(now, Side::A, false);
+                    }
                 }
                 self.leave_ivr(now, leave);
             }
@@ -1002,13 +1049,8 @@ impl CallTask {
             C::Enqueue { queue, tier, .. } => {
                 self.enqueue(now, queue, crate::app::tier(tier.as_deref()), false);
             }
-            C::Callback { queue, .. } => {
-                // Crest does not place outbound calls yet: the caller holds instead.
-                warn!(
-                    queue,
-                    "callbacks are not dialled in live calls yet; the caller holds"
-                );
-                self.enqueue(now, queue, 0, false);
+            C::Callback { queue, number } => {
+                self.join(now, queue, 0, false, Some(number));
             }
             C::Transfer { uri } => {
                 let Some(app) = self.app.as_mut() else {
@@ -1027,6 +1069,27 @@ impl CallTask {
             }
             C::Hangup { reason } => self.hang_up(&reason),
             other => debug!(command = ?other, "not a way out of the IVR"),
+        }
+    }
+
+    /// The customer Crest called back answered or did not: the ACD hears it.
+    fn on_leg_a(&mut self, ev: LegEvent) {
+        let Some(app) = self.app.as_ref() else {
+            return;
+        };
+        if let Some(acd) = &app.rt.acd {
+            let msg = match ev {
+                LegEvent::Answered => AcdMsg::CustomerAnswered {
+                    key: self.key,
+                    task: app.events.clone(),
+                },
+                LegEvent::Failed(status) => AcdMsg::CustomerUnanswered {
+                    key: self.key,
+                    status,
+                },
+                LegEvent::Ringing => return,
+            };
+            let _ = acd.send(msg);
         }
     }
 

@@ -247,6 +247,31 @@ impl Core {
             }
             CoreRequest::Disconnect(key) => self.ep.disconnect(now, key),
             CoreRequest::Accept(key) => self.ep.accept(now, key),
+            CoreRequest::Originate {
+                call,
+                agent,
+                queue,
+                uri,
+                ring,
+            } => {
+                let placed = self.ep.originate(
+                    now,
+                    &ConnectTarget::Uri(uri),
+                    "crest",
+                    crest_sip_proxy::App::Callback(queue),
+                    ring,
+                );
+                let msg = match placed {
+                    Ok(key) => AcdMsg::Dialled { key, call, agent },
+                    Err(status) => {
+                        warn!(status, "callback not placed");
+                        AcdMsg::DialFailed { call }
+                    }
+                };
+                if let Some(acd) = acd {
+                    let _ = acd.send(msg);
+                }
+            }
             CoreRequest::Refuse { key, retry_after } => {
                 self.ep.refuse(now, key, 503, Some(retry_after));
             }

@@ -57,18 +57,22 @@ fn orders_backend() -> (u16, Arc<Mutex<Vec<String>>>) {
 /// `config/flows/main.yaml` as shipped, with two lines changed for the test: open all day
 /// (so that the call is not sent to the closed-hours branch at night) and the order backend
 /// on `port`.
-fn flows(dir: &Path, port: u16) -> PathBuf {
+/// The same with `hours` (`open: H, close: H`) in place of the shop's.
+fn flows_with_hours(dir: &Path, port: u16, hours: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/flows");
     let text = std::fs::read_to_string(root.join("main.yaml")).unwrap();
-    let hours = "business_hours: {days: [0, 1, 2, 3, 4, 5, 6], open: 8, close: 22, utc_offset_minutes: 480}";
+    let shipped = "business_hours: {days: [0, 1, 2, 3, 4, 5, 6], open: 8, close: 22, utc_offset_minutes: 480}";
     let backend = "orders: {url: \"http://127.0.0.1:8099\", timeout_ms: 2000}";
     assert!(
-        text.contains(hours) && text.contains(backend),
+        text.contains(shipped) && text.contains(backend),
         "main.yaml changed: update the test"
     );
-    let text = text
-        .replace(hours, "business_hours: {days: [0, 1, 2, 3, 4, 5, 6], open: 0, close: 24, utc_offset_minutes: 0}")
-        .replace(backend, &format!("orders: {{url: \"http://127.0.0.1:{port}\", timeout_ms: 2000}}"));
+    let wanted =
+        format!("business_hours: {{days: [0, 1, 2, 3, 4, 5, 6], {hours}, utc_offset_minutes: 0}}");
+    let text = text.replace(shipped, &wanted).replace(
+        backend,
+        &format!("orders: {{url: \"http://127.0.0.1:{port}\", timeout_ms: 2000}}"),
+    );
     let out = dir.join("flows");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("main.yaml"), text).unwrap();
@@ -82,14 +86,21 @@ queues:\n  - {name: order-status, skill: order_status, pool: office}\n  - {name:
 agents:\n  - {name: alice, pool: office, skills: {order_status: 0.9, refund: 0.5}, rating: 0.9}\n  - {name: bob, pool: office, skills: {order_status: 0.6}, rating: 0.8}\n";
 
 fn start(name: &str, range: u16, backend: u16) -> Crest {
-    start_with(name, range, backend, ACD, "")
+    start_with(name, range, backend, ACD, "", "open: 0, close: 24")
 }
 
 /// `acd_file`: the ACD's agents, pools and queues; `acd_extra`: more keys of the `acd:`
 /// section (indented two spaces).
-fn start_with(name: &str, range: u16, backend: u16, acd_file: &str, acd_extra: &str) -> Crest {
+fn start_with(
+    name: &str,
+    range: u16,
+    backend: u16,
+    acd_file: &str,
+    acd_extra: &str,
+    hours: &str,
+) -> Crest {
     let dir = scratch_dir(&format!("{name}-files"));
-    let flows = flows(&dir, backend);
+    let flows = flows_with_hours(&dir, backend, hours);
     let acd = dir.join("acd.yaml");
     std::fs::write(&acd, acd_file).unwrap();
     Crest::start_with(
@@ -316,6 +327,7 @@ fn admission_refuses_with_an_announcement_and_503_and_a_surge_is_a_metric_the_iv
         backend,
         &acd,
         "  admission: {callbacks: false, retry_after_secs: 120}\n  surge: {baseline_per_min: 6, window_secs: 20, thresholds: [1.5, 2.5, 4.5], dwell_secs: 30}\n",
+        "open: 0, close: 24",
     );
     let mut bob = Phone::new(crest.addr());
     bob.register("bob");
@@ -357,5 +369,71 @@ fn admission_refuses_with_an_announcement_and_503_and_a_surge_is_a_metric_the_iv
     assert!(
         log.contains("We are very busy right now"),
         "the flow's surge branch"
+    );
+}
+
+#[test]
+fn after_hours_the_ivr_takes_a_callback_request_and_crest_calls_back_when_an_agent_is_free() {
+    let (backend, _) = orders_backend();
+    // Always closed: main.yaml offers a callback. The customer's phone is where Crest dials.
+    let customer = Phone::new("127.0.0.1:9".parse().unwrap());
+    let crest = start_with(
+        "acd-callback",
+        42600,
+        backend,
+        ACD,
+        &format!(
+            "  callback_uri: \"sip:{{number}}@127.0.0.1:{}\"\n",
+            customer.port()
+        ),
+        "open: 0, close: 0",
+    );
+    // "… open from eight in the morning to ten at night." "We will call you back …" and BYE.
+    let (caller, mut a) = call(&crest, "4000");
+    let heard = a.speak_until(&[], Duration::from_secs(3), |_| false);
+    assert!(speech_secs(&heard) > 1.0, "the closed-hours message");
+    let (bye, from) = caller.expect_request("BYE", Duration::from_secs(20));
+    caller
+        .sip
+        .send_to(caller.respond(&bye, 200, None).as_bytes(), from)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        crest.log().contains("callback scheduled"),
+        "{}",
+        crest.log()
+    );
+    // Alice logs in: her first call is the callback. Crest dials the customer ("caller", the
+    // number the flow took from the From header), then rings Alice.
+    let (alice, mut b) = agent(&crest, "alice");
+    let (inv, from) = customer.expect_request("INVITE", Duration::from_secs(10));
+    assert!(inv.starts_with("INVITE sip:caller@127.0.0.1:"), "{inv}");
+    let mut c = Rtp::new(CodecKind::Pcmu, 0);
+    let (crest_c, _) = sdp_audio(body(&inv));
+    let ok = customer.respond(&inv, 200, Some(&sdp(c.port(), "0", "")));
+    customer.sip.send_to(ok.as_bytes(), from).unwrap();
+    customer.expect_request("ACK", Duration::from_secs(5));
+    c.remote = Some(([127, 0, 0, 1], crest_c).into());
+    let (inv, from) = alice.expect_request("INVITE", Duration::from_secs(10));
+    let (crest_b, _) = sdp_audio(body(&inv));
+    let ok = alice.respond(&inv, 200, Some(&sdp(b.port(), "0", "")));
+    alice.sip.send_to(ok.as_bytes(), from).unwrap();
+    alice.expect_request("ACK", Duration::from_secs(5));
+    b.remote = Some(([127, 0, 0, 1], crest_b).into());
+    let mut bridged = Call {
+        caller: Phone::new(crest.addr()),
+        callee: Phone::new(crest.addr()),
+        a: c,
+        b,
+    };
+    a_tone_each_way(&mut bridged);
+    let log = crest.log();
+    assert!(
+        log.contains("calling the customer back") && log.contains("agent answered"),
+        "{log}"
+    );
+    assert_eq!(
+        crest.metric("crest_ivr_calls_total{flow=\"main\",outcome=\"callback\"}"),
+        1
     );
 }

@@ -107,6 +107,9 @@ pub(crate) struct Call {
     pub(crate) app: Option<App>,
     /// Crest's SDP answer to the caller until its 200 goes out (a call taken with early media).
     pub(crate) app_answer: Option<Vec<u8>>,
+    /// Crest placed leg A itself (a callback): `a_invite` is Crest's INVITE, `a_invite_tx`
+    /// its client transaction.
+    pub(crate) originated: bool,
     pub(crate) a_invite: Message,
     pub(crate) a_invite_tx: TxId,
     pub(crate) b_state: BState,

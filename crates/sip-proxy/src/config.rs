@@ -220,6 +220,8 @@ pub enum App {
     Ivr(String),
     /// Queue the caller in the ACD queue of this name.
     Queue(String),
+    /// A callback Crest placed for this queue: the customer, then the reserved agent.
+    Callback(String),
 }
 
 impl std::fmt::Display for App {
@@ -227,6 +229,7 @@ impl std::fmt::Display for App {
         match self {
             Self::Ivr(n) => write!(f, "ivr:{n}"),
             Self::Queue(n) => write!(f, "queue:{n}"),
+            Self::Callback(n) => write!(f, "callback:{n}"),
         }
     }
 }

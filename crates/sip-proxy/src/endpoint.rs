@@ -102,6 +102,8 @@ impl Rng {
 enum Owner {
     /// Crest's INVITE on leg B of a call.
     BInvite(u64),
+    /// Crest's INVITE on leg A of a call it placed itself.
+    AInvite(u64),
     /// A CANCEL, BYE or other request Crest started on its own.
     Own,
     /// A request relayed from one leg to the other: the server transaction to answer.
@@ -235,6 +237,11 @@ impl Endpoint {
         let _g = call.span.clone().entered();
         match call.state {
             CallState::Ended => {}
+            CallState::Early if call.originated => {
+                info!(reason, "hanging up");
+                self.send_cancel(now, key, Side::A);
+                self.end_call(now, key, reason);
+            }
             CallState::Early => self.cancel_call(now, key, 480, reason),
             CallState::Answered | CallState::Confirmed => {
                 info!(reason, "hanging up");
@@ -243,6 +250,224 @@ impl Endpoint {
             }
         }
         self.drain_tx(now);
+    }
+
+    /// Places a call from Crest to `target` (a callback to a customer: a SIP URI whose host is
+    /// an IP address, or a registered user), as `caller_id`, ringing it for at most `ring`.
+    /// Returns the call's key; what becomes of it comes back through [`MediaHook::leg_a`],
+    /// and once answered it is a call Crest answered itself: [`Self::connect`] bridges it.
+    pub fn originate(
+        &mut self,
+        now: Instant,
+        target: &ConnectTarget,
+        caller_id: &str,
+        app: App,
+        ring: Duration,
+    ) -> Result<u64, u16> {
+        let (target_uri, flow) = self.resolve_target(now, target)?;
+        let key = self.next_call;
+        let via = self.via_prefix(flow.transport);
+        let contact = self.contact(flow.transport);
+        let local = self.local_for(flow.transport);
+        let branch = format!("{BRANCH_PREFIX}{}", self.rng.token());
+        let (call_id, tag) = (format!("{}@crest", self.rng.token()), self.rng.token());
+        let from = Uri::sip(Some(caller_id), &local.ip().to_string(), None);
+        let a = Leg {
+            call_id: call_id.into(),
+            local_tag: tag.into(),
+            remote_tag: None,
+            local_uri: format!("<{from}>"),
+            remote_uri: format!("<{target_uri}>"),
+            remote_target: target_uri.clone(),
+            route_set: Vec::new(),
+            local_cseq: 1,
+            remote_cseq: 0,
+            flow,
+            ack: None,
+            pending_ok: None,
+        };
+        let number = Uri::parse(&target_uri)
+            .ok()
+            .and_then(|u| u.user_unescaped())
+            .unwrap_or_default();
+        let offer = {
+            let Some(hook) = self.media.as_mut() else {
+                return Err(503);
+            };
+            let info = CallInfo {
+                key,
+                call_id: &a.call_id,
+                number: &number,
+                caller: caller_id,
+                app: Some(&app),
+            };
+            hook.originate(now, &info)?
+        };
+        let extra = format!("Supported: timer\r\nAllow: {ALLOW}\r\n");
+        let invite = own(a.request(&RequestParts {
+            method: "INVITE",
+            cseq: 1,
+            branch: &branch,
+            via_prefix: &via,
+            contact: Some(&contact),
+            max_forwards: 70,
+            extra: &extra,
+            body: Some(("application/sdp", &offer)),
+        }));
+        let Some(tx) = self.tx.send_request(now, invite.clone(), flow) else {
+            if let Some(hook) = self.media.as_mut() {
+                hook.ended(now, key);
+            }
+            return Err(503);
+        };
+        self.next_call += 1;
+        let span = info_span!("call", call_id = %a.call_id, %app);
+        {
+            let _g = span.enter();
+            info!(target = %target_uri, "Crest places a call");
+        }
+        self.owners.insert(tx, Owner::AInvite(key));
+        self.dialogs.insert(a.call_id.clone(), (key, Side::A));
+        let b = Leg {
+            call_id: "".into(),
+            ..a.clone()
+        };
+        self.calls.insert(
+            key,
+            Box::new(Call {
+                span,
+                state: CallState::Early,
+                a,
+                b,
+                number: number.into(),
+                caller: caller_id.into(),
+                app: Some(app),
+                app_answer: None,
+                originated: true,
+                a_invite: invite,
+                a_invite_tx: tx,
+                b_state: BState::Idle,
+                b_invite: None,
+                b_invite_tx: None,
+                b_provisional: false,
+                cancel_pending: false,
+                session_interval: None,
+                started: now,
+                answered: None,
+                ring_deadline: Some(now + ring),
+                session_deadline: None,
+                linger_until: None,
+            }),
+        );
+        self.stats.calls_started += 1;
+        self.active += 1;
+        self.schedule(key);
+        self.drain_tx(now);
+        Ok(key)
+    }
+
+    /// The responses to Crest's INVITE on leg A of a call it placed.
+    fn on_a_invite_response(&mut self, now: Instant, key: u64, msg: &Message, code: u16) {
+        let branch = format!("{BRANCH_PREFIX}{}", self.rng.token());
+        let Some(t) = self.calls.get(&key).map(|c| c.a.flow.transport) else {
+            return;
+        };
+        let via = self.via_prefix(t);
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let _g = call.span.clone().entered();
+        if code < 200 {
+            call.a.learn_from_response(msg);
+            return;
+        }
+        if code >= 300 {
+            if call.state == CallState::Early {
+                info!(status = code, "the called party refused");
+                self.end_call(now, key, "refused");
+                if let Some(hook) = self.media.as_mut() {
+                    hook.leg_a(now, key, LegEvent::Failed(code));
+                }
+            }
+            return;
+        }
+        if call.a.ack.is_none() {
+            call.a.learn_from_response(msg);
+            let ack = call.a.request(&RequestParts {
+                method: "ACK",
+                cseq: 1,
+                branch: &branch,
+                via_prefix: &via,
+                contact: None,
+                max_forwards: 70,
+                extra: "",
+                body: None,
+            });
+            call.a.ack = Some(ack);
+        }
+        if let Some(ack) = call.a.ack.clone() {
+            self.out.push_back(Transmit {
+                flow: call.a.flow,
+                data: ack,
+            });
+        }
+        if call.state != CallState::Early {
+            if call.state == CallState::Ended && call.answered.is_none() {
+                // Cancelled meanwhile, answered anyway: hang it up.
+                self.send_bye(now, key, Side::A, "call already ended");
+            }
+            return;
+        }
+        let body = msg.body();
+        let sdp = (!body.is_empty()).then_some(&body);
+        if let Err(code) = self.media_exchange(now, key, Side::A, SdpRole::Answer, sdp) {
+            info!(status = code, "SDP answer of the called party refused");
+            self.send_bye(now, key, Side::A, "unusable SDP answer");
+            self.end_call(now, key, "unusable SDP answer");
+            if let Some(hook) = self.media.as_mut() {
+                hook.leg_a(now, key, LegEvent::Failed(code));
+            }
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        call.state = CallState::Answered;
+        call.answered = Some(now);
+        call.ring_deadline = None;
+        info!("the called party answered");
+        self.stats.calls_answered += 1;
+        if let Some(hook) = self.media.as_mut() {
+            hook.leg_a(now, key, LegEvent::Answered);
+        }
+    }
+
+    /// Where a target is reached: its URI and flow.
+    fn resolve_target(&self, now: Instant, target: &ConnectTarget) -> Result<(String, Flow), u16> {
+        match target {
+            ConnectTarget::User(user) => {
+                let bindings = self.registrar.lookup(now, user);
+                let b = bindings.first().ok_or(480u16)?;
+                Ok((b.uri.to_string(), b.flow))
+            }
+            ConnectTarget::Uri(text) => {
+                let uri = Uri::parse(text).ok().filter(Uri::is_sip).ok_or(416u16)?;
+                let ip: IpAddr = uri
+                    .host
+                    .trim_matches(|c| c == '[' || c == ']')
+                    .parse()
+                    .map_err(|_| 416u16)?;
+                let (transport, port) = uri_transport(&uri);
+                Ok((
+                    uri.to_string(),
+                    Flow {
+                        transport,
+                        remote: SocketAddr::new(ip, uri.port.unwrap_or(port)),
+                        connection: None,
+                    },
+                ))
+            }
+        }
     }
 
     /// Connects a call Crest answered itself (an application route) to `target`, ringing it
@@ -265,30 +490,7 @@ impl Endpoint {
         if call.b_state != BState::Idle {
             return Err(491);
         }
-        let (b_target, b_flow) = match target {
-            ConnectTarget::User(user) => {
-                let bindings = self.registrar.lookup(now, user);
-                let b = bindings.first().ok_or(480u16)?;
-                (b.uri.to_string(), b.flow)
-            }
-            ConnectTarget::Uri(text) => {
-                let uri = Uri::parse(text).ok().filter(Uri::is_sip).ok_or(416u16)?;
-                let ip: IpAddr = uri
-                    .host
-                    .trim_matches(|c| c == '[' || c == ']')
-                    .parse()
-                    .map_err(|_| 416u16)?;
-                let (transport, port) = uri_transport(&uri);
-                (
-                    uri.to_string(),
-                    Flow {
-                        transport,
-                        remote: SocketAddr::new(ip, uri.port.unwrap_or(port)),
-                        connection: None,
-                    },
-                )
-            }
-        };
+        let (b_target, b_flow) = self.resolve_target(now, target)?;
         let offer = match self.media.as_mut() {
             Some(hook) => hook.offer_b(now, key)?,
             None => return Err(503),
@@ -1095,6 +1297,7 @@ impl Endpoint {
                 caller: caller.into(),
                 app: None,
                 app_answer: None,
+                originated: false,
                 a_invite: msg,
                 a_invite_tx: id,
                 b_state: BState::Calling,
@@ -1238,6 +1441,7 @@ impl Endpoint {
                 caller: caller.into(),
                 app: Some(app),
                 app_answer: Some(answer),
+                originated: false,
                 a_invite: msg,
                 a_invite_tx: id,
                 b_state: BState::Idle,
@@ -1324,6 +1528,7 @@ impl Endpoint {
                     self.on_b_invite_response(now, call, msg, code);
                 }
             }
+            Owner::AInvite(call) => self.on_a_invite_response(now, call, msg, code),
             Owner::Own => {}
             Owner::Relay {
                 call,
@@ -1545,11 +1750,21 @@ impl Endpoint {
     }
 
     fn send_cancel_b(&mut self, now: Instant, key: u64) {
+        self.send_cancel(now, key, Side::B);
+    }
+
+    /// CANCEL of Crest's INVITE on `side` (leg B, or leg A of a call Crest placed).
+    fn send_cancel(&mut self, now: Instant, key: u64, side: Side) {
         let Some(call) = self.calls.get(&key) else {
             return;
         };
-        let Some(inv) = &call.b_invite else {
-            return;
+        let inv = match side {
+            Side::A if call.originated => &call.a_invite,
+            Side::A => return,
+            Side::B => match &call.b_invite {
+                Some(i) => i,
+                None => return,
+            },
         };
         let mut out = format!(
             "CANCEL {} SIP/2.0\r\n",
@@ -1574,7 +1789,7 @@ impl Endpoint {
             "CSeq: {} CANCEL\r\n",
             inv.cseq().map_or(1, |c| c.seq)
         ));
-        let flow = call.b.flow;
+        let flow = call.leg(side).flow;
         let cancel = own(crate::build::finish(out, None));
         if let Some(id) = self.tx.send_request(now, cancel, flow) {
             self.owners.insert(id, Owner::Own);
@@ -1704,7 +1919,13 @@ impl Endpoint {
         if call.ring_deadline.is_some_and(|d| d <= now) {
             call.ring_deadline = None;
             info!("no answer");
-            if call.app.is_some() && call.state == CallState::Early {
+            if call.originated && call.state == CallState::Early {
+                self.send_cancel(now, key, Side::A);
+                self.end_call(now, key, "no answer");
+                if let Some(hook) = self.media.as_mut() {
+                    hook.leg_a(now, key, LegEvent::Failed(480));
+                }
+            } else if call.app.is_some() && call.state == CallState::Early {
                 self.refuse(now, key, 503, Some(60));
             } else if call.app.is_some() {
                 self.stop_ringing_b(now, key);
@@ -1729,6 +1950,18 @@ impl Endpoint {
 
     fn on_tx_timeout(&mut self, now: Instant, id: TxId, kind: TimeoutKind) {
         match self.owners.remove(&id) {
+            Some(Owner::AInvite(key)) => {
+                if self
+                    .calls
+                    .get(&key)
+                    .is_some_and(|c| c.state == CallState::Early)
+                {
+                    self.end_call(now, key, "the callee did not respond");
+                    if let Some(hook) = self.media.as_mut() {
+                        hook.leg_a(now, key, LegEvent::Failed(408));
+                    }
+                }
+            }
             Some(Owner::BInvite(key)) => {
                 if let Some(call) = self.calls.get(&key)
                     && call.app.is_some()

@@ -88,6 +88,13 @@ pub trait MediaHook: fmt::Debug + Send {
     /// What became of that leg B.
     fn leg_b(&mut self, now: Instant, call: u64, event: LegEvent);
 
+    /// Crest places a call itself ([`crate::Endpoint::originate`], a callback): Crest's offer
+    /// for leg A (the customer); the answer comes through [`Self::exchange`] from leg A.
+    fn originate(&mut self, now: Instant, call: &CallInfo<'_>) -> Result<Vec<u8>, u16>;
+
+    /// What became of the leg A Crest placed.
+    fn leg_a(&mut self, now: Instant, call: u64, event: LegEvent);
+
     /// The call ended: release its media.
     fn ended(&mut self, now: Instant, call: u64);
 }

@@ -62,6 +62,14 @@ impl MediaHook for Log {
     fn leg_b(&mut self, _: Instant, call: u64, event: LegEvent) {
         self.push(format!("leg_b {call} {event:?}"));
     }
+    fn originate(&mut self, _: Instant, call: &CallInfo<'_>) -> Result<Vec<u8>, u16> {
+        let app = call.app.map(ToString::to_string).unwrap_or_default();
+        self.push(format!("originate {} {app} to {}", call.key, call.number));
+        Ok(b"v=0\r\ns=crest-offer\r\n".to_vec())
+    }
+    fn leg_a(&mut self, _: Instant, call: u64, event: LegEvent) {
+        self.push(format!("leg_a {call} {event:?}"));
+    }
     fn ended(&mut self, _: Instant, call: u64) {
         self.push(format!("ended {call}"));
     }
@@ -298,4 +306,80 @@ fn a_queue_caller_hears_early_media_until_admitted_or_refused_with_retry_after()
     h.advance(Duration::from_secs(61));
     assert_eq!(h.take_distinct(CALLER), ["503"]);
     assert_eq!(h.ep.active_calls(), 1, "only the admitted caller is left");
+}
+
+#[test]
+fn crest_places_a_callback_then_bridges_it_to_an_agent_and_a_silent_customer_is_reported() {
+    use crest_sip_proxy::App;
+    let (mut h, log) = harness();
+    h.register_alice();
+    let customer = ConnectTarget::Uri(format!("sip:+8613800000001@{CALLER}"));
+    let ring = Duration::from_secs(20);
+    let key =
+        h.ep.originate(
+            h.now,
+            &customer,
+            "crest",
+            App::Callback("refund".into()),
+            ring,
+        )
+        .unwrap();
+    h.collect();
+    let inv = h.take(CALLER).remove(0);
+    assert_eq!(inv.method(), Some("INVITE"));
+    assert_eq!(&inv.body()[..], b"v=0\r\ns=crest-offer\r\n");
+    assert_eq!(
+        log.take(),
+        [format!("originate {key} callback:refund to +8613800000001")]
+    );
+    h.recv(CALLER, &reply(&inv, 180, "c1", "", ""));
+    h.recv(CALLER, &reply(&inv, 200, "c1", "", "v=0\r\ns=customer\r\n"));
+    assert_eq!(h.take_summary(CALLER), ["ACK"]);
+    assert_eq!(
+        log.take(),
+        [
+            format!("exchange {key} A Answer"),
+            format!("leg_a {key} Answered")
+        ]
+    );
+    // Answered: the reserved agent is connected like any caller Crest answered.
+    h.connect(key, ConnectTarget::User("alice".into()), ring)
+        .unwrap();
+    let to_alice = h.take(CALLEE).remove(0);
+    h.recv(
+        CALLEE,
+        &reply(&to_alice, 200, "a1", "", "v=0\r\ns=agent\r\n"),
+    );
+    assert_eq!(h.take_summary(CALLEE), ["ACK"]);
+    // The customer hangs up: BYE to the agent.
+    h.recv(CALLER, &callee_request(&inv, "c1", "BYE", 1, ""));
+    assert_eq!(h.take_summary(CALLER), ["200"]);
+    assert_eq!(h.take_summary(CALLEE), ["BYE"]);
+    assert_eq!(h.ep.active_calls(), 0);
+    log.take();
+
+    // A customer who does not answer: CANCEL when the ring time is up, reported.
+    let key =
+        h.ep.originate(
+            h.now,
+            &customer,
+            "crest",
+            App::Callback("refund".into()),
+            ring,
+        )
+        .unwrap();
+    h.collect();
+    let inv = h.take(CALLER).remove(0);
+    h.recv(CALLER, &reply(&inv, 180, "c2", "", ""));
+    h.advance(ring);
+    assert_eq!(h.take_summary(CALLER), ["CANCEL"]);
+    assert_eq!(
+        log.take(),
+        [
+            format!("originate {key} callback:refund to +8613800000001"),
+            format!("ended {key}"),
+            format!("leg_a {key} Failed(480)")
+        ]
+    );
+    assert_eq!(h.ep.active_calls(), 0);
 }
