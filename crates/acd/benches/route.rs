@@ -71,6 +71,7 @@ fn center() -> AcdConfig {
                 pool: format!("pool{pool}"),
                 skills,
                 rating: rng.next(100) as f64 / 100.0,
+                languages: Vec::new(),
             }
         })
         .collect();
@@ -104,6 +105,7 @@ fn busy_center(t0: Instant) -> Acd {
                 queue: q,
                 tier: (rng.next(4)) as u8,
                 number: String::new(),
+                language: None,
             }),
         );
         while let Some(o) = acd.poll_output() {
@@ -216,6 +218,7 @@ fn simulate_million_calls() -> crest_acd::sim::Report {
                 })
                 .collect(),
             rating: rng.next(100) as f64 / 100.0,
+            languages: Vec::new(),
         })
         .collect();
     let model = Model::new(&AcdConfig {

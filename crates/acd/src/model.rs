@@ -86,6 +86,10 @@ pub struct AgentConfig {
     /// Rating from customer satisfaction, 0..=1.
     #[serde(default = "half")]
     pub rating: f64,
+    /// Languages the agent takes calls in (`en`, `zh-CN`: the primary tag counts); none
+    /// listed: callers of any language.
+    #[serde(default)]
+    pub languages: Vec<String>,
 }
 
 fn half() -> f64 {
@@ -227,9 +231,25 @@ pub struct Agent {
     pub skills: Vec<(SkillId, f64)>,
     /// Rating 0..=1.
     pub rating: f64,
+    /// Languages (primary tags, lower case); empty: any.
+    pub languages: Vec<String>,
+}
+
+/// A language tag's primary subtag, lower case: `zh-CN` → `zh`.
+pub fn primary_language(tag: &str) -> String {
+    tag.split(['-', '_'])
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
 }
 
 impl Agent {
+    /// Whether the agent takes a caller speaking `language` (`None`: unknown, anyone).
+    pub fn speaks(&self, language: Option<&str>) -> bool {
+        language.is_none_or(|l| self.languages.is_empty() || self.languages.iter().any(|x| x == l))
+    }
+
     /// The level of `skill` (0 when the agent does not have it).
     pub fn level(&self, skill: SkillId) -> f64 {
         self.skills
@@ -375,6 +395,7 @@ impl Model {
                 pool: pool(format!("agents[{i}].pool"), &a.pool)?,
                 skills: sk,
                 rating: a.rating,
+                languages: a.languages.iter().map(|l| primary_language(l)).collect(),
             });
         }
         Ok(Self {
@@ -433,6 +454,9 @@ pub struct Caller {
     pub tier: u8,
     /// The caller's number, for callbacks and logs.
     pub number: String,
+    /// The caller's language (a tag such as `zh-CN`), when the IVR knows it: only agents who
+    /// take calls in it (or list no languages) are offered the call.
+    pub language: Option<String>,
 }
 
 #[cfg(test)]

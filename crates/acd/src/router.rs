@@ -149,6 +149,8 @@ struct CallRt {
     predicted: Option<Duration>,
     /// Waiting by callback (the caller hung up and is to be dialled).
     callback: bool,
+    /// The caller's language (primary tag), if known.
+    language: Option<String>,
 }
 
 /// An answered call until it ends: for handle times.
@@ -545,9 +547,14 @@ impl Acd {
             - credit.as_micros() as i64;
         let call = caller.call;
         let q = caller.queue;
+        let language = caller
+            .language
+            .as_deref()
+            .map(crate::model::primary_language);
         self.calls.insert(
             call,
             CallRt {
+                language,
                 caller,
                 arrived: now,
                 key,
@@ -630,24 +637,27 @@ impl Acd {
         pools
             .iter()
             .filter_map(|p| {
-                self.available
-                    .get(&(q, *p))?
-                    .iter()
-                    .find(|(_, _, a)| !c.missed_by.contains(a))
+                self.available.get(&(q, *p))?.iter().find(|(_, _, a)| {
+                    !c.missed_by.contains(a)
+                        && self.model.agents[a.0 as usize].speaks(c.language.as_deref())
+                })
             })
             .min()
             .map(|(_, _, a)| *a)
     }
 
     fn best_caller_for(&self, a: AgentId) -> Option<CallId> {
+        let agent = &self.model.agents[a.0 as usize];
         self.agent_queues[a.0 as usize]
             .iter()
             .filter_map(|&(q, pos)| {
                 self.waiting[q.0 as usize][pos..]
                     .iter()
                     .filter_map(|set| {
-                        set.iter()
-                            .find(|(_, c)| !self.calls[c].missed_by.contains(&a))
+                        set.iter().find(|(_, c)| {
+                            let c = &self.calls[c];
+                            !c.missed_by.contains(&a) && agent.speaks(c.language.as_deref())
+                        })
                     })
                     .min()
             })

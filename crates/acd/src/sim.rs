@@ -393,6 +393,7 @@ pub fn run(model: Model, traffic: &Traffic) -> Report {
                                 queue,
                                 tier,
                                 number: format!("+86{}", call.0),
+                                language: None,
                             }),
                         );
                         let mut stays = true;

@@ -101,8 +101,9 @@ pub(crate) enum AppEvent {
     Play(Prompt, bool),
     /// Stop the prompt.
     StopPrompt,
-    /// The caller leaves the IVR.
-    Leave(Leave),
+    /// The caller leaves the IVR, speaking this language (the flow's `language` variable, or
+    /// the flow's own language).
+    Leave(Leave, Option<String>),
     /// The caller waits in a queue: play this announcement (place in line, expected wait),
     /// then the hold music again.
     Announce(Prompt),
@@ -166,6 +167,7 @@ impl AppRuntime {
         let (tx, rx) = std_mpsc::channel();
         let lookups = tx.clone();
         let rt = self.clone();
+        let language = f.language.clone();
         let ivr = IvrCall::new(
             Session::new(lib, f, vars),
             PocketSphinx::new(model, Some(OFF_TOPIC_MARGIN)),
@@ -174,13 +176,14 @@ impl AppRuntime {
         );
         let spawned = std::thread::Builder::new()
             .name(format!("crest-ivr-{key}"))
-            .spawn(move || rt.run_ivr(ivr, &rx, &lookups, &task, &span));
+            .spawn(move || rt.run_ivr(ivr, &language, &rx, &lookups, &task, &span));
         spawned.ok().map(|_| tx)
     }
 
     fn run_ivr(
         &self,
         mut ivr: IvrCall<PocketSphinx>,
+        language: &str,
         rx: &std_mpsc::Receiver<IvrIn>,
         lookups: &std_mpsc::Sender<IvrIn>,
         task: &mpsc::UnboundedSender<AppEvent>,
@@ -215,9 +218,15 @@ impl AppRuntime {
                     // A callback request goes to the ACD while the flow says goodbye and
                     // hangs up itself.
                     Action::Leave(leave @ Leave::Callback { .. }) => {
-                        let _ = task.send(AppEvent::Leave(leave));
+                        let _ = task.send(AppEvent::Leave(leave, None));
                     }
                     Action::Leave(leave) => {
+                        let spoken = ivr
+                            .session()
+                            .vars()
+                            .get("language")
+                            .cloned()
+                            .unwrap_or_else(|| language.to_owned());
                         let (flow, version) = ivr.session().flow();
                         let outcome = ivr.outcome().map(outcome_label).unwrap_or_default();
                         info!(
@@ -233,7 +242,7 @@ impl AppRuntime {
                         for e in ivr.errors() {
                             warn!(error = ?e, "IVR problem during the call");
                         }
-                        let _ = task.send(AppEvent::Leave(leave));
+                        let _ = task.send(AppEvent::Leave(leave, Some(spoken)));
                         return;
                     }
                 }
@@ -338,6 +347,8 @@ pub(crate) enum AcdMsg {
         queue: String,
         tier: u8,
         number: String,
+        /// The caller's language, when the IVR knows it.
+        language: Option<String>,
         door: bool,
         /// The caller asks to be called back at `number` instead of holding.
         callback: bool,
@@ -616,10 +627,20 @@ impl AcdService {
                 queue,
                 tier,
                 number,
+                language,
                 door,
                 callback,
                 task,
-            } => self.enqueue(now, key, queue, tier, number, door, callback, task),
+            } => {
+                let caller = Caller {
+                    call: CallId(key),
+                    queue: crest_acd::QueueId(0),
+                    tier,
+                    number,
+                    language,
+                };
+                self.enqueue(now, caller, queue, door, callback, task);
+            }
             AcdMsg::Leg { key, event } => self.on_agent_leg(now, key, event),
             AcdMsg::ConnectFailed { key, status } => {
                 let Some(c) = self.calls.get_mut(&key) else {
@@ -738,18 +759,18 @@ impl AcdService {
     }
 
     /// A caller asks to join `queue` (or to be called back from it).
-    #[allow(clippy::too_many_arguments)] // the caller as the IVR hands them over
+    /// (`caller.queue` is set here from `queue`.)
     fn enqueue(
         &mut self,
         now: Instant,
-        key: u64,
+        mut caller: Caller,
         queue: String,
-        tier: u8,
-        number: String,
         door: bool,
         callback: bool,
         task: mpsc::UnboundedSender<AppEvent>,
     ) {
+        let key = caller.call.0;
+        let tier = caller.tier;
         let Some(q) = self.acd.model().queue(&queue) else {
             warn!(key, queue, "no such ACD queue: hanging up");
             let _ = self
@@ -758,15 +779,8 @@ impl AcdService {
             return;
         };
         let queue_len = self.acd.waiting(q);
-        self.acd.handle(
-            now,
-            Input::CallArrived(Caller {
-                call: CallId(key),
-                queue: q,
-                tier,
-                number,
-            }),
-        );
+        caller.queue = q;
+        self.acd.handle(now, Input::CallArrived(caller));
         let call = QueuedCall {
             task: Some(task),
             queue,

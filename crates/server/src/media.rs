@@ -932,7 +932,7 @@ impl CallTask {
     /// The caller asks to join an ACD queue (`door`: straight from a queue route, not from
     /// the IVR) and hears the hold music while the ACD decides and then while they wait.
     fn enqueue(&mut self, now: std::time::Instant, queue: String, tier: u8, door: bool) {
-        self.join(now, queue, tier, door, None);
+        self.join(now, queue, tier, door, None, None);
     }
 
     /// Joins a queue, asking to be called back at `callback` (a number) instead of holding.
@@ -943,6 +943,7 @@ impl CallTask {
         tier: u8,
         door: bool,
         callback: Option<String>,
+        language: Option<String>,
     ) {
         let Some(app) = self.app.as_mut() else {
             return;
@@ -958,6 +959,7 @@ impl CallTask {
             queue,
             tier,
             number: callback.clone().unwrap_or_else(|| app.caller.clone()),
+            language,
             door,
             callback: callback.is_some(),
             task: app.events.clone(),
@@ -1029,7 +1031,7 @@ impl CallTask {
                 app.refusing = Some(retry_after);
                 self.media.play(now, Side::A, &prompt, false);
             }
-            AppEvent::Leave(leave) => {
+            AppEvent::Leave(leave, language) => {
                 // A callback request leaves the flow running to its goodbye.
                 if !matches!(leave, crest_ivr::Command::Callback { .. }) {
                     app.ivr = None;
@@ -1037,20 +1039,26 @@ impl CallTask {
                         self.media.listen(now, Side::A, false);
                     }
                 }
-                self.leave_ivr(now, leave);
+                self.leave_ivr(now, leave, language);
             }
         }
     }
 
     /// Where the caller goes from the IVR.
-    fn leave_ivr(&mut self, now: std::time::Instant, leave: crest_ivr::Command) {
+    fn leave_ivr(
+        &mut self,
+        now: std::time::Instant,
+        leave: crest_ivr::Command,
+        language: Option<String>,
+    ) {
         use crest_ivr::Command as C;
         match leave {
             C::Enqueue { queue, tier, .. } => {
-                self.enqueue(now, queue, crate::app::tier(tier.as_deref()), false);
+                let tier = crate::app::tier(tier.as_deref());
+                self.join(now, queue, tier, false, None, language);
             }
             C::Callback { queue, number } => {
-                self.join(now, queue, 0, false, Some(number));
+                self.join(now, queue, 0, false, Some(number), None);
             }
             C::Transfer { uri } => {
                 let Some(app) = self.app.as_mut() else {

@@ -13,6 +13,7 @@ fn agent(name: &str, pool: &str, skills: &[(&str, f64)], rating: f64) -> AgentCo
         pool: pool.into(),
         skills: skills.iter().map(|(s, l)| ((*s).into(), *l)).collect(),
         rating,
+        languages: Vec::new(),
     }
 }
 
@@ -55,6 +56,7 @@ fn caller(n: u64, tier: u8) -> Caller {
         queue: QueueId(0),
         tier,
         number: format!("+86138000{n:05}"),
+        language: None,
     }
 }
 
@@ -504,4 +506,40 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_caller_with_a_language_reaches_only_agents_who_take_it() {
+    let t0 = Instant::now();
+    let mut zh = agent("li", "north", &[("refund", 0.4)], 0.5);
+    zh.languages = vec!["zh".into(), "en".into()];
+    let mut en = agent("ann", "north", &[("refund", 1.0)], 0.9);
+    en.languages = vec!["en".into()];
+    let any = agent("max", "north", &[("refund", 0.2)], 0.1);
+    let mut a = acd(t0, vec![en, zh, any]);
+    for i in 0..3 {
+        a.handle(t0, Input::AgentLogin(AgentId(i)));
+    }
+    let speaking = |n: u64, lang: Option<&str>| Caller {
+        language: lang.map(Into::into),
+        ..caller(n, 0)
+    };
+    // Chinese (any region): li, though ann scores better; max lists no language, so takes any.
+    a.handle(secs(t0, 1), Input::CallArrived(speaking(1, Some("zh-CN"))));
+    assert_eq!(outputs(&mut a), [offer(1, 1)]);
+    a.handle(secs(t0, 1), Input::CallArrived(speaking(2, Some("zh"))));
+    assert_eq!(outputs(&mut a), [offer(2, 2)]);
+    // Nobody left who takes Chinese: the next waits, and ann is not offered it.
+    a.handle(secs(t0, 2), Input::CallArrived(speaking(3, Some("zh"))));
+    assert_eq!(routing(&mut a), []);
+    // An English caller (or one whose language is unknown) still reaches ann.
+    a.handle(secs(t0, 3), Input::CallArrived(speaking(4, Some("en-US"))));
+    assert_eq!(routing(&mut a), [offer(4, 0)]);
+    // Li is free again: the waiting Chinese caller is hers.
+    a.handle(secs(t0, 4), Input::NoAnswer(AgentId(1), CallId(1)));
+    assert!(
+        routing(&mut a).contains(&offer(3, 1)),
+        "li takes the waiting caller"
+    );
+    a.check_invariants().unwrap();
 }

@@ -25,6 +25,7 @@ fn erlang_center(c: usize) -> Model {
                 pool: "p".into(),
                 skills: [("s".to_owned(), 1.0)].into(),
                 rating: 0.5,
+                languages: Vec::new(),
             })
             .collect(),
         wrap_up_secs: 0,
@@ -145,6 +146,7 @@ fn weighted_routing_beats_fifo_and_longest_idle_when_skill_matters() {
                 pool: "p".into(),
                 skills: [("billing".to_owned(), a), ("tech".to_owned(), b)].into(),
                 rating: 0.5,
+                languages: Vec::new(),
             }
         })
         .collect();
@@ -402,6 +404,7 @@ fn at_5x_the_standby_pool_is_called_in_and_the_breaker_promises_compensation() {
             pool: if i < 20 { "main" } else { "reserve" }.into(),
             skills: [("s".to_owned(), 1.0)].into(),
             rating: 0.5,
+            languages: Vec::new(),
         });
     }
     let (mut t, surge) = surge_traffic(5);
