@@ -109,6 +109,8 @@ pub(crate) enum AppEvent {
     Announce(Prompt),
     /// An agent answered: the legs are bridged.
     Connected,
+    /// The caller took a callback: play this goodbye, then hang up.
+    Goodbye(Prompt),
     /// The ACD refused the caller: play this announcement, then refuse (a caller taken with
     /// early media: 503 with Retry-After) or hang up (one the IVR answered).
     Refuse(Prompt, u64),
@@ -377,6 +379,8 @@ pub(crate) enum AcdMsg {
     Ended { key: u64 },
     /// A user's phone registered (`true`) or removed its last contact.
     Registration { user: String, on: bool },
+    /// A waiting caller pressed a key (1 takes a callback offer).
+    Key { key: u64, digit: char },
 }
 
 struct QueuedCall {
@@ -389,6 +393,8 @@ struct QueuedCall {
     dialled: bool,
     /// The caller asked to be called back: they hang up and keep their place.
     callback_pending: bool,
+    /// Admitted under the circuit breaker: the announcements offer a callback (key 1).
+    callback_offer: bool,
     /// The agent ringing or talking.
     agent: Option<crest_acd::AgentId>,
     connected: bool,
@@ -407,6 +413,9 @@ pub(crate) struct AcdMetrics {
     admissions: Mutex<BTreeMap<(&'static str, String), u64>>,
     /// Queue → callers waiting.
     waiting: Mutex<BTreeMap<String, usize>>,
+    /// The router's counters (offers, answers, misses, overflows, abandons, callbacks, wait
+    /// estimate error).
+    counters: Mutex<crest_acd::Counters>,
 }
 
 impl AcdMetrics {
@@ -450,6 +459,51 @@ impl AcdMetrics {
                 let _ = writeln!(out, "crest_acd_waiting{{queue=\"{q}\"}} {n}");
             }
         }
+        let Ok(c) = self.counters.lock() else {
+            return;
+        };
+        for (name, help, v) in [
+            ("offers", "Calls offered to an agent.", c.offers),
+            ("answered", "Offers an agent answered.", c.answered),
+            ("missed", "Offers that rang out or failed.", c.missed),
+            (
+                "overflows",
+                "Overflow steps to a neighbouring pool.",
+                c.overflows,
+            ),
+            (
+                "abandoned",
+                "Callers who hung up while waiting or ringing.",
+                c.abandoned,
+            ),
+            (
+                "set_away",
+                "Agents set away after missed calls.",
+                c.set_away,
+            ),
+            ("callbacks", "Callbacks scheduled.", c.callbacks),
+            (
+                "callbacks_unanswered",
+                "Callbacks the customer did not answer.",
+                c.callbacks_unanswered,
+            ),
+            (
+                "ewt_samples",
+                "Answered calls that had a wait estimate.",
+                c.ewt_samples,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP crest_acd_{name}_total {help}\n# TYPE crest_acd_{name}_total counter\ncrest_acd_{name}_total {v}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP crest_acd_ewt_abs_error_seconds_total Sum of |actual wait - estimate| over answered calls (divide by crest_acd_ewt_samples_total).\n# TYPE crest_acd_ewt_abs_error_seconds_total counter\ncrest_acd_ewt_abs_error_seconds_total {:.3}\n\
+             # HELP crest_acd_ewt_bias_seconds_total Sum of (actual wait - estimate): positive when estimates are too short.\n# TYPE crest_acd_ewt_bias_seconds_total gauge\ncrest_acd_ewt_bias_seconds_total {:.3}",
+            c.ewt_abs_error_secs, c.ewt_bias_secs
+        );
     }
 }
 
@@ -567,8 +621,11 @@ impl AcdService {
         }
     }
 
-    /// Queue lengths for the metrics.
+    /// Queue lengths and the router's counters for the metrics.
     fn publish(&self) {
+        if let Ok(mut c) = self.metrics.counters.lock() {
+            c.clone_from(self.acd.counters());
+        }
         if let Ok(mut w) = self.metrics.waiting.lock() {
             for (i, q) in self.acd.model().queues.iter().enumerate() {
                 w.insert(
@@ -705,6 +762,16 @@ impl AcdService {
                     self.acd.handle(now, Input::AgentLogout(a));
                 }
             }
+            AcdMsg::Key { key, digit } => {
+                let offered = self
+                    .calls
+                    .get(&key)
+                    .is_some_and(|c| c.callback_offer && c.agent.is_none());
+                if digit == '1' && offered {
+                    info!(key, "the caller takes the callback offer");
+                    self.acd.handle(now, Input::CallbackRequested(CallId(key)));
+                }
+            }
             AcdMsg::Dialled { key, call, agent } => {
                 self.dialling.insert(call, key);
                 self.calls.insert(
@@ -715,6 +782,7 @@ impl AcdService {
                         call,
                         dialled: true,
                         callback_pending: false,
+                        callback_offer: false,
                         agent: Some(agent),
                         connected: false,
                         next_announce: now + Duration::from_secs(3600),
@@ -781,12 +849,13 @@ impl AcdService {
         let queue_len = self.acd.waiting(q);
         caller.queue = q;
         self.acd.handle(now, Input::CallArrived(caller));
-        let call = QueuedCall {
+        let mut call = QueuedCall {
             task: Some(task),
             queue,
             call: CallId(key),
             dialled: false,
             callback_pending: false,
+            callback_offer: false,
             agent: None,
             connected: false,
             next_announce: now,
@@ -813,6 +882,7 @@ impl AcdService {
                 if let Some(m) = admission::compensation(&self.admission, reason) {
                     info!(key, message = m, "compensation promised to the caller");
                 }
+                call.callback_offer = self.callback_uri.is_some();
             }
             Admission::OfferCallback | Admission::SelfService => {
                 // A caller from a queue route has no IVR to serve themselves in, and a
@@ -947,6 +1017,12 @@ impl AcdService {
                     if let Some(c) = self.calls.get_mut(&call.0) {
                         c.callback_pending = true;
                         self.callback_queues.insert(call, c.queue.clone());
+                        // Taken while holding (not in the IVR): say so and hang up.
+                        if c.callback_offer
+                            && let Some(task) = c.task.clone()
+                        {
+                            self.goodbye(task);
+                        }
                     }
                     // The flow says goodbye and hangs up.
                     info!(key = call.0, "callback scheduled: the caller may hang up");
@@ -962,6 +1038,24 @@ impl AcdService {
                 }
             }
         }
+    }
+
+    /// "We will call you back", then the call ends (rendered off this task).
+    fn goodbye(&self, task: mpsc::UnboundedSender<AppEvent>) {
+        let tts = self.tts.clone();
+        tokio::task::spawn_blocking(move || {
+            let text =
+                "Thank you. We will call you back on this number when an agent is free. Goodbye.";
+            match tts.render(text, "en-us", IVR_RATE) {
+                Ok(pcm) => {
+                    let _ = task.send(AppEvent::Goodbye(Prompt {
+                        rate: IVR_RATE,
+                        pcm,
+                    }));
+                }
+                Err(e) => warn!(error = %e, "goodbye not rendered"),
+            }
+        });
     }
 
     /// A refused caller hears why, then is refused (rendered off this task).
@@ -995,7 +1089,10 @@ impl AcdService {
             let Some(position) = self.acd.position(call) else {
                 continue;
             };
-            let text = wait_text(position, self.acd.ewt(call));
+            let mut text = wait_text(position, self.acd.ewt(call));
+            if c.callback_offer {
+                text.push_str(" To be called back instead, press 1.");
+            }
             info!(key, position, text, "queue announcement");
             let Some(task) = c.task.clone() else {
                 continue;

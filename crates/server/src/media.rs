@@ -356,6 +356,7 @@ impl MediaPlane {
                 acd: matches!(target, App::Callback(_)),
                 transfer: false,
                 refusing: None,
+                leaving: false,
                 caller: call.caller.to_owned(),
                 number: call.number.to_owned(),
             }),
@@ -665,6 +666,8 @@ struct AppCall {
     transfer: bool,
     /// Refused by admission: after the announcement, refuse (Retry-After seconds).
     refusing: Option<u64>,
+    /// Took a callback while holding: hang up after the goodbye.
+    leaving: bool,
     caller: String,
     number: String,
 }
@@ -983,9 +986,25 @@ impl CallTask {
             } => IvrIn::Audio(pcm.clone(), *rate),
             MediaEvent::Dtmf {
                 side: Side::A, key, ..
-            } => IvrIn::Key(*key),
+            } => {
+                // Holding in a queue: the key goes to the ACD (1 takes a callback offer).
+                if app.ivr.is_none() && app.waiting && app.acd {
+                    if let Some(acd) = &app.rt.acd {
+                        let _ = acd.send(AcdMsg::Key {
+                            key: self.key,
+                            digit: *key,
+                        });
+                    }
+                    return;
+                }
+                IvrIn::Key(*key)
+            }
             MediaEvent::BargeIn { side: Side::A, .. } => IvrIn::BargeIn,
             MediaEvent::PromptDone { side: Side::A } => {
+                if app.leaving {
+                    self.hang_up("callback taken");
+                    return;
+                }
                 if let Some(retry_after) = app.refusing {
                     // Early media (a queue route): 503; a caller the IVR answered: BYE.
                     let _ = self.core.send(CoreRequest::Refuse {
@@ -1024,6 +1043,11 @@ impl CallTask {
             AppEvent::Connected => {
                 app.waiting = false;
                 self.media.stop_prompt(now, Side::A);
+            }
+            AppEvent::Goodbye(prompt) => {
+                app.waiting = false;
+                app.leaving = true;
+                self.media.play(now, Side::A, &prompt, false);
             }
             AppEvent::Refuse(prompt, retry_after) => {
                 app.waiting = false;

@@ -259,6 +259,14 @@ fn waiting_callers_hear_their_place_then_a_spoken_request_rings_agents_until_one
         crest.metric("crest_ivr_calls_total{flow=\"main\",outcome=\"queue:order-status\"}"),
         1
     );
+    assert_eq!(crest.metric("crest_acd_offers_total"), 2, "Alice, then Bob");
+    assert_eq!(crest.metric("crest_acd_missed_total"), 1);
+    assert_eq!(crest.metric("crest_acd_answered_total"), 1);
+    assert_eq!(
+        crest.metric("crest_acd_abandoned_total"),
+        1,
+        "the caller who gave up"
+    );
 }
 
 fn a_tone_each_way(call: &mut Call) {
@@ -436,4 +444,50 @@ fn after_hours_the_ivr_takes_a_callback_request_and_crest_calls_back_when_an_age
         crest.metric("crest_ivr_calls_total{flow=\"main\",outcome=\"callback\"}"),
         1
     );
+}
+
+#[test]
+fn under_the_circuit_breaker_a_waiting_caller_takes_the_callback_offer_with_a_key() {
+    let (backend, _) = orders_backend();
+    let customer = Phone::new("127.0.0.1:9".parse().unwrap());
+    // The first call already trips this test's breaker (0.3x); no self-service at the door.
+    let crest = start_with(
+        "acd-breaker",
+        42800,
+        backend,
+        ACD,
+        &format!(
+            "  admission: {{self_service: false}}\n  surge: {{baseline_per_min: 6, window_secs: 20, thresholds: [0.1, 0.2, 0.3]}}\n  callback_uri: \"sip:{{number}}@127.0.0.1:{}\"\n",
+            customer.port()
+        ),
+        "open: 0, close: 24",
+    );
+    let (caller, mut a) = call(&crest, "4001");
+    // Hold music and the announcement with the offer.
+    a.speak_until(&[], Duration::from_secs(2), |_| false);
+    assert!(
+        crest.log().contains("To be called back instead, press 1."),
+        "{}",
+        crest.log()
+    );
+    a.press(101, '1');
+    let (bye, from) = caller.expect_request("BYE", Duration::from_secs(20));
+    caller
+        .sip
+        .send_to(caller.respond(&bye, 200, None).as_bytes(), from)
+        .unwrap();
+    let log = crest.log();
+    assert!(
+        log.contains("admit_with_callback_offer") && log.contains("takes the callback offer"),
+        "{log}"
+    );
+    // An agent logs in: Crest calls the customer back.
+    let (alice, _) = agent(&crest, "alice");
+    let (inv, from) = customer.expect_request("INVITE", Duration::from_secs(10));
+    let c = Rtp::new(CodecKind::Pcmu, 0);
+    let ok = customer.respond(&inv, 200, Some(&sdp(c.port(), "0", "")));
+    customer.sip.send_to(ok.as_bytes(), from).unwrap();
+    let (to_alice, _) = alice.expect_request("INVITE", Duration::from_secs(10));
+    assert!(to_alice.contains("From: <sip:crest@"), "{to_alice}");
+    assert_eq!(crest.metric("crest_acd_callbacks_total"), 1);
 }
