@@ -266,26 +266,7 @@ impl Endpoint {
     ) -> Result<u64, u16> {
         let (target_uri, flow) = self.resolve_target(now, target)?;
         let key = self.next_call;
-        let via = self.via_prefix(flow.transport);
-        let contact = self.contact(flow.transport);
-        let local = self.local_for(flow.transport);
-        let branch = format!("{BRANCH_PREFIX}{}", self.rng.token());
-        let (call_id, tag) = (format!("{}@crest", self.rng.token()), self.rng.token());
-        let from = Uri::sip(Some(caller_id), &local.ip().to_string(), None);
-        let a = Leg {
-            call_id: call_id.into(),
-            local_tag: tag.into(),
-            remote_tag: None,
-            local_uri: format!("<{from}>"),
-            remote_uri: format!("<{target_uri}>"),
-            remote_target: target_uri.clone(),
-            route_set: Vec::new(),
-            local_cseq: 1,
-            remote_cseq: 0,
-            flow,
-            ack: None,
-            pending_ok: None,
-        };
+        let a = self.uac_leg(caller_id, &target_uri, flow);
         let number = Uri::parse(&target_uri)
             .ok()
             .and_then(|u| u.user_unescaped())
@@ -303,18 +284,7 @@ impl Endpoint {
             };
             hook.originate(now, &info)?
         };
-        let extra = format!("Supported: timer\r\nAllow: {ALLOW}\r\n");
-        let invite = own(a.request(&RequestParts {
-            method: "INVITE",
-            cseq: 1,
-            branch: &branch,
-            via_prefix: &via,
-            contact: Some(&contact),
-            max_forwards: 70,
-            extra: &extra,
-            body: Some(("application/sdp", &offer)),
-        }));
-        let Some(tx) = self.tx.send_request(now, invite.clone(), flow) else {
+        let Some((invite, tx)) = self.send_invite(now, &a, &offer) else {
             if let Some(hook) = self.media.as_mut() {
                 hook.ended(now, key);
             }
@@ -495,40 +465,11 @@ impl Endpoint {
             Some(hook) => hook.offer_b(now, key)?,
             None => return Err(503),
         };
-        let local = self.local_for(b_flow.transport);
-        let via = self.via_prefix(b_flow.transport);
-        let contact = self.contact(b_flow.transport);
-        let branch = format!("{BRANCH_PREFIX}{}", self.rng.token());
-        let (call_id, tag) = (format!("{}@crest", self.rng.token()), self.rng.token());
-        let call = self.calls.get_mut(&key).expect("checked above");
+        let call = &self.calls[&key];
         let _g = call.span.clone().entered();
-        let from = Uri::sip(Some(&call.caller), &local.ip().to_string(), None);
-        let b = Leg {
-            call_id: call_id.into(),
-            local_tag: tag.into(),
-            remote_tag: None,
-            local_uri: format!("<{from}>"),
-            remote_uri: format!("<{b_target}>"),
-            remote_target: b_target,
-            route_set: Vec::new(),
-            local_cseq: 1,
-            remote_cseq: 0,
-            flow: b_flow,
-            ack: None,
-            pending_ok: None,
-        };
-        let extra = format!("Supported: timer\r\nAllow: {ALLOW}\r\n");
-        let invite = own(b.request(&RequestParts {
-            method: "INVITE",
-            cseq: 1,
-            branch: &branch,
-            via_prefix: &via,
-            contact: Some(&contact),
-            max_forwards: 70,
-            extra: &extra,
-            body: Some(("application/sdp", &offer)),
-        }));
-        let Some(tx) = self.tx.send_request(now, invite.clone(), b_flow) else {
+        let caller = call.caller.clone();
+        let b = self.uac_leg(&caller, &b_target, b_flow);
+        let Some((invite, tx)) = self.send_invite(now, &b, &offer) else {
             return Err(503);
         };
         info!(target = %b.remote_target, "connecting the caller");
@@ -545,6 +486,46 @@ impl Endpoint {
         self.schedule(key);
         self.drain_tx(now);
         Ok(())
+    }
+
+    /// A new dialog Crest starts as the UAC, from `user` at Crest's address to `target`.
+    fn uac_leg(&mut self, user: &str, target: &str, flow: Flow) -> Leg {
+        let local = self.local_for(flow.transport);
+        let from = Uri::sip(Some(user), &local.ip().to_string(), None);
+        Leg {
+            call_id: format!("{}@crest", self.rng.token()).into(),
+            local_tag: self.rng.token().into(),
+            remote_tag: None,
+            local_uri: format!("<{from}>"),
+            remote_uri: format!("<{target}>"),
+            remote_target: target.to_owned(),
+            route_set: Vec::new(),
+            local_cseq: 1,
+            remote_cseq: 0,
+            flow,
+            ack: None,
+            pending_ok: None,
+        }
+    }
+
+    /// Sends the initial INVITE of `leg` with Crest's `offer`: the request and its transaction.
+    fn send_invite(&mut self, now: Instant, leg: &Leg, offer: &[u8]) -> Option<(Message, TxId)> {
+        let t = leg.flow.transport;
+        let (via, contact) = (self.via_prefix(t), self.contact(t));
+        let branch = format!("{BRANCH_PREFIX}{}", self.rng.token());
+        let extra = format!("Supported: timer\r\nAllow: {ALLOW}\r\n");
+        let invite = own(leg.request(&RequestParts {
+            method: "INVITE",
+            cseq: 1,
+            branch: &branch,
+            via_prefix: &via,
+            contact: Some(&contact),
+            max_forwards: 70,
+            extra: &extra,
+            body: Some(("application/sdp", offer)),
+        }));
+        let tx = self.tx.send_request(now, invite.clone(), leg.flow)?;
+        Some((invite, tx))
     }
 
     /// Stops ringing leg B of a call Crest answered itself (CANCEL), or hangs it up (BYE);
