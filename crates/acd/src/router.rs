@@ -639,7 +639,8 @@ impl Acd {
             .filter_map(|p| {
                 self.available.get(&(q, *p))?.iter().find(|(_, _, a)| {
                     !c.missed_by.contains(a)
-                        && self.model.agents[a.0 as usize].speaks(c.language.as_deref())
+                        && (c.language.is_none()
+                            || self.model.agents[a.0 as usize].speaks(c.language.as_deref()))
                 })
             })
             .min()
