@@ -115,7 +115,11 @@ fn main() {
     // Arguments: end-of-speech silences in ms, and `m=N` rejection margins.
     let args: Vec<String> = std::env::args().skip(1).collect();
     let ends: Vec<u32> = args.iter().filter_map(|a| a.parse().ok()).collect();
-    let ends = if ends.is_empty() { vec![200] } else { ends };
+    let ends = if ends.is_empty() {
+        vec![crest_ivr::pocketsphinx::END_OF_SPEECH_MS]
+    } else {
+        ends
+    };
     let margins: Vec<Option<f32>> = args
         .iter()
         .filter_map(|a| a.strip_prefix("m="))
