@@ -423,6 +423,25 @@ impl Config {
             }
             None => None,
         };
+        if let Some(t) = &config.acd.callback_uri {
+            let uri = crest_sip_proxy::Uri::parse(&t.replace("{number}", "1"))
+                .ok()
+                .filter(|u| u.is_sip());
+            let ip = uri.is_some_and(|u| {
+                u.host
+                    .trim_matches(|c| c == '[' || c == ']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok()
+            });
+            if !t.contains("{number}") || !ip {
+                return Err(err(
+                    "acd.callback_uri",
+                    format!(
+                        "{t:?}: a sip: URI with {{number}} and an IP address host, e.g. \"sip:{{number}}@192.0.2.1:5060\""
+                    ),
+                ));
+            }
+        }
         for (i, r) in config.sip.routes.iter().enumerate() {
             let key = format!("sip.routes[{i}]");
             if (r.ivr.is_some() || r.queue.is_some()) && media.is_none() {
@@ -492,6 +511,24 @@ mod tests {
             }
         }
         assert!(n >= 1);
+    }
+
+    #[test]
+    fn a_callback_uri_needs_the_number_and_an_address() {
+        for bad in [
+            "sip:trunk@192.0.2.1",
+            "sip:{number}@trunk.example",
+            "http://{number}",
+        ] {
+            let text = format!("acd:\n  callback_uri: \"{bad}\"\n");
+            let e = Config::from_text("c.yaml", &text).unwrap_err();
+            assert_eq!((e.key.as_str(), e.line), ("acd.callback_uri", 2), "{e}");
+        }
+        Config::from_text(
+            "c.yaml",
+            "acd:\n  callback_uri: \"sip:{number}@192.0.2.1:5060\"\n",
+        )
+        .unwrap();
     }
 
     #[test]

@@ -182,10 +182,8 @@ enum Command {
     Configure(Side, LegSetup),
     /// A key from SIP INFO on a leg: reported, and sent on in the other leg's media.
     InfoKey(Side, char),
-    /// What became of leg B of a call Crest answered itself.
-    Leg(LegEvent),
-    /// What became of leg A of a call Crest placed (a callback).
-    LegA(LegEvent),
+    /// What became of a leg Crest placed: B of a call it answered itself, or A of a callback.
+    Leg(Side, LegEvent),
     Stop,
 }
 
@@ -413,6 +411,13 @@ impl MediaPlane {
 }
 
 impl MediaPlane {
+    /// Tells call `key`'s task what became of the leg Crest placed on `side`.
+    fn leg(&self, key: u64, side: Side, event: LegEvent) {
+        if let Some(e) = self.calls.get(&key) {
+            let _ = e.tx.send(Command::Leg(side, event));
+        }
+    }
+
     /// Sends a negotiation's leg settings to the call's task, counting their bandwidth.
     fn configure(&mut self, key: u64, setups: Vec<(Side, LegSetup)>) {
         let Some(entry) = self.calls.get(&key) else {
@@ -481,9 +486,7 @@ impl MediaHook for MediaPlane {
     }
 
     fn leg_b(&mut self, _now: std::time::Instant, call: u64, event: LegEvent) {
-        if let Some(e) = self.calls.get(&call) {
-            let _ = e.tx.send(Command::Leg(event));
-        }
+        self.leg(call, Side::B, event);
     }
 
     fn originate(&mut self, _now: std::time::Instant, call: &CallInfo<'_>) -> Result<Vec<u8>, u16> {
@@ -499,9 +502,7 @@ impl MediaHook for MediaPlane {
     }
 
     fn leg_a(&mut self, _now: std::time::Instant, call: u64, event: LegEvent) {
-        if let Some(e) = self.calls.get(&call) {
-            let _ = e.tx.send(Command::LegA(event));
-        }
+        self.leg(call, Side::A, event);
     }
 
     fn exchange(
@@ -787,8 +788,8 @@ impl CallTask {
                         media.send_dtmf(now.into_std(), s.other(), k);
                     }
                 }
-                Some(Some(Command::Leg(ev))) => self.on_leg_b(now.into_std(), ev),
-                Some(Some(Command::LegA(ev))) => self.on_leg_a(ev),
+                Some(Some(Command::Leg(Side::B, ev))) => self.on_leg_b(now.into_std(), ev),
+                Some(Some(Command::Leg(Side::A, ev))) => self.on_leg_a(ev),
                 Some(Some(Command::Stop) | None) => break,
             }
             if self.app.as_ref().is_some_and(|a| a.start.is_some())

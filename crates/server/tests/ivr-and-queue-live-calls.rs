@@ -412,22 +412,25 @@ fn admission_refuses_with_an_announcement_and_503_and_a_surge_is_a_metric_the_iv
     );
 }
 
+/// A crest that dials callbacks to the customer's phone it returns (`acd_extra`: more `acd:`
+/// keys; `hours` as for [`start_with`]).
+fn with_customer(name: &str, range: u16, acd_extra: &str, hours: &str) -> (Crest, Phone) {
+    let (backend, _) = orders_backend();
+    let customer = Phone::new("127.0.0.1:9".parse().unwrap());
+    let extra = format!(
+        "{acd_extra}  callback_uri: \"sip:{{number}}@127.0.0.1:{}\"\n",
+        customer.port()
+    );
+    (
+        start_with(name, range, backend, ACD, &extra, hours),
+        customer,
+    )
+}
+
 #[test]
 fn after_hours_the_ivr_takes_a_callback_request_and_crest_calls_back_when_an_agent_is_free() {
-    let (backend, _) = orders_backend();
-    // Always closed: main.yaml offers a callback. The customer's phone is where Crest dials.
-    let customer = Phone::new("127.0.0.1:9".parse().unwrap());
-    let crest = start_with(
-        "acd-callback",
-        42600,
-        backend,
-        ACD,
-        &format!(
-            "  callback_uri: \"sip:{{number}}@127.0.0.1:{}\"\n",
-            customer.port()
-        ),
-        "open: 0, close: 0",
-    );
+    // Always closed: main.yaml offers a callback.
+    let (crest, customer) = with_customer("acd-callback", 42600, "", "open: 0, close: 0");
     // "… open from eight in the morning to ten at night." "We will call you back …" and BYE.
     let (caller, mut a) = call(&crest, "4000");
     let heard = a.speak_until(&[], Duration::from_secs(3), |_| false);
@@ -480,18 +483,11 @@ fn after_hours_the_ivr_takes_a_callback_request_and_crest_calls_back_when_an_age
 
 #[test]
 fn under_the_circuit_breaker_a_waiting_caller_takes_the_callback_offer_with_a_key() {
-    let (backend, _) = orders_backend();
-    let customer = Phone::new("127.0.0.1:9".parse().unwrap());
     // The first call already trips this test's breaker (0.3x); no self-service at the door.
-    let crest = start_with(
+    let (crest, customer) = with_customer(
         "acd-breaker",
         42800,
-        backend,
-        ACD,
-        &format!(
-            "  admission: {{self_service: false}}\n  surge: {{baseline_per_min: 6, window_secs: 20, thresholds: [0.1, 0.2, 0.3]}}\n  callback_uri: \"sip:{{number}}@127.0.0.1:{}\"\n",
-            customer.port()
-        ),
+        "  admission: {self_service: false}\n  surge: {baseline_per_min: 6, window_secs: 20, thresholds: [0.1, 0.2, 0.3]}\n",
         "open: 0, close: 24",
     );
     let (caller, mut a) = call(&crest, "4001");

@@ -127,6 +127,52 @@ pub(crate) struct Call {
 }
 
 impl Call {
+    /// A call Crest takes itself (an application): leg A only, in its early state; leg B is a
+    /// placeholder with no dialog until the application connects one. `invite` and
+    /// `invite_tx` are the caller's INVITE and its server transaction, or Crest's own INVITE
+    /// and its client transaction for a call Crest places.
+    #[allow(clippy::too_many_arguments)] // the parts of a new call
+    pub(crate) fn taken(
+        span: tracing::Span,
+        a: Leg,
+        number: &str,
+        caller: &str,
+        app: App,
+        invite: Message,
+        invite_tx: TxId,
+        now: Instant,
+    ) -> Self {
+        let b = Leg {
+            call_id: "".into(),
+            pending_ok: None,
+            ..a.clone()
+        };
+        Self {
+            span,
+            state: CallState::Early,
+            a,
+            b,
+            number: number.into(),
+            caller: caller.into(),
+            app: Some(app),
+            app_answer: None,
+            originated: false,
+            a_invite: invite,
+            a_invite_tx: invite_tx,
+            b_state: BState::Idle,
+            b_invite: None,
+            b_invite_tx: None,
+            b_provisional: false,
+            cancel_pending: false,
+            session_interval: None,
+            started: now,
+            answered: None,
+            ring_deadline: None,
+            session_deadline: None,
+            linger_until: None,
+        }
+    }
+
     /// What answering the caller's INVITE takes: the request, its server transaction, the
     /// caller's flow and Crest's tag on leg A.
     pub(crate) fn a_invite_reply(&self) -> (Message, TxId, Flow, Box<str>) {

@@ -298,37 +298,10 @@ impl Endpoint {
         }
         self.owners.insert(tx, Owner::AInvite(key));
         self.dialogs.insert(a.call_id.clone(), (key, Side::A));
-        let b = Leg {
-            call_id: "".into(),
-            ..a.clone()
-        };
-        self.calls.insert(
-            key,
-            Box::new(Call {
-                span,
-                state: CallState::Early,
-                a,
-                b,
-                number: number.into(),
-                caller: caller_id.into(),
-                app: Some(app),
-                app_answer: None,
-                originated: true,
-                a_invite: invite,
-                a_invite_tx: tx,
-                b_state: BState::Idle,
-                b_invite: None,
-                b_invite_tx: None,
-                b_provisional: false,
-                cancel_pending: false,
-                session_interval: None,
-                started: now,
-                answered: None,
-                ring_deadline: Some(now + ring),
-                session_deadline: None,
-                linger_until: None,
-            }),
-        );
+        let mut call = Call::taken(span, a, &number, caller_id, app, invite, tx, now);
+        call.originated = true;
+        call.ring_deadline = Some(now + ring);
+        self.calls.insert(key, Box::new(call));
         self.stats.calls_started += 1;
         self.active += 1;
         self.schedule(key);
@@ -1405,40 +1378,12 @@ impl Endpoint {
             );
         }
         self.dialogs.insert(a.call_id.clone(), (key, Side::A));
-        // No leg B yet: a placeholder with no dialog until the application connects one.
-        let b = Leg {
-            call_id: "".into(),
-            pending_ok: None,
-            ..a.clone()
-        };
-        self.calls.insert(
-            key,
-            Box::new(Call {
-                span,
-                state: CallState::Early,
-                a,
-                b,
-                number: number.into(),
-                caller: caller.into(),
-                app: Some(app),
-                app_answer: Some(answer),
-                originated: false,
-                a_invite: msg,
-                a_invite_tx: id,
-                b_state: BState::Idle,
-                b_invite: None,
-                b_invite_tx: None,
-                b_provisional: false,
-                cancel_pending: false,
-                session_interval,
-                started: now,
-                answered: None,
-                // A decision that never comes must not hold the caller forever.
-                ring_deadline: early.then(|| now + APP_DECISION),
-                session_deadline: None,
-                linger_until: None,
-            }),
-        );
+        let mut call = Call::taken(span, a, &number, &caller, app, msg, id, now);
+        call.app_answer = Some(answer);
+        call.session_interval = session_interval;
+        // A decision that never comes must not hold the caller forever.
+        call.ring_deadline = early.then(|| now + APP_DECISION);
+        self.calls.insert(key, Box::new(call));
         self.stats.calls_started += 1;
         self.active += 1;
         if !early {
