@@ -344,13 +344,7 @@ pub struct Call {
 
 impl Call {
     /// A call `id` to route `number` from `caller`, to begin as `start` once its leg is up.
-    pub fn new(
-        id: CallId,
-        number: &str,
-        caller: &str,
-        start: Start,
-        config: Config,
-    ) -> Self {
+    pub fn new(id: CallId, number: &str, caller: &str, start: Start, config: Config) -> Self {
         let callback = matches!(start, Start::Callback(_));
         Self {
             id,
@@ -431,10 +425,10 @@ impl Call {
         match input {
             Input::CallerUp { unix_secs } => self.caller_up(now, unix_secs),
             Input::PromptDone | Input::PromptFailed => self.prompt_done(now),
-            Input::BargeIn => self.to_flow(now, FlowInput::BargeIn),
+            Input::BargeIn => self.feed_flow(now, FlowInput::BargeIn),
             Input::Key(k) => {
                 if self.session.is_some() {
-                    self.to_flow(now, FlowInput::Key(k));
+                    self.feed_flow(now, FlowInput::Key(k));
                 } else if self.holding && self.in_acd {
                     self.out.push_back(Output::Acd(ToAcd::Key(k)));
                 }
@@ -442,7 +436,7 @@ impl Call {
             Input::Heard { text, confidence } => {
                 if self.listening {
                     self.listening = false;
-                    self.to_flow(now, FlowInput::Speech { text, confidence });
+                    self.feed_flow(now, FlowInput::Speech { text, confidence });
                 }
             }
             Input::ListenFailed => self.listening = false,
@@ -451,9 +445,9 @@ impl Call {
                     Some((status, body)) => FlowInput::LookupDone { status, body },
                     None => FlowInput::LookupFailed,
                 };
-                self.to_flow(now, input);
+                self.feed_flow(now, input);
             }
-            Input::Acd(ev) => self.from_acd(now, ev),
+            Input::Acd(ev) => self.handle_acd(now, ev),
             Input::LegA(ev) => match ev {
                 LegEvent::Answered => self.out.push_back(Output::Acd(ToAcd::CustomerAnswered)),
                 LegEvent::Failed(status) => self
@@ -519,11 +513,11 @@ impl Call {
                 self.out.push_back(o);
             }
             _ if self.holding => self.play(Prompt::HoldMusic, false),
-            _ => self.to_flow(now, FlowInput::PromptDone),
+            _ => self.feed_flow(now, FlowInput::PromptDone),
         }
     }
 
-    fn from_acd(&mut self, now: Instant, ev: FromAcd) {
+    fn handle_acd(&mut self, now: Instant, ev: FromAcd) {
         match ev {
             FromAcd::Admitted => {
                 if self.early {
@@ -609,9 +603,7 @@ impl Call {
             r.outcome = match (ended_in, &self.ivr_outcome) {
                 (Stage::Bridged, _) if r.agent.is_some() => "answered".into(),
                 (Stage::Bridged, _) => "transferred".into(),
-                (Stage::Ivr | Stage::Answering, Some(o)) if o == "hangup" => {
-                    "self-service".into()
-                }
+                (Stage::Ivr | Stage::Answering, Some(o)) if o == "hangup" => "self-service".into(),
                 (s, _) => format!("abandoned-{}", stage_name(s)),
             };
         }
@@ -619,7 +611,7 @@ impl Call {
     }
 
     /// Feeds the flow, if the caller is in one.
-    fn to_flow(&mut self, now: Instant, input: FlowInput<'_>) {
+    fn feed_flow(&mut self, now: Instant, input: FlowInput<'_>) {
         if let Some(s) = self.session.as_mut() {
             s.handle(now, input);
             self.drain_flow(now);
@@ -641,7 +633,7 @@ impl Call {
                         (None, Some(f)) => Prompt::File(f),
                         // The loader refuses such a prompt; were one to come, the flow goes on.
                         (None, None) => {
-                            self.to_flow(now, FlowInput::PromptDone);
+                            self.feed_flow(now, FlowInput::PromptDone);
                             continue;
                         }
                     };

@@ -56,12 +56,16 @@ fn during_a_lookup() {
     let mut j = Journey::ivr();
     j.prompt_done();
     let outs = j.input(Input::Key('1'));
-    assert!(Journey::saw(&outs, |o| matches!(o, Output::Lookup { url, .. } if url == "http://127.0.0.1:9/orders/1")));
+    assert!(Journey::saw(
+        &outs,
+        |o| matches!(o, Output::Lookup { url, .. } if url == "http://127.0.0.1:9/orders/1")
+    ));
     assert!(!j.listening, "keys end the listening");
     let r = j.end();
     assert_eq!(r.outcome, "abandoned-ivr");
     // The lookup's late answer changes nothing.
-    j.call.handle_input(j.now, Input::LookupDone(Some((200, "{}"))));
+    j.call
+        .handle_input(j.now, Input::LookupDone(Some((200, "{}"))));
     assert_eq!(j.call.poll_output(), None);
 }
 

@@ -22,10 +22,16 @@ fn a_lookup_serves_the_caller_and_the_flow_hangs_up() {
         confidence: 0.8,
     });
     let outs = j.input(Input::LookupDone(Some((200, r#"{"status": "shipped"}"#))));
-    assert!(Journey::saw(&outs, |o| matches!(o, Output::Play { prompt: Prompt::Say { text, .. }, .. } if text == "Your order is shipped.")));
+    assert!(Journey::saw(
+        &outs,
+        |o| matches!(o, Output::Play { prompt: Prompt::Say { text, .. }, .. } if text == "Your order is shipped.")
+    ));
     let outs = j.prompt_done();
     assert!(outs.contains(&Output::HangUp("self-service".into())));
-    assert!(Journey::saw(&outs, |o| matches!(o, Output::IvrDone(s) if s.outcome == "hangup" && s.path == ["welcome", "menu", "lookup", "status", "bye"])));
+    assert!(Journey::saw(
+        &outs,
+        |o| matches!(o, Output::IvrDone(s) if s.outcome == "hangup" && s.path == ["welcome", "menu", "lookup", "status", "bye"])
+    ));
     let r = j.end();
     assert_eq!(r.outcome, "self-service");
     assert_eq!(r.intent.as_deref(), Some("order"));
@@ -38,7 +44,10 @@ fn a_lookup_that_never_answers_times_out_in_virtual_time() {
     j.input(Input::Key('1'));
     assert!(j.advance(Duration::from_millis(1999)).is_empty());
     let outs = j.advance(Duration::from_millis(1));
-    assert!(Journey::saw(&outs, |o| matches!(o, Output::Play { prompt: Prompt::Say { text, .. }, .. } if text.starts_with("Your order is"))));
+    assert!(Journey::saw(
+        &outs,
+        |o| matches!(o, Output::Play { prompt: Prompt::Say { text, .. }, .. } if text.starts_with("Your order is"))
+    ));
 }
 
 #[test]
@@ -47,10 +56,16 @@ fn silence_is_asked_again_then_the_caller_is_queued() {
     j.prompt_done();
     j.prompt_done();
     let outs = j.advance(Duration::from_secs(5));
-    assert!(Journey::saw(&outs, |o| matches!(o, Output::Play { prompt: Prompt::Say { text, .. }, .. } if text.starts_with("Sorry, I did not hear you. Say where"))));
+    assert!(Journey::saw(
+        &outs,
+        |o| matches!(o, Output::Play { prompt: Prompt::Say { text, .. }, .. } if text.starts_with("Sorry, I did not hear you. Say where"))
+    ));
     j.prompt_done();
     let outs = j.advance(Duration::from_secs(5));
-    assert!(Journey::saw(&outs, |o| matches!(o, Output::Acd(ToAcd::Enqueue { queue, .. }) if queue == "refund")));
+    assert!(Journey::saw(
+        &outs,
+        |o| matches!(o, Output::Acd(ToAcd::Enqueue { queue, .. }) if queue == "refund")
+    ));
     assert!(!j.listening);
     j.end();
 }
@@ -59,11 +74,17 @@ fn silence_is_asked_again_then_the_caller_is_queued() {
 fn without_a_recogniser_keys_still_work() {
     let mut j = Journey::ivr();
     let outs = j.prompt_done();
-    assert!(Journey::saw(&outs, |o| matches!(o, Output::Listen(Grammar::Intents(_)))));
+    assert!(Journey::saw(&outs, |o| matches!(
+        o,
+        Output::Listen(Grammar::Intents(_))
+    )));
     j.input(Input::ListenFailed);
     assert!(!j.call.listening());
     let outs = j.input(Input::Key('2'));
-    assert!(Journey::saw(&outs, |o| matches!(o, Output::Acd(ToAcd::Enqueue { .. }))));
+    assert!(Journey::saw(&outs, |o| matches!(
+        o,
+        Output::Acd(ToAcd::Enqueue { .. })
+    )));
     assert!(!outs.contains(&Output::StopListening), "nothing to stop");
     j.end();
 }
@@ -87,11 +108,19 @@ fn a_queue_route_caller_is_answered_only_when_admitted() {
     let outs = j.input(Input::Acd(FromAcd::Admitted));
     assert_eq!(outs, [Output::Accept]);
     assert_eq!(j.call.stage(), Stage::Queued);
-    let outs = j.input(Input::Acd(FromAcd::Announce("You are next in line.".into())));
+    let outs = j.input(Input::Acd(FromAcd::Announce(
+        "You are next in line.".into(),
+    )));
     assert!(j.saying() == Some("You are next in line."), "{outs:?}");
     // The announcement ends: the music again.
     let outs = j.prompt_done();
-    assert_eq!(outs[0], Output::Play { prompt: Prompt::HoldMusic, barge_in: false });
+    assert_eq!(
+        outs[0],
+        Output::Play {
+            prompt: Prompt::HoldMusic,
+            barge_in: false
+        }
+    );
     j.end();
 }
 
@@ -133,7 +162,9 @@ fn a_holding_caller_takes_the_callback_offer_with_key_1() {
     j.input(Input::CallerUp { unix_secs: 0 });
     j.input(Input::Acd(FromAcd::Admitted));
     assert_eq!(j.input(Input::Key('1')), [Output::Acd(ToAcd::Key('1'))]);
-    j.input(Input::Acd(FromAcd::Goodbye("We will call you back.".into())));
+    j.input(Input::Acd(FromAcd::Goodbye(
+        "We will call you back.".into(),
+    )));
     assert_eq!(j.call.stage(), Stage::Leaving);
     let outs = j.prompt_done();
     assert_eq!(outs, [Output::HangUp("callback taken".into())]);
@@ -173,7 +204,10 @@ fn a_transfer_answered_is_bridged_and_one_that_fails_ends_the_call() {
     j.prompt_done();
     j.input(Input::Key('3'));
     assert!(j.input(Input::LegB(LegEvent::Ringing)).is_empty());
-    assert_eq!(j.input(Input::LegB(LegEvent::Answered)), [Output::StopPrompt]);
+    assert_eq!(
+        j.input(Input::LegB(LegEvent::Answered)),
+        [Output::StopPrompt]
+    );
     assert_eq!(j.end().outcome, "transferred");
 
     let mut j = Journey::ivr();
@@ -199,7 +233,9 @@ fn a_callback_crest_places_reports_the_customers_answer_to_the_acd() {
         j.input(Input::LegB(LegEvent::Answered)),
         [Output::Acd(ToAcd::Leg(LegEvent::Answered))]
     );
-    j.input(Input::Acd(FromAcd::Connected { agent: "bob".into() }));
+    j.input(Input::Acd(FromAcd::Connected {
+        agent: "bob".into(),
+    }));
     assert_eq!(j.end().outcome, "answered");
 
     let mut j = Journey::new(Start::Callback("refund".into()));
@@ -215,8 +251,11 @@ fn a_callback_crest_places_reports_the_customers_answer_to_the_acd() {
 fn a_flow_reloaded_mid_call_keeps_the_callers_version() {
     let mut j = Journey::ivr();
     // The admin reloads a new version; new callers get it, this one keeps version 7.
-    let v8 = common::FLOW.replace("version: \"7\"", "version: \"8\"").replace("Welcome.", "Hello.");
-    let v8 = Arc::new(crest_ivr::check(Path::new("journey.yaml"), &v8, &Context::default()).unwrap());
+    let v8 = common::FLOW
+        .replace("version: \"7\"", "version: \"8\"")
+        .replace("Welcome.", "Hello.");
+    let v8 =
+        Arc::new(crest_ivr::check(Path::new("journey.yaml"), &v8, &Context::default()).unwrap());
     let mut newcomer = Journey::new(Start::Ivr {
         library: Arc::new(Library::new([v8.clone()])),
         flow: v8,
@@ -226,7 +265,10 @@ fn a_flow_reloaded_mid_call_keeps_the_callers_version() {
     assert_eq!(newcomer.saying(), Some("Hello."));
     j.prompt_done();
     j.input(Input::Key('2'));
-    assert!(Journey::saw(&j.log, |o| matches!(o, Output::IvrDone(s) if s.version == "7")));
+    assert!(Journey::saw(
+        &j.log,
+        |o| matches!(o, Output::IvrDone(s) if s.version == "7")
+    ));
     assert_eq!(j.end().flow, Some(("journey".into(), "7".into())));
     assert_eq!(newcomer.end().flow, Some(("journey".into(), "8".into())));
 }

@@ -26,6 +26,9 @@ pub trait Tts: Send + Sync + std::fmt::Debug {
 
 type Key = (String, String, u32);
 
+/// Prompts kept at most (about 3 s of 8 kHz audio each: ~100 MB at the cap).
+const CACHE_CAP: usize = 2048;
+
 /// espeak-ng as a subprocess, with a cache of what it rendered.
 #[derive(Debug, Default)]
 pub struct EspeakNg {
@@ -72,9 +75,16 @@ impl EspeakNg {
         })
     }
 
-    /// Prompts rendered so far.
-    pub fn cached(&self) -> usize {
+    /// Prompts rendered and kept.
+    pub fn cached_count(&self) -> usize {
         self.cache.lock().map_or(0, |c| c.len())
+    }
+
+    /// `text` in `voice` at `rate` if it was rendered before (never runs espeak-ng: a media
+    /// thread may ask).
+    pub fn cached(&self, text: &str, voice: &str, rate: u32) -> Option<Arc<[i16]>> {
+        let key = (text.to_owned(), voice.to_owned(), rate);
+        self.cache.lock().ok()?.get(&key).cloned()
     }
 }
 
@@ -121,6 +131,13 @@ impl Tts for EspeakNg {
             .map_err(|e| TtsError(format!("espeak-ng's output: {e}")))?;
         let pcm: Arc<[i16]> = resample(&pcm, from, rate).into();
         if let Ok(mut c) = self.cache.lock() {
+            // Prompts with a caller's details in them (order numbers) would grow it without
+            // end: past the cap, one prompt is forgotten for each new one.
+            if c.len() >= CACHE_CAP
+                && let Some(old) = c.keys().next().cloned()
+            {
+                c.remove(&old);
+            }
             c.insert(key, pcm.clone());
         }
         Ok(pcm)

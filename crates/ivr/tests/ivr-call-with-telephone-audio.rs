@@ -170,5 +170,5 @@ fn spoken_agent_request_is_queued_and_a_key_barges_in() {
         Some(Action::Leave(Command::Enqueue { queue, .. })) if queue == "refund"
     ));
     // The prompts were rendered once each and reused by the second caller.
-    assert!(tts.cached() >= 2);
+    assert!(tts.cached_count() >= 2);
 }

@@ -85,7 +85,7 @@ fn tts_prompts_are_rendered_at_the_call_rate_cached_and_understood() {
         Arc::ptr_eq(&p, &again),
         "the second render comes from the cache"
     );
-    assert_eq!(tts.cached(), 1);
+    assert_eq!(tts.cached_count(), 1);
     let wide = tts.render("talk to an agent", "en-us", 16000).unwrap();
     assert!((wide.len() as f64 / p.len() as f64 - 2.0).abs() < 0.01);
     assert!(tts.render("hello", "no-such-voice", 8000).is_err());

@@ -310,7 +310,8 @@ pub(crate) struct Sources {
     pub(crate) media: Option<MediaShared>,
     pub(crate) recorder: Option<RecorderHandle>,
     pub(crate) flows: Option<std::sync::Arc<crate::ivr::Flows>>,
-    pub(crate) acd: Option<std::sync::Arc<crate::app::AcdMetrics>>,
+    /// The calls Crest answers itself: the ACD's and the IVR's counters.
+    pub(crate) app: Option<std::sync::Arc<crate::app::AppRuntime>>,
 }
 
 /// Serves the admin endpoints until the process exits; `core` answers snapshot requests.
@@ -328,7 +329,7 @@ pub(crate) async fn serve(
             media,
             recorder,
             flows,
-            acd,
+            app,
         } = sources.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
@@ -365,8 +366,9 @@ pub(crate) async fn serve(
                     if let Some(f) = &flows {
                         f.render(&mut body);
                     }
-                    if let Some(a) = &acd {
-                        a.render(&mut body);
+                    if let Some(a) = &app {
+                        a.metrics.render(&mut body);
+                        a.render_ivr(&mut body);
                     }
                     ("200 OK", "text/plain; version=0.0.4", body)
                 }

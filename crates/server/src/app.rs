@@ -1,39 +1,40 @@
-//! Calls Crest answers itself (`ivr:` and `queue:` routes): the IVR of each call on a thread
-//! of its own, and the ACD service that queues callers and rings agents' registered phones.
+//! Calls Crest answers itself (`ivr:` and `queue:` routes): what their controllers
+//! (crest-call, driven by each call's media task) share — the flows, the recogniser pool, the
+//! synthesiser and its cache, lookups — and the ACD service that queues callers and rings
+//! agents' registered phones.
 //!
 //! ```text
-//!  call task (media thread) ── audio, keys, prompt ends ──► IVR thread: IvrCall (ASR, TTS)
-//!        ▲   └── Enqueue / call ended / leg B events ──► ACD task: Acd ── Connect ──► SIP core
-//!        └──── prompts, position and wait, connected ◄──────────┘
+//!  call task: Call ── Listen ──► recogniser pool (crate::speech) ── Heard ──┐
+//!     ▲  │  └── Play(Say) ──► TTS cache, or rendered on the blocking pool ──┤
+//!     │  │  └── Lookup ──► HTTP on the main runtime ── answer ──────────────┤
+//!     │  └── Enqueue / Key / Leg / Ended ──► ACD task: Acd ── Connect ──► SIP core
+//!     └──── AppEvent: Admitted, Announce, Connected, Goodbye, Refused ◄─────┘
 //! ```
 //!
-//! The IVR runs off the media threads because a recogniser's start and a prompt's first
-//! rendering take tens of milliseconds, which would delay every other call's packets.
+//! A recogniser's start and a prompt's first rendering take tens of milliseconds: they run
+//! off the media threads, which only look prompts up in the cache.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use crest_acd::admission::{self, Admission, AdmissionConfig, Reason, Situation};
 use crest_acd::{
     Acd, AgentId, AgentState, CallId, Caller, Input, Model, Output, Surge, SurgeConfig, SurgeLevel,
 };
-use crest_ivr::call::{Action, IvrCall};
-use crest_ivr::interp::Vars;
+use crest_call::{FromAcd, Start};
 use crest_ivr::model::Method;
-use crest_ivr::pocketsphinx::{self, OFF_TOPIC_MARGIN, PocketSphinx};
-use crest_ivr::tts::{EspeakNg, Tts};
-use crest_ivr::{Command as Leave, Session};
+use crest_ivr::tts::{EspeakNg, Tts as _};
 use crest_media::bridge::Prompt;
 use crest_sip_proxy::{ConnectTarget, LegEvent};
 use tokio::sync::mpsc;
-use tracing::{Span, debug, info, warn};
+use tracing::{Span, info, warn};
 
 use crate::ivr::Flows;
+use crate::speech::Speech;
 
 /// What the other tasks ask of the SIP core.
 #[derive(Debug)]
@@ -94,203 +95,162 @@ impl Default for AcdSection {
     }
 }
 
-/// What a call task hears from the IVR thread and the ACD.
+/// What a call's task hears: the ACD's decisions, the recogniser, lookups and prompts
+/// rendered off the task. Everything that sends these holds only a sender; when the call's
+/// task ends, its receiver goes and their sends fail (nothing waits on a call that is gone).
 #[derive(Debug)]
 pub(crate) enum AppEvent {
-    /// Play this to the caller.
-    Play(Prompt, bool),
-    /// Stop the prompt.
-    StopPrompt,
-    /// The caller leaves the IVR, speaking this language (the flow's `language` variable, or
-    /// the flow's own language).
-    Leave(Leave, Option<String>),
-    /// The caller waits in a queue: play this announcement (place in line, expected wait),
-    /// then the hold music again.
-    Announce(Prompt),
-    /// An agent answered: the legs are bridged.
-    Connected,
-    /// The caller took a callback: play this goodbye, then hang up.
-    Goodbye(Prompt),
-    /// The ACD refused the caller: play this announcement, then refuse (a caller taken with
-    /// early media: 503 with Retry-After) or hang up (one the IVR answered).
-    Refuse(Prompt, u64),
+    /// The ACD's decision for the caller.
+    Acd(FromAcd),
+    /// The recogniser heard an utterance (listen `generation`).
+    Heard {
+        generation: u64,
+        heard: crest_ivr::asr::Heard,
+    },
+    /// The recogniser could not go on (listen `generation`).
+    ListenFailed { generation: u64 },
+    /// A lookup's answer: `Some((status, body))`, or `None` when it failed.
+    Lookup(Option<(u16, String)>),
+    /// A prompt rendered off the task (`serial`: which play it is for).
+    Rendered {
+        serial: u64,
+        prompt: Result<Prompt, String>,
+    },
 }
 
-/// The caller's side of the IVR thread.
-#[derive(Debug)]
-pub(crate) enum IvrIn {
-    Audio(Arc<[i16]>, u32),
-    Key(char),
-    PromptDone,
-    BargeIn,
-    Lookup(Option<(u16, String)>),
+/// The IVR's counters for `/metrics`: sessions running now and in all, and what the
+/// recognisers do.
+#[derive(Debug, Default)]
+pub(crate) struct IvrMetrics {
+    pub(crate) sessions_active: AtomicU64,
+    pub(crate) sessions_total: AtomicU64,
+    pub(crate) lookups_active: AtomicU64,
+    pub(crate) renders_active: AtomicU64,
 }
 
 /// What every call Crest answers shares.
 #[derive(Debug)]
 pub(crate) struct AppRuntime {
     pub(crate) flows: Option<Arc<Flows>>,
-    pub(crate) model: Option<pocketsphinx::Model>,
+    /// The recognisers (with the flows).
+    pub(crate) speech: Option<Speech>,
     pub(crate) tts: Arc<EspeakNg>,
     pub(crate) acd: Option<mpsc::UnboundedSender<AcdMsg>>,
-    /// The main runtime (lookups run there).
+    /// The main runtime (lookups and renders run there).
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) http: reqwest::Client,
     pub(crate) hold_music: Prompt,
     /// The ACD's counters, and the surge level the IVR's flows branch on.
     pub(crate) metrics: Arc<AcdMetrics>,
+    pub(crate) ivr: Arc<IvrMetrics>,
 }
 
-/// The IVR's rate: the recogniser and the prompts run at 8 kHz (telephone band); other legs'
-/// audio is resampled.
-const IVR_RATE: u32 = 8000;
+/// The IVR's rate: prompts are rendered at 8 kHz (telephone band).
+pub(crate) const IVR_RATE: u32 = 8000;
 
 impl AppRuntime {
-    /// Starts the IVR of call `key` on flow `flow` on its own thread; its prompts and its
-    /// end come back on `task`. `None` when the flow is not loaded.
-    pub(crate) fn start_ivr(
-        self: &Arc<Self>,
-        key: u64,
-        flow: &str,
-        vars: Vars,
-        task: mpsc::UnboundedSender<AppEvent>,
-        span: Span,
-    ) -> Option<std_mpsc::Sender<IvrIn>> {
-        let flows = self.flows.as_ref()?;
-        let model = self.model.clone()?;
-        let lib = flows.library();
-        let Some(f) = lib.get(flow).cloned() else {
-            let _g = span.enter();
-            warn!(flow, "no such IVR flow loaded");
-            return None;
-        };
-        let mut vars = vars;
-        vars.insert("surge".into(), format!("{:.1}", self.metrics.ratio()));
-        let (tx, rx) = std_mpsc::channel();
-        let lookups = tx.clone();
-        let rt = self.clone();
-        let language = f.language.clone();
-        let ivr = IvrCall::new(
-            Session::new(lib, f, vars),
-            PocketSphinx::new(model, Some(OFF_TOPIC_MARGIN)),
-            self.tts.clone() as Arc<dyn Tts>,
-            IVR_RATE,
-        );
-        let spawned = std::thread::Builder::new()
-            .name(format!("crest-ivr-{key}"))
-            .spawn(move || rt.run_ivr(ivr, &language, &rx, &lookups, &task, &span));
-        spawned.ok().map(|_| tx)
-    }
-
-    fn run_ivr(
+    /// How call `number` from `caller` begins on `app`; `None` when its flow is not loaded.
+    pub(crate) fn start(
         &self,
-        mut ivr: IvrCall<PocketSphinx>,
-        language: &str,
-        rx: &std_mpsc::Receiver<IvrIn>,
-        lookups: &std_mpsc::Sender<IvrIn>,
-        task: &mpsc::UnboundedSender<AppEvent>,
-        span: &Span,
-    ) {
-        let _g = span.enter();
-        let unix = crate::recording::unix_ms() / 1000;
-        ivr.start(Instant::now(), unix);
-        let (flow, version) = ivr.session().flow();
-        info!(flow, version, "IVR started");
-        loop {
-            while let Some(a) = ivr.poll_action() {
-                match a {
-                    Action::Play {
-                        pcm,
-                        rate,
-                        barge_in,
-                        text,
-                    } => {
-                        debug!(text, "IVR prompt");
-                        let _ = task.send(AppEvent::Play(Prompt { rate, pcm }, barge_in));
-                    }
-                    Action::StopPrompt => {
-                        let _ = task.send(AppEvent::StopPrompt);
-                    }
-                    Action::Lookup {
-                        method,
-                        url,
-                        body,
-                        timeout,
-                    } => self.lookup(method, url, body, timeout, lookups.clone()),
-                    // A callback request goes to the ACD while the flow says goodbye and
-                    // hangs up itself.
-                    Action::Leave(leave @ Leave::Callback { .. }) => {
-                        let _ = task.send(AppEvent::Leave(leave, None));
-                    }
-                    Action::Leave(leave) => {
-                        let spoken = ivr
-                            .session()
-                            .vars()
-                            .get("language")
-                            .cloned()
-                            .unwrap_or_else(|| language.to_owned());
-                        let (flow, version) = ivr.session().flow();
-                        let outcome = ivr.outcome().map(outcome_label).unwrap_or_default();
-                        info!(
-                            flow,
-                            version,
-                            outcome,
-                            path = ivr.session().path().join(">"),
-                            "IVR done"
-                        );
-                        if let Some(f) = &self.flows {
-                            f.count_outcome(flow, &outcome);
-                        }
-                        for e in ivr.errors() {
-                            warn!(error = ?e, "IVR problem during the call");
-                        }
-                        let _ = task.send(AppEvent::Leave(leave, Some(spoken)));
-                        return;
-                    }
-                }
+        app: &crest_sip_proxy::App,
+        caller: &str,
+        number: &str,
+    ) -> Option<Start> {
+        use crest_sip_proxy::App;
+        match app {
+            App::Ivr(flow) => {
+                let flows = self.flows.as_ref()?;
+                self.speech.as_ref()?;
+                let library = flows.library();
+                let Some(f) = library.get(flow).cloned() else {
+                    warn!(flow, "no such IVR flow loaded");
+                    return None;
+                };
+                let vars = [
+                    ("caller".to_owned(), caller.to_owned()),
+                    ("number".to_owned(), number.to_owned()),
+                    ("surge".to_owned(), format!("{:.1}", self.metrics.ratio())),
+                ]
+                .into();
+                Some(Start::Ivr {
+                    library,
+                    flow: f,
+                    vars,
+                })
             }
-            let input = match ivr.poll_timeout() {
-                Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
-                    Ok(i) => Some(i),
-                    Err(std_mpsc::RecvTimeoutError::Timeout) => None,
-                    Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
-                },
-                None => match rx.recv() {
-                    Ok(i) => Some(i),
-                    Err(_) => return,
-                },
-            };
-            let now = Instant::now();
-            match input {
-                None => ivr.handle_timeout(now),
-                Some(IvrIn::Audio(pcm, rate)) if rate == IVR_RATE => ivr.handle_audio(now, &pcm),
-                Some(IvrIn::Audio(pcm, rate)) => {
-                    ivr.handle_audio(now, &crest_ivr::tts::resample(&pcm, rate, IVR_RATE));
-                }
-                Some(IvrIn::Key(k)) => ivr.handle_key(now, k),
-                Some(IvrIn::PromptDone) => ivr.handle_prompt_done(now),
-                Some(IvrIn::BargeIn) => ivr.handle_barge_in(now),
-                Some(IvrIn::Lookup(answer)) => {
-                    ivr.handle_lookup(now, answer.as_ref().map(|(s, b)| (*s, b.as_str())));
-                }
-            }
-            if ivr.poll_timeout().is_some_and(|t| t <= Instant::now()) {
-                ivr.handle_timeout(Instant::now());
-            }
+            App::Queue(q) => Some(Start::Queue(q.clone())),
+            App::Callback(q) => Some(Start::Callback(q.clone())),
         }
     }
 
-    /// An HTTP lookup on the main runtime; the answer goes back to the IVR thread.
-    fn lookup(
+    /// The controller's settings.
+    pub(crate) fn call_config(&self) -> crest_call::Config {
+        crest_call::Config {
+            acd: self.acd.is_some(),
+            ..crest_call::Config::default()
+        }
+    }
+
+    /// `prompt` as PCM when it is at hand (the hold music, a prompt rendered before);
+    /// otherwise it is rendered off the caller's task and comes back as
+    /// [`AppEvent::Rendered`] with `serial`.
+    pub(crate) fn prompt(
+        &self,
+        prompt: crest_call::Prompt,
+        serial: u64,
+        back: &mpsc::UnboundedSender<AppEvent>,
+    ) -> Option<Prompt> {
+        use crest_call::Prompt as P;
+        let pcm = |pcm| Prompt {
+            rate: IVR_RATE,
+            pcm,
+        };
+        match &prompt {
+            P::HoldMusic => return Some(self.hold_music.clone()),
+            P::Say { text, voice } => {
+                if let Some(p) = self.tts.cached(text, voice, IVR_RATE) {
+                    return Some(pcm(p));
+                }
+            }
+            P::File(_) => {}
+        }
+        let (tts, back, metrics) = (self.tts.clone(), back.clone(), self.ivr.clone());
+        metrics.renders_active.fetch_add(1, Ordering::Relaxed);
+        self.runtime.spawn_blocking(move || {
+            let made = match prompt {
+                P::Say { text, voice } => tts
+                    .render(&text, &voice, IVR_RATE)
+                    .map(pcm)
+                    .map_err(|e| e.to_string()),
+                P::File(f) => std::fs::read(&f)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| crest_media::wav::read_pcm(&b).map_err(|e| e.to_string()))
+                    .map(|(r, p)| pcm(crest_ivr::tts::resample(&p, r, IVR_RATE).into()))
+                    .map_err(|e| format!("{}: {e}", f.display())),
+                P::HoldMusic => Err("the hold music is at hand".into()),
+            };
+            metrics.renders_active.fetch_sub(1, Ordering::Relaxed);
+            let _ = back.send(AppEvent::Rendered {
+                serial,
+                prompt: made,
+            });
+        });
+        None
+    }
+
+    /// An HTTP lookup on the main runtime; the answer goes back to the call's task.
+    pub(crate) fn lookup(
         &self,
         method: Method,
         url: String,
         body: Option<String>,
         timeout: Duration,
-        back: std_mpsc::Sender<IvrIn>,
+        back: mpsc::UnboundedSender<AppEvent>,
     ) {
         let http = self.http.clone();
         let span = Span::current();
+        let metrics = self.ivr.clone();
+        metrics.lookups_active.fetch_add(1, Ordering::Relaxed);
         self.runtime.spawn(async move {
             let req = match method {
                 Method::Get => http.get(&url),
@@ -310,29 +270,47 @@ impl AppRuntime {
                     None
                 }
             };
-            let _ = back.send(IvrIn::Lookup(answer));
+            metrics.lookups_active.fetch_sub(1, Ordering::Relaxed);
+            let _ = back.send(AppEvent::Lookup(answer));
         });
     }
-}
 
-/// How a flow ended, as a metric label: `queue:refund`, `hangup`, `transfer`, `callback`.
-fn outcome_label(o: &crest_ivr::Outcome) -> String {
-    match o {
-        crest_ivr::Outcome::Queued(q) => format!("queue:{q}"),
-        crest_ivr::Outcome::Transferred(_) => "transfer".into(),
-        crest_ivr::Outcome::Callback(_) => "callback".into(),
-        crest_ivr::Outcome::HungUp(_) => "hangup".into(),
-    }
-}
-
-/// A customer tier as the IVR names it: a number, or vip/gold/silver.
-pub(crate) fn tier(name: Option<&str>) -> u8 {
-    match name.map(str::to_ascii_lowercase).as_deref() {
-        None | Some("" | "normal" | "standard") => 0,
-        Some("silver") => 1,
-        Some("gold") => 2,
-        Some("vip" | "platinum") => 3,
-        Some(n) => n.parse().unwrap_or(0),
+    /// Prometheus lines of the IVR and its recognisers.
+    pub(crate) fn render_ivr(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let i = &self.ivr;
+        let _ = writeln!(
+            out,
+            "# HELP crest_ivr_sessions_active Callers in an IVR flow now.\n# TYPE crest_ivr_sessions_active gauge\ncrest_ivr_sessions_active {}\n\
+             # HELP crest_ivr_sessions_total IVR sessions started.\n# TYPE crest_ivr_sessions_total counter\ncrest_ivr_sessions_total {}\n\
+             # HELP crest_ivr_lookups_active IVR lookups waiting for an answer.\n# TYPE crest_ivr_lookups_active gauge\ncrest_ivr_lookups_active {}\n\
+             # HELP crest_ivr_renders_active Prompts being rendered.\n# TYPE crest_ivr_renders_active gauge\ncrest_ivr_renders_active {}\n\
+             # HELP crest_ivr_prompts_cached Prompts rendered and kept, shared by every call.\n# TYPE crest_ivr_prompts_cached gauge\ncrest_ivr_prompts_cached {}",
+            g(&i.sessions_active),
+            g(&i.sessions_total),
+            g(&i.lookups_active),
+            g(&i.renders_active),
+            self.tts.cached_count(),
+        );
+        if let Some(s) = &self.speech {
+            let m = &s.metrics;
+            let _ = writeln!(
+                out,
+                "# HELP crest_ivr_recognizers_active Callers a recogniser listens to now.\n# TYPE crest_ivr_recognizers_active gauge\ncrest_ivr_recognizers_active {}\n\
+                 # HELP crest_ivr_recognizers_limit Callers that may be listened to at once (ivr.recognizers).\n# TYPE crest_ivr_recognizers_limit gauge\ncrest_ivr_recognizers_limit {}\n\
+                 # HELP crest_ivr_listens_total Listens started.\n# TYPE crest_ivr_listens_total counter\ncrest_ivr_listens_total {}\n\
+                 # HELP crest_ivr_listens_refused_total Listens refused: every recogniser was busy (the caller can still press keys).\n# TYPE crest_ivr_listens_refused_total counter\ncrest_ivr_listens_refused_total {}\n\
+                 # HELP crest_ivr_utterances_total Utterances heard.\n# TYPE crest_ivr_utterances_total counter\ncrest_ivr_utterances_total {}\n\
+                 # HELP crest_ivr_audio_frames_dropped_total Caller audio frames dropped because a recogniser fell behind.\n# TYPE crest_ivr_audio_frames_dropped_total counter\ncrest_ivr_audio_frames_dropped_total {}",
+                g(&m.active),
+                s.limit(),
+                g(&m.started),
+                g(&m.refused),
+                g(&m.heard),
+                g(&m.frames_dropped),
+            );
+        }
     }
 }
 
@@ -512,7 +490,6 @@ pub(crate) struct AcdService {
     acd: Acd,
     calls: HashMap<u64, QueuedCall>,
     core: mpsc::UnboundedSender<CoreRequest>,
-    tts: Arc<EspeakNg>,
     announce_every: Duration,
     surge: Surge,
     admission: AdmissionConfig,
@@ -543,7 +520,6 @@ impl AcdService {
             acd: Acd::new(now, model),
             calls: HashMap::new(),
             core,
-            tts: rt.tts.clone(),
             announce_every: Duration::from_secs(section.announce_secs.max(5)),
             surge: Surge::new(now, section.surge.clone()),
             admission: section.admission.clone(),
@@ -873,8 +849,8 @@ impl AcdService {
                 self.acd.handle(now, Input::CallAbandoned(CallId(key)));
                 // Whatever the ACD offered meanwhile goes back.
                 self.drain(now);
-                if let Some(task) = call.task {
-                    self.refuse(task, retry_after.as_secs());
+                if let Some(task) = &call.task {
+                    Self::refuse(task, retry_after.as_secs());
                 }
                 return;
             }
@@ -892,10 +868,11 @@ impl AcdService {
             }
             Admission::Admit => {}
         }
-        if door {
-            let _ = self.core.send(CoreRequest::Accept(key));
+        // The controller answers a caller from a queue route (`door`) now.
+        if let Some(t) = &call.task {
+            let _ = t.send(AppEvent::Acd(FromAcd::Admitted));
         }
-        info!(key, queue = call.queue, tier, "caller queued");
+        info!(key, queue = call.queue, tier, door, "caller queued");
         self.calls.insert(key, call);
     }
 
@@ -913,7 +890,9 @@ impl AcdService {
             LegEvent::Answered => {
                 c.connected = true;
                 if let Some(t) = &c.task {
-                    let _ = t.send(AppEvent::Connected);
+                    let _ = t.send(AppEvent::Acd(FromAcd::Connected {
+                        agent: name.clone(),
+                    }));
                 }
                 info!(key, agent = name, "agent answered");
                 if !c.dialled {
@@ -1019,9 +998,9 @@ impl AcdService {
                         self.callback_queues.insert(call, c.queue.clone());
                         // Taken while holding (not in the IVR): say so and hang up.
                         if c.callback_offer
-                            && let Some(task) = c.task.clone()
+                            && let Some(task) = &c.task
                         {
-                            self.goodbye(task);
+                            Self::goodbye(task);
                         }
                     }
                     // The flow says goodbye and hangs up.
@@ -1040,41 +1019,20 @@ impl AcdService {
         }
     }
 
-    /// "We will call you back", then the call ends (rendered off this task).
-    fn goodbye(&self, task: mpsc::UnboundedSender<AppEvent>) {
-        let tts = self.tts.clone();
-        tokio::task::spawn_blocking(move || {
-            let text =
-                "Thank you. We will call you back on this number when an agent is free. Goodbye.";
-            match tts.render(text, "en-us", IVR_RATE) {
-                Ok(pcm) => {
-                    let _ = task.send(AppEvent::Goodbye(Prompt {
-                        rate: IVR_RATE,
-                        pcm,
-                    }));
-                }
-                Err(e) => warn!(error = %e, "goodbye not rendered"),
-            }
-        });
+    /// "We will call you back", then the call ends.
+    fn goodbye(task: &mpsc::UnboundedSender<AppEvent>) {
+        let text =
+            "Thank you. We will call you back on this number when an agent is free. Goodbye.";
+        let _ = task.send(AppEvent::Acd(FromAcd::Goodbye(text.into())));
     }
 
-    /// A refused caller hears why, then is refused (rendered off this task).
-    fn refuse(&self, task: mpsc::UnboundedSender<AppEvent>, retry_after: u64) {
-        let tts = self.tts.clone();
-        tokio::task::spawn_blocking(move || {
-            let text = "We are sorry: all our agents are busy and we cannot take your call now. Please call again later.";
-            let pcm = tts.render(text, "en-us", IVR_RATE).unwrap_or_else(|e| {
-                warn!(error = %e, "refusal announcement not rendered");
-                Arc::from(Vec::new())
-            });
-            let _ = task.send(AppEvent::Refuse(
-                Prompt {
-                    rate: IVR_RATE,
-                    pcm,
-                },
-                retry_after,
-            ));
-        });
+    /// A refused caller hears why, then is refused.
+    fn refuse(task: &mpsc::UnboundedSender<AppEvent>, retry_after: u64) {
+        let text = "We are sorry: all our agents are busy and we cannot take your call now. Please call again later.";
+        let _ = task.send(AppEvent::Acd(FromAcd::Refused {
+            text: text.into(),
+            retry_after,
+        }));
     }
 
     /// Tells waiting callers their place in line and the expected wait, every
@@ -1094,19 +1052,9 @@ impl AcdService {
                 text.push_str(" To be called back instead, press 1.");
             }
             info!(key, position, text, "queue announcement");
-            let Some(task) = c.task.clone() else {
-                continue;
-            };
-            let tts = self.tts.clone();
-            tokio::task::spawn_blocking(move || match tts.render(&text, "en-us", IVR_RATE) {
-                Ok(pcm) => {
-                    let _ = task.send(AppEvent::Announce(Prompt {
-                        rate: IVR_RATE,
-                        pcm,
-                    }));
-                }
-                Err(e) => warn!(error = %e, "queue announcement not rendered"),
-            });
+            if let Some(task) = &c.task {
+                let _ = task.send(AppEvent::Acd(FromAcd::Announce(text)));
+            }
         }
     }
 }
@@ -1159,19 +1107,5 @@ mod tests {
             "You are number 4 in line. The expected wait is about 3 minutes."
         );
         assert!(wait_text(2, None).contains("All our agents are busy"));
-    }
-
-    #[test]
-    fn tiers_by_name_or_number() {
-        assert_eq!(
-            [
-                tier(None),
-                tier(Some("VIP")),
-                tier(Some("gold")),
-                tier(Some("2")),
-                tier(Some("x"))
-            ],
-            [0, 3, 2, 2, 0]
-        );
     }
 }

@@ -22,6 +22,10 @@ pub(crate) struct IvrSection {
     pub(crate) reload_secs: u64,
     /// The ACD file whose queues `queue` nodes may name.
     pub(crate) acd_file: Option<PathBuf>,
+    /// Callers a recogniser may listen to at once; past it an `ask` takes keys only.
+    pub(crate) recognizers: usize,
+    /// Recogniser threads; 0: one per core.
+    pub(crate) asr_threads: usize,
 }
 
 impl Default for IvrSection {
@@ -31,6 +35,8 @@ impl Default for IvrSection {
             flows_dir: "config/flows".into(),
             reload_secs: 2,
             acd_file: None,
+            recognizers: 64,
+            asr_threads: 0,
         }
     }
 }

@@ -13,6 +13,7 @@ mod media;
 mod recording;
 mod simulate;
 mod sip_io;
+mod speech;
 mod tls;
 
 use std::hash::{BuildHasher, Hasher};
@@ -498,7 +499,7 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
                 media: media_shared,
                 recorder,
                 flows,
-                acd: app.as_ref().map(|rt| rt.metrics.clone()),
+                app: app.clone(),
             },
         ));
     }
@@ -576,13 +577,22 @@ fn app_runtime(
             }
         }
     }
-    let model = match &flows {
-        Some(_) => Some(
-            crest_ivr::pocketsphinx::Model::load(std::path::Path::new(
+    let speech = match &flows {
+        Some(_) => {
+            let model = crest_ivr::pocketsphinx::Model::load(std::path::Path::new(
                 crest_ivr::pocketsphinx::DEBIAN_MODEL,
             ))
-            .map_err(|e| anyhow::anyhow!("speech recognition model: {e}"))?,
-        ),
+            .map_err(|e| anyhow::anyhow!("speech recognition model: {e}"))?;
+            let ivr = &l.config.ivr;
+            let threads = match ivr.asr_threads {
+                0 => std::thread::available_parallelism().map_or(1, usize::from),
+                n => n,
+            };
+            Some(
+                speech::Speech::start(&model, threads, ivr.recognizers)
+                    .context("starting the recogniser threads")?,
+            )
+        }
         None => None,
     };
     let hold_music = match &l.config.acd.hold_music {
@@ -599,13 +609,14 @@ fn app_runtime(
         .context("HTTP client for IVR lookups")?;
     Ok(Some(std::sync::Arc::new(app::AppRuntime {
         flows,
-        model,
+        speech,
         tts: std::sync::Arc::new(crest_ivr::tts::EspeakNg::new(160)),
         acd: l.acd.as_ref().map(|_| acd),
         runtime: tokio::runtime::Handle::current(),
         http,
         hold_music,
         metrics: std::sync::Arc::default(),
+        ivr: std::sync::Arc::default(),
     })))
 }
 

@@ -23,15 +23,17 @@ use crest_media::bandwidth::{self, Budgets, Ledger, LegUse};
 use crest_media::bridge::{CallMedia, DtmfSource, LegSetup, MediaConfig, MediaEvent, Prompt, Side};
 use crest_media::codec::CodecKind;
 use crest_media::{dtmf, wav};
-use crest_sip_proxy::{App, CallInfo, ConnectTarget, LegEvent, MediaHook, SdpRole};
+use crest_sip_proxy::{CallInfo, LegEvent, MediaHook, SdpRole};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Span, debug, info, info_span, warn};
 
-use crate::app::{AcdMsg, AppEvent, AppRuntime, CoreRequest, IvrIn};
+use crate::app::{AcdMsg, AppEvent, AppRuntime, CoreRequest};
 use crate::config::Config;
 use crate::recording::{RecMsg, RecorderHandle};
+use crate::speech::Listening;
+use crest_call::{Call, CallId, Input, Output, ToAcd};
 
 /// The media settings, checked.
 #[derive(Debug, Clone)]
@@ -344,20 +346,28 @@ impl MediaPlane {
         let (tx, rx) = mpsc::unbounded_channel();
         let (app_tx, app_rx) = mpsc::unbounded_channel();
         let app = match (call.app, &self.app) {
-            (Some(target), Some(rt)) => Some(AppCall {
-                rt: rt.clone(),
-                start: Some(target.clone()),
-                events: app_tx,
-                ivr: None,
-                waiting: false,
-                // A callback is the ACD's from the start.
-                acd: matches!(target, App::Callback(_)),
-                transfer: false,
-                refusing: None,
-                leaving: false,
-                caller: call.caller.to_owned(),
-                number: call.number.to_owned(),
-            }),
+            (Some(target), Some(rt)) => {
+                let Some(start) = rt.start(target, call.caller, call.number) else {
+                    warn!(call_id = call.call_id, app = %target, "not available: refusing the call");
+                    self.release(call.key, Some([a.0, b.0]));
+                    return Err(503);
+                };
+                Some(AppCall {
+                    call: Call::new(
+                        CallId(call.key),
+                        call.number,
+                        call.caller,
+                        start,
+                        rt.call_config(),
+                    ),
+                    rt: rt.clone(),
+                    up: false,
+                    events: app_tx,
+                    listening: None,
+                    serial: 0,
+                    barge_in: false,
+                })
+            }
             _ => None,
         };
         let task = CallTask {
@@ -651,26 +661,21 @@ struct Recording {
     started: bool,
 }
 
-/// A call Crest answered itself: its IVR thread, its place in a queue.
+/// A call Crest answered itself: its controller (crest-call) and what the task holds for it.
 struct AppCall {
     rt: Arc<AppRuntime>,
-    /// What to start once the caller's leg is up.
-    start: Option<App>,
-    /// Where the IVR thread and the ACD send what the caller is to hear.
+    call: Call,
+    /// The caller's leg is up and the controller knows it.
+    up: bool,
+    /// Given to the ACD, the recognisers, lookups and renders; their answers come back on
+    /// the task's receiver, which goes when the task ends.
     events: mpsc::UnboundedSender<AppEvent>,
-    ivr: Option<std::sync::mpsc::Sender<IvrIn>>,
-    /// In a queue (or being transferred): hold music between announcements.
-    waiting: bool,
-    /// The ACD knows the call (it hears leg B's events and the end).
-    acd: bool,
-    /// Leg B is a transfer target (not an agent the ACD chose).
-    transfer: bool,
-    /// Refused by admission: after the announcement, refuse (Retry-After seconds).
-    refusing: Option<u64>,
-    /// Took a callback while holding: hang up after the goodbye.
-    leaving: bool,
-    caller: String,
-    number: String,
+    /// The recogniser listening to the caller (dropped: freed).
+    listening: Option<Listening>,
+    /// Which play a prompt rendered off the task belongs to: a later play or a stop makes
+    /// it stale.
+    serial: u64,
+    barge_in: bool,
 }
 
 /// One call's media: the `CallMedia` state machine and what it reports to.
@@ -710,9 +715,13 @@ impl CallTask {
         let mut armed: Option<Instant> = None;
         loop {
             let now = Instant::now();
+            let app_due = self.app.as_ref().and_then(|a| a.call.poll_timeout());
             let due = self
                 .media
                 .poll_timeout()
+                .into_iter()
+                .chain(app_due)
+                .min()
                 .map_or(now + Duration::from_secs(1), Instant::from_std);
             if armed.is_none_or(|a| due < a) {
                 sleep.as_mut().reset(due);
@@ -788,14 +797,20 @@ impl CallTask {
                         media.send_dtmf(now.into_std(), s.other(), k);
                     }
                 }
-                Some(Some(Command::Leg(Side::B, ev))) => self.on_leg_b(now.into_std(), ev),
-                Some(Some(Command::Leg(Side::A, ev))) => self.on_leg_a(ev),
+                Some(Some(Command::Leg(Side::B, ev))) => {
+                    self.app_input(now.into_std(), Input::LegB(ev));
+                }
+                Some(Some(Command::Leg(Side::A, ev))) => {
+                    self.app_input(now.into_std(), Input::LegA(ev));
+                }
                 Some(Some(Command::Stop) | None) => break,
             }
-            if self.app.as_ref().is_some_and(|a| a.start.is_some())
+            if let Some(app) = self.app.as_mut().filter(|a| !a.up)
                 && self.media.setup(Side::A).is_some()
             {
-                self.start_app(now.into_std());
+                app.up = true;
+                let unix_secs = crate::recording::unix_ms() / 1000;
+                self.app_input(now.into_std(), Input::CallerUp { unix_secs });
             }
             if let Some(ev) = ready.app {
                 self.on_app_event(now.into_std(), ev);
@@ -809,6 +824,13 @@ impl CallTask {
             if now >= due {
                 media.handle_timeout(now.into_std());
             }
+            if let Some(app) = self.app.as_mut()
+                && app.call.poll_timeout().is_some_and(|t| t <= now.into_std())
+            {
+                app.call.handle_timeout(now.into_std());
+                self.app_outputs(now.into_std());
+            }
+            let media = &mut self.media;
             while let Some(d) = media.poll_transmit() {
                 let sock = match (d.side, d.rtcp) {
                     (Side::A, false) => rtp_a,
@@ -836,11 +858,9 @@ impl CallTask {
             counts.flush(&metrics, false);
         }
         counts.flush(&metrics, true);
-        if let Some(a) = self.app.as_ref().filter(|a| a.acd)
-            && let Some(acd) = &a.rt.acd
-        {
-            let _ = acd.send(AcdMsg::Ended { key: self.key });
-        }
+        // The controller lets go of everything (the recogniser, the IVR session, the ACD's
+        // entry) and gives the call's record.
+        self.app_input(Instant::now().into_std(), Input::Ended);
         if let Some(r) = self.recording.as_ref().filter(|r| r.started) {
             let _ = r.tx.send(RecMsg::End { key: self.key });
         }
@@ -895,261 +915,188 @@ impl CallTask {
         }
     }
 
-    /// The caller's leg is up: the IVR starts, or the caller joins the route's queue.
-    fn start_app(&mut self, now: std::time::Instant) {
+    /// Feeds the call's controller and carries out what it asks.
+    fn app_input(&mut self, now: std::time::Instant, input: Input<'_>) {
         let Some(app) = self.app.as_mut() else {
             return;
         };
-        match app.start.take() {
-            Some(App::Ivr(flow)) => {
-                let vars = [
-                    ("caller".to_owned(), app.caller.clone()),
-                    ("number".to_owned(), app.number.clone()),
-                ]
-                .into();
-                app.ivr =
-                    app.rt
-                        .start_ivr(self.key, &flow, vars, app.events.clone(), self.span.clone());
-                if app.ivr.is_some() {
-                    self.media.listen(now, Side::A, true);
-                } else {
-                    self.hang_up("IVR flow not available");
-                }
-            }
-            Some(App::Queue(queue)) => self.enqueue(now, queue, 0, true),
-            Some(App::Callback(_)) => {
-                // The customer answered Crest's callback: music until the agent answers.
-                app.waiting = true;
-                let music = app.rt.hold_music.clone();
-                self.media.play(now, Side::A, &music, false);
-            }
-            None => {}
-        }
+        app.call.handle_input(now, input);
+        self.app_outputs(now);
     }
 
-    fn hang_up(&self, why: &str) {
-        let _ = self
-            .core
-            .send(CoreRequest::HangUp(self.key, why.to_owned()));
-    }
-
-    /// The caller asks to join an ACD queue (`door`: straight from a queue route, not from
-    /// the IVR) and hears the hold music while the ACD decides and then while they wait.
-    fn enqueue(&mut self, now: std::time::Instant, queue: String, tier: u8, door: bool) {
-        self.join(now, queue, tier, door, None, None);
-    }
-
-    /// Joins a queue, asking to be called back at `callback` (a number) instead of holding.
-    fn join(
-        &mut self,
-        now: std::time::Instant,
-        queue: String,
-        tier: u8,
-        door: bool,
-        callback: Option<String>,
-        language: Option<String>,
-    ) {
+    /// Carries out the controller's outputs (see crest-call).
+    fn app_outputs(&mut self, now: std::time::Instant) {
+        let recording = self.recording.as_ref().is_some_and(|r| r.started);
         let Some(app) = self.app.as_mut() else {
             return;
         };
-        let Some(acd) = app.rt.acd.clone() else {
-            return self.hang_up("no ACD configured");
-        };
-        app.acd = true;
-        // A callback request holds nobody: the flow says goodbye.
-        app.waiting = callback.is_none();
-        let _ = acd.send(AcdMsg::Enqueue {
-            key: self.key,
-            queue,
-            tier,
-            number: callback.clone().unwrap_or_else(|| app.caller.clone()),
-            language,
-            door,
-            callback: callback.is_some(),
-            task: app.events.clone(),
-        });
-        if app.waiting {
-            let music = app.rt.hold_music.clone();
-            self.media.play(now, Side::A, &music, false);
-        }
-    }
-
-    /// The caller's audio, keys and prompt ends, for the IVR (and the hold music's loop).
-    fn feed_app(&mut self, now: std::time::Instant, ev: &MediaEvent) {
-        let Some(app) = self.app.as_mut() else {
-            return;
-        };
-        let input = match ev {
-            MediaEvent::Audio {
-                side: Side::A,
-                rate,
-                pcm,
-            } => IvrIn::Audio(pcm.clone(), *rate),
-            MediaEvent::Dtmf {
-                side: Side::A, key, ..
-            } => {
-                // Holding in a queue: the key goes to the ACD (1 takes a callback offer).
-                if app.ivr.is_none() && app.waiting && app.acd {
-                    if let Some(acd) = &app.rt.acd {
-                        let _ = acd.send(AcdMsg::Key {
-                            key: self.key,
-                            digit: *key,
-                        });
+        let key = self.key;
+        let media = &mut self.media;
+        let _g = self.span.enter();
+        while let Some(out) = app.call.poll_output() {
+            match out {
+                Output::Play { prompt, barge_in } => {
+                    if let crest_call::Prompt::Say { text, .. } = &prompt {
+                        debug!(text, "IVR prompt");
                     }
-                    return;
+                    app.serial += 1;
+                    app.barge_in = barge_in;
+                    match app.rt.prompt(prompt, app.serial, &app.events) {
+                        Some(p) => media.play(now, Side::A, &p, barge_in),
+                        // Silence until it is rendered.
+                        None => media.stop_prompt(now, Side::A),
+                    }
                 }
-                IvrIn::Key(*key)
+                Output::StopPrompt => {
+                    app.serial += 1;
+                    media.stop_prompt(now, Side::A);
+                }
+                Output::Listen(grammar) => {
+                    app.listening = None;
+                    let speech = app.rt.speech.as_ref();
+                    match speech
+                        .and_then(|s| s.listen(key, grammar, app.events.clone(), self.span.clone()))
+                    {
+                        Some(l) => {
+                            media.listen(now, Side::A, true);
+                            app.listening = Some(l);
+                        }
+                        None => {
+                            warn!("every recogniser is busy: the caller can press keys");
+                            app.call.handle_input(now, Input::ListenFailed);
+                        }
+                    }
+                }
+                Output::StopListening => {
+                    app.listening = None;
+                    if !recording {
+                        media.listen(now, Side::A, false);
+                    }
+                }
+                Output::Lookup {
+                    method,
+                    url,
+                    body,
+                    timeout,
+                } => app
+                    .rt
+                    .lookup(method, url, body, timeout, app.events.clone()),
+                Output::Acd(to) => {
+                    if let Some(acd) = &app.rt.acd {
+                        let _ = acd.send(acd_message(key, to, &app.events));
+                    }
+                }
+                Output::Accept => {
+                    let _ = self.core.send(CoreRequest::Accept(key));
+                }
+                Output::Refuse { retry_after } => {
+                    let _ = self.core.send(CoreRequest::Refuse { key, retry_after });
+                }
+                Output::Connect { target, ring } => {
+                    info!(target = ?target, "transferring");
+                    let _ = self.core.send(CoreRequest::Connect { key, target, ring });
+                }
+                Output::HangUp(why) => {
+                    let _ = self.core.send(CoreRequest::HangUp(key, why));
+                }
+                Output::IvrStarted { flow, version } => {
+                    app.rt.ivr.sessions_active.fetch_add(1, Ordering::Relaxed);
+                    app.rt.ivr.sessions_total.fetch_add(1, Ordering::Relaxed);
+                    info!(flow, version, "IVR started");
+                }
+                Output::IvrDone(s) => {
+                    app.rt.ivr.sessions_active.fetch_sub(1, Ordering::Relaxed);
+                    if let Some(f) = &app.rt.flows {
+                        f.count_outcome(&s.flow, &s.outcome);
+                    }
+                    info!(
+                        flow = s.flow,
+                        version = s.version,
+                        outcome = s.outcome,
+                        path = s.path.join(">"),
+                        language = s.language,
+                        "IVR done"
+                    );
+                }
+                Output::Record(r) => info!(
+                    outcome = r.outcome,
+                    stage = ?r.ended_in,
+                    flow = r.flow.as_ref().map(|(f, v)| format!("{f}@{v}")),
+                    intent = r.intent,
+                    queue = r.queue,
+                    agent = r.agent,
+                    wait_ms = r.wait.map(|w| w.as_millis() as u64),
+                    duration_ms = r.duration.as_millis() as u64,
+                    path = r.path.join(">"),
+                    "call journey"
+                ),
             }
-            MediaEvent::BargeIn { side: Side::A, .. } => IvrIn::BargeIn,
-            MediaEvent::PromptDone { side: Side::A } => {
-                if app.leaving {
-                    self.hang_up("callback taken");
-                    return;
-                }
-                if let Some(retry_after) = app.refusing {
-                    // Early media (a queue route): 503; a caller the IVR answered: BYE.
-                    let _ = self.core.send(CoreRequest::Refuse {
-                        key: self.key,
-                        retry_after,
-                    });
-                    self.hang_up("refused by admission");
-                    return;
-                }
-                if app.waiting {
-                    let music = app.rt.hold_music.clone();
-                    self.media.play(now, Side::A, &music, false);
-                    return;
-                }
-                IvrIn::PromptDone
-            }
-            _ => return,
-        };
-        if let Some(ivr) = &app.ivr {
-            let _ = ivr.send(input);
         }
     }
 
-    /// What the IVR thread or the ACD has for the caller.
+    /// What the recognisers, lookups, renders and the ACD sent the call.
     fn on_app_event(&mut self, now: std::time::Instant, ev: AppEvent) {
         let Some(app) = self.app.as_mut() else {
             return;
         };
         match ev {
-            AppEvent::Play(prompt, barge_in) => self.media.play(now, Side::A, &prompt, barge_in),
-            AppEvent::StopPrompt => self.media.stop_prompt(now, Side::A),
-            AppEvent::Announce(prompt) if app.waiting => {
-                self.media.play(now, Side::A, &prompt, false);
-            }
-            AppEvent::Announce(_) => {}
-            AppEvent::Connected => {
-                app.waiting = false;
-                self.media.stop_prompt(now, Side::A);
-            }
-            AppEvent::Goodbye(prompt) => {
-                app.waiting = false;
-                app.leaving = true;
-                self.media.play(now, Side::A, &prompt, false);
-            }
-            AppEvent::Refuse(prompt, retry_after) => {
-                app.waiting = false;
-                app.acd = false;
-                app.refusing = Some(retry_after);
-                self.media.play(now, Side::A, &prompt, false);
-            }
-            AppEvent::Leave(leave, language) => {
-                // A callback request leaves the flow running to its goodbye.
-                if !matches!(leave, crest_ivr::Command::Callback { .. }) {
-                    app.ivr = None;
-                    if !self.recording.as_ref().is_some_and(|r| r.started) {
-                        self.media.listen(now, Side::A, false);
-                    }
+            AppEvent::Acd(a) => self.app_input(now, Input::Acd(a)),
+            AppEvent::Heard { generation, heard } => {
+                if app.listening.as_ref().map(Listening::generation) == Some(generation) {
+                    app.listening = None;
+                    self.app_input(
+                        now,
+                        Input::Heard {
+                            text: &heard.text,
+                            confidence: heard.confidence,
+                        },
+                    );
                 }
-                self.leave_ivr(now, leave, language);
             }
+            AppEvent::ListenFailed { generation } => {
+                if app.listening.as_ref().map(Listening::generation) == Some(generation) {
+                    app.listening = None;
+                    self.app_input(now, Input::ListenFailed);
+                }
+            }
+            AppEvent::Lookup(answer) => {
+                let answer = answer.as_ref().map(|(s, b)| (*s, b.as_str()));
+                self.app_input(now, Input::LookupDone(answer));
+            }
+            AppEvent::Rendered { serial, prompt } if serial == app.serial => match prompt {
+                Ok(p) => self.media.play(now, Side::A, &p, app.barge_in),
+                Err(e) => {
+                    self.span
+                        .in_scope(|| warn!(error = e, "prompt not made: the flow goes on"));
+                    self.app_input(now, Input::PromptFailed);
+                }
+            },
+            AppEvent::Rendered { .. } => {}
         }
     }
 
-    /// Where the caller goes from the IVR.
-    fn leave_ivr(
-        &mut self,
-        now: std::time::Instant,
-        leave: crest_ivr::Command,
-        language: Option<String>,
-    ) {
-        use crest_ivr::Command as C;
-        match leave {
-            C::Enqueue { queue, tier, .. } => {
-                let tier = crate::app::tier(tier.as_deref());
-                self.join(now, queue, tier, false, None, language);
-            }
-            C::Callback { queue, number } => {
-                self.join(now, queue, 0, false, Some(number), None);
-            }
-            C::Transfer { uri } => {
-                let Some(app) = self.app.as_mut() else {
-                    return;
-                };
-                info!(uri, "transferring");
-                app.transfer = true;
-                app.waiting = true;
-                let music = app.rt.hold_music.clone();
-                self.media.play(now, Side::A, &music, false);
-                let _ = self.core.send(CoreRequest::Connect {
-                    key: self.key,
-                    target: ConnectTarget::Uri(uri),
-                    ring: Duration::from_secs(60),
-                });
-            }
-            C::Hangup { reason } => self.hang_up(&reason),
-            other => debug!(command = ?other, "not a way out of the IVR"),
-        }
-    }
-
-    /// The customer Crest called back answered or did not: the ACD hears it.
-    fn on_leg_a(&mut self, ev: LegEvent) {
+    /// The caller's keys, barge-ins, prompt ends and audio, for the controller (and the
+    /// recogniser).
+    fn feed_app(&mut self, now: std::time::Instant, ev: &MediaEvent) {
         let Some(app) = self.app.as_ref() else {
             return;
         };
-        if let Some(acd) = &app.rt.acd {
-            let msg = match ev {
-                LegEvent::Answered => AcdMsg::CustomerAnswered {
-                    key: self.key,
-                    task: app.events.clone(),
-                },
-                LegEvent::Failed(status) => AcdMsg::CustomerUnanswered {
-                    key: self.key,
-                    status,
-                },
-                LegEvent::Ringing => return,
-            };
-            let _ = acd.send(msg);
-        }
-    }
-
-    /// Leg B (an agent, a transfer target) rang, answered or failed.
-    fn on_leg_b(&mut self, now: std::time::Instant, ev: LegEvent) {
-        let Some(app) = self.app.as_mut() else {
-            return;
-        };
-        if app.acd {
-            if let Some(acd) = &app.rt.acd {
-                let _ = acd.send(AcdMsg::Leg {
-                    key: self.key,
-                    event: ev,
-                });
-            }
-        } else if app.transfer {
-            match ev {
-                LegEvent::Answered => {
-                    app.waiting = false;
-                    self.media.stop_prompt(now, Side::A);
+        match ev {
+            MediaEvent::Audio {
+                side: Side::A,
+                rate,
+                pcm,
+            } => {
+                if let Some(l) = &app.listening {
+                    l.audio(pcm.clone(), *rate);
                 }
-                LegEvent::Failed(status) => {
-                    info!(status, "transfer failed");
-                    self.hang_up("transfer failed");
-                }
-                LegEvent::Ringing => {}
             }
+            MediaEvent::Dtmf {
+                side: Side::A, key, ..
+            } => self.app_input(now, Input::Key(*key)),
+            MediaEvent::BargeIn { side: Side::A, .. } => self.app_input(now, Input::BargeIn),
+            MediaEvent::PromptDone { side: Side::A } => self.app_input(now, Input::PromptDone),
+            _ => {}
         }
     }
 
@@ -1199,6 +1146,37 @@ impl CallTask {
         {
             let _ = tx.send(RecMsg::Cdr(cdr));
         }
+    }
+}
+
+/// The ACD's message for what the controller of call `key` tells it.
+fn acd_message(key: u64, to: ToAcd, task: &mpsc::UnboundedSender<AppEvent>) -> AcdMsg {
+    match to {
+        ToAcd::Enqueue {
+            queue,
+            tier,
+            number,
+            language,
+            door,
+            callback,
+        } => AcdMsg::Enqueue {
+            key,
+            queue,
+            tier,
+            number,
+            language,
+            door,
+            callback,
+            task: task.clone(),
+        },
+        ToAcd::Key(digit) => AcdMsg::Key { key, digit },
+        ToAcd::Leg(event) => AcdMsg::Leg { key, event },
+        ToAcd::CustomerAnswered => AcdMsg::CustomerAnswered {
+            key,
+            task: task.clone(),
+        },
+        ToAcd::CustomerUnanswered(status) => AcdMsg::CustomerUnanswered { key, status },
+        ToAcd::Ended => AcdMsg::Ended { key },
     }
 }
 

@@ -74,7 +74,13 @@ impl Journey {
     pub fn new(start: Start) -> Self {
         let t0 = Instant::now();
         Self {
-            call: Call::new(CallId(1), "4000", "+8613800000000", start, Config::default()),
+            call: Call::new(
+                CallId(1),
+                "4000",
+                "+8613800000000",
+                start,
+                Config::default(),
+            ),
             now: t0,
             t0,
             log: Vec::new(),
