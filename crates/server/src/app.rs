@@ -259,19 +259,28 @@ impl AppRuntime {
                     .header("content-type", "application/json")
                     .body(body.unwrap_or_default()),
             };
-            let answer = match req.timeout(timeout).send().await {
-                Ok(r) => {
-                    let status = r.status().as_u16();
-                    r.text().await.ok().map(|b| (status, b))
-                }
-                Err(e) => {
-                    let _g = span.enter();
-                    warn!(url, error = %e, "IVR lookup failed");
-                    None
+            let ask = async {
+                match req.timeout(timeout).send().await {
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        r.text().await.ok().map(|b| (status, b))
+                    }
+                    Err(e) => {
+                        let _g = span.enter();
+                        warn!(url, error = %e, "IVR lookup failed");
+                        None
+                    }
                 }
             };
+            // A caller who hangs up takes their lookup with them (its connection closes).
+            let answer = tokio::select! {
+                a = ask => Some(a),
+                () = back.closed() => None,
+            };
             metrics.lookups_active.fetch_sub(1, Ordering::Relaxed);
-            let _ = back.send(AppEvent::Lookup(answer));
+            if let Some(answer) = answer {
+                let _ = back.send(AppEvent::Lookup(answer));
+            }
         });
     }
 
