@@ -29,11 +29,14 @@
 //! [`Input::ListenFailed`], every call the ACD was told about ends with
 //! [`ToAcd::Ended`], and every call ends with exactly one [`Output::Record`]; after it, nothing.
 
+mod center;
+
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use center::{Center, CenterConfig, CenterInput, CenterOutput, GOODBYE, REFUSAL};
 pub use crest_acd::CallId;
 use crest_ivr::engine::Input as FlowInput;
 use crest_ivr::interp::Vars;

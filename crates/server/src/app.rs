@@ -21,17 +21,15 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crest_acd::admission::{self, Admission, AdmissionConfig, Reason, Situation};
-use crest_acd::{
-    Acd, AgentId, AgentState, CallId, Caller, Input, Model, Output, Surge, SurgeConfig, SurgeLevel,
-};
-use crest_call::{FromAcd, Start};
+use crest_acd::admission::AdmissionConfig;
+use crest_acd::{AgentId, CallId, Model, QueueId, SurgeConfig};
+use crest_call::{Center, CenterConfig, CenterInput, CenterOutput, FromAcd, Start};
 use crest_ivr::model::Method;
 use crest_ivr::tts::{EspeakNg, Tts as _};
 use crest_media::bridge::Prompt;
 use crest_sip_proxy::{ConnectTarget, LegEvent};
 use tokio::sync::mpsc;
-use tracing::{Span, info, warn};
+use tracing::{Span, warn};
 
 use crate::ivr::Flows;
 use crate::speech::Speech;
@@ -370,24 +368,6 @@ pub(crate) enum AcdMsg {
     Key { key: u64, digit: char },
 }
 
-struct QueuedCall {
-    task: Option<mpsc::UnboundedSender<AppEvent>>,
-    queue: String,
-    /// The ACD's call: this call's key, or the callback this call was placed for.
-    call: CallId,
-    /// A callback call placed by Crest (the agent is reserved, the ACD counts it answered
-    /// once the customer answers).
-    dialled: bool,
-    /// The caller asked to be called back: they hang up and keep their place.
-    callback_pending: bool,
-    /// Admitted under the circuit breaker: the announcements offer a callback (key 1).
-    callback_offer: bool,
-    /// The agent ringing or talking.
-    agent: Option<crest_acd::AgentId>,
-    connected: bool,
-    next_announce: Instant,
-}
-
 /// The ACD's counters for `/metrics`, shared with the admin endpoint (and the IVR, which
 /// reads the surge ratio).
 #[derive(Debug, Default)]
@@ -494,25 +474,15 @@ impl AcdMetrics {
     }
 }
 
-/// The ACD in a running crest (see the module docs).
+/// The ACD in a running crest: the tokio driver of crest-call's [`Center`], which makes every
+/// decision; this task only moves its inputs and outputs between the calls' tasks, the SIP
+/// core and the metrics.
 pub(crate) struct AcdService {
-    acd: Acd,
-    calls: HashMap<u64, QueuedCall>,
+    center: Center,
+    /// How to reach the calls the center knows (dropped when it releases them).
+    tasks: HashMap<CallId, mpsc::UnboundedSender<AppEvent>>,
     core: mpsc::UnboundedSender<CoreRequest>,
-    announce_every: Duration,
-    surge: Surge,
-    admission: AdmissionConfig,
     metrics: Arc<AcdMetrics>,
-    /// Agents whose phones are registered.
-    registered: std::collections::HashSet<AgentId>,
-    /// Agents of standby pools (logged in only under a surge of 5× and more).
-    standby: Vec<AgentId>,
-    standby_on: bool,
-    callback_uri: Option<String>,
-    /// Callbacks being dialled: the ACD's call → the key of the call Crest placed.
-    dialling: HashMap<CallId, u64>,
-    /// Scheduled callbacks: the ACD's call → its queue.
-    callback_queues: HashMap<CallId, String>,
 }
 
 impl AcdService {
@@ -523,22 +493,17 @@ impl AcdService {
         core: mpsc::UnboundedSender<CoreRequest>,
         rt: &AppRuntime,
     ) -> Self {
-        let now = Instant::now();
-        let standby = model.standby_agents();
-        Self {
-            acd: Acd::new(now, model),
-            calls: HashMap::new(),
-            core,
+        let config = CenterConfig {
             announce_every: Duration::from_secs(section.announce_secs.max(5)),
-            surge: Surge::new(now, section.surge.clone()),
+            surge: section.surge.clone(),
             admission: section.admission.clone(),
-            metrics: rt.metrics.clone(),
-            registered: std::collections::HashSet::new(),
-            standby,
-            standby_on: false,
             callback_uri: section.callback_uri.clone(),
-            dialling: HashMap::new(),
-            callback_queues: HashMap::new(),
+        };
+        Self {
+            center: Center::new(Instant::now(), model, config),
+            tasks: HashMap::new(),
+            core,
+            metrics: rt.metrics.clone(),
         }
     }
 
@@ -546,124 +511,29 @@ impl AcdService {
     pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<AcdMsg>) {
         loop {
             let now = Instant::now();
-            // The surge level also comes down without arrivals: looked at every second.
-            let next = [self.acd.poll_timeout(), self.next_announce()]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(now + Duration::from_secs(1))
-                .min(now + Duration::from_secs(1));
+            let next = self
+                .center
+                .poll_timeout()
+                .unwrap_or(now + Duration::from_secs(1));
             tokio::select! {
                 m = rx.recv() => match m {
                     Some(m) => self.handle(Instant::now(), m),
                     None => return,
                 },
-                () = tokio::time::sleep_until(next.into()) => {}
-            }
-            let now = Instant::now();
-            if self.acd.poll_timeout().is_some_and(|t| t <= now) {
-                self.acd.handle_timeout(now);
-            }
-            let change = self.surge.update(now);
-            self.on_surge(now, change);
-            self.drain(now);
-            self.announce(now);
-            self.publish();
-        }
-    }
-
-    /// A surge level change: an event in the log, the metrics, and the standby pools called
-    /// in at 5× or released below.
-    fn on_surge(&mut self, now: Instant, change: Option<crest_acd::SurgeChange>) {
-        let ratio = self.surge.ratio(now);
-        self.metrics
-            .surge_ratio_milli
-            .store((ratio * 1000.0) as u64, Ordering::Relaxed);
-        let Some(c) = change else {
-            return;
-        };
-        warn!(from = ?c.from, to = ?c.to, ratio = format!("{:.1}", c.ratio), "surge level changed");
-        self.metrics
-            .surge_level
-            .store(c.to.index() as u64, Ordering::Relaxed);
-        self.metrics.surge_changes.fetch_add(1, Ordering::Relaxed);
-        let want = c.to >= SurgeLevel::StandbyAgents;
-        if want != self.standby_on && !self.standby.is_empty() {
-            self.standby_on = want;
-            if want {
-                self.metrics
-                    .standby_activations
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            info!(on = want, agents = self.standby.len(), "standby pools");
-            for a in self.standby.clone() {
-                if want && self.registered.contains(&a) {
-                    self.acd.handle(now, Input::AgentLogin(a));
-                } else if !want {
-                    self.acd.handle(now, Input::AgentLogout(a));
+                () = tokio::time::sleep_until(next.into()) => {
+                    self.center.handle_timeout(Instant::now());
                 }
             }
+            self.carry_out();
+            self.publish(Instant::now());
         }
-    }
-
-    /// Queue lengths and the router's counters for the metrics.
-    fn publish(&self) {
-        if let Ok(mut c) = self.metrics.counters.lock() {
-            c.clone_from(self.acd.counters());
-        }
-        if let Ok(mut w) = self.metrics.waiting.lock() {
-            for (i, q) in self.acd.model().queues.iter().enumerate() {
-                w.insert(
-                    q.name.clone(),
-                    self.acd.waiting(crest_acd::QueueId(i as u16)),
-                );
-            }
-        }
-    }
-
-    /// Admission for a caller just arrived in the ACD (the simulator's order: arrive, then
-    /// decide from the queue and the caller's own wait estimate).
-    fn admit(&mut self, key: u64, queue_len: usize, door: bool) -> (Admission, Reason) {
-        let situation = Situation {
-            // Bandwidth is admitted at the door by the media plane's ledger (503 when the
-            // node's or the pool's budget is spent): this call's media is counted already.
-            call_bps: 0,
-            headroom_bps: None,
-            queue_len,
-            ewt: self.acd.ewt(CallId(key)),
-            surge: self.surge.level(),
-            self_served: !door,
-        };
-        let (decision, reason) = admission::decide(&self.admission, &situation);
-        let label = match decision {
-            Admission::Admit => "admit",
-            Admission::AdmitWithCallbackOffer => "admit_with_callback_offer",
-            Admission::SelfService => "self_service",
-            Admission::OfferCallback => "offer_callback",
-            Admission::Refuse { .. } => "refuse",
-        };
-        if let Ok(mut a) = self.metrics.admissions.lock() {
-            *a.entry((label, format!("{reason:?}").to_lowercase()))
-                .or_default() += 1;
-        }
-        info!(key, decision = label, ?reason, queue_len, ewt_secs = ?situation.ewt.map(|d| d.as_secs()), "admission");
-        (decision, reason)
-    }
-
-    fn next_announce(&self) -> Option<Instant> {
-        self.calls
-            .values()
-            .filter(|c| c.agent.is_none() && !c.callback_pending && !c.dialled)
-            .map(|c| c.next_announce)
-            .min()
     }
 
     fn handle(&mut self, now: Instant, m: AcdMsg) {
+        use CenterInput as I;
+        let c = &mut self.center;
         match m {
-            AcdMsg::Arrival => {
-                let change = self.surge.on_arrival(now);
-                self.on_surge(now, change);
-            }
+            AcdMsg::Arrival => c.handle_input(now, I::Arrival),
             AcdMsg::Enqueue {
                 key,
                 queue,
@@ -674,411 +544,133 @@ impl AcdService {
                 callback,
                 task,
             } => {
-                let caller = Caller {
-                    call: CallId(key),
-                    queue: crest_acd::QueueId(0),
-                    tier,
-                    number,
-                    language,
-                };
-                self.enqueue(now, caller, queue, door, callback, task);
-            }
-            AcdMsg::Leg { key, event } => self.on_agent_leg(now, key, event),
-            AcdMsg::ConnectFailed { key, status } => {
-                let Some(c) = self.calls.get_mut(&key) else {
-                    return;
-                };
-                if let Some(agent) = c.agent.take() {
-                    let (call, dialled) = (c.call, c.dialled);
-                    info!(key, agent = %self.acd.model().agents[agent.0 as usize].name, status, "agent's phone unreachable");
-                    if dialled {
-                        self.hang_up_callback(now, key, agent, call);
-                    } else {
-                        self.acd.handle(now, Input::NoAnswer(agent, call));
-                    }
-                    if status == 480 {
-                        self.acd.handle(now, Input::AgentLogout(agent));
-                    }
-                }
-            }
-            AcdMsg::Ended { key } => {
-                let Some(c) = self.calls.remove(&key) else {
-                    return;
-                };
-                if c.dialled {
-                    if self.dialling.remove(&c.call).is_some() {
-                        // Ended before the customer answered the callback.
-                        self.acd.handle(now, Input::CallbackUnanswered(c.call));
-                    } else if let Some(a) = c.agent {
-                        self.acd.handle(now, Input::CallEnded(a, c.call));
-                    }
-                } else if let (Some(a), true) = (c.agent, c.connected) {
-                    self.acd.handle(now, Input::CallEnded(a, c.call));
-                } else if c.callback_pending {
-                    info!(
-                        key,
-                        queue = c.queue,
-                        "caller hung up to be called back: they keep their place"
-                    );
-                } else {
-                    info!(key, queue = c.queue, "caller left the queue");
-                    self.acd.handle(now, Input::CallAbandoned(c.call));
-                }
-            }
-            AcdMsg::Registration { user, on } => {
-                let Some(a) = self.acd.model().agent(&user) else {
-                    return;
-                };
-                if on {
-                    self.registered.insert(a);
-                } else {
-                    self.registered.remove(&a);
-                }
-                // Standby agents take calls only while their pools are called in.
-                if self.standby.contains(&a) && !self.standby_on {
-                    return;
-                }
-                let state = self.acd.agent_state(a).clone();
-                if on && state == AgentState::Offline {
-                    info!(agent = user, "agent logged in (phone registered)");
-                    self.acd.handle(now, Input::AgentLogin(a));
-                } else if !on {
-                    info!(agent = user, "agent logged out (phone unregistered)");
-                    self.acd.handle(now, Input::AgentLogout(a));
-                }
-            }
-            AcdMsg::Key { key, digit } => {
-                let offered = self
-                    .calls
-                    .get(&key)
-                    .is_some_and(|c| c.callback_offer && c.agent.is_none());
-                if digit == '1' && offered {
-                    info!(key, "the caller takes the callback offer");
-                    self.acd.handle(now, Input::CallbackRequested(CallId(key)));
-                }
-            }
-            AcdMsg::Dialled { key, call, agent } => {
-                self.dialling.insert(call, key);
-                self.calls.insert(
-                    key,
-                    QueuedCall {
-                        task: None,
-                        queue: String::new(),
-                        call,
-                        dialled: true,
-                        callback_pending: false,
-                        callback_offer: false,
-                        agent: Some(agent),
-                        connected: false,
-                        next_announce: now + Duration::from_secs(3600),
+                self.tasks.insert(CallId(key), task);
+                c.handle_input(
+                    now,
+                    I::Enqueue {
+                        call: CallId(key),
+                        queue: &queue,
+                        tier,
+                        number: &number,
+                        language: language.as_deref(),
+                        door,
+                        callback,
                     },
                 );
             }
-            AcdMsg::DialFailed { call } => {
-                warn!(call = call.0, "the callback could not be placed");
-                self.acd.handle(now, Input::CallbackUnanswered(call));
-            }
-            AcdMsg::CustomerAnswered { key, task } => {
-                let Some(c) = self.calls.get_mut(&key) else {
-                    return;
-                };
-                let Some(agent) = c.agent else {
-                    return;
-                };
-                c.task = Some(task);
-                self.dialling.remove(&c.call);
-                let name = self.acd.model().agents[agent.0 as usize].name.clone();
-                info!(
-                    key,
-                    agent = name,
-                    "the customer answered the callback: ringing the reserved agent"
-                );
-                self.acd.handle(now, Input::CallbackAnswered(c.call));
-                let ring = self.acd.model().ring + Duration::from_secs(5);
-                let _ = self.core.send(CoreRequest::Connect {
-                    key,
-                    target: ConnectTarget::User(name),
-                    ring,
-                });
-            }
-            AcdMsg::CustomerUnanswered { key, status } => {
-                if let Some(c) = self.calls.remove(&key) {
-                    info!(key, status, "the customer did not answer the callback");
-                    self.dialling.remove(&c.call);
-                    self.acd.handle(now, Input::CallbackUnanswered(c.call));
-                }
-            }
-        }
-    }
-
-    /// A caller asks to join `queue` (or to be called back from it).
-    /// (`caller.queue` is set here from `queue`.)
-    fn enqueue(
-        &mut self,
-        now: Instant,
-        mut caller: Caller,
-        queue: String,
-        door: bool,
-        callback: bool,
-        task: mpsc::UnboundedSender<AppEvent>,
-    ) {
-        let key = caller.call.0;
-        let tier = caller.tier;
-        let Some(q) = self.acd.model().queue(&queue) else {
-            warn!(key, queue, "no such ACD queue: hanging up");
-            let _ = self
-                .core
-                .send(CoreRequest::HangUp(key, "no such queue".into()));
-            return;
-        };
-        let queue_len = self.acd.waiting(q);
-        caller.queue = q;
-        self.acd.handle(now, Input::CallArrived(caller));
-        let mut call = QueuedCall {
-            task: Some(task),
-            queue,
-            call: CallId(key),
-            dialled: false,
-            callback_pending: false,
-            callback_offer: false,
-            agent: None,
-            connected: false,
-            next_announce: now,
-        };
-        if callback && self.callback_uri.is_some() {
-            // The caller asked for it: no admission, their place is kept.
-            info!(key, queue = call.queue, "callback requested");
-            self.calls.insert(key, call);
-            self.acd.handle(now, Input::CallbackRequested(CallId(key)));
-            return;
-        }
-        let (decision, reason) = self.admit(key, queue_len, door);
-        match decision {
-            Admission::Refuse { retry_after } => {
-                self.acd.handle(now, Input::CallAbandoned(CallId(key)));
-                // Whatever the ACD offered meanwhile goes back.
-                self.drain(now);
-                if let Some(task) = &call.task {
-                    Self::refuse(task, retry_after.as_secs());
-                }
-                return;
-            }
-            Admission::AdmitWithCallbackOffer => {
-                if let Some(m) = admission::compensation(&self.admission, reason) {
-                    info!(key, message = m, "compensation promised to the caller");
-                }
-                call.callback_offer = self.callback_uri.is_some();
-            }
-            Admission::OfferCallback | Admission::SelfService => {
-                // A caller from a queue route has no IVR to serve themselves in, and a
-                // callback offer needs the IVR to take the request: they queue rather than
-                // being lost.
-                info!(key, decision = ?decision, "not available here: the caller queues");
-            }
-            Admission::Admit => {}
-        }
-        // The controller answers a caller from a queue route (`door`) now.
-        if let Some(t) = &call.task {
-            let _ = t.send(AppEvent::Acd(FromAcd::Admitted));
-        }
-        info!(key, queue = call.queue, tier, door, "caller queued");
-        self.calls.insert(key, call);
-    }
-
-    /// What became of the leg to the agent the ACD offered (or reserved for a callback).
-    fn on_agent_leg(&mut self, now: Instant, key: u64, event: LegEvent) {
-        let Some(c) = self.calls.get_mut(&key) else {
-            return;
-        };
-        let Some(agent) = c.agent else {
-            return;
-        };
-        let name = self.acd.model().agents[agent.0 as usize].name.clone();
-        match event {
-            LegEvent::Ringing => {}
-            LegEvent::Answered => {
-                c.connected = true;
-                if let Some(t) = &c.task {
-                    let _ = t.send(AppEvent::Acd(FromAcd::Connected {
-                        agent: name.clone(),
-                    }));
-                }
-                info!(key, agent = name, "agent answered");
-                if !c.dialled {
-                    let call = c.call;
-                    self.acd.handle(now, Input::Answered(agent, call));
-                }
-            }
-            LegEvent::Failed(status) => {
-                info!(key, agent = name, status, "agent did not answer");
-                let (call, dialled) = (c.call, c.dialled);
-                if dialled {
-                    self.hang_up_callback(now, key, agent, call);
-                } else {
-                    c.agent = None;
-                    self.acd.handle(now, Input::NoAnswer(agent, call));
-                }
-            }
-        }
-    }
-
-    /// The agent reserved for a callback did not take it: the customer is told by the
-    /// hang-up (a real product would apologise first), the agent's call ends.
-    fn hang_up_callback(&mut self, now: Instant, key: u64, agent: AgentId, call: CallId) {
-        let _ = self.core.send(CoreRequest::HangUp(
-            key,
-            "the reserved agent did not answer".into(),
-        ));
-        self.calls.remove(&key);
-        self.acd.handle(now, Input::CallEnded(agent, call));
-    }
-
-    /// Carries out the ACD's decisions.
-    fn drain(&mut self, now: Instant) {
-        let ring = self.acd.model().ring + Duration::from_secs(5);
-        while let Some(out) = self.acd.poll_output() {
-            let model = self.acd.model();
-            match out {
-                Output::Offer { call, agent } => {
-                    let name = model.agents[agent.0 as usize].name.clone();
-                    if let Some(c) = self.calls.get_mut(&call.0) {
-                        c.agent = Some(agent);
-                    }
-                    info!(key = call.0, agent = name, "ringing agent");
-                    // The ACD's own ring timer decides; the SIP core's is a backstop.
-                    let _ = self.core.send(CoreRequest::Connect {
-                        key: call.0,
-                        target: ConnectTarget::User(name),
-                        ring,
-                    });
-                }
-                Output::Retract { call, agent } => {
-                    info!(key = call.0, agent = %model.agents[agent.0 as usize].name, "agent rang out");
-                    if let Some(key) = self.dialling.remove(&call) {
-                        // The customer did not answer the callback in time.
-                        self.calls.remove(&key);
-                        let _ = self
-                            .core
-                            .send(CoreRequest::HangUp(key, "callback not answered".into()));
-                        continue;
-                    }
-                    if let Some(c) = self.calls.get_mut(&call.0) {
-                        c.agent = None;
-                        c.next_announce = now;
-                    }
-                    let _ = self.core.send(CoreRequest::Disconnect(call.0));
-                }
-                Output::Overflow { call, step, pool } => {
-                    info!(key = call.0, step, pool = %model.pools[pool.0 as usize].name, "overflow to the next pool");
-                }
-                Output::AgentAway { agent, reason } => {
-                    info!(agent = %model.agents[agent.0 as usize].name, reason, "agent set away");
-                }
-                Output::Dial {
-                    call,
+            AcdMsg::Dialled { key, call, agent } => c.handle_input(
+                now,
+                I::Dialled {
+                    call: CallId(key),
+                    callback: call,
                     agent,
-                    number,
-                } => {
-                    let name = &model.agents[agent.0 as usize].name;
-                    let queue = self.callback_queues.remove(&call).unwrap_or_default();
-                    match &self.callback_uri {
-                        Some(t) => {
-                            let uri = t.replace("{number}", &number);
-                            info!(
-                                call = call.0,
-                                agent = name,
-                                uri,
-                                "calling the customer back"
-                            );
-                            let _ = self.core.send(CoreRequest::Originate {
-                                call,
-                                agent,
-                                queue,
-                                uri,
-                                ring,
-                            });
-                        }
-                        None => self.acd.handle(now, Input::CallbackUnanswered(call)),
-                    }
-                }
-                Output::CallbackScheduled { call } => {
-                    if let Some(c) = self.calls.get_mut(&call.0) {
-                        c.callback_pending = true;
-                        self.callback_queues.insert(call, c.queue.clone());
-                        // Taken while holding (not in the IVR): say so and hang up.
-                        if c.callback_offer
-                            && let Some(task) = &c.task
-                        {
-                            Self::goodbye(task);
-                        }
-                    }
-                    // The flow says goodbye and hangs up.
-                    info!(key = call.0, "callback scheduled: the caller may hang up");
-                }
-                Output::CallbackRefused { call } => {
-                    // One pending callback per number: the earlier one stands.
-                    info!(
-                        key = call.0,
-                        "callback refused: one is pending for this number already"
-                    );
-                    self.acd.handle(now, Input::CallAbandoned(call));
-                    self.calls.remove(&call.0);
-                }
+                },
+            ),
+            AcdMsg::DialFailed { call } => c.handle_input(now, I::DialFailed { callback: call }),
+            AcdMsg::CustomerAnswered { key, task } => {
+                self.tasks.insert(CallId(key), task);
+                c.handle_input(now, I::CustomerAnswered { call: CallId(key) });
             }
+            AcdMsg::CustomerUnanswered { key, status } => c.handle_input(
+                now,
+                I::CustomerUnanswered {
+                    call: CallId(key),
+                    status,
+                },
+            ),
+            AcdMsg::Leg { key, event } => c.handle_input(
+                now,
+                I::Leg {
+                    call: CallId(key),
+                    event,
+                },
+            ),
+            AcdMsg::ConnectFailed { key, status } => c.handle_input(
+                now,
+                I::ConnectFailed {
+                    call: CallId(key),
+                    status,
+                },
+            ),
+            AcdMsg::Ended { key } => {
+                c.handle_input(now, I::Ended { call: CallId(key) });
+                self.tasks.remove(&CallId(key));
+            }
+            AcdMsg::Registration { user, on } => {
+                c.handle_input(now, I::Registration { user: &user, on });
+            }
+            AcdMsg::Key { key, digit } => c.handle_input(
+                now,
+                I::Key {
+                    call: CallId(key),
+                    digit,
+                },
+            ),
         }
     }
 
-    /// "We will call you back", then the call ends.
-    fn goodbye(task: &mpsc::UnboundedSender<AppEvent>) {
-        let text =
-            "Thank you. We will call you back on this number when an agent is free. Goodbye.";
-        let _ = task.send(AppEvent::Acd(FromAcd::Goodbye(text.into())));
-    }
-
-    /// A refused caller hears why, then is refused.
-    fn refuse(task: &mpsc::UnboundedSender<AppEvent>, retry_after: u64) {
-        let text = "We are sorry: all our agents are busy and we cannot take your call now. Please call again later.";
-        let _ = task.send(AppEvent::Acd(FromAcd::Refused {
-            text: text.into(),
-            retry_after,
-        }));
-    }
-
-    /// Tells waiting callers their place in line and the expected wait, every
-    /// `announce_every`; the prompt is rendered off this task.
-    fn announce(&mut self, now: Instant) {
-        for (key, c) in &mut self.calls {
-            if c.agent.is_some() || c.next_announce > now || c.callback_pending || c.dialled {
-                continue;
-            }
-            c.next_announce = now + self.announce_every;
-            let call = CallId(*key);
-            let Some(position) = self.acd.position(call) else {
-                continue;
+    /// Carries out the center's decisions.
+    fn carry_out(&mut self) {
+        while let Some(out) = self.center.poll_output() {
+            let request = match out {
+                CenterOutput::ToCall(call, ev) => {
+                    if let Some(t) = self.tasks.get(&call) {
+                        let _ = t.send(AppEvent::Acd(ev));
+                    }
+                    continue;
+                }
+                CenterOutput::Released(call) => {
+                    self.tasks.remove(&call);
+                    continue;
+                }
+                CenterOutput::Ring { call, agent, ring } => CoreRequest::Connect {
+                    key: call.0,
+                    target: ConnectTarget::User(agent),
+                    ring,
+                },
+                CenterOutput::StopRinging(call) => CoreRequest::Disconnect(call.0),
+                CenterOutput::HangUp(call, why) => CoreRequest::HangUp(call.0, why),
+                CenterOutput::Originate {
+                    callback,
+                    agent,
+                    queue,
+                    uri,
+                    ring,
+                } => CoreRequest::Originate {
+                    call: callback,
+                    agent,
+                    queue,
+                    uri,
+                    ring,
+                },
             };
-            let mut text = wait_text(position, self.acd.ewt(call));
-            if c.callback_offer {
-                text.push_str(" To be called back instead, press 1.");
-            }
-            info!(key, position, text, "queue announcement");
-            if let Some(task) = &c.task {
-                let _ = task.send(AppEvent::Acd(FromAcd::Announce(text)));
-            }
+            let _ = self.core.send(request);
         }
     }
-}
 
-/// "You are number 2 in line. The expected wait is about 1 minute."
-fn wait_text(position: usize, ewt: Option<Duration>) -> String {
-    let place = if position == 1 {
-        "You are next in line.".to_owned()
-    } else {
-        format!("You are number {position} in line.")
-    };
-    match ewt.map(|d| d.as_secs().div_ceil(60)) {
-        None => format!("{place} All our agents are busy; please stay on the line."),
-        Some(0 | 1) => format!("{place} The expected wait is less than a minute."),
-        Some(m) => format!("{place} The expected wait is about {m} minutes."),
+    /// The surge level, admissions, queue lengths and the router's counters for the metrics.
+    fn publish(&mut self, now: Instant) {
+        let ratio = self.center.surge_ratio(now);
+        let c = &self.center;
+        let m = &self.metrics;
+        m.surge_ratio_milli
+            .store((ratio * 1000.0) as u64, Ordering::Relaxed);
+        m.surge_level
+            .store(c.surge_level().index() as u64, Ordering::Relaxed);
+        m.surge_changes.store(c.surge_changes(), Ordering::Relaxed);
+        m.standby_activations
+            .store(c.standby_activations(), Ordering::Relaxed);
+        if let Ok(mut a) = m.admissions.lock() {
+            a.clone_from(c.admissions());
+        }
+        if let Ok(mut k) = m.counters.lock() {
+            k.clone_from(c.acd().counters());
+        }
+        if let Ok(mut w) = m.waiting.lock() {
+            for (i, q) in c.acd().model().queues.iter().enumerate() {
+                w.insert(q.name.clone(), c.acd().waiting(QueueId(i as u16)));
+            }
+        }
     }
 }
 
@@ -1098,23 +690,5 @@ pub(crate) fn chime(rate: u32) -> Prompt {
     Prompt {
         rate,
         pcm: pcm.into(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn waiting_callers_hear_their_place_and_wait_in_words() {
-        assert_eq!(
-            wait_text(1, Some(Duration::from_secs(20))),
-            "You are next in line. The expected wait is less than a minute."
-        );
-        assert_eq!(
-            wait_text(4, Some(Duration::from_secs(150))),
-            "You are number 4 in line. The expected wait is about 3 minutes."
-        );
-        assert!(wait_text(2, None).contains("All our agents are busy"));
     }
 }

@@ -1,0 +1,830 @@
+//! The contact center's side of the calls Crest answers itself, sans-IO: the ACD core
+//! (crest-acd), the surge detector, admission, callbacks and queue announcements, and which
+//! agent rings for which call. One [`Center`] per node; the calls' controllers ([`crate::Call`])
+//! talk to it through [`CenterInput`] and [`FromAcd`].
+//!
+//! ```text
+//!  Call ── Enqueue / Key / Leg / CustomerAnswered / Ended ──► Center ── ToCall(FromAcd) ──► Call
+//!  registrations, arrivals, SIP results (Dialled, ConnectFailed) ─┘  └─► Ring · StopRinging ·
+//!                                                                        HangUp · Originate
+//! ```
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use crest_acd::admission::{self, Admission, AdmissionConfig, Reason, Situation};
+use crest_acd::{
+    Acd, AgentId, AgentState, CallId, Caller, Input as AcdInput, Model, Output as AcdOutput,
+    QueueId, Surge, SurgeChange, SurgeConfig, SurgeLevel,
+};
+use tracing::{info, warn};
+
+use crate::{FromAcd, LegEvent};
+
+/// What a refused caller hears.
+pub const REFUSAL: &str = "We are sorry: all our agents are busy and we cannot take your call now. Please call again later.";
+
+/// What a caller who took a callback offer hears before the call ends.
+pub const GOODBYE: &str =
+    "Thank you. We will call you back on this number when an agent is free. Goodbye.";
+
+/// The center's settings (crest.yaml's `acd:`).
+#[derive(Debug, Clone)]
+pub struct CenterConfig {
+    /// How often a waiting caller hears their place in line and the expected wait.
+    pub announce_every: Duration,
+    /// The surge detector.
+    pub surge: SurgeConfig,
+    /// Admission before a caller joins a queue.
+    pub admission: AdmissionConfig,
+    /// Where callbacks are dialled (`{number}` is the customer's); `None`: no callbacks.
+    pub callback_uri: Option<String>,
+}
+
+/// What happened, for the center.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CenterInput<'a> {
+    /// A call reached an `ivr:` or `queue:` route (the surge detector counts it).
+    Arrival,
+    /// Call `call` asks to join `queue` (see [`crate::ToAcd::Enqueue`]).
+    Enqueue {
+        /// The call.
+        call: CallId,
+        /// The queue's name.
+        queue: &'a str,
+        /// 0 normal … 3 VIP.
+        tier: u8,
+        /// The caller's number, or the one to call back.
+        number: &'a str,
+        /// The caller's language.
+        language: Option<&'a str>,
+        /// Straight from a `queue:` route.
+        door: bool,
+        /// A callback request.
+        callback: bool,
+    },
+    /// A waiting caller pressed a key.
+    Key {
+        /// The call.
+        call: CallId,
+        /// The key.
+        digit: char,
+    },
+    /// What became of the leg to the agent ringing for `call`.
+    Leg {
+        /// The call.
+        call: CallId,
+        /// What.
+        event: LegEvent,
+    },
+    /// The SIP core could not place the leg at all (480: the agent's phone is not
+    /// registered).
+    ConnectFailed {
+        /// The call.
+        call: CallId,
+        /// The status.
+        status: u16,
+    },
+    /// The SIP core placed the callback `callback` (the ACD's call, with `agent` reserved)
+    /// as call `call`.
+    Dialled {
+        /// The call Crest placed.
+        call: CallId,
+        /// The ACD's callback.
+        callback: CallId,
+        /// The reserved agent.
+        agent: AgentId,
+    },
+    /// The SIP core could not place the callback.
+    DialFailed {
+        /// The ACD's callback.
+        callback: CallId,
+    },
+    /// The customer answered Crest's callback call.
+    CustomerAnswered {
+        /// The call Crest placed.
+        call: CallId,
+    },
+    /// The customer did not answer Crest's callback call.
+    CustomerUnanswered {
+        /// The call Crest placed.
+        call: CallId,
+        /// The status.
+        status: u16,
+    },
+    /// The call ended.
+    Ended {
+        /// The call.
+        call: CallId,
+    },
+    /// User `user`'s phone registered (`true`) or removed its last contact.
+    Registration {
+        /// The SIP user (an agent's name).
+        user: &'a str,
+        /// Registered.
+        on: bool,
+    },
+}
+
+/// What the center asks of the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CenterOutput {
+    /// Tell call `call`'s controller.
+    ToCall(CallId, FromAcd),
+    /// Ring agent `agent` for call `call` (the ACD's ring timer decides; `ring` is the SIP
+    /// core's backstop).
+    Ring {
+        /// The call.
+        call: CallId,
+        /// The agent's SIP user.
+        agent: String,
+        /// Backstop.
+        ring: Duration,
+    },
+    /// Stop ringing call `call`'s agent (the caller stays).
+    StopRinging(CallId),
+    /// End call `call`.
+    HangUp(CallId, String),
+    /// Call a customer back: `agent` is reserved for callback `callback` of `queue`.
+    Originate {
+        /// The ACD's callback.
+        callback: CallId,
+        /// The reserved agent.
+        agent: AgentId,
+        /// The queue.
+        queue: String,
+        /// Where.
+        uri: String,
+        /// How long it may ring.
+        ring: Duration,
+    },
+    /// The center holds nothing more for call `call` (the host may forget how to reach it).
+    Released(CallId),
+}
+
+#[derive(Debug)]
+struct Held {
+    queue: String,
+    /// The ACD's call: this call, or the callback it was placed for.
+    acd_call: CallId,
+    /// The controller hears the center (a callback's call: once the customer answered).
+    reachable: bool,
+    /// A callback call placed by Crest.
+    dialled: bool,
+    /// Asked to be called back: hangs up and keeps the place.
+    callback_pending: bool,
+    /// Admitted under the circuit breaker: the announcements offer a callback (key 1).
+    callback_offer: bool,
+    /// The agent ringing or talking.
+    agent: Option<AgentId>,
+    connected: bool,
+    next_announce: Instant,
+}
+
+/// The contact center (see the module docs).
+#[derive(Debug)]
+pub struct Center {
+    acd: Acd,
+    config: CenterConfig,
+    calls: HashMap<CallId, Held>,
+    surge: Surge,
+    next_surge_check: Instant,
+    surge_changes: u64,
+    standby_activations: u64,
+    admissions: BTreeMap<(&'static str, String), u64>,
+    registered: HashSet<AgentId>,
+    standby: Vec<AgentId>,
+    standby_on: bool,
+    /// Callbacks being dialled: the ACD's callback → the call Crest placed.
+    dialling: HashMap<CallId, CallId>,
+    /// Scheduled callbacks: the ACD's callback → its queue.
+    callback_queues: HashMap<CallId, String>,
+    out: std::collections::VecDeque<CenterOutput>,
+}
+
+/// How often the surge level is looked at without arrivals (it comes down by itself).
+const SURGE_CHECK: Duration = Duration::from_secs(1);
+
+impl Center {
+    /// The center on `model`; agents are offline until their phones register.
+    pub fn new(now: Instant, model: Model, config: CenterConfig) -> Self {
+        let standby = model.standby_agents();
+        Self {
+            acd: Acd::new(now, model),
+            surge: Surge::new(now, config.surge.clone()),
+            config,
+            calls: HashMap::new(),
+            next_surge_check: now + SURGE_CHECK,
+            surge_changes: 0,
+            standby_activations: 0,
+            admissions: BTreeMap::new(),
+            registered: HashSet::new(),
+            standby,
+            standby_on: false,
+            dialling: HashMap::new(),
+            callback_queues: HashMap::new(),
+            out: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// The ACD core (its model, counters, queues).
+    pub fn acd(&self) -> &Acd {
+        &self.acd
+    }
+
+    /// The surge level now.
+    pub fn surge_level(&self) -> SurgeLevel {
+        self.surge.level()
+    }
+
+    /// The arrival rate over the baseline.
+    pub fn surge_ratio(&mut self, now: Instant) -> f64 {
+        self.surge.ratio(now)
+    }
+
+    /// Surge level changes so far.
+    pub fn surge_changes(&self) -> u64 {
+        self.surge_changes
+    }
+
+    /// Times the standby pools were called in.
+    pub fn standby_activations(&self) -> u64 {
+        self.standby_activations
+    }
+
+    /// Admission decisions: (decision, reason) → callers.
+    pub fn admissions(&self) -> &BTreeMap<(&'static str, String), u64> {
+        &self.admissions
+    }
+
+    /// Calls the center holds (waiting, ringing, talking, dialled, hung up awaiting a
+    /// callback): 0 once every call has ended and every callback is done.
+    pub fn calls_held(&self) -> usize {
+        self.calls.len() + self.dialling.len()
+    }
+
+    /// Scheduled callbacks not dialled yet.
+    pub fn callbacks_pending(&self) -> usize {
+        self.callback_queues.len()
+    }
+
+    /// The next thing to do.
+    pub fn poll_output(&mut self) -> Option<CenterOutput> {
+        self.out.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) wants to run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let announce = self
+            .calls
+            .values()
+            .filter(|c| c.agent.is_none() && !c.callback_pending && !c.dialled && c.reachable)
+            .map(|c| c.next_announce)
+            .min();
+        [
+            self.acd.poll_timeout(),
+            announce,
+            Some(self.next_surge_check),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Runs the timers: the ACD's (ring-out, wrap-up, ageing), announcements, the surge level.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.step(now);
+    }
+
+    /// Takes one input.
+    pub fn handle_input(&mut self, now: Instant, input: CenterInput<'_>) {
+        match input {
+            CenterInput::Arrival => {
+                let change = self.surge.on_arrival(now);
+                self.on_surge(now, change);
+            }
+            CenterInput::Enqueue {
+                call,
+                queue,
+                tier,
+                number,
+                language,
+                door,
+                callback,
+            } => {
+                let caller = Caller {
+                    call,
+                    queue: QueueId(0),
+                    tier,
+                    number: number.to_owned(),
+                    language: language.map(str::to_owned),
+                };
+                self.enqueue(now, caller, queue, door, callback);
+            }
+            CenterInput::Leg { call, event } => self.on_agent_leg(now, call, event),
+            CenterInput::ConnectFailed { call, status } => self.connect_failed(now, call, status),
+            CenterInput::Ended { call } => self.ended(now, call),
+            CenterInput::Registration { user, on } => self.registration(now, user, on),
+            CenterInput::Key { call, digit } => {
+                let offered = self
+                    .calls
+                    .get(&call)
+                    .is_some_and(|c| c.callback_offer && c.agent.is_none());
+                if digit == '1' && offered {
+                    info!(call = call.0, "the caller takes the callback offer");
+                    self.acd.handle(now, AcdInput::CallbackRequested(call));
+                }
+            }
+            CenterInput::Dialled {
+                call,
+                callback,
+                agent,
+            } => {
+                self.dialling.insert(callback, call);
+                self.calls.insert(
+                    call,
+                    Held {
+                        queue: String::new(),
+                        acd_call: callback,
+                        reachable: false,
+                        dialled: true,
+                        callback_pending: false,
+                        callback_offer: false,
+                        agent: Some(agent),
+                        connected: false,
+                        next_announce: now,
+                    },
+                );
+            }
+            CenterInput::DialFailed { callback } => {
+                warn!(call = callback.0, "the callback could not be placed");
+                self.acd.handle(now, AcdInput::CallbackUnanswered(callback));
+            }
+            CenterInput::CustomerAnswered { call } => self.customer_answered(now, call),
+            CenterInput::CustomerUnanswered { call, status } => {
+                if let Some(c) = self.calls.remove(&call) {
+                    info!(
+                        call = call.0,
+                        status, "the customer did not answer the callback"
+                    );
+                    self.dialling.remove(&c.acd_call);
+                    self.acd
+                        .handle(now, AcdInput::CallbackUnanswered(c.acd_call));
+                    self.out.push_back(CenterOutput::Released(call));
+                }
+            }
+        }
+        self.step(now);
+    }
+
+    /// After every input and timer: the ACD's timers, the surge level, the ACD's decisions,
+    /// announcements.
+    fn step(&mut self, now: Instant) {
+        if self.acd.poll_timeout().is_some_and(|t| t <= now) {
+            self.acd.handle_timeout(now);
+        }
+        if now >= self.next_surge_check {
+            self.next_surge_check = now + SURGE_CHECK;
+            let change = self.surge.update(now);
+            self.on_surge(now, change);
+        }
+        self.drain(now);
+        self.announce(now);
+    }
+
+    fn name(&self, agent: AgentId) -> String {
+        self.acd.model().agents[agent.0 as usize].name.clone()
+    }
+
+    fn ring_backstop(&self) -> Duration {
+        self.acd.model().ring + Duration::from_secs(5)
+    }
+
+    fn registration(&mut self, now: Instant, user: &str, on: bool) {
+        let Some(a) = self.acd.model().agent(user) else {
+            return;
+        };
+        if on {
+            self.registered.insert(a);
+        } else {
+            self.registered.remove(&a);
+        }
+        // Standby agents take calls only while their pools are called in.
+        if self.standby.contains(&a) && !self.standby_on {
+            return;
+        }
+        let state = self.acd.agent_state(a).clone();
+        if on && state == AgentState::Offline {
+            info!(agent = user, "agent logged in (phone registered)");
+            self.acd.handle(now, AcdInput::AgentLogin(a));
+        } else if !on {
+            info!(agent = user, "agent logged out (phone unregistered)");
+            self.acd.handle(now, AcdInput::AgentLogout(a));
+        }
+    }
+
+    fn connect_failed(&mut self, now: Instant, call: CallId, status: u16) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(agent) = c.agent.take() else {
+            return;
+        };
+        let (acd_call, dialled) = (c.acd_call, c.dialled);
+        info!(call = call.0, agent = %self.name(agent), status, "agent's phone unreachable");
+        if dialled {
+            self.hang_up_callback(now, call, agent, acd_call);
+        } else {
+            self.acd.handle(now, AcdInput::NoAnswer(agent, acd_call));
+        }
+        if status == 480 {
+            self.acd.handle(now, AcdInput::AgentLogout(agent));
+        }
+    }
+
+    fn ended(&mut self, now: Instant, call: CallId) {
+        let Some(c) = self.calls.remove(&call) else {
+            return;
+        };
+        if c.dialled {
+            if self.dialling.remove(&c.acd_call).is_some() {
+                // Ended before the customer answered the callback.
+                self.acd
+                    .handle(now, AcdInput::CallbackUnanswered(c.acd_call));
+            } else if let Some(a) = c.agent {
+                self.acd.handle(now, AcdInput::CallEnded(a, c.acd_call));
+            }
+        } else if let (Some(a), true) = (c.agent, c.connected) {
+            self.acd.handle(now, AcdInput::CallEnded(a, c.acd_call));
+        } else if c.callback_pending {
+            info!(
+                call = call.0,
+                queue = c.queue,
+                "caller hung up to be called back: they keep their place"
+            );
+        } else {
+            info!(call = call.0, queue = c.queue, "caller left the queue");
+            self.acd.handle(now, AcdInput::CallAbandoned(c.acd_call));
+        }
+        self.out.push_back(CenterOutput::Released(call));
+    }
+
+    fn customer_answered(&mut self, now: Instant, call: CallId) {
+        let ring = self.ring_backstop();
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(agent) = c.agent else {
+            return;
+        };
+        c.reachable = true;
+        let acd_call = c.acd_call;
+        self.dialling.remove(&acd_call);
+        let name = self.name(agent);
+        info!(
+            call = call.0,
+            agent = name,
+            "the customer answered the callback: ringing the reserved agent"
+        );
+        self.acd.handle(now, AcdInput::CallbackAnswered(acd_call));
+        self.out.push_back(CenterOutput::Ring {
+            call,
+            agent: name,
+            ring,
+        });
+    }
+
+    /// A surge level change: an event in the log, the counters, and the standby pools called
+    /// in at 5× or released below.
+    fn on_surge(&mut self, now: Instant, change: Option<SurgeChange>) {
+        let Some(c) = change else {
+            return;
+        };
+        warn!(from = ?c.from, to = ?c.to, ratio = format!("{:.1}", c.ratio), "surge level changed");
+        self.surge_changes += 1;
+        let want = c.to >= SurgeLevel::StandbyAgents;
+        if want != self.standby_on && !self.standby.is_empty() {
+            self.standby_on = want;
+            if want {
+                self.standby_activations += 1;
+            }
+            info!(on = want, agents = self.standby.len(), "standby pools");
+            for a in self.standby.clone() {
+                if want && self.registered.contains(&a) {
+                    self.acd.handle(now, AcdInput::AgentLogin(a));
+                } else if !want {
+                    self.acd.handle(now, AcdInput::AgentLogout(a));
+                }
+            }
+        }
+    }
+
+    /// Admission for a caller just arrived in the ACD (the simulator's order: arrive, then
+    /// decide from the queue and the caller's own wait estimate).
+    fn admit(&mut self, call: CallId, queue_len: usize, door: bool) -> (Admission, Reason) {
+        let situation = Situation {
+            // Bandwidth is admitted at the door by the media plane's ledger (503 when the
+            // node's or the pool's budget is spent): this call's media is counted already.
+            call_bps: 0,
+            headroom_bps: None,
+            queue_len,
+            ewt: self.acd.ewt(call),
+            surge: self.surge.level(),
+            self_served: !door,
+        };
+        let (decision, reason) = admission::decide(&self.config.admission, &situation);
+        let label = match decision {
+            Admission::Admit => "admit",
+            Admission::AdmitWithCallbackOffer => "admit_with_callback_offer",
+            Admission::SelfService => "self_service",
+            Admission::OfferCallback => "offer_callback",
+            Admission::Refuse { .. } => "refuse",
+        };
+        *self
+            .admissions
+            .entry((label, format!("{reason:?}").to_lowercase()))
+            .or_default() += 1;
+        info!(call = call.0, decision = label, ?reason, queue_len, ewt_secs = ?situation.ewt.map(|d| d.as_secs()), "admission");
+        (decision, reason)
+    }
+
+    /// A caller asks to join `queue` (or to be called back from it).
+    fn enqueue(
+        &mut self,
+        now: Instant,
+        mut caller: Caller,
+        queue: &str,
+        door: bool,
+        callback: bool,
+    ) {
+        let call = caller.call;
+        let tier = caller.tier;
+        let Some(q) = self.acd.model().queue(queue) else {
+            warn!(call = call.0, queue, "no such ACD queue: hanging up");
+            self.out
+                .push_back(CenterOutput::HangUp(call, "no such queue".into()));
+            return;
+        };
+        let queue_len = self.acd.waiting(q);
+        caller.queue = q;
+        self.acd.handle(now, AcdInput::CallArrived(caller));
+        let mut held = Held {
+            queue: queue.to_owned(),
+            acd_call: call,
+            reachable: true,
+            dialled: false,
+            callback_pending: false,
+            callback_offer: false,
+            agent: None,
+            connected: false,
+            next_announce: now,
+        };
+        if callback && self.config.callback_uri.is_some() {
+            // The caller asked for it: no admission, their place is kept.
+            info!(call = call.0, queue, "callback requested");
+            self.calls.insert(call, held);
+            self.acd.handle(now, AcdInput::CallbackRequested(call));
+            return;
+        }
+        let (decision, reason) = self.admit(call, queue_len, door);
+        match decision {
+            Admission::Refuse { retry_after } => {
+                self.acd.handle(now, AcdInput::CallAbandoned(call));
+                // Whatever the ACD offered meanwhile goes back.
+                self.drain(now);
+                self.out.push_back(CenterOutput::ToCall(
+                    call,
+                    FromAcd::Refused {
+                        text: REFUSAL.into(),
+                        retry_after: retry_after.as_secs(),
+                    },
+                ));
+                self.out.push_back(CenterOutput::Released(call));
+                return;
+            }
+            Admission::AdmitWithCallbackOffer => {
+                if let Some(m) = admission::compensation(&self.config.admission, reason) {
+                    info!(
+                        call = call.0,
+                        message = m,
+                        "compensation promised to the caller"
+                    );
+                }
+                held.callback_offer = self.config.callback_uri.is_some();
+            }
+            Admission::OfferCallback | Admission::SelfService => {
+                // A caller from a queue route has no IVR to serve themselves in, and a
+                // callback offer needs the IVR to take the request: they queue rather than
+                // being lost.
+                info!(call = call.0, decision = ?decision, "not available here: the caller queues");
+            }
+            Admission::Admit => {}
+        }
+        // The controller answers a caller from a queue route (`door`) now.
+        self.out
+            .push_back(CenterOutput::ToCall(call, FromAcd::Admitted));
+        info!(call = call.0, queue, tier, door, "caller queued");
+        self.calls.insert(call, held);
+    }
+
+    /// What became of the leg to the agent the ACD offered (or reserved for a callback).
+    fn on_agent_leg(&mut self, now: Instant, call: CallId, event: LegEvent) {
+        let Some(agent) = self.calls.get(&call).and_then(|c| c.agent) else {
+            return;
+        };
+        let name = self.name(agent);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        match event {
+            LegEvent::Ringing => {}
+            LegEvent::Answered => {
+                c.connected = true;
+                if c.reachable {
+                    self.out.push_back(CenterOutput::ToCall(
+                        call,
+                        FromAcd::Connected {
+                            agent: name.clone(),
+                        },
+                    ));
+                }
+                info!(call = call.0, agent = name, "agent answered");
+                if !c.dialled {
+                    let acd_call = c.acd_call;
+                    self.acd.handle(now, AcdInput::Answered(agent, acd_call));
+                }
+            }
+            LegEvent::Failed(status) => {
+                info!(call = call.0, agent = name, status, "agent did not answer");
+                let (acd_call, dialled) = (c.acd_call, c.dialled);
+                if dialled {
+                    self.hang_up_callback(now, call, agent, acd_call);
+                } else {
+                    c.agent = None;
+                    self.acd.handle(now, AcdInput::NoAnswer(agent, acd_call));
+                }
+            }
+        }
+    }
+
+    /// The agent reserved for a callback did not take it: the customer is told by the
+    /// hang-up, the agent's call ends.
+    fn hang_up_callback(&mut self, now: Instant, call: CallId, agent: AgentId, acd_call: CallId) {
+        self.out.push_back(CenterOutput::HangUp(
+            call,
+            "the reserved agent did not answer".into(),
+        ));
+        self.calls.remove(&call);
+        self.acd.handle(now, AcdInput::CallEnded(agent, acd_call));
+        self.out.push_back(CenterOutput::Released(call));
+    }
+
+    /// Carries out the ACD's decisions.
+    fn drain(&mut self, now: Instant) {
+        let ring = self.ring_backstop();
+        while let Some(out) = self.acd.poll_output() {
+            match out {
+                AcdOutput::Offer { call, agent } => {
+                    let name = self.name(agent);
+                    if let Some(c) = self.calls.get_mut(&call) {
+                        c.agent = Some(agent);
+                    }
+                    info!(call = call.0, agent = name, "ringing agent");
+                    self.out.push_back(CenterOutput::Ring {
+                        call,
+                        agent: name,
+                        ring,
+                    });
+                }
+                AcdOutput::Retract { call, agent } => {
+                    info!(call = call.0, agent = %self.name(agent), "agent rang out");
+                    if let Some(placed) = self.dialling.remove(&call) {
+                        // The customer did not answer the callback in time.
+                        self.calls.remove(&placed);
+                        self.out.push_back(CenterOutput::HangUp(
+                            placed,
+                            "callback not answered".into(),
+                        ));
+                        self.out.push_back(CenterOutput::Released(placed));
+                        continue;
+                    }
+                    if let Some(c) = self.calls.get_mut(&call) {
+                        c.agent = None;
+                        c.next_announce = now;
+                    }
+                    self.out.push_back(CenterOutput::StopRinging(call));
+                }
+                AcdOutput::Overflow { call, step, pool } => {
+                    info!(call = call.0, step, pool = %self.acd.model().pools[pool.0 as usize].name, "overflow to the next pool");
+                }
+                AcdOutput::AgentAway { agent, reason } => {
+                    info!(agent = %self.name(agent), reason, "agent set away");
+                }
+                AcdOutput::Dial {
+                    call,
+                    agent,
+                    number,
+                } => {
+                    let queue = self.callback_queues.remove(&call).unwrap_or_default();
+                    match &self.config.callback_uri {
+                        Some(t) => {
+                            let uri = t.replace("{number}", &number);
+                            info!(call = call.0, agent = %self.name(agent), uri, "calling the customer back");
+                            self.out.push_back(CenterOutput::Originate {
+                                callback: call,
+                                agent,
+                                queue,
+                                uri,
+                                ring,
+                            });
+                        }
+                        None => self.acd.handle(now, AcdInput::CallbackUnanswered(call)),
+                    }
+                }
+                AcdOutput::CallbackScheduled { call } => {
+                    if let Some(c) = self.calls.get_mut(&call) {
+                        c.callback_pending = true;
+                        self.callback_queues.insert(call, c.queue.clone());
+                        // Taken while holding (not in the IVR): say so and hang up.
+                        if c.callback_offer && c.reachable {
+                            self.out.push_back(CenterOutput::ToCall(
+                                call,
+                                FromAcd::Goodbye(GOODBYE.into()),
+                            ));
+                        }
+                    }
+                    info!(call = call.0, "callback scheduled: the caller may hang up");
+                }
+                AcdOutput::CallbackRefused { call } => {
+                    // One pending callback per number: the earlier one stands.
+                    info!(
+                        call = call.0,
+                        "callback refused: one is pending for this number already"
+                    );
+                    self.acd.handle(now, AcdInput::CallAbandoned(call));
+                    if self.calls.remove(&call).is_some() {
+                        self.out.push_back(CenterOutput::Released(call));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tells waiting callers their place in line and the expected wait, every
+    /// `announce_every`.
+    fn announce(&mut self, now: Instant) {
+        for (call, c) in &mut self.calls {
+            if c.agent.is_some()
+                || c.next_announce > now
+                || c.callback_pending
+                || c.dialled
+                || !c.reachable
+            {
+                continue;
+            }
+            c.next_announce = now + self.config.announce_every;
+            let Some(position) = self.acd.position(*call) else {
+                continue;
+            };
+            let mut text = wait_text(position, self.acd.ewt(*call));
+            if c.callback_offer {
+                text.push_str(" To be called back instead, press 1.");
+            }
+            info!(call = call.0, position, text, "queue announcement");
+            self.out
+                .push_back(CenterOutput::ToCall(*call, FromAcd::Announce(text)));
+        }
+    }
+}
+
+/// "You are number 2 in line. The expected wait is about 1 minute."
+fn wait_text(position: usize, ewt: Option<Duration>) -> String {
+    let place = if position == 1 {
+        "You are next in line.".to_owned()
+    } else {
+        format!("You are number {position} in line.")
+    };
+    match ewt.map(|d| d.as_secs().div_ceil(60)) {
+        None => format!("{place} All our agents are busy; please stay on the line."),
+        Some(0 | 1) => format!("{place} The expected wait is less than a minute."),
+        Some(m) => format!("{place} The expected wait is about {m} minutes."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_callers_hear_their_place_and_wait_in_words() {
+        assert_eq!(
+            wait_text(1, Some(Duration::from_secs(20))),
+            "You are next in line. The expected wait is less than a minute."
+        );
+        assert_eq!(
+            wait_text(4, Some(Duration::from_secs(150))),
+            "You are number 4 in line. The expected wait is about 3 minutes."
+        );
+        assert!(wait_text(2, None).contains("All our agents are busy"));
+    }
+}
