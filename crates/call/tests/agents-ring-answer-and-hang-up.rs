@@ -1,0 +1,242 @@
+//! Callers, agents and the center together in virtual time: who rings, who gets a CANCEL or
+//! a BYE, which agent is freed, what the ACD counts, and that nothing of a call remains once
+//! it has ended — whoever ends it, in whatever state.
+
+mod common;
+#[path = "common/switch.rs"]
+mod switch;
+
+use std::time::Duration;
+
+use crest_acd::AgentState;
+use crest_acd::admission::AdmissionConfig;
+use crest_call::{CallId, Input, Stage, Start};
+use switch::{Sip, Switch};
+
+fn queued(sw: &mut Switch) -> CallId {
+    let id = sw.arrive(common::ivr_start());
+    sw.prompt_done(id); // "Welcome."
+    sw.input(id, Input::Key('2')); // refund
+    id
+}
+
+fn rings(sw: &Switch, id: CallId) -> Vec<String> {
+    sw.sip
+        .iter()
+        .filter_map(|s| match s {
+            Sip::Ring(c, a) if *c == id => Some(a.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn answered_then_the_caller_hangs_up_the_agent_wraps_up_and_is_ready_again() {
+    let mut sw = Switch::new(AdmissionConfig::default(), false);
+    sw.register("alice");
+    let id = queued(&mut sw);
+    assert_eq!(rings(&sw, id), ["alice"]);
+    assert!(matches!(sw.agent_state("alice"), AgentState::Ringing(c, _) if c == id));
+    sw.advance(Duration::from_secs(3));
+    sw.agent_answers(id);
+    assert_eq!(sw.calls[&id].stage(), Stage::Bridged);
+    assert!(matches!(sw.agent_state("alice"), AgentState::OnCall(c) if c == id));
+    sw.advance(Duration::from_secs(60));
+    sw.hang_up(id);
+    assert!(matches!(sw.agent_state("alice"), AgentState::WrapUp(_)));
+    sw.advance(Duration::from_secs(5));
+    assert!(matches!(sw.agent_state("alice"), AgentState::Available(_)));
+    let r = &sw.records[&id];
+    assert_eq!(
+        (r.outcome.as_str(), r.agent.as_deref()),
+        ("answered", Some("alice"))
+    );
+    assert_eq!(r.wait, Some(Duration::from_secs(3)));
+    let c = sw.counters();
+    assert_eq!((c.offers, c.answered, c.missed, c.abandoned), (1, 1, 0, 0));
+    sw.assert_idle();
+}
+
+#[test]
+fn ring_out_cancels_the_first_agent_and_rings_the_next() {
+    let mut sw = Switch::new(AdmissionConfig::default(), false);
+    sw.register("alice");
+    sw.register("bob");
+    let id = queued(&mut sw);
+    assert_eq!(rings(&sw, id), ["alice"]);
+    sw.advance(Duration::from_secs(10));
+    assert!(sw.sip.contains(&Sip::Cancel(id, "alice".into())));
+    assert_eq!(rings(&sw, id), ["alice", "bob"]);
+    assert_eq!(
+        sw.calls[&id].stage(),
+        Stage::Queued,
+        "the caller keeps holding"
+    );
+    sw.agent_answers(id);
+    sw.hang_up(id);
+    let c = sw.counters();
+    assert_eq!((c.offers, c.answered, c.missed), (2, 1, 1));
+    sw.advance(Duration::from_secs(10));
+    sw.assert_idle();
+}
+
+#[test]
+fn an_agent_who_rejects_twice_is_set_away_and_the_callers_wait_for_the_next() {
+    let mut sw = Switch::new(AdmissionConfig::default(), false);
+    sw.register("alice");
+    let first = queued(&mut sw);
+    sw.agent_rejects(first);
+    // The agent who missed a caller is not offered them again.
+    assert_eq!(rings(&sw, first), ["alice"]);
+    assert_eq!(sw.calls[&first].stage(), Stage::Queued);
+    let second = queued(&mut sw);
+    assert_eq!(rings(&sw, second), ["alice"]);
+    sw.agent_rejects(second);
+    // Two misses in a row: away.
+    assert!(matches!(sw.agent_state("alice"), AgentState::Away(_)));
+    assert_eq!(sw.counters().set_away, 1);
+    sw.register("bob");
+    assert_eq!(
+        rings(&sw, first),
+        ["alice", "bob"],
+        "the longest waiting first"
+    );
+    sw.agent_answers(first);
+    sw.hang_up(first);
+    sw.hang_up(second);
+    let c = sw.counters();
+    assert_eq!((c.offers, c.missed, c.answered, c.abandoned), (3, 2, 1, 1));
+    sw.advance(Duration::from_secs(10));
+    sw.assert_idle();
+}
+
+#[test]
+fn the_caller_hangs_up_while_the_agent_rings_the_agent_is_freed_at_once() {
+    let mut sw = Switch::new(AdmissionConfig::default(), false);
+    sw.register("alice");
+    let id = queued(&mut sw);
+    sw.hang_up(id);
+    assert!(matches!(sw.agent_state("alice"), AgentState::Available(_)));
+    assert_eq!(sw.counters().abandoned, 1);
+    assert_eq!(sw.records[&id].outcome, "abandoned-queued");
+    // The next caller gets alice at once.
+    let next = queued(&mut sw);
+    assert_eq!(rings(&sw, next), ["alice"]);
+    sw.hang_up(next);
+    sw.assert_idle();
+}
+
+#[test]
+fn the_agent_hangs_up_first_and_the_caller_gets_a_bye() {
+    let mut sw = Switch::new(AdmissionConfig::default(), false);
+    sw.register("bob");
+    let id = queued(&mut sw);
+    sw.agent_answers(id);
+    // The agent's BYE ends the call: the SIP core sends the caller a BYE.
+    sw.hang_up(id);
+    assert!(
+        sw.sip
+            .iter()
+            .any(|s| matches!(s, Sip::End(c, _) if *c == id))
+    );
+    assert!(matches!(sw.agent_state("bob"), AgentState::WrapUp(_)));
+    sw.advance(Duration::from_secs(5));
+    sw.assert_idle();
+}
+
+#[test]
+fn queued_callers_move_up_and_are_told_their_place() {
+    let mut sw = Switch::new(AdmissionConfig::default(), false);
+    let first = queued(&mut sw);
+    let second = queued(&mut sw);
+    assert_eq!(sw.center.acd().position(second), Some(2));
+    sw.hang_up(first);
+    assert_eq!(sw.center.acd().position(second), Some(1));
+    sw.advance(Duration::from_secs(30));
+    sw.hang_up(second);
+    assert_eq!(sw.counters().abandoned, 2);
+    sw.assert_idle();
+}
+
+#[test]
+fn a_full_queue_refuses_at_the_door_with_503_and_holds_nothing() {
+    let admission = AdmissionConfig {
+        max_queue: 1,
+        max_wait_secs: 100_000,
+        callbacks: false,
+        ..AdmissionConfig::default()
+    };
+    let mut sw = Switch::new(admission, false);
+    sw.register("alice");
+    let talking = sw.arrive(Start::Queue("refund".into()));
+    assert!(sw.sip.contains(&Sip::Accept(talking)));
+    sw.agent_answers(talking);
+    let waiting = sw.arrive(Start::Queue("refund".into()));
+    assert!(sw.sip.contains(&Sip::Accept(waiting)), "{:?}", sw.sip);
+    let refused = sw.arrive(Start::Queue("refund".into()));
+    assert!(!sw.sip.contains(&Sip::Accept(refused)));
+    assert_eq!(sw.calls[&refused].stage(), Stage::Refusing);
+    sw.prompt_done(refused);
+    assert!(sw.sip.contains(&Sip::Refuse(refused, 300)));
+    assert_eq!(sw.records[&refused].outcome, "refused");
+    sw.hang_up(talking);
+    sw.hang_up(waiting);
+    sw.advance(Duration::from_secs(10));
+    sw.assert_idle();
+}
+
+#[test]
+fn a_callback_keeps_the_place_then_crest_calls_back_and_bridges_the_reserved_agent() {
+    let mut sw = Switch::new(AdmissionConfig::default(), true);
+    let id = sw.arrive(common::ivr_start());
+    sw.prompt_done(id);
+    sw.input(id, Input::Key('4')); // call me back
+    sw.prompt_done(id); // the goodbye
+    assert!(sw.records.contains_key(&id), "the flow hung up");
+    assert_eq!(sw.records[&id].outcome, "callback");
+    assert_eq!(sw.center.callbacks_pending(), 1);
+    // An agent logs in: Crest dials the customer with the agent reserved.
+    sw.register("alice");
+    let placed = match sw.sip.last() {
+        Some(Sip::Originate(c, uri)) => {
+            assert_eq!(uri, "sip:+8613800000000@192.0.2.1");
+            *c
+        }
+        other => panic!("no callback placed: {other:?}"),
+    };
+    assert!(matches!(
+        sw.agent_state("alice"),
+        AgentState::Ringing(..) | AgentState::OnCall(_)
+    ));
+    sw.input(placed, Input::LegA(crest_call::LegEvent::Answered));
+    assert_eq!(rings(&sw, placed), ["alice"]);
+    sw.agent_answers(placed);
+    assert_eq!(sw.calls[&placed].stage(), Stage::Bridged);
+    sw.hang_up(placed);
+    assert_eq!(sw.records[&placed].outcome, "answered");
+    assert_eq!(sw.center.callbacks_pending(), 0);
+    sw.advance(Duration::from_secs(5));
+    sw.assert_idle();
+}
+
+#[test]
+fn the_customer_hangs_up_during_the_callbacks_dial_and_the_reserved_agent_is_freed() {
+    let mut sw = Switch::new(AdmissionConfig::default(), true);
+    let id = sw.arrive(common::ivr_start());
+    sw.prompt_done(id);
+    sw.input(id, Input::Key('4'));
+    sw.prompt_done(id);
+    sw.register("alice");
+    let Some(Sip::Originate(placed, _)) = sw.sip.last().cloned() else {
+        panic!("no callback placed")
+    };
+    sw.input(placed, Input::LegA(crest_call::LegEvent::Failed(486)));
+    assert_eq!(sw.counters().callbacks_unanswered, 1);
+    sw.hang_up(placed);
+    assert!(!matches!(
+        sw.agent_state("alice"),
+        AgentState::Ringing(..) | AgentState::OnCall(_)
+    ));
+    sw.advance(Duration::from_secs(30));
+    sw.assert_idle();
+}
