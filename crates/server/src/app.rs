@@ -15,14 +15,12 @@
 //! off the media threads, which only look prompts up in the cache.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crest_acd::admission::AdmissionConfig;
-use crest_acd::{AgentId, CallId, Model, QueueId, SurgeConfig};
+use crest_acd::{AgentId, CallId, Model, QueueId};
 use crest_call::{Center, CenterConfig, CenterInput, CenterOutput, FromAcd, Start};
 use crest_ivr::model::Method;
 use crest_ivr::tts::{EspeakNg, Tts as _};
@@ -31,8 +29,9 @@ use crest_sip_proxy::{ConnectTarget, LegEvent};
 use tokio::sync::mpsc;
 use tracing::{Span, warn};
 
+use crate::config::AcdSection;
 use crate::ivr::Flows;
-use crate::speech::Speech;
+use crate::speech::{Speech, SpeechEvent};
 
 /// What the other tasks ask of the SIP core.
 #[derive(Debug)]
@@ -61,38 +60,6 @@ pub(crate) enum CoreRequest {
     },
 }
 
-/// `acd:` in crest.yaml.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(crate) struct AcdSection {
-    /// Agents, pools and queues (`queue:` routes and the IVR's `queue` nodes name them).
-    pub(crate) file: Option<PathBuf>,
-    /// How often a waiting caller hears their place in line and the expected wait.
-    pub(crate) announce_secs: u64,
-    /// Played while a caller waits (WAV, 16-bit mono); unset: a soft generated chime.
-    pub(crate) hold_music: Option<PathBuf>,
-    /// The surge detector: arrivals at ivr: and queue: routes against a baseline.
-    pub(crate) surge: SurgeConfig,
-    /// Admission before a caller joins a queue.
-    pub(crate) admission: AdmissionConfig,
-    /// Where callbacks are dialled: a SIP URI with `{number}` (the customer's number), e.g.
-    /// `sip:{number}@192.0.2.1:5060` for a trunk; unset: callbacks are not offered.
-    pub(crate) callback_uri: Option<String>,
-}
-
-impl Default for AcdSection {
-    fn default() -> Self {
-        Self {
-            file: None,
-            announce_secs: 30,
-            hold_music: None,
-            surge: SurgeConfig::default(),
-            admission: AdmissionConfig::default(),
-            callback_uri: None,
-        }
-    }
-}
-
 /// What a call's task hears: the ACD's decisions, the recogniser, lookups and prompts
 /// rendered off the task. Everything that sends these holds only a sender; when the call's
 /// task ends, its receiver goes and their sends fail (nothing waits on a call that is gone).
@@ -100,13 +67,8 @@ impl Default for AcdSection {
 pub(crate) enum AppEvent {
     /// The ACD's decision for the caller.
     Acd(FromAcd),
-    /// The recogniser heard an utterance (listen `generation`).
-    Heard {
-        generation: u64,
-        heard: crest_ivr::asr::Heard,
-    },
-    /// The recogniser could not go on (listen `generation`).
-    ListenFailed { generation: u64 },
+    /// What the recogniser heard, or that it could not go on.
+    Speech(SpeechEvent),
     /// A lookup's answer: `Some((status, body))`, or `None` when it failed.
     Lookup(Option<(u16, String)>),
     /// A prompt rendered off the task (`serial`: which play it is for).
@@ -114,6 +76,12 @@ pub(crate) enum AppEvent {
         serial: u64,
         prompt: Result<Prompt, String>,
     },
+}
+
+impl From<SpeechEvent> for AppEvent {
+    fn from(e: SpeechEvent) -> Self {
+        Self::Speech(e)
+    }
 }
 
 /// The IVR's counters for `/metrics`: sessions running now and in all, and what the

@@ -2,7 +2,6 @@
 //! then watched; a changed flow is checked first and applies to new calls, an invalid one is
 //! refused with its errors logged and the running version stays in force.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,36 +9,7 @@ use std::time::Duration;
 use crest_ivr::reload::{Registry, ReloadEvent};
 use tracing::{error, info, warn};
 
-/// `ivr:` in crest.yaml.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(crate) struct IvrSection {
-    /// Load and run the flows.
-    pub(crate) enabled: bool,
-    /// The flows' directory (`*.yaml`; `*.test.yaml` are their scripted calls).
-    pub(crate) flows_dir: PathBuf,
-    /// How often the directory is looked at for changes.
-    pub(crate) reload_secs: u64,
-    /// The ACD file whose queues `queue` nodes may name.
-    pub(crate) acd_file: Option<PathBuf>,
-    /// Callers a recogniser may listen to at once; past it an `ask` takes keys only.
-    pub(crate) recognizers: usize,
-    /// Recogniser threads; 0: one per core.
-    pub(crate) asr_threads: usize,
-}
-
-impl Default for IvrSection {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            flows_dir: "config/flows".into(),
-            reload_secs: 2,
-            acd_file: None,
-            recognizers: 64,
-            asr_threads: 0,
-        }
-    }
-}
+use crate::config::IvrSection;
 
 /// The flows in force, shared with the admin endpoint (and the calls that run them).
 #[derive(Debug)]

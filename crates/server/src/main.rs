@@ -9,6 +9,7 @@ mod app;
 mod config;
 mod flow;
 mod ivr;
+mod load;
 mod media;
 mod recording;
 mod simulate;
@@ -28,7 +29,7 @@ use crest_sip_proxy::{Endpoint, EndpointConfig, TransportKind};
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::config::{Config, Loaded};
+use crate::load::Loaded;
 
 /// mimalloc returns freed memory to the system after a burst (100,000 registrations leave
 /// thousands of short-lived transactions behind); glibc's allocator kept it (docs/decisions).
@@ -181,7 +182,7 @@ fn recording_command(
     config: &std::path::Path,
     f: impl FnOnce(&recording::Settings) -> anyhow::Result<(String, bool)>,
 ) -> ExitCode {
-    let loaded = match Config::load(config) {
+    let loaded = match load::load(config) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("{e}");
@@ -283,7 +284,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Check { config } => match Config::load(&config) {
+        Command::Check { config } => match load::load(&config) {
             Ok(l) => {
                 if l.config.ivr.enabled
                     && let Err(e) = ivr::Flows::open(&l.config.ivr)
@@ -323,7 +324,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run { config } => {
-            let loaded = match Config::load(&config) {
+            let loaded = match load::load(&config) {
                 Ok(l) => l,
                 Err(e) => {
                     eprintln!("{e}");
@@ -548,7 +549,7 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
 /// What the calls Crest answers itself share (`ivr:` and `queue:` routes): the flows, the
 /// recogniser's model, the synthesiser, the ACD and the hold music. `None` without such routes.
 fn app_runtime(
-    l: &config::Loaded,
+    l: &Loaded,
     flows: Option<std::sync::Arc<ivr::Flows>>,
     acd: tokio::sync::mpsc::UnboundedSender<app::AcdMsg>,
 ) -> anyhow::Result<Option<std::sync::Arc<app::AppRuntime>>> {

@@ -32,7 +32,7 @@ use tracing::{Span, debug, info, info_span, warn};
 use crate::app::{AcdMsg, AppEvent, AppRuntime, CoreRequest};
 use crate::config::Config;
 use crate::recording::{RecMsg, RecorderHandle};
-use crate::speech::Listening;
+use crate::speech::{Listening, SpeechEvent};
 use crest_call::{Call, CallId, Input, Output, ToAcd};
 
 /// The media settings, checked.
@@ -1041,7 +1041,7 @@ impl CallTask {
         };
         match ev {
             AppEvent::Acd(a) => self.app_input(now, Input::Acd(a)),
-            AppEvent::Heard { generation, heard } => {
+            AppEvent::Speech(SpeechEvent::Heard { generation, heard }) => {
                 if app.listening.as_ref().map(Listening::generation) == Some(generation) {
                     app.listening = None;
                     self.app_input(
@@ -1053,7 +1053,7 @@ impl CallTask {
                     );
                 }
             }
-            AppEvent::ListenFailed { generation } => {
+            AppEvent::Speech(SpeechEvent::Failed { generation }) => {
                 if app.listening.as_ref().map(Listening::generation) == Some(generation) {
                     app.listening = None;
                     self.app_input(now, Input::ListenFailed);

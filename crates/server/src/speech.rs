@@ -1,7 +1,7 @@
 //! The IVR's speech recognisers: a fixed pool of threads (at most one per core) that decode
 //! the callers an `ask` is listening to. A call holds a recogniser only while it listens,
 //! and at most `ivr.recognizers` calls listen at once: a call that finds the pool spent is
-//! told at once ([`AppEvent::ListenFailed`]) and goes on with keys.
+//! told at once and goes on with keys.
 //!
 //! ```text
 //!  call task ── Listen(grammar) ──► Speech::listen ─► Listening (guard; dropped = Stop)
@@ -26,8 +26,6 @@ use crest_ivr::pocketsphinx::{self, OFF_TOPIC_MARGIN, PocketSphinx};
 use tokio::sync::mpsc;
 use tracing::{Span, debug, warn};
 
-use crate::app::AppEvent;
-
 /// The recognisers' rate: callers' audio at other rates is resampled.
 const ASR_RATE: u32 = 8000;
 
@@ -37,6 +35,36 @@ const QUEUE: usize = 1024;
 
 /// How often a worker looks for recognisers of calls that are gone.
 const SWEEP: Duration = Duration::from_secs(1);
+
+/// What a listening call hears back.
+#[derive(Debug)]
+pub(crate) enum SpeechEvent {
+    /// An utterance (listen `generation`).
+    Heard {
+        generation: u64,
+        heard: crest_ivr::asr::Heard,
+    },
+    /// The recogniser could not go on (listen `generation`).
+    Failed { generation: u64 },
+}
+
+/// Where a listening call's [`SpeechEvent`]s go.
+pub(crate) trait Reply: Send {
+    /// Sends; `false` when the call is gone.
+    fn send(&self, e: SpeechEvent) -> bool;
+    /// The call is gone.
+    fn is_closed(&self) -> bool;
+}
+
+impl<T: From<SpeechEvent> + Send> Reply for mpsc::UnboundedSender<T> {
+    fn send(&self, e: SpeechEvent) -> bool {
+        Self::send(self, e.into()).is_ok()
+    }
+
+    fn is_closed(&self) -> bool {
+        Self::is_closed(self)
+    }
+}
 
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
@@ -53,7 +81,7 @@ enum Job {
         call: u64,
         generation: u64,
         grammar: Grammar,
-        reply: mpsc::UnboundedSender<AppEvent>,
+        reply: Box<dyn Reply>,
         span: Span,
     },
     Audio {
@@ -111,7 +139,7 @@ impl Speech {
         &self,
         call: u64,
         grammar: Grammar,
-        reply: mpsc::UnboundedSender<AppEvent>,
+        reply: impl Reply + 'static,
         span: Span,
     ) -> Option<Listening> {
         let m = &self.metrics;
@@ -126,7 +154,7 @@ impl Speech {
             call,
             generation,
             grammar,
-            reply,
+            reply: Box::new(reply),
             span,
         };
         if tx.try_send(start).is_err() {
@@ -182,7 +210,7 @@ impl Drop for Listening {
 struct Listener {
     recognizer: PocketSphinx,
     generation: u64,
-    reply: mpsc::UnboundedSender<AppEvent>,
+    reply: Box<dyn Reply>,
     span: Span,
 }
 
@@ -238,7 +266,7 @@ fn work(model: &pocketsphinx::Model, rx: &std_mpsc::Receiver<Job>, m: &SpeechMet
                         m.active.fetch_sub(1, Ordering::AcqRel);
                         let _g = span.enter();
                         warn!(error = %e, "the recogniser did not start");
-                        let _ = reply.send(AppEvent::ListenFailed { generation });
+                        reply.send(SpeechEvent::Failed { generation });
                     }
                 }
             }
@@ -258,7 +286,7 @@ fn work(model: &pocketsphinx::Model, rx: &std_mpsc::Receiver<Job>, m: &SpeechMet
                         m.heard.fetch_add(1, Ordering::Relaxed);
                         let _g = l.span.enter();
                         debug!(text = heard.text, "heard");
-                        AppEvent::Heard {
+                        SpeechEvent::Heard {
                             generation: l.generation,
                             heard,
                         }
@@ -266,12 +294,12 @@ fn work(model: &pocketsphinx::Model, rx: &std_mpsc::Receiver<Job>, m: &SpeechMet
                     Err(e) => {
                         let _g = l.span.enter();
                         warn!(error = %e, "the recogniser failed");
-                        AppEvent::ListenFailed {
+                        SpeechEvent::Failed {
                             generation: l.generation,
                         }
                     }
                 };
-                let _ = l.reply.send(event);
+                l.reply.send(event);
                 free(&mut calls, call);
             }
             Job::Stop { call } => free(&mut calls, call),
