@@ -1,7 +1,9 @@
 //! CMU PocketSphinx (Debian's `libpocketsphinx3` 5prealpha and `pocketsphinx-en-us`) through a
 //! small FFI module of our own: one decoder per listening call, a JSGF grammar per `ask`, the
 //! dictionary cut to the grammar's words, 8 kHz audio upsampled to 16 kHz, and the decoder's
-//! voice activity detection for the end of an utterance.
+//! voice activity detection for the end of an utterance. A decoder's start loads the acoustic
+//! model (tens of milliseconds and megabytes), so decoders that finished an utterance wait in
+//! the model's pool for the next listen with the same grammar.
 //!
 //! Why our own FFI: the crates.io `pocketsphinx` bindings declare `ps_start_utt`, `ps_get_hyp`
 //! and `ps_nbest` with the arguments of an older API (ASR.md); the signatures below are those
@@ -10,9 +12,10 @@
 // invariant it relies on. Nothing else in the crate uses unsafe code.
 #![allow(unsafe_code)]
 
+use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::asr::{AsrError, Heard, Recognizer, jsgf, prune_dict, upsample_2x};
 use crate::engine::Grammar;
@@ -45,6 +48,43 @@ unsafe extern "C" {
     ) -> c_int;
     fn ps_get_in_speech(ps: *mut c_void) -> u8;
     fn ps_get_hyp(ps: *mut c_void, out_best_score: *mut i32) -> *const c_char;
+    fn ps_start_stream(ps: *mut c_void) -> c_int;
+    fn ps_get_feat(ps: *mut c_void) -> *mut FeatHead;
+    fn cmn_live_get(cmn: *mut CmnHead, vec: *mut f32);
+    fn cmn_live_set(cmn: *mut CmnHead, vec: *const f32);
+}
+
+/// The head of sphinxbase's `feat_t` (`sphinxbase/feat.h`, Debian 5prealpha) up to the
+/// cepstral mean normaliser: a pooled decoder gets a fresh caller's starting mean back, as a
+/// new decoder would have (the mean adapts to each line during an utterance).
+#[repr(C)]
+struct FeatHead {
+    refcount: c_int,
+    name: *mut c_char,
+    cepsize: i32,
+    n_stream: i32,
+    stream_len: *mut u32,
+    window_size: i32,
+    n_sv: i32,
+    sv_len: *mut u32,
+    subvecs: *mut *mut i32,
+    sv_buf: *mut f32,
+    sv_dim: i32,
+    cmn: c_int,
+    varnorm: i32,
+    agc: c_int,
+    compute_feat: *const c_void,
+    cmn_struct: *mut CmnHead,
+}
+
+/// sphinxbase's `cmn_t` (`sphinxbase/cmn.h`; `mfcc_t` is `float` in Debian's build).
+#[repr(C)]
+struct CmnHead {
+    cmn_mean: *mut f32,
+    cmn_var: *mut f32,
+    sum: *mut f32,
+    nframe: i32,
+    veclen: i32,
 }
 
 /// Where the model and dictionary are (Debian's `pocketsphinx-en-us`).
@@ -54,6 +94,45 @@ pub struct Model {
     pub hmm: PathBuf,
     /// The pronouncing dictionary, read once.
     dict: Arc<str>,
+    /// Decoders ready for reuse, shared by every recogniser on this model.
+    pool: Arc<Pool>,
+}
+
+/// Idle decoders kept per grammar at most: enough for a busy menu's listeners to find one
+/// ready; beyond it a finished decoder is freed.
+const IDLE_PER_GRAMMAR: usize = 64;
+
+/// A dictionary cut to a grammar's words, and the words it lacks.
+type CutDictionary = (String, Vec<String>);
+
+/// Decoders that finished an utterance, by grammar, and the dictionaries cut for grammars.
+#[derive(Debug, Default)]
+struct Pool {
+    idle: Mutex<HashMap<Arc<str>, Vec<Decoder>>>,
+    dicts: Mutex<HashMap<Arc<str>, Arc<CutDictionary>>>,
+}
+
+impl Pool {
+    fn take(&self, key: &str) -> Option<Decoder> {
+        self.idle.lock().ok()?.get_mut(key)?.pop()
+    }
+
+    fn put(&self, mut d: Decoder) {
+        if d.in_utterance {
+            // SAFETY: d.ps is a live decoder in an utterance.
+            unsafe { ps_end_utt(d.ps) };
+            d.in_utterance = false;
+        }
+        if d.initial_mean.is_empty() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            let list = idle.entry(d.key.clone()).or_default();
+            if list.len() < IDLE_PER_GRAMMAR {
+                list.push(d);
+            }
+        }
+    }
 }
 
 /// How much better (log-likelihood) the garbage loop must score than the best intent for an
@@ -63,6 +142,10 @@ pub const OFF_TOPIC_MARGIN: f32 = 2000.0;
 /// Mean square of a frame loud enough to be speech (about -45 dBFS): the detector alone takes
 /// a quiet line's noise for speech at the start of a listen.
 const SPEECH_LEVEL: f64 = 180.0 * 180.0;
+
+/// Quiet audio kept before the first loud frame and fed with it (the decoders' noise floor and
+/// a soft first consonant).
+const PRE_ROLL_MS: usize = 300;
 
 /// Silence that ends an utterance by default, ms (the library's is 500). Measured with
 /// `cargo bench -p crest-ivr --bench intent_accuracy -- 200 220 230 240`: 220 and 230 ms heard
@@ -74,6 +157,14 @@ pub const END_OF_SPEECH_MS: u32 = 220;
 pub const DEBIAN_MODEL: &str = "/usr/share/pocketsphinx/model/en-us";
 
 impl Model {
+    /// Decoders waiting in the pool for a listen (every grammar).
+    pub fn idle_decoders(&self) -> usize {
+        self.pool
+            .idle
+            .lock()
+            .map_or(0, |i| i.values().map(Vec::len).sum())
+    }
+
     /// The words of the dictionary (alternate pronunciations folded).
     pub fn words(&self) -> std::collections::BTreeSet<String> {
         self.dict
@@ -94,6 +185,7 @@ impl Model {
         Ok(Self {
             hmm: dir.join("en-us"),
             dict: dict.into(),
+            pool: Arc::default(),
         })
     }
 }
@@ -115,16 +207,69 @@ pub struct PocketSphinx {
     /// A frame of the utterance was as loud as speech.
     loud: bool,
     up: Vec<i16>,
+    /// Quiet audio before the first loud frame, fed to the decoders when the caller starts
+    /// speaking (the decoders do no work while the line is quiet).
+    quiet: std::collections::VecDeque<i16>,
+    /// A loud frame came: the decoders hear everything until the utterance ends.
+    gate_open: bool,
+    decoded_ms: u64,
     scores: (i32, Option<i32>),
     /// Silence that ends an utterance, in 10 ms frames.
     end_frames: u32,
 }
 
-/// An initialised decoder (owned C pointers).
+/// An initialised decoder (owned C pointers) for the grammar `key`.
 #[derive(Debug)]
 struct Decoder {
     ps: *mut c_void,
     config: *mut c_void,
+    key: Arc<str>,
+    in_utterance: bool,
+    /// The normaliser's starting mean (empty: the layout did not check; not pooled).
+    initial_mean: Vec<f32>,
+}
+
+impl Decoder {
+    /// The cepstral mean normaliser, if `feat_t` has the layout this module expects.
+    fn cmn(&self) -> Option<*mut CmnHead> {
+        // SAFETY: ps is live; the feature object it returns lives as long as the decoder.
+        // The head's layout is checked against what it must hold (a 13-coefficient cepstrum
+        // in both the features and the normaliser) before it is used.
+        unsafe {
+            let feat = ps_get_feat(self.ps);
+            if feat.is_null() {
+                return None;
+            }
+            let cmn = (*feat).cmn_struct;
+            let ok = !cmn.is_null()
+                && (*feat).cepsize == 13
+                && (*cmn).veclen == (*feat).cepsize
+                && !(*cmn).cmn_mean.is_null();
+            ok.then_some(cmn)
+        }
+    }
+
+    /// Reads the starting mean of a new decoder.
+    fn remember_mean(&mut self) {
+        if let Some(cmn) = self.cmn() {
+            let mut mean = vec![0f32; 13];
+            // SAFETY: cmn is the decoder's normaliser with veclen 13 (checked).
+            unsafe { cmn_live_get(cmn, mean.as_mut_ptr()) };
+            self.initial_mean = mean;
+        }
+    }
+
+    /// Back to a new caller's state: the normaliser's starting mean, the noise estimate.
+    fn reset(&mut self) -> bool {
+        let Some(cmn) = self.cmn().filter(|_| self.initial_mean.len() == 13) else {
+            return false;
+        };
+        // SAFETY: as in remember_mean; the decoder is not in an utterance.
+        unsafe {
+            cmn_live_set(cmn, self.initial_mean.as_ptr());
+            ps_start_stream(self.ps) >= 0
+        }
+    }
 }
 
 // The decoder is used by one thread at a time (the recogniser is `Send`, not `Sync`); the C
@@ -158,6 +303,9 @@ impl PocketSphinx {
             heard_speech: false,
             loud: false,
             up: Vec::new(),
+            quiet: std::collections::VecDeque::new(),
+            gate_open: false,
+            decoded_ms: 0,
             scores: (0, None),
             end_frames: END_OF_SPEECH_MS / 10,
         }
@@ -170,6 +318,11 @@ impl PocketSphinx {
         self
     }
 
+    /// Milliseconds of audio the decoders have worked on (a quiet line is not decoded).
+    pub fn decoded_ms(&self) -> u64 {
+        self.decoded_ms
+    }
+
     /// The path scores of the last utterance: the grammar's and the garbage loop's.
     pub fn scores(&self) -> (i32, Option<i32>) {
         self.scores
@@ -177,15 +330,39 @@ impl PocketSphinx {
 
     fn decoder(&self, grammar: &Grammar, garbage: bool) -> Result<Decoder, AsrError> {
         let (text, words) = jsgf(grammar, garbage);
-        let (dict, missing) = prune_dict(&self.model.dict, &words);
+        let key: Arc<str> = format!("{}\n{text}", self.end_frames).into();
+        let pool = &self.model.pool;
+        if let Some(mut d) = pool.take(&key) {
+            if !d.reset() {
+                return Err(AsrError::Engine("the decoder did not reset".into()));
+            }
+            // SAFETY: d.ps is a live decoder with its grammar set, not in an utterance.
+            if unsafe { ps_start_utt(d.ps) } < 0 {
+                return Err(AsrError::Engine("the decoder did not restart".into()));
+            }
+            d.in_utterance = true;
+            return Ok(d);
+        }
+        let cut = pool.dicts.lock().ok().and_then(|c| c.get(&key).cloned());
+        let cut = match cut {
+            Some(c) => c,
+            None => {
+                let c = Arc::new(prune_dict(&self.model.dict, &words));
+                if let Ok(mut cache) = pool.dicts.lock() {
+                    cache.insert(key.clone(), c.clone());
+                }
+                c
+            }
+        };
+        let (dict, missing) = (&cut.0, &cut.1);
         if !missing.is_empty() {
-            return Err(AsrError::UnknownWords(missing));
+            return Err(AsrError::UnknownWords(missing.clone()));
         }
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dict_path =
             std::env::temp_dir().join(format!("crest-asr-{}-{n}.dict", std::process::id()));
-        std::fs::write(&dict_path, &dict).map_err(|e| AsrError::Engine(e.to_string()))?;
+        std::fs::write(&dict_path, dict).map_err(|e| AsrError::Engine(e.to_string()))?;
         // The library's log is one global file; `-logfn` per decoder would reopen (and close)
         // it under other threads' decoders. It is turned off once, for the process.
         static QUIET: std::sync::Once = std::sync::Once::new();
@@ -247,7 +424,14 @@ impl PocketSphinx {
                 self.model.hmm.display()
             )));
         }
-        let d = Decoder { ps, config };
+        let mut d = Decoder {
+            ps,
+            config,
+            key,
+            in_utterance: false,
+            initial_mean: Vec::new(),
+        };
+        d.remember_mean();
         let name = cstring("crest")?;
         let g = cstring(&text)?;
         // SAFETY: d.ps is a live decoder; name and g are valid C strings for the call.
@@ -259,11 +443,13 @@ impl PocketSphinx {
         if !ok {
             return Err(AsrError::Engine(format!("grammar refused:\n{text}")));
         }
+        d.in_utterance = true;
         Ok(d)
     }
 
-    fn hypothesis(d: &Decoder) -> (String, i32) {
+    fn hypothesis(d: &mut Decoder) -> (String, i32) {
         let mut score = 0i32;
+        d.in_utterance = false;
         // SAFETY: d.ps is a live decoder; the returned string is owned by the decoder and
         // copied before the next call into it.
         unsafe {
@@ -278,17 +464,29 @@ impl PocketSphinx {
         }
     }
 
+    /// The decoders go back to the model's pool.
+    fn give_back(&mut self) {
+        for d in [self.main.take(), self.garbage.take()]
+            .into_iter()
+            .flatten()
+        {
+            self.model.pool.put(d);
+        }
+    }
+
     /// Ends the utterance in both decoders and decides.
     fn verdict(&mut self) -> Heard {
-        let (text, score) = match self.main.take() {
-            Some(d) if self.heard_speech => Self::hypothesis(&d),
+        let heard = self.heard_speech;
+        let (text, score) = match self.main.as_mut() {
+            Some(d) if heard => Self::hypothesis(d),
             _ => (String::new(), i32::MIN),
         };
         let garbage = self
             .garbage
-            .take()
-            .filter(|_| self.heard_speech)
-            .map(|d| Self::hypothesis(&d).1);
+            .as_mut()
+            .filter(|_| heard)
+            .map(|d| Self::hypothesis(d).1);
+        self.give_back();
         self.scores = (score, garbage);
         // Normalising by the utterance's length (per 10 ms frame) traded no better in the
         // benchmark than one margin for all.
@@ -304,8 +502,15 @@ impl PocketSphinx {
     }
 }
 
+impl Drop for PocketSphinx {
+    fn drop(&mut self) {
+        self.give_back();
+    }
+}
+
 impl Recognizer for PocketSphinx {
     fn start(&mut self, grammar: &Grammar) -> Result<(), AsrError> {
+        self.give_back();
         self.main = Some(self.decoder(grammar, false)?);
         self.garbage = match grammar {
             Grammar::Intents(_) if self.margin.is_some() => {
@@ -314,15 +519,50 @@ impl Recognizer for PocketSphinx {
             _ => None,
         };
         self.in_speech = false;
+        self.gate_open = false;
+        self.quiet.clear();
         self.heard_speech = false;
         self.loud = false;
         Ok(())
     }
 
     fn feed(&mut self, pcm: &[i16], rate: u32) -> Result<Option<Heard>, AsrError> {
+        if self.main.is_none() {
+            return Ok(None);
+        }
+        if rate != 8000 && rate != 16000 {
+            return Err(AsrError::Engine(format!("{rate} Hz audio (8000 or 16000)")));
+        }
+        let level =
+            pcm.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / pcm.len().max(1) as f64;
+        if !self.gate_open {
+            // A quiet line costs the decoders nothing: the last PRE_ROLL of it waits here.
+            self.quiet.extend(pcm);
+            let keep = rate as usize * PRE_ROLL_MS / 1000;
+            let extra = self.quiet.len().saturating_sub(keep);
+            self.quiet.drain(..extra);
+            if level <= SPEECH_LEVEL {
+                return Ok(None);
+            }
+            self.gate_open = true;
+            let held: Vec<i16> = self.quiet.drain(..).collect();
+            return self.decode(&held, rate, level);
+        }
+        self.decode(pcm, rate, level)
+    }
+
+    fn finish(&mut self) -> Result<Heard, AsrError> {
+        Ok(self.verdict())
+    }
+}
+
+impl PocketSphinx {
+    /// Runs both decoders on `pcm` (the gate is open) and decides at the end of an utterance.
+    fn decode(&mut self, pcm: &[i16], rate: u32, level: f64) -> Result<Option<Heard>, AsrError> {
         let Some(d) = &self.main else {
             return Ok(None);
         };
+        self.decoded_ms += pcm.len() as u64 * 1000 / u64::from(rate);
         let data: &[i16] = if rate == 8000 {
             self.up.clear();
             // Linear interpolation: Crest's polyphase resampler (flat to 3.4 kHz, nothing above)
@@ -330,10 +570,8 @@ impl Recognizer for PocketSphinx {
             // run; the model was trained on wideband audio and does better with the images.
             upsample_2x(pcm, &mut self.up);
             &self.up
-        } else if rate == 16000 {
-            pcm
         } else {
-            return Err(AsrError::Engine(format!("{rate} Hz audio (8000 or 16000)")));
+            pcm
         };
         // SAFETY: the decoders are live and in an utterance; data is valid for its length.
         let speech = unsafe {
@@ -344,8 +582,6 @@ impl Recognizer for PocketSphinx {
             }
             ps_get_in_speech(d.ps) != 0
         };
-        let level =
-            pcm.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / pcm.len().max(1) as f64;
         self.loud |= speech && level > SPEECH_LEVEL;
         self.heard_speech |= speech;
         let ended = self.in_speech && !speech;
@@ -363,12 +599,9 @@ impl Recognizer for PocketSphinx {
                 }
             }
             self.heard_speech = false;
+            self.gate_open = false;
             return Ok(None);
         }
         Ok(Some(self.verdict()))
-    }
-
-    fn finish(&mut self) -> Result<Heard, AsrError> {
-        Ok(self.verdict())
     }
 }

@@ -98,3 +98,45 @@ fn tts_prompts_are_rendered_at_the_call_rate_cached_and_understood() {
     ]);
     assert_eq!(hear(&mut r, &g, &p), "talk to an agent");
 }
+
+#[test]
+fn decoders_are_reused_a_quiet_line_is_not_decoded_and_a_dropped_listener_gives_its_back() {
+    let grammar = Grammar::Intents(vec![
+        ("order".into(), vec!["where is my order".into()]),
+        ("refund".into(), vec!["i want a refund".into()]),
+    ]);
+    let model = Model::load(Path::new(DEBIAN_MODEL)).unwrap();
+    let dir = scratch();
+    let refund = telephone_speech(&dir, "i want a refund", "en-us", 150);
+    let mut first = PocketSphinx::new(model.clone(), Some(OFF_TOPIC_MARGIN));
+    assert_eq!(hear(&mut first, &grammar, &refund), "i want a refund");
+    assert_eq!(
+        model.idle_decoders(),
+        2,
+        "the grammar's and the off-topic loop's"
+    );
+
+    // A second caller takes them: five seconds of a quiet line cost no decoding.
+    let mut second = PocketSphinx::new(model.clone(), Some(OFF_TOPIC_MARGIN));
+    second.start(&grammar).unwrap();
+    assert_eq!(model.idle_decoders(), 0);
+    for _ in 0..250 {
+        assert_eq!(second.feed(&[3; 160], 8000).unwrap(), None);
+    }
+    assert_eq!(second.decoded_ms(), 0);
+    let order = telephone_speech(&dir, "where is my order", "en-us", 150);
+    let heard = order
+        .chunks(160)
+        .chain(std::iter::repeat_n(&[0i16; 160][..], 100))
+        .find_map(|f| second.feed(f, 8000).unwrap())
+        .expect("heard");
+    assert_eq!(heard.text, "where is my order");
+    assert!(second.decoded_ms() > 1000);
+
+    // A caller who hangs up mid-listen: the decoders go back to the pool.
+    let mut third = PocketSphinx::new(model.clone(), Some(OFF_TOPIC_MARGIN));
+    third.start(&grammar).unwrap();
+    third.feed(&refund[..1600], 8000).unwrap();
+    drop(third);
+    assert_eq!(model.idle_decoders(), 2);
+}

@@ -250,6 +250,10 @@ struct Leg {
     /// Crest's sender state on this leg.
     out_seq: u16,
     out_ts: u32,
+    /// When Crest's last packet on this leg was due (its media time): after a silence the
+    /// next one carries the marker bit and a timestamp that counts the silence (RFC 3550
+    /// §5.1), so the far jitter buffer does not take the pause for delay.
+    sent_at: Option<Instant>,
     /// The far leg's timestamp of the last packet forwarded to this leg.
     last_in_ts: Option<u32>,
     events_in: EventReceiver,
@@ -277,6 +281,7 @@ impl Leg {
             ssrc,
             out_seq: (ssrc >> 8) as u16,
             out_ts: ssrc.rotate_left(13),
+            sent_at: None,
             last_in_ts: None,
             events_in: EventReceiver::new(),
             jitter: None,
@@ -317,8 +322,33 @@ impl Leg {
         data
     }
 
-    /// Sends one frame of PCM at this leg's sample rate, encoded.
-    fn send_pcm(&mut self, side: Side, pcm: &[i16], out: &mut VecDeque<Datagram>) {
+    /// Moves Crest's stream on this leg to a packet due `at`: the timestamp advances by one
+    /// frame, or by the silence since the last packet; returns the marker bit (a talkspurt's
+    /// first packet).
+    fn advance(&mut self, at: Instant, setup: &LegSetup) -> bool {
+        let ticks = setup.frame_ticks();
+        let ptime = Duration::from_millis(setup.ptime.into());
+        let marker = match self.sent_at {
+            None => true,
+            Some(last) => {
+                let frames =
+                    at.saturating_duration_since(last).as_micros() / ptime.as_micros().max(1);
+                if frames >= 2 {
+                    let skipped = u32::try_from(frames - 1).unwrap_or(u32::MAX);
+                    self.out_ts = self.out_ts.wrapping_add(skipped.wrapping_mul(ticks));
+                    true
+                } else {
+                    false
+                }
+            }
+        };
+        self.sent_at = Some(at);
+        self.out_ts = self.out_ts.wrapping_add(ticks);
+        marker
+    }
+
+    /// Sends one frame of PCM at this leg's sample rate, encoded, due `at`.
+    fn send_pcm(&mut self, at: Instant, side: Side, pcm: &[i16], out: &mut VecDeque<Datagram>) {
         let (Some(setup), Some(enc)) = (self.setup.clone(), self.encoder.as_mut()) else {
             return;
         };
@@ -326,8 +356,8 @@ impl Leg {
         if enc.encode(pcm, &mut payload).is_err() {
             return;
         }
-        self.out_ts = self.out_ts.wrapping_add(setup.frame_ticks());
-        let data = self.packet(setup.pt, false, self.out_ts, &payload);
+        let marker = self.advance(at, &setup);
+        let data = self.packet(setup.pt, marker, self.out_ts, &payload);
         out.push_back(Datagram {
             side,
             rtcp: false,
@@ -343,7 +373,14 @@ impl Leg {
     }
 
     /// Adds PCM at `rate` for this leg, sending every whole frame.
-    fn feed(&mut self, side: Side, rate: u32, pcm: &[i16], out: &mut VecDeque<Datagram>) {
+    fn feed(
+        &mut self,
+        now: Instant,
+        side: Side,
+        rate: u32,
+        pcm: &[i16],
+        out: &mut VecDeque<Datagram>,
+    ) {
         let Some(setup) = self.setup.clone() else {
             return;
         };
@@ -361,7 +398,7 @@ impl Leg {
         let n = setup.frame_samples();
         while self.pending.len() >= n {
             let frame: Vec<i16> = self.pending.drain(..n).collect();
-            self.send_pcm(side, &frame, out);
+            self.send_pcm(now, side, &frame, out);
         }
     }
 }
@@ -616,7 +653,7 @@ impl CallMedia {
                 self.key_from(side, key, DtmfSource::Rfc4733);
             }
             let far = self.leg(side.other()).setup.as_ref()?.telephone_event?;
-            return self.forward(side, buf, far, ts, marker, len);
+            return self.forward(now, side, buf, far, ts, marker, len);
         }
         if pt != setup.pt {
             return None; // comfort noise, a codec not agreed
@@ -628,12 +665,14 @@ impl CallMedia {
             return None;
         }
         let far_pt = self.leg(side.other()).setup.as_ref()?.pt;
-        self.forward(side, buf, far_pt, ts, marker, len)
+        self.forward(now, side, buf, far_pt, ts, marker, len)
     }
 
     /// Rewrites `buf` (a packet from `from`) as a packet of Crest's stream on the other leg.
+    #[allow(clippy::too_many_arguments)] // the packet's fields, read once by the caller
     fn forward(
         &mut self,
+        now: Instant,
         from: Side,
         buf: &mut [u8],
         pt: u8,
@@ -660,6 +699,7 @@ impl CallMedia {
         };
         far.last_in_ts = Some(in_ts);
         far.out_ts = ts;
+        far.sent_at = Some(now);
         // The fixed header, rewritten; CSRCs and extensions are dropped by moving the payload.
         let header = buf.len() - payload_len - padding_len(buf);
         buf[0] = 0x80;
@@ -828,7 +868,7 @@ impl CallMedia {
         }
         let far = &mut self.legs[side.other().index()];
         if !forwarding && far.can_send() && far.prompt.is_none() {
-            far.feed(side.other(), rate, pcm, &mut self.out);
+            far.feed(now, side.other(), rate, pcm, &mut self.out);
         }
     }
 
@@ -841,6 +881,7 @@ impl CallMedia {
         let ptime = Duration::from_millis(setup.ptime.into());
         let mut done = false;
         while let Some(p) = leg.prompt.as_mut().filter(|p| p.next <= now) {
+            let due = p.next;
             p.next += ptime;
             let end = (p.pos + n).min(p.pcm.len());
             let mut frame = p.pcm[p.pos..end].to_vec();
@@ -851,7 +892,7 @@ impl CallMedia {
                 leg.prompt = None;
             }
             if leg.can_send() {
-                leg.send_pcm(side, &frame, &mut self.out);
+                leg.send_pcm(due, side, &frame, &mut self.out);
             }
         }
         if done {

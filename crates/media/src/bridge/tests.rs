@@ -542,3 +542,46 @@ fn quality_reflects_loss_and_jitter() {
     assert!(q.mos < 4.0 && q.mos > 3.0, "5 % loss: {q:?}");
     assert!(m.quality(Side::B).unwrap().mos > 4.3, "nothing lost on B");
 }
+
+#[test]
+fn a_prompt_after_a_silence_starts_a_talkspurt_whose_timestamp_counts_the_silence() {
+    let t0 = Instant::now();
+    let mut m = prompt_call(t0);
+    let prompt = Prompt {
+        rate: 8000,
+        pcm: sine(8000, 1000.0, 0, 800).into(),
+    };
+    let packets = |m: &mut CallMedia| -> Vec<(bool, u32)> {
+        drain(m)
+            .0
+            .iter()
+            .filter(|d| !d.rtcp)
+            .map(|d| {
+                let p = RtpPacket::parse(&d.data).unwrap();
+                (p.marker, p.timestamp)
+            })
+            .collect()
+    };
+    m.play(t0, Side::A, &prompt, false);
+    run_until(&mut m, t0 + Duration::from_secs(1));
+    let first = packets(&mut m);
+    assert_eq!(first.len(), 5, "0.1 s in 20 ms packets");
+    assert!(first[0].0, "the stream's first packet starts a talkspurt");
+    assert!(first[1..].iter().all(|(marker, _)| !marker));
+    for w in first.windows(2) {
+        assert_eq!(w[1].1.wrapping_sub(w[0].1), 160);
+    }
+    // 2.92 s after the last packet was due, the next prompt.
+    let t1 = t0 + Duration::from_secs(3);
+    m.play(t1, Side::A, &prompt, false);
+    run_until(&mut m, t1 + Duration::from_millis(500));
+    let second = packets(&mut m);
+    assert_eq!(second.len(), 5);
+    assert!(second[0].0, "a new talkspurt after the silence");
+    assert_eq!(
+        second[0].1.wrapping_sub(first[4].1),
+        (3000 - 80) / 20 * 160,
+        "the timestamp moved on by the silence"
+    );
+    assert!(!second[1].0);
+}
