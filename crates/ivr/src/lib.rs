@@ -14,7 +14,6 @@
 //! text and confidence, and maps it to an intent with the `ask`'s example phrases.
 
 pub mod asr;
-pub mod call;
 pub mod engine;
 pub mod intent;
 pub mod interp;

@@ -100,7 +100,7 @@ pub struct Model {
 
 /// Idle decoders kept per grammar at most: enough for a busy menu's listeners to find one
 /// ready; beyond it a finished decoder is freed.
-const IDLE_PER_GRAMMAR: usize = 64;
+const IDLE_PER_GRAMMAR: usize = 32;
 
 /// A dictionary cut to a grammar's words, and the words it lacks.
 type CutDictionary = (String, Vec<String>);

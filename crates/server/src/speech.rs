@@ -30,8 +30,8 @@ use tracing::{Span, debug, warn};
 const ASR_RATE: u32 = 8000;
 
 /// Frames queued per worker before new ones are dropped (and counted): 20 ms frames, so
-/// about 20 s of audio for one listener.
-const QUEUE: usize = 1024;
+/// about 160 s of audio: a decoder starting (tens of ms) must not drop its neighbours' frames.
+const QUEUE: usize = 8192;
 
 /// How often a worker looks for recognisers of calls that are gone.
 const SWEEP: Duration = Duration::from_secs(1);
