@@ -98,18 +98,30 @@ pub struct Model {
     pool: Arc<Pool>,
 }
 
-/// Idle decoders kept per grammar at most: enough for a busy menu's listeners to find one
-/// ready; beyond it a finished decoder is freed.
-const IDLE_PER_GRAMMAR: usize = 32;
+/// Idle decoders kept at most, every grammar together, unless [`Model::keep_idle`] says
+/// otherwise: each holds its own copy of the acoustic model (about 4.5 MB), so the pool is
+/// sized to the callers listened to at once; beyond it a finished decoder is freed.
+const IDLE_DEFAULT: usize = 32;
 
 /// A dictionary cut to a grammar's words, and the words it lacks.
 type CutDictionary = (String, Vec<String>);
 
 /// Decoders that finished an utterance, by grammar, and the dictionaries cut for grammars.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Pool {
     idle: Mutex<HashMap<Arc<str>, Vec<Decoder>>>,
     dicts: Mutex<HashMap<Arc<str>, Arc<CutDictionary>>>,
+    keep: std::sync::atomic::AtomicUsize,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Self {
+            idle: Mutex::default(),
+            dicts: Mutex::default(),
+            keep: IDLE_DEFAULT.into(),
+        }
+    }
 }
 
 impl Pool {
@@ -126,11 +138,11 @@ impl Pool {
         if d.initial_mean.is_empty() {
             return;
         }
-        if let Ok(mut idle) = self.idle.lock() {
-            let list = idle.entry(d.key.clone()).or_default();
-            if list.len() < IDLE_PER_GRAMMAR {
-                list.push(d);
-            }
+        let keep = self.keep.load(std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.values().map(Vec::len).sum::<usize>() < keep
+        {
+            idle.entry(d.key.clone()).or_default().push(d);
         }
     }
 }
@@ -157,6 +169,13 @@ pub const END_OF_SPEECH_MS: u32 = 220;
 pub const DEBIAN_MODEL: &str = "/usr/share/pocketsphinx/model/en-us";
 
 impl Model {
+    /// Keeps at most `n` finished decoders for reuse (every grammar together).
+    pub fn keep_idle(&self, n: usize) {
+        self.pool
+            .keep
+            .store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Decoders waiting in the pool for a listen (every grammar).
     pub fn idle_decoders(&self) -> usize {
         self.pool

@@ -102,13 +102,52 @@ pub(crate) struct AppRuntime {
     pub(crate) speech: Option<Speech>,
     pub(crate) tts: Arc<EspeakNg>,
     pub(crate) acd: Option<mpsc::UnboundedSender<AcdMsg>>,
-    /// The main runtime (lookups and renders run there).
+    /// The main runtime (lookups run there).
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) http: reqwest::Client,
     pub(crate) hold_music: Prompt,
     /// The ACD's counters, and the surge level the IVR's flows branch on.
     pub(crate) metrics: Arc<AcdMetrics>,
     pub(crate) ivr: Arc<IvrMetrics>,
+    /// Where prompts are rendered (espeak-ng runs there, never on a media thread).
+    pub(crate) renders: Renderers,
+}
+
+/// A fixed set of threads (`crest-tts-N`) rendering prompts the cache does not hold yet.
+#[derive(Debug)]
+pub(crate) struct Renderers {
+    jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
+}
+
+impl Renderers {
+    /// `threads` renderers.
+    pub(crate) fn start(threads: usize) -> std::io::Result<Self> {
+        let (jobs, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("crest-tts-{i}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while a job is taken, not while it runs.
+                        let job = match rx.lock() {
+                            Ok(r) => r.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                })?;
+        }
+        Ok(Self { jobs })
+    }
+
+    fn run(&self, job: impl FnOnce() + Send + 'static) {
+        let _ = self.jobs.send(Box::new(job));
+    }
 }
 
 /// The IVR's rate: prompts are rendered at 8 kHz (telephone band).
@@ -182,7 +221,12 @@ impl AppRuntime {
         }
         let (tts, back, metrics) = (self.tts.clone(), back.clone(), self.ivr.clone());
         metrics.renders_active.fetch_add(1, Ordering::Relaxed);
-        self.runtime.spawn_blocking(move || {
+        self.renders.run(move || {
+            if back.is_closed() {
+                // The caller hung up while the prompt waited its turn.
+                metrics.renders_active.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
             let made = match prompt {
                 P::Say { text, voice } => tts
                     .render(&text, &voice, IVR_RATE)

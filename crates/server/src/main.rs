@@ -585,6 +585,8 @@ fn app_runtime(
             ))
             .map_err(|e| anyhow::anyhow!("speech recognition model: {e}"))?;
             let ivr = &l.config.ivr;
+            // Two decoders a listener (the grammar and the off-topic loop).
+            model.keep_idle(2 * ivr.recognizers);
             let threads = match ivr.asr_threads {
                 0 => std::thread::available_parallelism().map_or(1, usize::from),
                 n => n,
@@ -618,6 +620,8 @@ fn app_runtime(
         hold_music,
         metrics: std::sync::Arc::default(),
         ivr: std::sync::Arc::default(),
+        renders: app::Renderers::start(std::thread::available_parallelism().map_or(1, usize::from))
+            .context("starting the prompt renderers")?,
     })))
 }
 
