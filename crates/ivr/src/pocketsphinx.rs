@@ -54,6 +54,11 @@ unsafe extern "C" {
     fn cmn_live_set(cmn: *mut CmnHead, vec: *const f32);
 }
 
+// glibc: gives the heap's free pages back to the system.
+unsafe extern "C" {
+    fn malloc_trim(pad: usize) -> c_int;
+}
+
 /// The head of sphinxbase's `feat_t` (`sphinxbase/feat.h`, Debian 5prealpha) up to the
 /// cepstral mean normaliser: a pooled decoder gets a fresh caller's starting mean back, as a
 /// new decoder would have (the mean adapts to each line during an utterance).
@@ -143,7 +148,13 @@ impl Pool {
             && idle.values().map(Vec::len).sum::<usize>() < keep
         {
             idle.entry(d.key.clone()).or_default().push(d);
+            return;
         }
+        // Beyond the cap the decoder is freed; the C library keeps freed heap pages unless
+        // asked (megabytes a decoder, allocated on the recogniser threads' own arenas).
+        drop(d);
+        // SAFETY: malloc_trim only releases free memory; nothing refers to it.
+        unsafe { malloc_trim(0) };
     }
 }
 
