@@ -19,7 +19,7 @@ use crest_acd::{
 };
 use tracing::{info, warn};
 
-use crate::{FromAcd, LegEvent};
+use crate::{FromAcd, LegEvent, ToAcd};
 
 /// What a refused caller hears.
 pub const REFUSAL: &str = "We are sorry: all our agents are busy and we cannot take your call now. Please call again later.";
@@ -46,37 +46,8 @@ pub struct CenterConfig {
 pub enum CenterInput<'a> {
     /// A call reached an `ivr:` or `queue:` route (the surge detector counts it).
     Arrival,
-    /// Call `call` asks to join `queue` (see [`crate::ToAcd::Enqueue`]).
-    Enqueue {
-        /// The call.
-        call: CallId,
-        /// The queue's name.
-        queue: &'a str,
-        /// 0 normal … 3 VIP.
-        tier: u8,
-        /// The caller's number, or the one to call back.
-        number: &'a str,
-        /// The caller's language.
-        language: Option<&'a str>,
-        /// Straight from a `queue:` route.
-        door: bool,
-        /// A callback request.
-        callback: bool,
-    },
-    /// A waiting caller pressed a key.
-    Key {
-        /// The call.
-        call: CallId,
-        /// The key.
-        digit: char,
-    },
-    /// What became of the leg to the agent ringing for `call`.
-    Leg {
-        /// The call.
-        call: CallId,
-        /// What.
-        event: LegEvent,
-    },
+    /// What call `call`'s controller tells the ACD ([`crate::Output::Acd`]).
+    FromCall(CallId, ToAcd),
     /// The SIP core could not place the leg at all (480: the agent's phone is not
     /// registered).
     ConnectFailed {
@@ -99,23 +70,6 @@ pub enum CenterInput<'a> {
     DialFailed {
         /// The ACD's callback.
         callback: CallId,
-    },
-    /// The customer answered Crest's callback call.
-    CustomerAnswered {
-        /// The call Crest placed.
-        call: CallId,
-    },
-    /// The customer did not answer Crest's callback call.
-    CustomerUnanswered {
-        /// The call Crest placed.
-        call: CallId,
-        /// The status.
-        status: u16,
-    },
-    /// The call ended.
-    Ended {
-        /// The call.
-        call: CallId,
     },
     /// User `user`'s phone registered (`true`) or removed its last contact.
     Registration {
@@ -303,38 +257,9 @@ impl Center {
                 let change = self.surge.on_arrival(now);
                 self.on_surge(now, change);
             }
-            CenterInput::Enqueue {
-                call,
-                queue,
-                tier,
-                number,
-                language,
-                door,
-                callback,
-            } => {
-                let caller = Caller {
-                    call,
-                    queue: QueueId(0),
-                    tier,
-                    number: number.to_owned(),
-                    language: language.map(str::to_owned),
-                };
-                self.enqueue(now, caller, queue, door, callback);
-            }
-            CenterInput::Leg { call, event } => self.on_agent_leg(now, call, event),
+            CenterInput::FromCall(call, msg) => self.handle_call(now, call, msg),
             CenterInput::ConnectFailed { call, status } => self.connect_failed(now, call, status),
-            CenterInput::Ended { call } => self.ended(now, call),
             CenterInput::Registration { user, on } => self.registration(now, user, on),
-            CenterInput::Key { call, digit } => {
-                let offered = self
-                    .calls
-                    .get(&call)
-                    .is_some_and(|c| c.callback_offer && c.agent.is_none());
-                if digit == '1' && offered {
-                    info!(call = call.0, "the caller takes the callback offer");
-                    self.acd.handle(now, AcdInput::CallbackRequested(call));
-                }
-            }
             CenterInput::Dialled {
                 call,
                 callback,
@@ -360,8 +285,43 @@ impl Center {
                 warn!(call = callback.0, "the callback could not be placed");
                 self.acd.handle(now, AcdInput::CallbackUnanswered(callback));
             }
-            CenterInput::CustomerAnswered { call } => self.customer_answered(now, call),
-            CenterInput::CustomerUnanswered { call, status } => {
+        }
+        self.step(now);
+    }
+
+    /// What a call's controller says.
+    fn handle_call(&mut self, now: Instant, call: CallId, msg: ToAcd) {
+        match msg {
+            ToAcd::Enqueue {
+                queue,
+                tier,
+                number,
+                language,
+                door,
+                callback,
+            } => {
+                let caller = Caller {
+                    call,
+                    queue: QueueId(0),
+                    tier,
+                    number,
+                    language,
+                };
+                self.enqueue(now, caller, &queue, door, callback);
+            }
+            ToAcd::Key(digit) => {
+                let offered = self
+                    .calls
+                    .get(&call)
+                    .is_some_and(|c| c.callback_offer && c.agent.is_none());
+                if digit == '1' && offered {
+                    info!(call = call.0, "the caller takes the callback offer");
+                    self.acd.handle(now, AcdInput::CallbackRequested(call));
+                }
+            }
+            ToAcd::Leg(event) => self.on_agent_leg(now, call, event),
+            ToAcd::CustomerAnswered => self.customer_answered(now, call),
+            ToAcd::CustomerUnanswered(status) => {
                 if let Some(c) = self.calls.remove(&call) {
                     info!(
                         call = call.0,
@@ -373,8 +333,8 @@ impl Center {
                     self.out.push_back(CenterOutput::Released(call));
                 }
             }
+            ToAcd::Ended => self.ended(now, call),
         }
-        self.step(now);
     }
 
     /// After every input and timer: the ACD's timers, the surge level, the ACD's decisions,

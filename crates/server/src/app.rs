@@ -21,11 +21,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crest_acd::{AgentId, CallId, Model, QueueId};
-use crest_call::{Center, CenterConfig, CenterInput, CenterOutput, FromAcd, Start};
+use crest_call::{Center, CenterConfig, CenterInput, CenterOutput, FromAcd, Start, ToAcd};
 use crest_ivr::model::Method;
 use crest_ivr::tts::{EspeakNg, Tts as _};
 use crest_media::bridge::Prompt;
-use crest_sip_proxy::{ConnectTarget, LegEvent};
+use crest_sip_proxy::ConnectTarget;
 use tokio::sync::mpsc;
 use tracing::{Span, warn};
 
@@ -338,19 +338,10 @@ impl AppRuntime {
 pub(crate) enum AcdMsg {
     /// A call reached an `ivr:` or `queue:` route (the surge detector counts it).
     Arrival,
-    /// A caller asks to join `queue`; what the ACD tells them goes to `task`. `door`: the
-    /// caller came straight from a `queue:` route (early media until admitted), not from the
-    /// IVR (answered, and served by it already).
-    Enqueue {
+    /// What call `key`'s controller tells the ACD; what the ACD tells the call goes to `task`.
+    Call {
         key: u64,
-        queue: String,
-        tier: u8,
-        number: String,
-        /// The caller's language, when the IVR knows it.
-        language: Option<String>,
-        door: bool,
-        /// The caller asks to be called back at `number` instead of holding.
-        callback: bool,
+        msg: ToAcd,
         task: mpsc::UnboundedSender<AppEvent>,
     },
     /// The SIP core placed the callback `call` as call `key`.
@@ -361,23 +352,10 @@ pub(crate) enum AcdMsg {
     },
     /// The SIP core could not place the callback `call`.
     DialFailed { call: CallId },
-    /// The customer answered Crest's callback `key`.
-    CustomerAnswered {
-        key: u64,
-        task: mpsc::UnboundedSender<AppEvent>,
-    },
-    /// The customer did not answer Crest's callback `key`.
-    CustomerUnanswered { key: u64, status: u16 },
-    /// What became of the leg Crest placed to the offered agent.
-    Leg { key: u64, event: LegEvent },
     /// The SIP core could not place it at all (480: the agent's phone is not registered).
     ConnectFailed { key: u64, status: u16 },
-    /// The call ended (the caller hung up, or the agent).
-    Ended { key: u64 },
     /// A user's phone registered (`true`) or removed its last contact.
     Registration { user: String, on: bool },
-    /// A waiting caller pressed a key (1 takes a callback offer).
-    Key { key: u64, digit: char },
 }
 
 /// The ACD's counters for `/metrics`, shared with the admin endpoint (and the IVR, which
@@ -546,29 +524,15 @@ impl AcdService {
         let c = &mut self.center;
         match m {
             AcdMsg::Arrival => c.handle_input(now, I::Arrival),
-            AcdMsg::Enqueue {
-                key,
-                queue,
-                tier,
-                number,
-                language,
-                door,
-                callback,
-                task,
-            } => {
-                self.tasks.insert(CallId(key), task);
-                c.handle_input(
-                    now,
-                    I::Enqueue {
-                        call: CallId(key),
-                        queue: &queue,
-                        tier,
-                        number: &number,
-                        language: language.as_deref(),
-                        door,
-                        callback,
-                    },
-                );
+            AcdMsg::Call { key, msg, task } => {
+                let call = CallId(key);
+                let ended = msg == ToAcd::Ended;
+                // How to reach the call, until the center releases it (or it ends).
+                self.tasks.insert(call, task);
+                c.handle_input(now, I::FromCall(call, msg));
+                if ended {
+                    self.tasks.remove(&call);
+                }
             }
             AcdMsg::Dialled { key, call, agent } => c.handle_input(
                 now,
@@ -579,24 +543,6 @@ impl AcdService {
                 },
             ),
             AcdMsg::DialFailed { call } => c.handle_input(now, I::DialFailed { callback: call }),
-            AcdMsg::CustomerAnswered { key, task } => {
-                self.tasks.insert(CallId(key), task);
-                c.handle_input(now, I::CustomerAnswered { call: CallId(key) });
-            }
-            AcdMsg::CustomerUnanswered { key, status } => c.handle_input(
-                now,
-                I::CustomerUnanswered {
-                    call: CallId(key),
-                    status,
-                },
-            ),
-            AcdMsg::Leg { key, event } => c.handle_input(
-                now,
-                I::Leg {
-                    call: CallId(key),
-                    event,
-                },
-            ),
             AcdMsg::ConnectFailed { key, status } => c.handle_input(
                 now,
                 I::ConnectFailed {
@@ -604,20 +550,9 @@ impl AcdService {
                     status,
                 },
             ),
-            AcdMsg::Ended { key } => {
-                c.handle_input(now, I::Ended { call: CallId(key) });
-                self.tasks.remove(&CallId(key));
-            }
             AcdMsg::Registration { user, on } => {
                 c.handle_input(now, I::Registration { user: &user, on });
             }
-            AcdMsg::Key { key, digit } => c.handle_input(
-                now,
-                I::Key {
-                    call: CallId(key),
-                    digit,
-                },
-            ),
         }
     }
 

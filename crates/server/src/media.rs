@@ -33,7 +33,7 @@ use crate::app::{AcdMsg, AppEvent, AppRuntime, CoreRequest};
 use crate::config::Config;
 use crate::recording::{RecMsg, RecorderHandle};
 use crate::speech::{Listening, SpeechEvent};
-use crest_call::{Call, CallId, Input, Output, ToAcd};
+use crest_call::{Call, CallId, Input, Output};
 
 /// The media settings, checked.
 #[derive(Debug, Clone)]
@@ -981,9 +981,10 @@ impl CallTask {
                 } => app
                     .rt
                     .lookup(method, url, body, timeout, app.events.clone()),
-                Output::Acd(to) => {
+                Output::Acd(msg) => {
                     if let Some(acd) = &app.rt.acd {
-                        let _ = acd.send(acd_message(key, to, &app.events));
+                        let task = app.events.clone();
+                        let _ = acd.send(AcdMsg::Call { key, msg, task });
                     }
                 }
                 Output::Accept => {
@@ -1146,37 +1147,6 @@ impl CallTask {
         {
             let _ = tx.send(RecMsg::Cdr(cdr));
         }
-    }
-}
-
-/// The ACD's message for what the controller of call `key` tells it.
-fn acd_message(key: u64, to: ToAcd, task: &mpsc::UnboundedSender<AppEvent>) -> AcdMsg {
-    match to {
-        ToAcd::Enqueue {
-            queue,
-            tier,
-            number,
-            language,
-            door,
-            callback,
-        } => AcdMsg::Enqueue {
-            key,
-            queue,
-            tier,
-            number,
-            language,
-            door,
-            callback,
-            task: task.clone(),
-        },
-        ToAcd::Key(digit) => AcdMsg::Key { key, digit },
-        ToAcd::Leg(event) => AcdMsg::Leg { key, event },
-        ToAcd::CustomerAnswered => AcdMsg::CustomerAnswered {
-            key,
-            task: task.clone(),
-        },
-        ToAcd::CustomerUnanswered(status) => AcdMsg::CustomerUnanswered { key, status },
-        ToAcd::Ended => AcdMsg::Ended { key },
     }
 }
 

@@ -12,7 +12,7 @@ use crest_acd::admission::AdmissionConfig;
 use crest_acd::{AcdConfig, AgentState, Counters, Model, SurgeConfig};
 use crest_call::{
     Call, CallId, Center, CenterConfig, CenterInput, CenterOutput, Config, Input, LegEvent, Output,
-    Record, Start, ToAcd,
+    Record, Start,
 };
 
 /// Two agents in one pool; alice is the better at refunds. Ring 10 s, wrap-up 5 s, away after
@@ -193,38 +193,7 @@ impl Switch {
         let now = self.now;
         let c = &mut self.center;
         match o {
-            Output::Acd(ToAcd::Enqueue {
-                queue,
-                tier,
-                number,
-                language,
-                door,
-                callback,
-            }) => c.handle_input(
-                now,
-                CenterInput::Enqueue {
-                    call: id,
-                    queue: &queue,
-                    tier,
-                    number: &number,
-                    language: language.as_deref(),
-                    door,
-                    callback,
-                },
-            ),
-            Output::Acd(ToAcd::Key(digit)) => {
-                c.handle_input(now, CenterInput::Key { call: id, digit })
-            }
-            Output::Acd(ToAcd::Leg(event)) => {
-                c.handle_input(now, CenterInput::Leg { call: id, event })
-            }
-            Output::Acd(ToAcd::CustomerAnswered) => {
-                c.handle_input(now, CenterInput::CustomerAnswered { call: id });
-            }
-            Output::Acd(ToAcd::CustomerUnanswered(status)) => {
-                c.handle_input(now, CenterInput::CustomerUnanswered { call: id, status });
-            }
-            Output::Acd(ToAcd::Ended) => c.handle_input(now, CenterInput::Ended { call: id }),
+            Output::Acd(msg) => c.handle_input(now, CenterInput::FromCall(id, msg)),
             Output::Accept => self.sip.push(Sip::Accept(id)),
             Output::Refuse { retry_after } => {
                 self.sip.push(Sip::Refuse(id, retry_after));
