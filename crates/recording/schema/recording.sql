@@ -49,3 +49,22 @@ CREATE TABLE IF NOT EXISTS call_legs (
     mos_milli BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS call_legs_by_call ON call_legs (call_id)
+;
+-- The journey of every call Crest answered itself (crest-call's record): one row per call.
+CREATE TABLE IF NOT EXISTS call_journeys (
+    call_id TEXT NOT NULL,
+    number TEXT NOT NULL,
+    ended_ms BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    flow TEXT,
+    flow_version TEXT,
+    path TEXT NOT NULL,
+    intent TEXT,
+    queue TEXT,
+    agent TEXT,
+    wait_ms BIGINT,
+    outcome TEXT NOT NULL,
+    ended_in TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS call_journeys_by_call ON call_journeys (call_id);
+CREATE INDEX IF NOT EXISTS call_journeys_by_end ON call_journeys (ended_ms)

@@ -117,6 +117,37 @@ pub struct RecordingRow {
     pub size: Option<i64>,
 }
 
+/// A call's journey (a call Crest answered itself): where the caller went and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallJourney {
+    /// The call's Call-ID (leg A's).
+    pub call_id: String,
+    /// The number dialled.
+    pub number: String,
+    /// End of the call, Unix milliseconds.
+    pub ended_ms: i64,
+    /// From the caller's leg up to the end.
+    pub duration_ms: i64,
+    /// The IVR flow, if the caller was in one.
+    pub flow: Option<String>,
+    /// Its version.
+    pub flow_version: Option<String>,
+    /// The flow's nodes visited, joined by `>`.
+    pub path: String,
+    /// The intent the caller chose last.
+    pub intent: Option<String>,
+    /// The queue joined.
+    pub queue: Option<String>,
+    /// The agent who answered.
+    pub agent: Option<String>,
+    /// Time in the queue.
+    pub wait_ms: Option<i64>,
+    /// `answered`, `self-service`, `callback`, `refused`, `abandoned-<stage>`, …
+    pub outcome: String,
+    /// The stage the call ended in.
+    pub ended_in: String,
+}
+
 /// One leg of a call detail record: how the call went on that leg.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallLeg {
@@ -460,6 +491,72 @@ impl Index {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Stores a call's journey.
+    pub async fn add_call_journey(&self, j: &CallJourney) -> Result<(), IndexError> {
+        sqlx::query(
+            "INSERT INTO call_journeys (call_id, number, ended_ms, duration_ms, flow, \
+             flow_version, path, intent, queue, agent, wait_ms, outcome, ended_in) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
+        )
+        .bind(&j.call_id)
+        .bind(&j.number)
+        .bind(j.ended_ms)
+        .bind(j.duration_ms)
+        .bind(&j.flow)
+        .bind(&j.flow_version)
+        .bind(&j.path)
+        .bind(&j.intent)
+        .bind(&j.queue)
+        .bind(&j.agent)
+        .bind(j.wait_ms)
+        .bind(&j.outcome)
+        .bind(&j.ended_in)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The journeys of a call (every call when `call_id` is `None`), by end time.
+    pub async fn call_journeys(
+        &self,
+        call_id: Option<&str>,
+    ) -> Result<Vec<CallJourney>, IndexError> {
+        let q = match call_id {
+            Some(c) => sqlx::query(
+                "SELECT call_id, number, ended_ms, duration_ms, flow, flow_version, path, intent, \
+                 queue, agent, wait_ms, outcome, ended_in FROM call_journeys WHERE call_id = $1 \
+                 ORDER BY ended_ms",
+            )
+            .bind(c.to_owned()),
+            None => sqlx::query(
+                "SELECT call_id, number, ended_ms, duration_ms, flow, flow_version, path, intent, \
+                 queue, agent, wait_ms, outcome, ended_in FROM call_journeys \
+                 ORDER BY ended_ms, call_id",
+            ),
+        };
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CallJourney {
+                    call_id: r.try_get("call_id")?,
+                    number: r.try_get("number")?,
+                    ended_ms: r.try_get("ended_ms")?,
+                    duration_ms: r.try_get("duration_ms")?,
+                    flow: r.try_get("flow")?,
+                    flow_version: r.try_get("flow_version")?,
+                    path: r.try_get("path")?,
+                    intent: r.try_get("intent")?,
+                    queue: r.try_get("queue")?,
+                    agent: r.try_get("agent")?,
+                    wait_ms: r.try_get("wait_ms")?,
+                    outcome: r.try_get("outcome")?,
+                    ended_in: r.try_get("ended_in")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(IndexError::Db)
     }
 
     /// The call detail records of a call (every call when `call_id` is `None`), by end time.

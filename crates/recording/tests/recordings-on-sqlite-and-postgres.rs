@@ -418,6 +418,52 @@ async fn round_trip_damage_and_keys(backend: &str) {
             .is_empty()
     );
     assert_eq!(s.rec.index().call_legs(None).await.unwrap().len(), 2);
+    // And the journeys of calls Crest answered itself: one served, one who hung up early.
+    let served = crest_recording::CallJourney {
+        call_id: "call-2@test".into(),
+        number: "4000".into(),
+        ended_ms: 12_000,
+        duration_ms: 95_000,
+        flow: Some("main".into()),
+        flow_version: Some("2026-12-01".into()),
+        path: "hours>welcome>main_menu>order_queue".into(),
+        intent: Some("order".into()),
+        queue: Some("order-status".into()),
+        agent: Some("alice".into()),
+        wait_ms: Some(41_000),
+        outcome: "answered".into(),
+        ended_in: "bridged".into(),
+    };
+    let early = crest_recording::CallJourney {
+        call_id: "call-3@test".into(),
+        ended_ms: 10_000,
+        duration_ms: 2_000,
+        path: String::new(),
+        flow: None,
+        flow_version: None,
+        intent: None,
+        queue: None,
+        agent: None,
+        wait_ms: None,
+        outcome: "abandoned-answering".into(),
+        ended_in: "answering".into(),
+        ..served.clone()
+    };
+    s.rec.index().add_call_journey(&served).await.unwrap();
+    s.rec.index().add_call_journey(&early).await.unwrap();
+    assert_eq!(
+        s.rec.index().call_journeys(None).await.unwrap(),
+        [early, served.clone()],
+        "by end time, NULLs kept"
+    );
+    assert_eq!(
+        s.rec
+            .index()
+            .call_journeys(Some("call-2@test"))
+            .await
+            .unwrap(),
+        [served]
+    );
 
     // Crypto-shredding.
     only_k2.shred(&row.id, 6_000).await.unwrap();

@@ -1019,18 +1019,23 @@ impl CallTask {
                         "IVR done"
                     );
                 }
-                Output::Record(r) => info!(
-                    outcome = r.outcome,
-                    stage = ?r.ended_in,
-                    flow = r.flow.as_ref().map(|(f, v)| format!("{f}@{v}")),
-                    intent = r.intent,
-                    queue = r.queue,
-                    agent = r.agent,
-                    wait_ms = r.wait.map(|w| w.as_millis() as u64),
-                    duration_ms = r.duration.as_millis() as u64,
-                    path = r.path.join(">"),
-                    "call journey"
-                ),
+                Output::Record(r) => {
+                    info!(
+                        outcome = r.outcome,
+                        stage = ?r.ended_in,
+                        flow = r.flow.as_ref().map(|(f, v)| format!("{f}@{v}")),
+                        intent = r.intent,
+                        queue = r.queue,
+                        agent = r.agent,
+                        wait_ms = r.wait.map(|w| w.as_millis() as u64),
+                        duration_ms = r.duration.as_millis() as u64,
+                        path = r.path.join(">"),
+                        "call journey"
+                    );
+                    if let Some((tx, number, call_id)) = &self.cdr {
+                        let _ = tx.send(RecMsg::Journey(Box::new(journey(call_id, number, r))));
+                    }
+                }
             }
         }
     }
@@ -1147,6 +1152,26 @@ impl CallTask {
         {
             let _ = tx.send(RecMsg::Cdr(cdr));
         }
+    }
+}
+
+/// The row the index keeps of a call's journey.
+fn journey(call_id: &str, number: &str, r: crest_call::Record) -> crest_recording::CallJourney {
+    let (flow, flow_version) = r.flow.unzip();
+    crest_recording::CallJourney {
+        call_id: call_id.to_owned(),
+        number: number.to_owned(),
+        ended_ms: crate::recording::unix_ms(),
+        duration_ms: r.duration.as_millis() as i64,
+        flow,
+        flow_version,
+        path: r.path.join(">"),
+        intent: r.intent,
+        queue: r.queue,
+        agent: r.agent,
+        wait_ms: r.wait.map(|w| w.as_millis() as i64),
+        outcome: r.outcome,
+        ended_in: format!("{:?}", r.ended_in).to_lowercase(),
     }
 }
 

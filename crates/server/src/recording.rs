@@ -387,6 +387,8 @@ pub(crate) enum RecMsg {
     Resume { call_id: String },
     /// A call ended: its detail record, a row per leg.
     Cdr(Vec<crest_recording::CallLeg>),
+    /// The journey of a call Crest answered itself.
+    Journey(Box<crest_recording::CallJourney>),
     /// Crest is stopping: take what the calls still send for a moment, close every recording,
     /// then say so.
     Shutdown(std::sync::mpsc::Sender<()>),
@@ -721,6 +723,11 @@ async fn handle(
                 }
             }
         }
+        RecMsg::Journey(j) => {
+            if let Err(e) = rec.index().add_call_journey(&j).await {
+                warn!(call_id = %j.call_id, "call journey not stored: {e}");
+            }
+        }
         RecMsg::Resume { call_id } => {
             for a in active.values_mut().filter(|a| a.call_id == call_id) {
                 info!(call_id = %call_id, recording = %a.id, "recording resumed");
@@ -918,6 +925,38 @@ pub(crate) mod cli {
                     l.jitter_us as f64 / 1000.0,
                     l.rtt_us.map_or("-".into(), |r| format!("{:.1}ms", r as f64 / 1000.0)),
                     l.mos_milli as f64 / 1000.0
+                ));
+            }
+            let journeys = rec.index().call_journeys(call_id).await?;
+            if !journeys.is_empty() {
+                out.push_str(&format!(
+                    "\n{:<28}  {:<8}  {:<22}  {:<14}  {:<8}  {:>8}  {:>8}  {}\n",
+                    "CALL-ID",
+                    "NUMBER",
+                    "OUTCOME",
+                    "QUEUE",
+                    "AGENT",
+                    "WAIT",
+                    "LENGTH",
+                    "FLOW / PATH"
+                ));
+            }
+            for j in journeys {
+                let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+                out.push_str(&format!(
+                    "{:<28}  {:<8}  {:<22}  {:<14}  {:<8}  {:>8}  {:>7.1}s  {} {}\n",
+                    j.call_id,
+                    j.number,
+                    j.outcome,
+                    or_dash(j.queue),
+                    or_dash(j.agent),
+                    j.wait_ms
+                        .map_or("-".into(), |w| format!("{:.1}s", w as f64 / 1000.0)),
+                    j.duration_ms as f64 / 1000.0,
+                    j.flow
+                        .map(|f| format!("{f}@{}", j.flow_version.unwrap_or_default()))
+                        .unwrap_or_else(|| "-".into()),
+                    j.path
                 ));
             }
             Ok(out)

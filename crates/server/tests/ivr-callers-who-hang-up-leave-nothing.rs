@@ -58,9 +58,10 @@ fn start(backend: u16) -> Crest {
         "  routes:\n    - {number: \"4000\", ivr: main, public: true}\n",
         &format!(
             "media:\n  port_min: 43000\n  port_max: 43999\nivr:\n  enabled: true\n  flows_dir: \"{}\"\n  reload_secs: 60\n\
-             acd:\n  file: \"{}\"\n  admission:\n    max_wait_secs: 100000\nrecording:\n  enabled: false\n  cdr: false\n",
+             acd:\n  file: \"{}\"\n  admission:\n    max_wait_secs: 100000\nrecording:\n  enabled: false\n  cdr: true\n  index: \"sqlite:{}/index.db\"\n",
             flows.display(),
-            acd.display()
+            acd.display(),
+            dir.display()
         ),
     )
 }
