@@ -20,9 +20,7 @@ pub struct QueueId(pub u16);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AgentId(pub u32);
 
-/// A call (the SIP core's key for it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CallId(pub u64);
+pub use crest_ids::CallId;
 
 /// The weights of the routing score (per queue).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]

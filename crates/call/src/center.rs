@@ -282,7 +282,7 @@ impl Center {
                 );
             }
             CenterInput::DialFailed { callback } => {
-                warn!(call = callback.0, "the callback could not be placed");
+                warn!(call = %callback, "the callback could not be placed");
                 self.acd.handle(now, AcdInput::CallbackUnanswered(callback));
             }
         }
@@ -315,7 +315,7 @@ impl Center {
                     .get(&call)
                     .is_some_and(|c| c.callback_offer && c.agent.is_none());
                 if digit == '1' && offered {
-                    info!(call = call.0, "the caller takes the callback offer");
+                    info!(call = %call, "the caller takes the callback offer");
                     self.acd.handle(now, AcdInput::CallbackRequested(call));
                 }
             }
@@ -324,7 +324,7 @@ impl Center {
             ToAcd::CustomerUnanswered(status) => {
                 if let Some(c) = self.calls.remove(&call) {
                     info!(
-                        call = call.0,
+                        call = %call,
                         status, "the customer did not answer the callback"
                     );
                     self.dialling.remove(&c.acd_call);
@@ -391,7 +391,7 @@ impl Center {
             return;
         };
         let (acd_call, dialled) = (c.acd_call, c.dialled);
-        info!(call = call.0, agent = %self.name(agent), status, "agent's phone unreachable");
+        info!(call = %call, agent = %self.name(agent), status, "agent's phone unreachable");
         if dialled {
             self.hang_up_callback(now, call, agent, acd_call);
         } else {
@@ -418,12 +418,12 @@ impl Center {
             self.acd.handle(now, AcdInput::CallEnded(a, c.acd_call));
         } else if c.callback_pending {
             info!(
-                call = call.0,
+                call = %call,
                 queue = c.queue,
                 "caller hung up to be called back: they keep their place"
             );
         } else {
-            info!(call = call.0, queue = c.queue, "caller left the queue");
+            info!(call = %call, queue = c.queue, "caller left the queue");
             self.acd.handle(now, AcdInput::CallAbandoned(c.acd_call));
         }
         self.out.push_back(CenterOutput::Released(call));
@@ -442,7 +442,7 @@ impl Center {
         self.dialling.remove(&acd_call);
         let name = self.name(agent);
         info!(
-            call = call.0,
+            call = %call,
             agent = name,
             "the customer answered the callback: ringing the reserved agent"
         );
@@ -504,7 +504,7 @@ impl Center {
             .admissions
             .entry((label, format!("{reason:?}").to_lowercase()))
             .or_default() += 1;
-        info!(call = call.0, decision = label, ?reason, queue_len, ewt_secs = ?situation.ewt.map(|d| d.as_secs()), "admission");
+        info!(call = %call, decision = label, ?reason, queue_len, ewt_secs = ?situation.ewt.map(|d| d.as_secs()), "admission");
         (decision, reason)
     }
 
@@ -520,7 +520,7 @@ impl Center {
         let call = caller.call;
         let tier = caller.tier;
         let Some(q) = self.acd.model().queue(queue) else {
-            warn!(call = call.0, queue, "no such ACD queue: hanging up");
+            warn!(call = %call, queue, "no such ACD queue: hanging up");
             self.out
                 .push_back(CenterOutput::HangUp(call, "no such queue".into()));
             return;
@@ -541,7 +541,7 @@ impl Center {
         };
         if callback && self.config.callback_uri.is_some() {
             // The caller asked for it: no admission, their place is kept.
-            info!(call = call.0, queue, "callback requested");
+            info!(call = %call, queue, "callback requested");
             self.calls.insert(call, held);
             self.acd.handle(now, AcdInput::CallbackRequested(call));
             return;
@@ -565,7 +565,7 @@ impl Center {
             Admission::AdmitWithCallbackOffer => {
                 if let Some(m) = admission::compensation(&self.config.admission, reason) {
                     info!(
-                        call = call.0,
+                        call = %call,
                         message = m,
                         "compensation promised to the caller"
                     );
@@ -576,14 +576,14 @@ impl Center {
                 // A caller from a queue route has no IVR to serve themselves in, and a
                 // callback offer needs the IVR to take the request: they queue rather than
                 // being lost.
-                info!(call = call.0, decision = ?decision, "not available here: the caller queues");
+                info!(call = %call, decision = ?decision, "not available here: the caller queues");
             }
             Admission::Admit => {}
         }
         // The controller answers a caller from a queue route (`door`) now.
         self.out
             .push_back(CenterOutput::ToCall(call, FromAcd::Admitted));
-        info!(call = call.0, queue, tier, door, "caller queued");
+        info!(call = %call, queue, tier, door, "caller queued");
         self.calls.insert(call, held);
     }
 
@@ -608,14 +608,14 @@ impl Center {
                         },
                     ));
                 }
-                info!(call = call.0, agent = name, "agent answered");
+                info!(call = %call, agent = name, "agent answered");
                 if !c.dialled {
                     let acd_call = c.acd_call;
                     self.acd.handle(now, AcdInput::Answered(agent, acd_call));
                 }
             }
             LegEvent::Failed(status) => {
-                info!(call = call.0, agent = name, status, "agent did not answer");
+                info!(call = %call, agent = name, status, "agent did not answer");
                 let (acd_call, dialled) = (c.acd_call, c.dialled);
                 if dialled {
                     self.hang_up_callback(now, call, agent, acd_call);
@@ -649,7 +649,7 @@ impl Center {
                     if let Some(c) = self.calls.get_mut(&call) {
                         c.agent = Some(agent);
                     }
-                    info!(call = call.0, agent = name, "ringing agent");
+                    info!(call = %call, agent = name, "ringing agent");
                     self.out.push_back(CenterOutput::Ring {
                         call,
                         agent: name,
@@ -657,7 +657,7 @@ impl Center {
                     });
                 }
                 AcdOutput::Retract { call, agent } => {
-                    info!(call = call.0, agent = %self.name(agent), "agent rang out");
+                    info!(call = %call, agent = %self.name(agent), "agent rang out");
                     if let Some(placed) = self.dialling.remove(&call) {
                         // The customer did not answer the callback in time.
                         self.calls.remove(&placed);
@@ -675,7 +675,7 @@ impl Center {
                     self.out.push_back(CenterOutput::StopRinging(call));
                 }
                 AcdOutput::Overflow { call, step, pool } => {
-                    info!(call = call.0, step, pool = %self.acd.model().pools[pool.0 as usize].name, "overflow to the next pool");
+                    info!(call = %call, step, pool = %self.acd.model().pools[pool.0 as usize].name, "overflow to the next pool");
                 }
                 AcdOutput::AgentAway { agent, reason } => {
                     info!(agent = %self.name(agent), reason, "agent set away");
@@ -689,7 +689,7 @@ impl Center {
                     match &self.config.callback_uri {
                         Some(t) => {
                             let uri = t.replace("{number}", &number);
-                            info!(call = call.0, agent = %self.name(agent), uri, "calling the customer back");
+                            info!(call = %call, agent = %self.name(agent), uri, "calling the customer back");
                             self.out.push_back(CenterOutput::Originate {
                                 callback: call,
                                 agent,
@@ -713,12 +713,12 @@ impl Center {
                             ));
                         }
                     }
-                    info!(call = call.0, "callback scheduled: the caller may hang up");
+                    info!(call = %call, "callback scheduled: the caller may hang up");
                 }
                 AcdOutput::CallbackRefused { call } => {
                     // One pending callback per number: the earlier one stands.
                     info!(
-                        call = call.0,
+                        call = %call,
                         "callback refused: one is pending for this number already"
                     );
                     self.acd.handle(now, AcdInput::CallAbandoned(call));
@@ -750,7 +750,7 @@ impl Center {
             if c.callback_offer {
                 text.push_str(" To be called back instead, press 1.");
             }
-            info!(call = call.0, position, text, "queue announcement");
+            info!(call = %call, position, text, "queue announcement");
             self.out
                 .push_back(CenterOutput::ToCall(*call, FromAcd::Announce(text)));
         }

@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use crest_ids::CallId;
+
 use crate::codec::CodecKind;
 
 /// Bits per second of one leg, both directions, at the IP layer.
@@ -65,7 +67,7 @@ pub struct Ledger {
     budgets: Budgets,
     node: u64,
     pools: HashMap<String, u64>,
-    calls: HashMap<u64, [LegUse; 2]>,
+    calls: HashMap<CallId, [LegUse; 2]>,
 }
 
 impl Ledger {
@@ -114,7 +116,7 @@ impl Ledger {
     }
 
     /// Takes call `key` with its two legs, or refuses it if a budget would be exceeded.
-    pub fn admit(&mut self, key: u64, legs: [LegUse; 2]) -> Result<(), Refusal> {
+    pub fn admit(&mut self, key: CallId, legs: [LegUse; 2]) -> Result<(), Refusal> {
         let total: u64 = legs.iter().map(|l| l.bps).sum();
         self.check("node", self.node, self.budgets.node, total)?;
         let mut per_pool: HashMap<&str, u64> = HashMap::new();
@@ -150,7 +152,7 @@ impl Ledger {
     }
 
     /// The negotiated figure of one leg (0 or 1) of an admitted call, replacing the estimate.
-    pub fn update(&mut self, key: u64, leg: usize, bps: u64) {
+    pub fn update(&mut self, key: CallId, leg: usize, bps: u64) {
         let Some(mut legs) = self.calls.remove(&key) else {
             return;
         };
@@ -163,7 +165,7 @@ impl Ledger {
     }
 
     /// Frees what call `key` held.
-    pub fn release(&mut self, key: u64) {
+    pub fn release(&mut self, key: CallId) {
         if let Some(legs) = self.calls.remove(&key) {
             self.add(&legs, false);
         }
@@ -224,27 +226,41 @@ mod tests {
             pools: [("agents".to_owned(), 400_000)].into(),
         });
         let g711 = 160_000;
-        l.admit(1, [leg(Some("trunk"), g711), leg(Some("agents"), g711)])
-            .unwrap();
-        l.admit(2, [leg(Some("trunk"), g711), leg(Some("agents"), g711)])
-            .unwrap();
+        l.admit(
+            CallId(1),
+            [leg(Some("trunk"), g711), leg(Some("agents"), g711)],
+        )
+        .unwrap();
+        l.admit(
+            CallId(2),
+            [leg(Some("trunk"), g711), leg(Some("agents"), g711)],
+        )
+        .unwrap();
         assert_eq!(l.headroom(Some("agents")), Some(80_000));
         let e = l
-            .admit(3, [leg(Some("trunk"), g711), leg(Some("agents"), g711)])
+            .admit(
+                CallId(3),
+                [leg(Some("trunk"), g711), leg(Some("agents"), g711)],
+            )
             .unwrap_err();
         assert_eq!(
             (e.scope.as_str(), e.used, e.needed),
             ("agents", 320_000, 160_000)
         );
         // An agent on Opus needs less: call 2's agent leg is renegotiated.
-        l.update(2, 1, 80_000);
-        l.admit(3, [leg(Some("trunk"), g711), leg(Some("agents"), 80_000)])
-            .unwrap();
+        l.update(CallId(2), 1, 80_000);
+        l.admit(
+            CallId(3),
+            [leg(Some("trunk"), g711), leg(Some("agents"), 80_000)],
+        )
+        .unwrap();
         assert_eq!(l.headroom(Some("agents")), Some(80_000));
-        let e = l.admit(4, [leg(None, 500_000), leg(None, 0)]).unwrap_err();
+        let e = l
+            .admit(CallId(4), [leg(None, 500_000), leg(None, 0)])
+            .unwrap_err();
         assert_eq!(e.scope, "node");
         for k in 1..=3 {
-            l.release(k);
+            l.release(CallId(k));
         }
         let usage = l.usage();
         assert!(usage.iter().all(|u| u.used == 0), "{usage:?}");

@@ -37,19 +37,19 @@ use crate::speech::{Speech, SpeechEvent};
 #[derive(Debug)]
 pub(crate) enum CoreRequest {
     /// End the call (media timeout, the IVR hung up).
-    HangUp(u64, String),
+    HangUp(CallId, String),
     /// Connect a call Crest answered to an agent's phone or a SIP URI.
     Connect {
-        key: u64,
+        key: CallId,
         target: ConnectTarget,
         ring: Duration,
     },
     /// Stop ringing (or hang up) the call's leg B; the caller stays.
-    Disconnect(u64),
+    Disconnect(CallId),
     /// Answer (200) a queue caller taken with early media: admitted.
-    Accept(u64),
+    Accept(CallId),
     /// Refuse a queue caller taken with early media: 503 with Retry-After.
-    Refuse { key: u64, retry_after: u64 },
+    Refuse { key: CallId, retry_after: u64 },
     /// Call a customer back (the ACD reserved `agent` for the callback `call` of `queue`).
     Originate {
         call: CallId,
@@ -340,20 +340,20 @@ pub(crate) enum AcdMsg {
     Arrival,
     /// What call `key`'s controller tells the ACD; what the ACD tells the call goes to `task`.
     Call {
-        key: u64,
+        key: CallId,
         msg: ToAcd,
         task: mpsc::UnboundedSender<AppEvent>,
     },
     /// The SIP core placed the callback `call` as call `key`.
     Dialled {
-        key: u64,
+        key: CallId,
         call: CallId,
         agent: AgentId,
     },
     /// The SIP core could not place the callback `call`.
     DialFailed { call: CallId },
     /// The SIP core could not place it at all (480: the agent's phone is not registered).
-    ConnectFailed { key: u64, status: u16 },
+    ConnectFailed { key: CallId, status: u16 },
     /// A user's phone registered (`true`) or removed its last contact.
     Registration { user: String, on: bool },
 }
@@ -525,7 +525,7 @@ impl AcdService {
         match m {
             AcdMsg::Arrival => c.handle_input(now, I::Arrival),
             AcdMsg::Call { key, msg, task } => {
-                let call = CallId(key);
+                let call = key;
                 let ended = msg == ToAcd::Ended;
                 // How to reach the call, until the center releases it (or it ends).
                 self.tasks.insert(call, task);
@@ -537,19 +537,15 @@ impl AcdService {
             AcdMsg::Dialled { key, call, agent } => c.handle_input(
                 now,
                 I::Dialled {
-                    call: CallId(key),
+                    call: key,
                     callback: call,
                     agent,
                 },
             ),
             AcdMsg::DialFailed { call } => c.handle_input(now, I::DialFailed { callback: call }),
-            AcdMsg::ConnectFailed { key, status } => c.handle_input(
-                now,
-                I::ConnectFailed {
-                    call: CallId(key),
-                    status,
-                },
-            ),
+            AcdMsg::ConnectFailed { key, status } => {
+                c.handle_input(now, I::ConnectFailed { call: key, status })
+            }
             AcdMsg::Registration { user, on } => {
                 c.handle_input(now, I::Registration { user: &user, on });
             }
@@ -571,12 +567,12 @@ impl AcdService {
                     continue;
                 }
                 CenterOutput::Ring { call, agent, ring } => CoreRequest::Connect {
-                    key: call.0,
+                    key: call,
                     target: ConnectTarget::User(agent),
                     ring,
                 },
-                CenterOutput::StopRinging(call) => CoreRequest::Disconnect(call.0),
-                CenterOutput::HangUp(call, why) => CoreRequest::HangUp(call.0, why),
+                CenterOutput::StopRinging(call) => CoreRequest::Disconnect(call),
+                CenterOutput::HangUp(call, why) => CoreRequest::HangUp(call, why),
                 CenterOutput::Originate {
                     callback,
                     agent,

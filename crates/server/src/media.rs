@@ -199,7 +199,7 @@ struct Entry {
 pub(crate) struct MediaPlane {
     settings: Settings,
     ports: PortPool,
-    calls: HashMap<u64, Entry>,
+    calls: HashMap<CallId, Entry>,
     shared: MediaShared,
     core: mpsc::UnboundedSender<CoreRequest>,
     /// The IVR and the ACD, for calls Crest answers itself.
@@ -353,13 +353,7 @@ impl MediaPlane {
                     return Err(503);
                 };
                 Some(AppCall {
-                    call: Call::new(
-                        CallId(call.key),
-                        call.number,
-                        call.caller,
-                        start,
-                        rt.call_config(),
-                    ),
+                    call: Call::new(call.key, call.number, call.caller, start, rt.call_config()),
                     rt: rt.clone(),
                     up: false,
                     events: app_tx,
@@ -410,7 +404,7 @@ impl MediaPlane {
         Ok(())
     }
 
-    fn release(&mut self, key: u64, ports: Option<[u16; 2]>) {
+    fn release(&mut self, key: CallId, ports: Option<[u16; 2]>) {
         if let Ok(mut l) = self.shared.ledger.lock() {
             l.release(key);
         }
@@ -422,14 +416,14 @@ impl MediaPlane {
 
 impl MediaPlane {
     /// Tells call `key`'s task what became of the leg Crest placed on `side`.
-    fn leg(&self, key: u64, side: Side, event: LegEvent) {
+    fn leg(&self, key: CallId, side: Side, event: LegEvent) {
         if let Some(e) = self.calls.get(&key) {
             let _ = e.tx.send(Command::Leg(side, event));
         }
     }
 
     /// Sends a negotiation's leg settings to the call's task, counting their bandwidth.
-    fn configure(&mut self, key: u64, setups: Vec<(Side, LegSetup)>) {
+    fn configure(&mut self, key: CallId, setups: Vec<(Side, LegSetup)>) {
         let Some(entry) = self.calls.get(&key) else {
             return;
         };
@@ -487,7 +481,7 @@ impl MediaHook for MediaPlane {
         }
     }
 
-    fn offer_b(&mut self, _now: std::time::Instant, call: u64) -> Result<Vec<u8>, u16> {
+    fn offer_b(&mut self, _now: std::time::Instant, call: CallId) -> Result<Vec<u8>, u16> {
         let entry = self.calls.get_mut(&call).ok_or(481u16)?;
         Ok(entry
             .anchor
@@ -495,7 +489,7 @@ impl MediaHook for MediaPlane {
             .into_bytes())
     }
 
-    fn leg_b(&mut self, _now: std::time::Instant, call: u64, event: LegEvent) {
+    fn leg_b(&mut self, _now: std::time::Instant, call: CallId, event: LegEvent) {
         self.leg(call, Side::B, event);
     }
 
@@ -511,7 +505,7 @@ impl MediaHook for MediaPlane {
             .into_bytes())
     }
 
-    fn leg_a(&mut self, _now: std::time::Instant, call: u64, event: LegEvent) {
+    fn leg_a(&mut self, _now: std::time::Instant, call: CallId, event: LegEvent) {
         self.leg(call, Side::A, event);
     }
 
@@ -555,7 +549,7 @@ impl MediaHook for MediaPlane {
     fn info(
         &mut self,
         _now: std::time::Instant,
-        call: u64,
+        call: CallId,
         from: crest_sip_proxy::Side,
         content_type: &str,
         body: &[u8],
@@ -572,7 +566,7 @@ impl MediaHook for MediaPlane {
         }
     }
 
-    fn ended(&mut self, _now: std::time::Instant, call: u64) {
+    fn ended(&mut self, _now: std::time::Instant, call: CallId) {
         if let Some(e) = self.calls.remove(&call) {
             let _ = e.tx.send(Command::Stop);
             self.release(call, Some(e.ports));
@@ -680,7 +674,7 @@ struct AppCall {
 
 /// One call's media: the `CallMedia` state machine and what it reports to.
 struct CallTask {
-    key: u64,
+    key: CallId,
     media: CallMedia,
     commands: mpsc::UnboundedReceiver<Command>,
     app: Option<AppCall>,

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use crest_ids::CallId;
 use crest_media::bridge::Side;
 use crest_recording::{
     Format, HotFile, HotTier, Index, Kek, KeyRing, Layout, NewRecording, Policy, Recorder,
@@ -371,16 +372,16 @@ pub(crate) fn unix_ms() -> i64 {
 #[derive(Debug)]
 pub(crate) enum RecMsg {
     /// A call's legs are both up: start recording it.
-    Begin { key: u64, call_id: String },
+    Begin { key: CallId, call_id: String },
     /// One decoded frame of a leg.
     Audio {
-        key: u64,
+        key: CallId,
         side: Side,
         rate: u32,
         pcm: Arc<[i16]>,
     },
     /// The call ended.
-    End { key: u64 },
+    End { key: CallId },
     /// PCI: replace the call's audio with silence (the IVR or the agent collects card data).
     Pause { call_id: String, reason: String },
     /// End a PCI pause.
@@ -541,7 +542,7 @@ async fn serve(
     mut rx: mpsc::UnboundedReceiver<RecMsg>,
     m: Arc<RecordingMetrics>,
 ) {
-    let mut active: HashMap<u64, Active> = HashMap::new();
+    let mut active: HashMap<CallId, Active> = HashMap::new();
     let mut stopping: Option<(tokio::time::Instant, std::sync::mpsc::Sender<()>)> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut policy = tokio::time::interval(Duration::from_secs(
@@ -635,7 +636,7 @@ async fn finish(rec: &Recordings, mut a: Active, m: &RecordingMetrics) {
 async fn handle(
     rec: &Recordings,
     settings: &Settings,
-    active: &mut HashMap<u64, Active>,
+    active: &mut HashMap<CallId, Active>,
     m: &RecordingMetrics,
     msg: RecMsg,
 ) {

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
+use crest_ids::CallId;
 use crest_ivr::Grammar;
 use crest_ivr::asr::Recognizer;
 use crest_ivr::pocketsphinx::{self, OFF_TOPIC_MARGIN, PocketSphinx};
@@ -78,19 +79,19 @@ pub(crate) struct SpeechMetrics {
 
 enum Job {
     Start {
-        call: u64,
+        call: CallId,
         generation: u64,
         grammar: Grammar,
         reply: Box<dyn Reply>,
         span: Span,
     },
     Audio {
-        call: u64,
+        call: CallId,
         pcm: Arc<[i16]>,
         rate: u32,
     },
     Stop {
-        call: u64,
+        call: CallId,
     },
 }
 
@@ -137,7 +138,7 @@ impl Speech {
     /// when the pool is spent.
     pub(crate) fn listen(
         &self,
-        call: u64,
+        call: CallId,
         grammar: Grammar,
         reply: impl Reply + 'static,
         span: Span,
@@ -148,7 +149,7 @@ impl Speech {
             m.refused.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        let tx = self.workers[(call % self.workers.len() as u64) as usize].clone();
+        let tx = self.workers[(call.0 % self.workers.len() as u64) as usize].clone();
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let start = Job::Start {
             call,
@@ -175,7 +176,7 @@ impl Speech {
 /// A call's hold on a recogniser: audio goes through it; dropping it frees the recogniser.
 #[derive(Debug)]
 pub(crate) struct Listening {
-    call: u64,
+    call: CallId,
     generation: u64,
     tx: std_mpsc::SyncSender<Job>,
     metrics: Arc<SpeechMetrics>,
@@ -215,8 +216,8 @@ struct Listener {
 }
 
 fn work(model: &pocketsphinx::Model, rx: &std_mpsc::Receiver<Job>, m: &SpeechMetrics) {
-    let mut calls: HashMap<u64, Listener> = HashMap::new();
-    let free = |calls: &mut HashMap<u64, Listener>, call: u64| {
+    let mut calls: HashMap<CallId, Listener> = HashMap::new();
+    let free = |calls: &mut HashMap<CallId, Listener>, call: CallId| {
         if calls.remove(&call).is_some() {
             m.active.fetch_sub(1, Ordering::AcqRel);
         }
@@ -226,7 +227,7 @@ fn work(model: &pocketsphinx::Model, rx: &std_mpsc::Receiver<Job>, m: &SpeechMet
         if swept.elapsed() >= SWEEP {
             swept = Instant::now();
             // Calls that ended without a word and whose Stop was lost (their task is gone).
-            let gone: Vec<u64> = calls
+            let gone: Vec<CallId> = calls
                 .iter()
                 .filter(|(_, l)| l.reply.is_closed())
                 .map(|(k, _)| *k)

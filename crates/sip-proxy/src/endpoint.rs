@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use crest_ids::CallId;
 use tracing::{debug, info, info_span, warn};
 
 use crate::auth::{Algorithm, AuthError, Credentials, DigestAuth};
@@ -101,14 +102,14 @@ impl Rng {
 #[derive(Debug, Clone)]
 enum Owner {
     /// Crest's INVITE on leg B of a call.
-    BInvite(u64),
+    BInvite(CallId),
     /// Crest's INVITE on leg A of a call it placed itself.
-    AInvite(u64),
+    AInvite(CallId),
     /// A CANCEL, BYE or other request Crest started on its own.
     Own,
     /// A request relayed from one leg to the other: the server transaction to answer.
     Relay {
-        call: u64,
+        call: CallId,
         from: Side,
         server_tx: TxId,
         request: Message,
@@ -131,13 +132,13 @@ pub struct Endpoint {
     auth: DigestAuth,
     rng: Rng,
     /// Boxed: the table resizes and shrinks without moving whole calls.
-    calls: HashMap<u64, Box<Call>>,
+    calls: HashMap<CallId, Box<Call>>,
     /// Calls not yet ended (`calls` also holds ended ones while they linger).
     active: usize,
     next_call: u64,
-    dialogs: HashMap<Box<str>, (u64, Side)>,
+    dialogs: HashMap<Box<str>, (CallId, Side)>,
     owners: HashMap<TxId, Owner>,
-    timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    timers: BinaryHeap<Reverse<(Instant, CallId)>>,
     buckets: HashMap<IpAddr, Bucket>,
     out: VecDeque<Transmit>,
     draining: bool,
@@ -230,7 +231,7 @@ impl Endpoint {
 
     /// Ends call `key` from outside the SIP signalling (media timeout, an operator): BYE to
     /// both legs once answered, otherwise 480 to the caller and CANCEL to the callee.
-    pub fn hang_up(&mut self, now: Instant, key: u64, reason: &str) {
+    pub fn hang_up(&mut self, now: Instant, key: CallId, reason: &str) {
         let Some(call) = self.calls.get(&key) else {
             return;
         };
@@ -263,9 +264,9 @@ impl Endpoint {
         caller_id: &str,
         app: App,
         ring: Duration,
-    ) -> Result<u64, u16> {
+    ) -> Result<CallId, u16> {
         let (target_uri, flow) = self.resolve_target(now, target)?;
-        let key = self.next_call;
+        let key = CallId(self.next_call);
         let a = self.uac_leg(caller_id, &target_uri, flow);
         let number = Uri::parse(&target_uri)
             .ok()
@@ -310,7 +311,7 @@ impl Endpoint {
     }
 
     /// The responses to Crest's INVITE on leg A of a call it placed.
-    fn on_a_invite_response(&mut self, now: Instant, key: u64, msg: &Message, code: u16) {
+    fn on_a_invite_response(&mut self, now: Instant, key: CallId, msg: &Message, code: u16) {
         let branch = format!("{BRANCH_PREFIX}{}", self.rng.token());
         let Some(t) = self.calls.get(&key).map(|c| c.a.flow.transport) else {
             return;
@@ -422,7 +423,7 @@ impl Endpoint {
     pub fn connect(
         &mut self,
         now: Instant,
-        key: u64,
+        key: CallId,
         target: &ConnectTarget,
         ring: Duration,
     ) -> Result<(), u16> {
@@ -503,7 +504,7 @@ impl Endpoint {
 
     /// Stops ringing leg B of a call Crest answered itself (CANCEL), or hangs it up (BYE);
     /// the caller stays with Crest. Nothing is reported through [`MediaHook::leg_b`].
-    pub fn disconnect(&mut self, now: Instant, key: u64) {
+    pub fn disconnect(&mut self, now: Instant, key: CallId) {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -525,7 +526,7 @@ impl Endpoint {
 
     /// Answers (200) a caller Crest took with early media (a `queue:` route) once the
     /// application admits them.
-    pub fn accept(&mut self, now: Instant, key: u64) {
+    pub fn accept(&mut self, now: Instant, key: CallId) {
         if self
             .calls
             .get(&key)
@@ -538,7 +539,7 @@ impl Endpoint {
 
     /// Refuses a caller Crest took with early media (after its announcement): `code` (503)
     /// with Retry-After.
-    pub fn refuse(&mut self, now: Instant, key: u64, code: u16, retry_after: Option<u64>) {
+    pub fn refuse(&mut self, now: Instant, key: CallId, code: u16, retry_after: Option<u64>) {
         let Some(call) = self.calls.get(&key) else {
             return;
         };
@@ -557,7 +558,7 @@ impl Endpoint {
     }
 
     /// BYE to every leg that is up, CANCEL to a leg B that rings.
-    fn bye_all(&mut self, now: Instant, key: u64, reason: &str) {
+    fn bye_all(&mut self, now: Instant, key: CallId, reason: &str) {
         let Some(call) = self.calls.get(&key) else {
             return;
         };
@@ -571,7 +572,7 @@ impl Endpoint {
     }
 
     /// Cancels leg B's INVITE (at once if it rang, else when its first provisional comes).
-    fn stop_ringing_b(&mut self, now: Instant, key: u64) {
+    fn stop_ringing_b(&mut self, now: Instant, key: CallId) {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -589,7 +590,7 @@ impl Endpoint {
     }
 
     /// Forgets leg B of a call Crest answered itself (its dialog is over).
-    fn drop_b(&mut self, key: u64) {
+    fn drop_b(&mut self, key: CallId) {
         if let Some(call) = self.calls.get_mut(&key) {
             call.b_state = BState::Idle;
             call.ring_deadline = None;
@@ -598,7 +599,7 @@ impl Endpoint {
     }
 
     /// Leg B of a call Crest answered itself failed with `code`: the application hears it.
-    fn b_failed(&mut self, now: Instant, key: u64, code: u16) {
+    fn b_failed(&mut self, now: Instant, key: CallId, code: u16) {
         self.drop_b(key);
         if let Some(hook) = self.media.as_mut() {
             hook.leg_b(now, key, LegEvent::Failed(code));
@@ -609,7 +610,7 @@ impl Endpoint {
     fn media_exchange(
         &mut self,
         now: Instant,
-        key: u64,
+        key: CallId,
         from: Side,
         role: SdpRole,
         body: Option<&Bytes>,
@@ -724,7 +725,7 @@ impl Endpoint {
         }
     }
 
-    fn schedule(&mut self, id: u64) {
+    fn schedule(&mut self, id: CallId) {
         if let Some(at) = self.calls.get(&id).and_then(|c| c.next_deadline()) {
             self.timers.push(Reverse((at, id)));
         }
@@ -1179,7 +1180,7 @@ impl Endpoint {
             ack: None,
             pending_ok: None,
         };
-        let call_key = self.next_call;
+        let call_key = CallId(self.next_call);
         self.next_call += 1;
         let sdp = (!body.is_empty()).then_some(&body[..]);
         let b_body: Option<Bytes> = match self.media.as_mut() {
@@ -1337,7 +1338,7 @@ impl Endpoint {
             return reject(self, 400, "");
         };
         let caller = from.uri.user_unescaped().unwrap_or_default();
-        let key = self.next_call;
+        let key = CallId(self.next_call);
         let body = msg.body();
         let sdp = (!body.is_empty()).then_some(&body[..]);
         let Some(hook) = self.media.as_mut() else {
@@ -1393,7 +1394,7 @@ impl Endpoint {
     }
 
     /// Crest's 200 to the caller of a call it answers itself (retransmitted until the ACK).
-    fn send_app_ok(&mut self, now: Instant, key: u64) {
+    fn send_app_ok(&mut self, now: Instant, key: CallId) {
         let t1 = self.tx.timers().t1;
         let Some(call) = self.calls.get(&key) else {
             return;
@@ -1467,7 +1468,7 @@ impl Endpoint {
         }
     }
 
-    fn on_b_invite_response(&mut self, now: Instant, key: u64, msg: &Message, code: u16) {
+    fn on_b_invite_response(&mut self, now: Instant, key: CallId, msg: &Message, code: u16) {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -1540,7 +1541,7 @@ impl Endpoint {
         }
     }
 
-    fn on_b_answer(&mut self, now: Instant, key: u64, msg: &Message) {
+    fn on_b_answer(&mut self, now: Instant, key: CallId, msg: &Message) {
         let Some(call) = self.calls.get(&key) else {
             return;
         };
@@ -1647,7 +1648,7 @@ impl Endpoint {
     }
 
     /// Leg B of a call Crest answered itself answered (ACKed already): bridge the legs.
-    fn on_connected(&mut self, now: Instant, key: u64, msg: &Message) {
+    fn on_connected(&mut self, now: Instant, key: CallId, msg: &Message) {
         let Some(call) = self.calls.get(&key) else {
             return;
         };
@@ -1675,12 +1676,12 @@ impl Endpoint {
         }
     }
 
-    fn send_cancel_b(&mut self, now: Instant, key: u64) {
+    fn send_cancel_b(&mut self, now: Instant, key: CallId) {
         self.send_cancel(now, key, Side::B);
     }
 
     /// CANCEL of Crest's INVITE on `side` (leg B, or leg A of a call Crest placed).
-    fn send_cancel(&mut self, now: Instant, key: u64, side: Side) {
+    fn send_cancel(&mut self, now: Instant, key: CallId, side: Side) {
         let Some(call) = self.calls.get(&key) else {
             return;
         };
@@ -1723,7 +1724,7 @@ impl Endpoint {
     }
 
     /// Ends a call that is not yet answered: `code` to the caller, CANCEL to the callee.
-    fn cancel_call(&mut self, now: Instant, key: u64, code: u16, why: &str) {
+    fn cancel_call(&mut self, now: Instant, key: CallId, code: u16, why: &str) {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -1744,7 +1745,7 @@ impl Endpoint {
         self.end_call(now, key, why);
     }
 
-    fn send_bye(&mut self, now: Instant, key: u64, side: Side, reason: &str) {
+    fn send_bye(&mut self, now: Instant, key: CallId, side: Side, reason: &str) {
         let branch = format!("{BRANCH_PREFIX}{}", self.rng.token());
         let Some(call) = self.calls.get(&key) else {
             return;
@@ -1772,7 +1773,7 @@ impl Endpoint {
 
     /// Marks a call ended. It lingers for T4 so that stragglers of its dialogs (a late ACK, a
     /// BYE crossing ours) still find it; retransmissions are absorbed by the transactions.
-    fn end_call(&mut self, now: Instant, key: u64, why: &str) {
+    fn end_call(&mut self, now: Instant, key: CallId, why: &str) {
         let linger = self.tx.timers().t4;
         let Some(call) = self.calls.get_mut(&key) else {
             return;
@@ -1802,7 +1803,7 @@ impl Endpoint {
         self.schedule(key);
     }
 
-    fn remove_call(&mut self, key: u64) {
+    fn remove_call(&mut self, key: CallId) {
         if let Some(call) = self.calls.remove(&key) {
             self.dialogs.remove(&call.a.call_id);
             self.dialogs.remove(&call.b.call_id);
@@ -1813,7 +1814,7 @@ impl Endpoint {
         }
     }
 
-    fn fire_call_timers(&mut self, now: Instant, key: u64) {
+    fn fire_call_timers(&mut self, now: Instant, key: CallId) {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -2048,7 +2049,7 @@ impl Endpoint {
     fn answer_in_dialog(
         &mut self,
         now: Instant,
-        key: u64,
+        key: CallId,
         id: TxId,
         flow: Flow,
         msg: &Message,
@@ -2112,7 +2113,7 @@ impl Endpoint {
     fn relay(
         &mut self,
         now: Instant,
-        key: u64,
+        key: CallId,
         from: Side,
         server_tx: TxId,
         msg: Message,
@@ -2198,7 +2199,7 @@ impl Endpoint {
     fn on_relay_response(
         &mut self,
         now: Instant,
-        key: u64,
+        key: CallId,
         from: Side,
         server_tx: TxId,
         request: &Message,

@@ -30,6 +30,7 @@ pub mod uri;
 pub use build::reason_phrase;
 pub use call::Side;
 pub use config::{App, SipConfig};
+pub use crest_ids::CallId;
 pub use endpoint::{ConnectTarget, Endpoint, EndpointConfig, Stats};
 pub use header::HeaderName;
 pub use media::{CallInfo, LegEvent, MediaHook, SdpRole};

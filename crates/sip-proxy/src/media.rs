@@ -4,6 +4,8 @@
 //! relayed unchanged.
 
 use std::fmt;
+
+use crest_ids::CallId;
 use std::time::Instant;
 
 use crate::call::Side;
@@ -22,7 +24,7 @@ pub enum SdpRole {
 #[derive(Debug, Clone, Copy)]
 pub struct CallInfo<'a> {
     /// The endpoint's key for the call (as in [`crate::Endpoint::hang_up`]).
-    pub key: u64,
+    pub key: CallId,
     /// The caller's Call-ID, for logs.
     pub call_id: &'a str,
     /// The number dialled (the route).
@@ -65,7 +67,7 @@ pub trait MediaHook: fmt::Debug + Send {
     fn info(
         &mut self,
         now: Instant,
-        call: u64,
+        call: CallId,
         from: Side,
         content_type: &str,
         body: &[u8],
@@ -83,18 +85,18 @@ pub trait MediaHook: fmt::Debug + Send {
 
     /// Crest's offer for a new leg B of a call it answered itself; the answer comes through
     /// [`Self::exchange`] from leg B.
-    fn offer_b(&mut self, now: Instant, call: u64) -> Result<Vec<u8>, u16>;
+    fn offer_b(&mut self, now: Instant, call: CallId) -> Result<Vec<u8>, u16>;
 
     /// What became of that leg B.
-    fn leg_b(&mut self, now: Instant, call: u64, event: LegEvent);
+    fn leg_b(&mut self, now: Instant, call: CallId, event: LegEvent);
 
     /// Crest places a call itself ([`crate::Endpoint::originate`], a callback): Crest's offer
     /// for leg A (the customer); the answer comes through [`Self::exchange`] from leg A.
     fn originate(&mut self, now: Instant, call: &CallInfo<'_>) -> Result<Vec<u8>, u16>;
 
     /// What became of the leg A Crest placed.
-    fn leg_a(&mut self, now: Instant, call: u64, event: LegEvent);
+    fn leg_a(&mut self, now: Instant, call: CallId, event: LegEvent);
 
     /// The call ended: release its media.
-    fn ended(&mut self, now: Instant, call: u64);
+    fn ended(&mut self, now: Instant, call: CallId);
 }

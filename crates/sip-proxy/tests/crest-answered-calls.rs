@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use crest_sip_proxy::config::RouteConfig;
-use crest_sip_proxy::{CallInfo, ConnectTarget, LegEvent, MediaHook, SdpRole, Side};
+use crest_sip_proxy::{CallId, CallInfo, ConnectTarget, LegEvent, MediaHook, SdpRole, Side};
 
 /// A media layer that writes down what the SIP core asks of it.
 #[derive(Debug, Clone, Default)]
@@ -33,11 +33,11 @@ impl MediaHook for Log {
         role: SdpRole,
         sdp: Option<&[u8]>,
     ) -> Result<Option<Vec<u8>>, u16> {
-        self.push(format!("exchange {} {from:?} {role:?}", call.key));
+        self.push(format!("exchange {} {from:?} {role:?}", call.key.0));
         Ok(sdp.map(<[u8]>::to_vec))
     }
-    fn info(&mut self, _: Instant, call: u64, from: Side, _: &str, _: &[u8]) -> bool {
-        self.push(format!("info {call} {from:?}"));
+    fn info(&mut self, _: Instant, call: CallId, from: Side, _: &str, _: &[u8]) -> bool {
+        self.push(format!("info {} {from:?}", call.0));
         true
     }
     fn answer(
@@ -49,29 +49,29 @@ impl MediaHook for Log {
         let app = call.app.map(ToString::to_string).unwrap_or_default();
         self.push(format!(
             "answer {} {app} from {} offer {}",
-            call.key,
+            call.key.0,
             call.caller,
             sdp.is_some()
         ));
         Ok(b"v=0\r\ns=crest-answer\r\n".to_vec())
     }
-    fn offer_b(&mut self, _: Instant, call: u64) -> Result<Vec<u8>, u16> {
-        self.push(format!("offer_b {call}"));
+    fn offer_b(&mut self, _: Instant, call: CallId) -> Result<Vec<u8>, u16> {
+        self.push(format!("offer_b {}", call.0));
         Ok(b"v=0\r\ns=crest-offer\r\n".to_vec())
     }
-    fn leg_b(&mut self, _: Instant, call: u64, event: LegEvent) {
-        self.push(format!("leg_b {call} {event:?}"));
+    fn leg_b(&mut self, _: Instant, call: CallId, event: LegEvent) {
+        self.push(format!("leg_b {} {event:?}", call.0));
     }
     fn originate(&mut self, _: Instant, call: &CallInfo<'_>) -> Result<Vec<u8>, u16> {
         let app = call.app.map(ToString::to_string).unwrap_or_default();
-        self.push(format!("originate {} {app} to {}", call.key, call.number));
+        self.push(format!("originate {} {app} to {}", call.key.0, call.number));
         Ok(b"v=0\r\ns=crest-offer\r\n".to_vec())
     }
-    fn leg_a(&mut self, _: Instant, call: u64, event: LegEvent) {
-        self.push(format!("leg_a {call} {event:?}"));
+    fn leg_a(&mut self, _: Instant, call: CallId, event: LegEvent) {
+        self.push(format!("leg_a {} {event:?}", call.0));
     }
-    fn ended(&mut self, _: Instant, call: u64) {
-        self.push(format!("ended {call}"));
+    fn ended(&mut self, _: Instant, call: CallId) {
+        self.push(format!("ended {}", call.0));
     }
 }
 
@@ -128,15 +128,15 @@ fn crest_answers_then_rings_an_agent_who_lets_it_ring_out_then_one_who_answers()
 
     let ring = Duration::from_secs(15);
     assert_eq!(
-        h.connect(1, ConnectTarget::User("alice".into()), ring),
+        h.connect(CallId(1), ConnectTarget::User("alice".into()), ring),
         Err(480),
         "alice is not registered"
     );
     h.register_alice();
-    h.connect(1, ConnectTarget::User("alice".into()), ring)
+    h.connect(CallId(1), ConnectTarget::User("alice".into()), ring)
         .unwrap();
     assert_eq!(
-        h.connect(1, ConnectTarget::User("alice".into()), ring),
+        h.connect(CallId(1), ConnectTarget::User("alice".into()), ring),
         Err(491),
         "one leg B at a time"
     );
@@ -168,7 +168,7 @@ fn crest_answers_then_rings_an_agent_who_lets_it_ring_out_then_one_who_answers()
     );
 
     // The next attempt is answered: ACK, the agent's answer to the media layer, bridged.
-    h.connect(1, ConnectTarget::User("alice".into()), ring)
+    h.connect(CallId(1), ConnectTarget::User("alice".into()), ring)
         .unwrap();
     let inv2 = h.take(CALLEE).remove(0);
     assert_ne!(inv2.call_id(), inv.call_id(), "a new dialog");
@@ -195,7 +195,7 @@ fn the_caller_hanging_up_cancels_the_ringing_agent_and_an_agent_hang_up_ends_the
     h.register_alice();
     let ok = answered(&mut h, &log);
     let ring = Duration::from_secs(15);
-    h.connect(1, ConnectTarget::User("alice".into()), ring)
+    h.connect(CallId(1), ConnectTarget::User("alice".into()), ring)
         .unwrap();
     let inv = h.take(CALLEE).remove(0);
     h.recv(CALLEE, &reply(&inv, 180, "a1", "", ""));
@@ -210,7 +210,7 @@ fn the_caller_hanging_up_cancels_the_ringing_agent_and_an_agent_hang_up_ends_the
     let ok = h.take(CALLER).remove(0);
     h.recv(CALLER, &caller_request(&ok, "ACK", 1, ""));
     log.take();
-    h.connect(2, ConnectTarget::User("alice".into()), ring)
+    h.connect(CallId(2), ConnectTarget::User("alice".into()), ring)
         .unwrap();
     let inv = h.take(CALLEE).remove(0);
     h.recv(CALLEE, &reply(&inv, 200, "a2", "", "v=0\r\ns=agent\r\n"));
@@ -229,7 +229,7 @@ fn a_busy_agent_and_a_silent_one_are_reported_and_the_caller_stays() {
     h.register_alice();
     let ok = answered(&mut h, &log);
     let ring = Duration::from_secs(15);
-    h.connect(1, ConnectTarget::User("alice".into()), ring)
+    h.connect(CallId(1), ConnectTarget::User("alice".into()), ring)
         .unwrap();
     let inv = h.take(CALLEE).remove(0);
     h.recv(CALLEE, &reply(&inv, 486, "a1", "", ""));
@@ -237,7 +237,7 @@ fn a_busy_agent_and_a_silent_one_are_reported_and_the_caller_stays() {
     assert_eq!(log.take(), ["offer_b 1", "leg_b 1 Failed(486)"]);
     // A transfer target that never answers: Timer B, 408.
     h.connect(
-        1,
+        CallId(1),
         ConnectTarget::Uri("sip:desk@127.0.0.1:6009".into()),
         Duration::from_secs(60),
     )
@@ -245,7 +245,11 @@ fn a_busy_agent_and_a_silent_one_are_reported_and_the_caller_stays() {
     h.advance(Duration::from_secs(40));
     assert_eq!(log.take(), ["offer_b 1", "leg_b 1 Failed(408)"]);
     assert_eq!(
-        h.connect(1, ConnectTarget::Uri("sip:desk@example.com".into()), ring),
+        h.connect(
+            CallId(1),
+            ConnectTarget::Uri("sip:desk@example.com".into()),
+            ring
+        ),
         Err(416),
         "no DNS in the core: an IP address"
     );
@@ -259,7 +263,7 @@ fn a_busy_agent_and_a_silent_one_are_reported_and_the_caller_stays() {
     assert_eq!(ok2.status(), Some(200));
     assert_eq!(&ok2.body()[..], b"v=0\r\ns=crest-answer\r\n");
     assert_eq!(log.take(), ["answer 1 ivr:main from carol offer true"]);
-    h.hang_up(1, "flow ended");
+    h.hang_up(CallId(1), "flow ended");
     assert_eq!(h.take_summary(CALLER), ["BYE"]);
     assert_eq!(h.ep.active_calls(), 0);
 }
@@ -276,7 +280,7 @@ fn a_queue_caller_hears_early_media_until_admitted_or_refused_with_retry_after()
     );
     assert_eq!(&early.body()[..], b"v=0\r\ns=crest-answer\r\n");
     assert_eq!(log.take(), ["answer 1 queue:refund from carol offer true"]);
-    h.ep.accept(h.now, 1);
+    h.ep.accept(h.now, CallId(1));
     h.collect();
     let ok = h.take(CALLER).remove(0);
     assert_eq!(ok.status(), Some(200));
@@ -290,7 +294,7 @@ fn a_queue_caller_hears_early_media_until_admitted_or_refused_with_retry_after()
     // Refused after its announcement: 503 with Retry-After.
     h.recv(CALLER, &invite("401", "q2", ""));
     assert_eq!(h.take_summary(CALLER), ["183"]);
-    h.ep.refuse(h.now, 2, 503, Some(300));
+    h.ep.refuse(h.now, CallId(2), 503, Some(300));
     h.collect();
     let refused = h.take(CALLER).remove(0);
     assert_eq!(refused.status(), Some(503));
@@ -330,7 +334,10 @@ fn crest_places_a_callback_then_bridges_it_to_an_agent_and_a_silent_customer_is_
     assert_eq!(&inv.body()[..], b"v=0\r\ns=crest-offer\r\n");
     assert_eq!(
         log.take(),
-        [format!("originate {key} callback:refund to +8613800000001")]
+        [format!(
+            "originate {} callback:refund to +8613800000001",
+            key.0
+        )]
     );
     h.recv(CALLER, &reply(&inv, 180, "c1", "", ""));
     h.recv(CALLER, &reply(&inv, 200, "c1", "", "v=0\r\ns=customer\r\n"));
@@ -338,8 +345,8 @@ fn crest_places_a_callback_then_bridges_it_to_an_agent_and_a_silent_customer_is_
     assert_eq!(
         log.take(),
         [
-            format!("exchange {key} A Answer"),
-            format!("leg_a {key} Answered")
+            format!("exchange {} A Answer", key.0),
+            format!("leg_a {} Answered", key.0)
         ]
     );
     // Answered: the reserved agent is connected like any caller Crest answered.
@@ -376,9 +383,9 @@ fn crest_places_a_callback_then_bridges_it_to_an_agent_and_a_silent_customer_is_
     assert_eq!(
         log.take(),
         [
-            format!("originate {key} callback:refund to +8613800000001"),
-            format!("ended {key}"),
-            format!("leg_a {key} Failed(480)")
+            format!("originate {} callback:refund to +8613800000001", key.0),
+            format!("ended {}", key.0),
+            format!("leg_a {} Failed(480)", key.0)
         ]
     );
     assert_eq!(h.ep.active_calls(), 0);

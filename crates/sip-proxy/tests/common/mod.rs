@@ -124,7 +124,7 @@ impl Harness {
     /// Connects call `key` (answered by Crest) to `target`.
     pub fn connect(
         &mut self,
-        key: u64,
+        key: crest_sip_proxy::CallId,
         target: crest_sip_proxy::ConnectTarget,
         ring: Duration,
     ) -> Result<(), u16> {
@@ -134,7 +134,7 @@ impl Harness {
     }
 
     /// Hangs call `key` up from outside the signalling.
-    pub fn hang_up(&mut self, key: u64, reason: &str) {
+    pub fn hang_up(&mut self, key: crest_sip_proxy::CallId, reason: &str) {
         self.ep.hang_up(self.now, key, reason);
         self.collect();
     }
