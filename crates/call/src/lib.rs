@@ -6,7 +6,7 @@
 //! call's end — through [`Call::handle_input`]`(now, Input)`, runs the IVR flow's
 //! [`Session`] inside itself, and gives back what to do through [`Call::poll_output`]: play or
 //! stop a prompt, listen to the caller, make a lookup, tell the ACD, answer, refuse, connect or
-//! hang up. [`Call::poll_timeout`] says when [`Call::handle_timeout`] wants to run (the flow's
+//! hang up, start, pause (PCI) or stop the recording. [`Call::poll_timeout`] says when [`Call::handle_timeout`] wants to run (the flow's
 //! timers). It owns no socket, thread or clock: the server's call task drives it, and the
 //! tests drive it in virtual time.
 //!
@@ -20,14 +20,19 @@
 //!  ACD, legs ►└──────────────────────────────────────────────────────────────┘
 //!                 ▼ poll_output(): Play · StopPrompt · Listen · StopListening · Lookup ·
 //!                   Acd(Enqueue | Key | Leg | CustomerAnswered | …) · Accept · Refuse ·
-//!                   Connect · HangUp · IvrStarted · IvrDone · Record
+//!                   Connect · HangUp · IvrStarted · IvrDone · Recording · Record
 //! ```
 //!
 //! The controller guarantees the bookkeeping the server's tables rely on: every
 //! [`Output::IvrStarted`] is followed by exactly one [`Output::IvrDone`], every
 //! [`Output::Listen`] by a [`Output::StopListening`] or an [`Input::Heard`] /
 //! [`Input::ListenFailed`], every call the ACD was told about ends with
-//! [`ToAcd::Ended`], and every call ends with exactly one [`Output::Record`]; after it, nothing.
+//! [`ToAcd::Ended`], a started [`Recording`] is stopped once, and every call ends with exactly
+//! one [`Output::Record`]; after it, nothing.
+//!
+//! The recording starts at the answer or at the bridge ([`RecordFrom`]); it is paused while an
+//! IVR `ask` collects card data (`pci: true`) and while the agent's pause ([`Input::Pause`])
+//! lasts, at most [`Config::pci_limit`].
 
 mod center;
 
@@ -53,6 +58,23 @@ pub struct Config {
     pub voice: String,
     /// How long a transfer target may ring.
     pub transfer_ring: Duration,
+    /// Whether and from when the call is recorded.
+    pub record: RecordFrom,
+    /// The longest a PCI pause asked for by the agent lasts: then the recording resumes by
+    /// itself (a forgotten pause must not leave the rest of the call unrecorded).
+    pub pci_limit: Duration,
+}
+
+/// From when a call Crest answers is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecordFrom {
+    /// Not recorded.
+    #[default]
+    Never,
+    /// From the moment the caller talks to an agent or a transfer target.
+    Bridge,
+    /// From the caller's answer: the IVR, the hold and the conversation.
+    Answer,
 }
 
 impl Default for Config {
@@ -61,6 +83,8 @@ impl Default for Config {
             acd: true,
             voice: "en-us".into(),
             transfer_ring: Duration::from_secs(60),
+            record: RecordFrom::Never,
+            pci_limit: Duration::from_secs(600),
         }
     }
 }
@@ -188,6 +212,12 @@ pub enum Input<'a> {
     LegA(LegEvent),
     /// What became of the leg Crest placed to an agent or a transfer target.
     LegB(LegEvent),
+    /// PCI: the agent (or the admin API for them) pauses the call's recording while the
+    /// caller gives card data, with a reason. It lasts until [`Input::Resume`] or
+    /// [`Config::pci_limit`]; asked before the recording starts, it applies from its start.
+    Pause(&'a str),
+    /// Ends the agent's PCI pause.
+    Resume,
     /// The call ended (either party hung up, a timeout, an error).
     Ended,
 }
@@ -247,8 +277,23 @@ pub enum Output {
     },
     /// The IVR session ended (followed its [`Output::IvrStarted`]).
     IvrDone(IvrSummary),
+    /// Start, pause, resume or stop the call's recording.
+    Recording(Recording),
     /// The call's record; the last output.
     Record(Record),
+}
+
+/// What the recorder does for the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recording {
+    /// Start recording both legs (the agent's leg from when it is up).
+    Start,
+    /// PCI: replace the audio with silence from now, marked with this reason.
+    Pause(String),
+    /// End the pause.
+    Resume,
+    /// Close the recording (the call ended).
+    Stop,
 }
 
 /// How a caller's IVR session went.
@@ -341,6 +386,14 @@ pub struct Call {
     ivr_outcome: Option<String>,
     up_at: Option<Instant>,
     queued_at: Option<Instant>,
+    /// The recording runs (started, not stopped).
+    recording: bool,
+    /// What the recorder was last told: paused, and why.
+    paused: Option<String>,
+    /// The IVR asks for card data.
+    card_data: bool,
+    /// The agent's PCI pause: its reason and when it runs out.
+    agent_pause: Option<(String, Instant)>,
     record: Record,
     out: VecDeque<Output>,
 }
@@ -370,6 +423,10 @@ impl Call {
             ivr_outcome: None,
             up_at: None,
             queued_at: None,
+            recording: false,
+            paused: None,
+            card_data: false,
+            agent_pause: None,
             record: Record {
                 call: id,
                 number: number.to_owned(),
@@ -407,13 +464,34 @@ impl Call {
         self.out.pop_front()
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) wants to run.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.session.as_ref().and_then(Session::poll_timeout)
+    /// Whether the caller is giving card data (keys and words are kept out of logs).
+    pub fn card_data(&self) -> bool {
+        self.card_data
     }
 
-    /// Runs the flow's timers (no input, a lookup that took too long).
+    /// When [`handle_timeout`](Self::handle_timeout) wants to run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let pause = self.agent_pause.as_ref().map(|(_, until)| *until);
+        self.session
+            .as_ref()
+            .and_then(Session::poll_timeout)
+            .into_iter()
+            .chain(pause)
+            .min()
+    }
+
+    /// Runs the timers: the flow's (no input, a lookup that took too long) and the end of
+    /// an agent's PCI pause.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self
+            .agent_pause
+            .as_ref()
+            .is_some_and(|(_, until)| *until <= now)
+        {
+            tracing::warn!(call = %self.id, "PCI pause ran out: recording resumes");
+            self.agent_pause = None;
+            self.sync_recording();
+        }
         if let Some(s) = self.session.as_mut() {
             s.handle_timeout(now);
             self.drain_flow(now);
@@ -459,6 +537,14 @@ impl Call {
                 LegEvent::Ringing => {}
             },
             Input::LegB(ev) => self.leg_b(ev),
+            Input::Pause(reason) => {
+                self.agent_pause = Some((reason.to_owned(), now + self.config.pci_limit));
+                self.sync_recording();
+            }
+            Input::Resume => {
+                self.agent_pause = None;
+                self.sync_recording();
+            }
             Input::Ended => self.end(now),
         }
     }
@@ -468,6 +554,9 @@ impl Call {
             return;
         };
         self.up_at = Some(now);
+        if self.config.record == RecordFrom::Answer {
+            self.start_recording();
+        }
         match start {
             Start::Ivr {
                 library,
@@ -542,6 +631,7 @@ impl Call {
                 self.record.agent = Some(agent);
                 self.record.wait = self.queued_at.map(|q| now.saturating_duration_since(q));
                 self.out.push_back(Output::StopPrompt);
+                self.start_recording();
             }
             FromAcd::Goodbye(text) => {
                 self.holding = false;
@@ -569,6 +659,7 @@ impl Call {
                     self.holding = false;
                     self.stage = Stage::Bridged;
                     self.out.push_back(Output::StopPrompt);
+                    self.start_recording();
                 }
                 LegEvent::Failed(_) => {
                     self.record.outcome = "failed-transfer".into();
@@ -594,6 +685,12 @@ impl Call {
         }
         self.holding = false;
         self.stage = Stage::Ended;
+        if self.recording {
+            self.recording = false;
+            self.out.push_back(Output::Recording(Recording::Stop));
+        }
+        self.card_data = false;
+        self.agent_pause = None;
         let r = &mut self.record;
         r.ended_in = ended_in;
         r.duration = self
@@ -680,6 +777,10 @@ impl Call {
                         ring: self.config.transfer_ring,
                     });
                 }
+                FlowCommand::CardData(on) => {
+                    self.card_data = on;
+                    self.sync_recording();
+                }
                 FlowCommand::Hangup { reason } => {
                     self.leave_flow(None);
                     if self.record.outcome.is_empty() && self.in_acd {
@@ -688,6 +789,40 @@ impl Call {
                     self.out.push_back(Output::HangUp(reason));
                 }
             }
+        }
+    }
+
+    /// Starts the recording, if the call is recorded and it has not started.
+    fn start_recording(&mut self) {
+        if self.config.record != RecordFrom::Never && !self.recording {
+            self.recording = true;
+            self.out.push_back(Output::Recording(Recording::Start));
+            self.sync_recording();
+        }
+    }
+
+    /// Pauses or resumes the running recording as card data and the agent's pause say.
+    fn sync_recording(&mut self) {
+        if !self.recording {
+            return;
+        }
+        let want = match (&self.agent_pause, self.card_data) {
+            (Some((reason, _)), _) => Some(reason.clone()),
+            (None, true) => Some("card data (IVR)".to_owned()),
+            (None, false) => None,
+        };
+        match (&self.paused, want) {
+            (None, Some(reason)) => {
+                self.paused = Some(reason.clone());
+                self.out
+                    .push_back(Output::Recording(Recording::Pause(reason)));
+            }
+            (Some(_), None) => {
+                self.paused = None;
+                self.out.push_back(Output::Recording(Recording::Resume));
+            }
+            // Already paused: the recorder keeps the first reason for the stretch.
+            _ => {}
         }
     }
 

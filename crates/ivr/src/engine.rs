@@ -147,6 +147,9 @@ pub enum Command {
         /// Why.
         reason: String,
     },
+    /// The caller is (`true`) or is no longer (`false`) asked for card data (an `ask` whose
+    /// `digits` say `pci: true`): keep what they say and key out of recordings and logs.
+    CardData(bool),
 }
 
 /// How the flow ended.
@@ -195,6 +198,8 @@ pub struct Session {
     no_input: u32,
     no_match: u32,
     digits: String,
+    /// In an `ask` for card data (its `CardData(true)` went out).
+    card_data: bool,
     out: VecDeque<Command>,
     path: Vec<String>,
     outcome: Option<Outcome>,
@@ -218,6 +223,7 @@ impl Session {
             no_input: 0,
             no_match: 0,
             digits: String::new(),
+            card_data: false,
             out: VecDeque::new(),
             path: Vec::new(),
             outcome: None,
@@ -380,6 +386,7 @@ impl Session {
     }
 
     fn end(&mut self, cmd: Command, outcome: Option<Outcome>) {
+        self.card_data(false);
         if let Command::Hangup { reason } = &cmd {
             self.outcome.get_or_insert(Outcome::HungUp(reason.clone()));
         }
@@ -408,6 +415,9 @@ impl Session {
             self.no_match = 0;
             self.digits.clear();
             let node = self.current().clone();
+            self.card_data(
+                matches!(&node, Node::Ask(a) if a.digits.as_ref().is_some_and(|d| d.pci)),
+            );
             let go = match &node {
                 Node::Say(s) => {
                     let file = s.file.as_ref().map(|f| self.flow.resolve(f));
@@ -566,6 +576,14 @@ impl Session {
         );
     }
 
+    /// Says when the caller starts or stops giving card data.
+    fn card_data(&mut self, on: bool) {
+        if self.card_data != on {
+            self.card_data = on;
+            self.out.push_back(Command::CardData(on));
+        }
+    }
+
     fn listen(&mut self, node: &Node) {
         let grammar = match node {
             Node::Ask(a) if a.digits.is_some() => Grammar::Digits,
@@ -650,6 +668,8 @@ impl Session {
         self.stop_input(playing);
         if a.digits.is_some() {
             return match spoken_digits(text) {
+                // Card data is never said back (it would pass through the TTS and its cache).
+                Some(d) if self.card_data => self.digits_done(now, d),
                 // Spoken digits are read back before they count.
                 Some(d) => {
                     let spaced: Vec<String> = d.chars().map(String::from).collect();

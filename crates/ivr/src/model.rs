@@ -213,6 +213,11 @@ pub struct Digits {
     pub terminator: String,
     /// The variable that receives them.
     pub into: String,
+    /// Card data (PCI DSS): the call's recording is paused from the question until the node
+    /// is left, spoken digits are not read back, and the digits stay out of logs and
+    /// records (the variable still holds them, for a payment lookup).
+    #[serde(default)]
+    pub pci: bool,
     /// Where to go.
     #[schemars(with = "String")]
     pub next: Target,

@@ -11,7 +11,7 @@ use tracing::debug;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::media::MediaShared;
-use crate::recording::{RecMsg, RecorderHandle};
+use crate::recording::RecorderHandle;
 use crate::sip_io::Snapshot;
 
 /// Renders the snapshot in the Prometheus text exposition format.
@@ -266,13 +266,16 @@ fn param(query: &str, name: &str) -> Option<String> {
 }
 
 /// `/recording/pause?call_id=…&reason=…` and `/recording/resume?call_id=…`: PCI pause of a
-/// call's recording (the agent's desktop or the IVR while card digits are collected).
+/// call's recording, for the agent's desktop (the caller's SIP Call-ID). A call Crest
+/// answered itself takes it through its controller, which ends a forgotten pause after
+/// `recording.pci_limit_secs`.
 fn pci(
     recorder: Option<&RecorderHandle>,
+    media: Option<&MediaShared>,
     path: &str,
     query: &str,
 ) -> (&'static str, &'static str, String) {
-    let Some(r) = recorder else {
+    let (Some(_), Some(media)) = (recorder, media) else {
         return (
             "409 Conflict",
             "text/plain",
@@ -286,21 +289,17 @@ fn pci(
             "call_id is missing\n".into(),
         );
     };
-    let msg = if path.ends_with("pause") {
-        RecMsg::Pause {
-            call_id,
-            reason: param(query, "reason").unwrap_or_else(|| "paused".into()),
-        }
+    let pause = path
+        .ends_with("pause")
+        .then(|| param(query, "reason").unwrap_or_else(|| "paused".into()));
+    if media.pci(&call_id, pause) {
+        ("200 OK", "text/plain", "ok\n".into())
     } else {
-        RecMsg::Resume { call_id }
-    };
-    match r.tx.send(msg) {
-        Ok(()) => ("200 OK", "text/plain", "ok\n".into()),
-        Err(_) => (
-            "503 Service Unavailable",
+        (
+            "404 Not Found",
             "text/plain",
-            "the recorder stopped\n".into(),
-        ),
+            format!("no call with call_id {call_id:?}\n"),
+        )
     }
 }
 
@@ -373,7 +372,9 @@ pub(crate) async fn serve(
                     ("200 OK", "text/plain; version=0.0.4", body)
                 }
                 "/healthz" => ("200 OK", "text/plain", "ok\n".to_owned()),
-                "/recording/pause" | "/recording/resume" => pci(recorder.as_ref(), path, query),
+                "/recording/pause" | "/recording/resume" => {
+                    pci(recorder.as_ref(), media.as_ref(), path, query)
+                }
                 "/readyz" if snap.draining => (
                     "503 Service Unavailable",
                     "text/plain",

@@ -178,6 +178,21 @@ pub(crate) struct MediaMetrics {
 pub(crate) struct MediaShared {
     pub(crate) metrics: Arc<MediaMetrics>,
     pub(crate) ledger: Arc<Mutex<Ledger>>,
+    /// The calls' tasks by the caller's SIP Call-ID (what the agent's desktop knows).
+    by_call_id: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Command>>>>,
+}
+
+impl MediaShared {
+    /// PCI: pauses (`Some(reason)`) or resumes the recording of the call whose caller's
+    /// Call-ID is `call_id`. False when no such call is up.
+    pub(crate) fn pci(&self, call_id: &str, pause: Option<String>) -> bool {
+        let tx = self
+            .by_call_id
+            .lock()
+            .ok()
+            .and_then(|m| m.get(call_id).cloned());
+        tx.is_some_and(|tx| tx.send(Command::Pci(pause)).is_ok())
+    }
 }
 
 enum Command {
@@ -186,6 +201,8 @@ enum Command {
     InfoKey(Side, char),
     /// What became of a leg Crest placed: B of a call it answered itself, or A of a callback.
     Leg(Side, LegEvent),
+    /// PCI: pause the recording (with a reason) or resume it.
+    Pci(Option<String>),
     Stop,
 }
 
@@ -193,6 +210,8 @@ struct Entry {
     anchor: CallAnchor,
     ports: [u16; 2],
     tx: mpsc::UnboundedSender<Command>,
+    /// The caller's SIP Call-ID (the key of `MediaShared::by_call_id`).
+    call_id: String,
 }
 
 /// The SIP core's media hook (see the module docs).
@@ -240,6 +259,7 @@ impl MediaPlane {
             shared: MediaShared {
                 metrics: Arc::default(),
                 ledger: Arc::new(Mutex::new(Ledger::new(settings.budgets.clone()))),
+                by_call_id: Arc::default(),
             },
             settings,
             calls: HashMap::new(),
@@ -352,8 +372,13 @@ impl MediaPlane {
                     self.release(call.key, Some([a.0, b.0]));
                     return Err(503);
                 };
+                let mut config = rt.call_config();
+                if let Some((_, r)) = &self.recorder {
+                    config.record = r.record_from(call.number);
+                    config.pci_limit = r.pci_limit;
+                }
                 Some(AppCall {
-                    call: Call::new(call.key, call.number, call.caller, start, rt.call_config()),
+                    call: Call::new(call.key, call.number, call.caller, start, config),
                     rt: rt.clone(),
                     up: false,
                     events: app_tx,
@@ -364,6 +389,10 @@ impl MediaPlane {
             }
             _ => None,
         };
+        if let Ok(mut m) = self.shared.by_call_id.lock() {
+            m.insert(call.call_id.to_owned(), tx.clone());
+        }
+        let answered = app.is_some();
         let task = CallTask {
             key: call.key,
             media: CallMedia::new(self.settings.media.clone(), self.random(), self.random()),
@@ -389,6 +418,7 @@ impl MediaPlane {
                     tx: h.tx.clone(),
                     call_id: call.call_id.to_owned(),
                     started: false,
+                    by_controller: answered,
                 }),
         };
         self.workers.spawn([a.1, a.2, b.1, b.2], task);
@@ -399,6 +429,7 @@ impl MediaPlane {
                 anchor: CallAnchor::new(ports[0], ports[1], session_id),
                 ports,
                 tx,
+                call_id: call.call_id.to_owned(),
             },
         );
         Ok(())
@@ -569,6 +600,9 @@ impl MediaHook for MediaPlane {
     fn ended(&mut self, _now: std::time::Instant, call: CallId) {
         if let Some(e) = self.calls.remove(&call) {
             let _ = e.tx.send(Command::Stop);
+            if let Ok(mut m) = self.shared.by_call_id.lock() {
+                m.remove(&e.call_id);
+            }
             self.release(call, Some(e.ports));
         }
     }
@@ -651,8 +685,34 @@ impl Counts {
 struct Recording {
     tx: mpsc::UnboundedSender<RecMsg>,
     call_id: String,
-    /// Both legs are up and their audio goes to the recorder.
+    /// The recorder has the call and its legs' audio goes there.
     started: bool,
+    /// The call's controller says when it starts and pauses (a call Crest answered itself);
+    /// otherwise it starts once both legs are up.
+    by_controller: bool,
+}
+
+impl Recording {
+    /// Sends the legs' audio to the recorder from now on.
+    fn start(&mut self, now: std::time::Instant, key: CallId, media: &mut CallMedia) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        media.listen(now, Side::A, true);
+        media.listen(now, Side::B, true);
+        let _ = self.tx.send(RecMsg::Begin {
+            key,
+            call_id: self.call_id.clone(),
+        });
+    }
+
+    /// PCI: pauses (`Some(reason)`) or resumes the running recording.
+    fn pci(&self, key: CallId, pause: Option<String>) {
+        if self.started {
+            let _ = self.tx.send(RecMsg::Pci { key, pause });
+        }
+    }
 }
 
 /// A call Crest answered itself: its controller (crest-call) and what the task holds for it.
@@ -775,14 +835,8 @@ impl CallTask {
                         media.play(now.into_std(), Side::A, &prompt, barge_in);
                     }
                     // Each leg's decoded audio goes to the recorder thread, shared, not copied.
-                    if up && let Some(r) = self.recording.as_mut().filter(|r| !r.started) {
-                        r.started = true;
-                        media.listen(now.into_std(), Side::A, true);
-                        media.listen(now.into_std(), Side::B, true);
-                        let _ = r.tx.send(RecMsg::Begin {
-                            key: self.key,
-                            call_id: r.call_id.clone(),
-                        });
+                    if up && let Some(r) = self.recording.as_mut().filter(|r| !r.by_controller) {
+                        r.start(now.into_std(), self.key, media);
                     }
                 }
                 Some(Some(Command::InfoKey(s, k))) => {
@@ -797,6 +851,18 @@ impl CallTask {
                 Some(Some(Command::Leg(Side::A, ev))) => {
                     self.app_input(now.into_std(), Input::LegA(ev));
                 }
+                Some(Some(Command::Pci(pause))) => match (&self.app, &self.recording) {
+                    // The controller keeps the pause's limit and what else pauses it.
+                    (Some(_), _) => {
+                        let now = now.into_std();
+                        match &pause {
+                            Some(reason) => self.app_input(now, Input::Pause(reason)),
+                            None => self.app_input(now, Input::Resume),
+                        }
+                    }
+                    (None, Some(r)) => r.pci(self.key, pause),
+                    (None, None) => {}
+                },
                 Some(Some(Command::Stop) | None) => break,
             }
             if let Some(app) = self.app.as_mut().filter(|a| !a.up)
@@ -836,8 +902,11 @@ impl CallTask {
                 let _ = sock.try_send_to(&d.data, d.to);
             }
             while let Some(ev) = self.media.poll_event() {
+                // Keys of card data are not logged (asked before the controller sees the key:
+                // the last digit ends the ask).
+                let card_data = self.app.as_ref().is_some_and(|a| a.call.card_data());
                 self.feed_app(Instant::now().into_std(), &ev);
-                self.report(ev, &mut timed_out);
+                self.report(ev, card_data, &mut timed_out);
             }
             let t = !self.media.forwarding();
             if t != transcoding {
@@ -865,7 +934,7 @@ impl CallTask {
         metrics.calls_active.fetch_sub(1, Ordering::Relaxed);
     }
 
-    fn report(&self, ev: MediaEvent, timed_out: &mut bool) {
+    fn report(&self, ev: MediaEvent, card_data: bool, timed_out: &mut bool) {
         // Audio comes 50 times a second per listened leg: straight to the recorder, outside
         // the call's span (nothing is logged for it).
         let ev = match ev {
@@ -892,7 +961,11 @@ impl CallTask {
                     DtmfSource::Info => &m.dtmf_info,
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
-                info!(leg = ?side, %key, ?source, "DTMF");
+                if card_data {
+                    info!(leg = ?side, ?source, "DTMF (card data, not logged)");
+                } else {
+                    info!(leg = ?side, %key, ?source, "DTMF");
+                }
             }
             MediaEvent::MediaTimeout { side } if !*timed_out => {
                 *timed_out = true;
@@ -920,7 +993,6 @@ impl CallTask {
 
     /// Carries out the controller's outputs (see crest-call).
     fn app_outputs(&mut self, now: std::time::Instant) {
-        let recording = self.recording.as_ref().is_some_and(|r| r.started);
         let Some(app) = self.app.as_mut() else {
             return;
         };
@@ -963,8 +1035,26 @@ impl CallTask {
                 }
                 Output::StopListening => {
                     app.listening = None;
-                    if !recording {
+                    if !self.recording.as_ref().is_some_and(|r| r.started) {
                         media.listen(now, Side::A, false);
+                    }
+                }
+                Output::Recording(r) => {
+                    let Some(rec) = self.recording.as_mut() else {
+                        continue;
+                    };
+                    match r {
+                        crest_call::Recording::Start => rec.start(now, key, media),
+                        crest_call::Recording::Pause(reason) => {
+                            info!(reason, "recording paused (PCI)");
+                            rec.pci(key, Some(reason));
+                        }
+                        crest_call::Recording::Resume => {
+                            info!("recording resumed");
+                            rec.pci(key, None);
+                        }
+                        // The task sends the recorder its end once the call is over.
+                        crest_call::Recording::Stop => {}
                     }
                 }
                 Output::Lookup {

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use crest_call::RecordFrom;
 use crest_ids::CallId;
 use crest_media::bridge::Side;
 use crest_recording::{
@@ -41,6 +42,11 @@ pub(crate) struct RecordingSection {
     pub(crate) cdr: bool,
     /// Numbers (routes) whose calls are recorded; empty: every call.
     pub(crate) numbers: Vec<String>,
+    /// Calls Crest answers itself (`ivr:`, `queue:`): recorded from the `bridge` to an agent
+    /// or a transfer target, or from the `answer` (the IVR and the hold included).
+    pub(crate) from: String,
+    /// The longest an agent's PCI pause lasts before the recording resumes by itself.
+    pub(crate) pci_limit_secs: u64,
     /// `wav` (16-bit PCM), `wav-pcmu`, `wav-pcma` or `opus` (Ogg).
     pub(crate) format: String,
     /// `stereo` (caller left, agent right) or `mono` (mixed).
@@ -72,6 +78,8 @@ impl Default for RecordingSection {
             enabled: false,
             cdr: false,
             numbers: Vec::new(),
+            from: "bridge".into(),
+            pci_limit_secs: 600,
             format: "wav".into(),
             layout: "stereo".into(),
             rate: 8000,
@@ -169,6 +177,8 @@ pub(crate) struct Settings {
     pub(crate) enabled: bool,
     pub(crate) cdr: bool,
     numbers: BTreeSet<String>,
+    from: RecordFrom,
+    pub(crate) pci_limit: Duration,
     recorder: RecorderConfig,
     section: RecordingSection,
     policy: Policy,
@@ -199,6 +209,22 @@ impl Settings {
         format
             .check_rate(s.rate)
             .map_err(|e| ("recording.rate".to_owned(), e.to_string()))?;
+        let from = match s.from.as_str() {
+            "bridge" => RecordFrom::Bridge,
+            "answer" => RecordFrom::Answer,
+            other => {
+                return Err((
+                    "recording.from".into(),
+                    format!("{other:?}: use bridge or answer"),
+                ));
+            }
+        };
+        if s.pci_limit_secs == 0 {
+            return Err((
+                "recording.pci_limit_secs".into(),
+                "must be at least 1".into(),
+            ));
+        }
         if s.chunk_secs == 0 {
             return Err(("recording.chunk_secs".into(), "must be at least 1".into()));
         }
@@ -240,6 +266,8 @@ impl Settings {
             enabled: s.enabled,
             cdr: s.cdr,
             numbers: s.numbers.iter().cloned().collect(),
+            from,
+            pci_limit: Duration::from_secs(s.pci_limit_secs),
             recorder: RecorderConfig {
                 format,
                 layout,
@@ -259,6 +287,15 @@ impl Settings {
     /// Whether calls to `number` are recorded.
     pub(crate) fn records(&self, number: &str) -> bool {
         self.enabled && (self.numbers.is_empty() || self.numbers.contains(number))
+    }
+
+    /// From when a call to `number` that Crest answers itself is recorded.
+    pub(crate) fn record_from(&self, number: &str) -> RecordFrom {
+        if self.records(number) {
+            self.from
+        } else {
+            RecordFrom::Never
+        }
     }
 
     /// The key ring: configured keys, or the generated one.
@@ -382,10 +419,9 @@ pub(crate) enum RecMsg {
     },
     /// The call ended.
     End { key: CallId },
-    /// PCI: replace the call's audio with silence (the IVR or the agent collects card data).
-    Pause { call_id: String, reason: String },
-    /// End a PCI pause.
-    Resume { call_id: String },
+    /// PCI: replace the call's audio with silence from now (`Some(reason)`: the IVR or the
+    /// agent collects card data), or end that pause (`None`).
+    Pci { key: CallId, pause: Option<String> },
     /// A call ended: its detail record, a row per leg.
     Cdr(Vec<crest_recording::CallLeg>),
     /// The journey of a call Crest answered itself.
@@ -709,10 +745,18 @@ async fn handle(
                 finish(rec, a, m).await;
             }
         }
-        RecMsg::Pause { call_id, reason } => {
-            for a in active.values_mut().filter(|a| a.call_id == call_id) {
-                info!(call_id = %call_id, recording = %a.id, reason, "recording paused (PCI)");
-                a.recorder.pause(&reason);
+        RecMsg::Pci { key, pause } => {
+            if let Some(a) = active.get_mut(&key) {
+                match pause {
+                    Some(reason) => {
+                        info!(call_id = %a.call_id, recording = %a.id, reason, "recording paused (PCI)");
+                        a.recorder.pause(&reason);
+                    }
+                    None => {
+                        info!(call_id = %a.call_id, recording = %a.id, "recording resumed");
+                        a.recorder.resume();
+                    }
+                }
             }
         }
         // `serve` takes it before `handle` sees a message.
@@ -727,12 +771,6 @@ async fn handle(
         RecMsg::Journey(j) => {
             if let Err(e) = rec.index().add_call_journey(&j).await {
                 warn!(call_id = %j.call_id, "call journey not stored: {e}");
-            }
-        }
-        RecMsg::Resume { call_id } => {
-            for a in active.values_mut().filter(|a| a.call_id == call_id) {
-                info!(call_id = %call_id, recording = %a.id, "recording resumed");
-                a.recorder.resume();
             }
         }
     }

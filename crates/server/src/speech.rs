@@ -213,6 +213,8 @@ struct Listener {
     generation: u64,
     reply: Box<dyn Reply>,
     span: Span,
+    /// Listening for digits: what is heard may be card data, never logged.
+    digits: bool,
 }
 
 fn work(model: &pocketsphinx::Model, rx: &std_mpsc::Receiver<Job>, m: &SpeechMetrics) {
@@ -250,6 +252,7 @@ fn work(model: &pocketsphinx::Model, rx: &std_mpsc::Receiver<Job>, m: &SpeechMet
                 span,
             } => {
                 free(&mut calls, call);
+                let digits = grammar == Grammar::Digits;
                 let mut recognizer = PocketSphinx::new(model.clone(), Some(OFF_TOPIC_MARGIN));
                 match recognizer.start(&grammar) {
                     Ok(()) => {
@@ -260,6 +263,7 @@ fn work(model: &pocketsphinx::Model, rx: &std_mpsc::Receiver<Job>, m: &SpeechMet
                                 generation,
                                 reply,
                                 span,
+                                digits,
                             },
                         );
                     }
@@ -286,7 +290,11 @@ fn work(model: &pocketsphinx::Model, rx: &std_mpsc::Receiver<Job>, m: &SpeechMet
                     Ok(Some(heard)) => {
                         m.heard.fetch_add(1, Ordering::Relaxed);
                         let _g = l.span.enter();
-                        debug!(text = heard.text, "heard");
+                        if l.digits {
+                            debug!(chars = heard.text.len(), "heard digits");
+                        } else {
+                            debug!(text = heard.text, "heard");
+                        }
                         SpeechEvent::Heard {
                             generation: l.generation,
                             heard,

@@ -70,21 +70,6 @@ fn start(name: &str, callee_port: u16, range: u16, recording: &str) -> Crest {
 }
 
 /// A stereo 16-bit WAV's left and right channels.
-fn channels(wav: &[u8]) -> (Vec<f64>, Vec<f64>) {
-    assert_eq!(&wav[..4], b"RIFF");
-    let data = wav.windows(4).position(|w| w == b"data").unwrap() + 8;
-    let len = u32::from_le_bytes(wav[data - 4..data].try_into().unwrap()) as usize;
-    assert_eq!(len, wav.len() - data, "the WAV's data size is the real one");
-    let s: Vec<f64> = wav[data..]
-        .chunks(2)
-        .map(|c| f64::from(i16::from_le_bytes([c[0], c[1]])))
-        .collect();
-    (
-        s.iter().step_by(2).copied().collect(),
-        s.iter().skip(1).step_by(2).copied().collect(),
-    )
-}
-
 #[test]
 fn recorded_calls_are_sealed_paused_recovered_rotated_and_tiered() {
     let data = scratch_dir("recording-data");

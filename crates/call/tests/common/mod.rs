@@ -8,7 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crest_call::{Call, CallId, Config, FromAcd, Input, Output, Prompt, Record, Start, ToAcd};
+use crest_call::{
+    Call, CallId, Config, FromAcd, Input, Output, Prompt, Record, Recording, Start, ToAcd,
+};
 use crest_ivr::{Context, Library};
 
 /// The flow the journeys run: a greeting, a menu by speech or keys, a lookup, a queue, a
@@ -68,19 +70,21 @@ pub struct Journey {
     pub playing: Option<Prompt>,
     pub records: Vec<Record>,
     pub answered: bool,
+    /// The recorder: `None` while no recording runs, else whether it is paused.
+    pub recording: Option<bool>,
+    /// Recordings started.
+    pub recordings: u32,
 }
 
 impl Journey {
     pub fn new(start: Start) -> Self {
+        Self::with_config(start, Config::default())
+    }
+
+    pub fn with_config(start: Start, config: Config) -> Self {
         let t0 = Instant::now();
         Self {
-            call: Call::new(
-                CallId(1),
-                "4000",
-                "+8613800000000",
-                start,
-                Config::default(),
-            ),
+            call: Call::new(CallId(1), "4000", "+8613800000000", start, config),
             now: t0,
             t0,
             log: Vec::new(),
@@ -90,6 +94,8 @@ impl Journey {
             playing: None,
             records: Vec::new(),
             answered: false,
+            recording: None,
+            recordings: 0,
         }
     }
 
@@ -159,6 +165,23 @@ impl Journey {
                 Output::StopPrompt => self.playing = None,
                 Output::Accept => self.answered = true,
                 Output::Record(r) => self.records.push(r.clone()),
+                Output::Recording(Recording::Start) => {
+                    assert_eq!(self.recording, None, "a second recording for one call");
+                    self.recording = Some(false);
+                    self.recordings += 1;
+                }
+                Output::Recording(Recording::Pause(_)) => {
+                    assert_eq!(self.recording, Some(false), "pause of no running recording");
+                    self.recording = Some(true);
+                }
+                Output::Recording(Recording::Resume) => {
+                    assert_eq!(self.recording, Some(true), "resume of no pause");
+                    self.recording = Some(false);
+                }
+                Output::Recording(Recording::Stop) => {
+                    assert!(self.recording.is_some(), "stop of no recording");
+                    self.recording = None;
+                }
                 _ => {}
             }
             outs.push(o.clone());
@@ -179,6 +202,7 @@ impl Journey {
         assert!(!self.listening, "a recogniser still held");
         assert_eq!(self.ivr_sessions, 0, "an IVR session still counted");
         assert!(!self.in_acd, "the ACD still holds the call");
+        assert_eq!(self.recording, None, "a recording still open");
         assert_eq!(self.records.len(), 1, "one record per call");
         assert_eq!(self.call.poll_timeout(), None, "a timer still armed");
         // Whatever comes after the end is ignored.

@@ -562,3 +562,19 @@ impl Phone {
         assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
     }
 }
+
+/// The caller (left) and callee (right) channels of a stereo 16-bit WAV.
+pub fn channels(wav: &[u8]) -> (Vec<f64>, Vec<f64>) {
+    assert_eq!(&wav[..4], b"RIFF");
+    let data = wav.windows(4).position(|w| w == b"data").unwrap() + 8;
+    let len = u32::from_le_bytes(wav[data - 4..data].try_into().unwrap()) as usize;
+    assert_eq!(len, wav.len() - data, "the WAV's data size is the real one");
+    let s: Vec<f64> = wav[data..]
+        .chunks(2)
+        .map(|c| f64::from(i16::from_le_bytes([c[0], c[1]])))
+        .collect();
+    (
+        s.iter().step_by(2).copied().collect(),
+        s.iter().skip(1).step_by(2).copied().collect(),
+    )
+}
