@@ -20,7 +20,8 @@
 #   Timer J, 64*T1 = 32 s, lets the last BYE transactions go), IDLE=5 (s of idle samples),
 #   CAPTURE=1 CAPTURE_SECS=20 CAPTURE_DELAY=auto (s into the soak: mid-run), ORDERS_STUB=1 (the
 #   flow's order backend on 127.0.0.1:8099), SILENT_RTP=1 (0: silent callers send one packet
-#   only, then nothing), OUT=/tmp/ivr_load/<date> (results)
+#   only, then nothing), OPEN_HOURS=1 (a copy of the flows in OUT with business hours all day:
+#   after hours the shipped flow books a callback and hangs up), OUT=/tmp/ivr_load/<date>
 #
 # Phases: idle (cold) -> warm-up (WARMUP_CALLS callers, all ended, SETTLE s) -> idle reading ->
 # soak (CALLS callers; tcpdump of Crest's prompt RTP for CAPTURE_SECS) -> all ended, SETTLE s ->
@@ -69,7 +70,7 @@ esac
 
 # the command as given (the settings the caller set), for the report
 SETTINGS=(CREST CONFIG QUICK RATE CALLS WARMUP_CALLS CONCURRENT HOLD_MIN HOLD_MAX MIX SETTLE IDLE
-          CAPTURE CAPTURE_SECS CAPTURE_DELAY ORDERS_STUB SILENT_RTP OUT BUILD)
+          CAPTURE CAPTURE_SECS CAPTURE_DELAY ORDERS_STUB SILENT_RTP OUT BUILD OPEN_HOURS)
 COMMAND=""
 for v in "${SETTINGS[@]}"; do [[ -n ${!v+x} ]] && COMMAND+="$v=${!v} "; done
 COMMAND+="bench/ivr_load.sh"
@@ -91,6 +92,7 @@ CAPTURE=${CAPTURE:-1}; CAPTURE_SECS=${CAPTURE_SECS:-20}
 ORDERS_STUB=${ORDERS_STUB:-1}; SILENT_RTP=${SILENT_RTP:-1}
 OUT=${OUT:-/tmp/ivr_load/$(date +%Y%m%d_%H%M%S)}
 BUILD=${BUILD:-0}
+OPEN_HOURS=${OPEN_HOURS:-1}
 [[ $CREST == /* ]] || CREST="$PWD/$CREST"
 [[ $CONFIG == /* ]] || CONFIG="$PWD/$CONFIG"
 
@@ -133,6 +135,16 @@ METRICS="http://$ADMIN/metrics"
 
 mkdir -p "$OUT/media"
 echo "# results in $OUT"
+# The shipped flow asks after hours (08-22 at UTC+8) for a callback and hangs up: a run's
+# callers would leave at once in the evening. OPEN_HOURS=1 runs a copy of the flows open all day.
+if [[ $OPEN_HOURS == 1 ]]; then
+  FLOWS=$(yaml_val ivr flows_dir); [[ $FLOWS == /* ]] || FLOWS="$ROOT/$FLOWS"
+  rm -rf "$OUT/flows"; cp -r "$FLOWS" "$OUT/flows"
+  sed -i -E 's/(business_hours: \{days: \[[0-9, ]*\]), open: [0-9]+, close: [0-9]+/\1, open: 0, close: 24/' "$OUT"/flows/*.yaml
+  sed -E "s#^(  flows_dir: ).*#\1$OUT/flows#" "$CONFIG" > "$OUT/crest.yaml"
+  grep -q "open: 0, close: 24" "$OUT"/flows/main.yaml || { echo "could not open the flows' hours" >&2; exit 1; }
+  SHOWN_CONFIG=$CONFIG; CONFIG="$OUT/crest.yaml"
+fi
 (cd "$ROOT" && timeout 60 "$CREST" check --config "$CONFIG") | tee "$OUT/check.txt"
 
 # ---- ports: the callers' SIP/control/media ports, crest's, the stub's ----------------------------
@@ -291,7 +303,7 @@ MEM=$(awk '/^MemTotal/{printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo)
 CREST=${CREST#"$ROOT"/}
 CREST_BUILD=$build, built $(date -u -r "$CREST" '+%Y-%m-%d %H:%M UTC')
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$dirty
-CONFIG=${CONFIG#"$ROOT"/}
+CONFIG=${SHOWN_CONFIG:-$CONFIG}; CONFIG=${CONFIG#"$ROOT"/}
 COMMAND=$COMMAND
 RATE=$RATE
 SOAK_CALLS=$CALLS

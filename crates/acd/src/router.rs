@@ -46,6 +46,10 @@ pub enum Input {
     /// A waiting caller asks to be called back instead of holding (virtual hold): they hang
     /// up and keep their place.
     CallbackRequested(CallId),
+    /// A caller who asks from the start to be called back (the IVR's callback node) joins a
+    /// queue as a callback, never offered to ring: refused ([`Output::CallbackRefused`], and
+    /// not queued) when one is pending for their number already.
+    CallbackArrived(Caller),
     /// The customer answered Crest's callback: bridge them to the reserved agent.
     CallbackAnswered(CallId),
     /// The customer did not answer the callback.
@@ -132,6 +136,8 @@ struct AgentRt {
     misses: u32,
     load: f64,
     load_at: Option<Instant>,
+    /// A logout or break asked for during a call: taken when the call ends.
+    after_call: Option<AgentState>,
 }
 
 #[derive(Debug)]
@@ -260,6 +266,7 @@ impl Acd {
                     misses: 0,
                     load: 0.0,
                     load_at: None,
+                    after_call: None,
                 })
                 .collect(),
             calls: HashMap::new(),
@@ -333,6 +340,7 @@ impl Acd {
     pub fn handle(&mut self, now: Instant, input: Input) {
         match input {
             Input::AgentLogin(a) | Input::AgentReady(a) => {
+                self.agents[a.0 as usize].after_call = None;
                 if matches!(
                     self.agent(a).state,
                     AgentState::Offline | AgentState::Away(_) | AgentState::WrapUp(_)
@@ -343,7 +351,8 @@ impl Acd {
             }
             Input::AgentLogout(a) => self.leave(now, a, AgentState::Offline),
             Input::AgentAway(a, reason) => self.leave(now, a, AgentState::Away(reason)),
-            Input::CallArrived(caller) => self.arrive(now, caller),
+            Input::CallArrived(caller) => self.arrive(now, caller, false),
+            Input::CallbackArrived(caller) => self.arrive(now, caller, true),
             Input::CallAbandoned(call) => self.abandon(now, call),
             Input::CallbackRequested(call) => self.request_callback(call),
             Input::CallbackAnswered(call) => {
@@ -399,6 +408,11 @@ impl Acd {
                             .as_secs_f64();
                         let aht = &mut self.aht[c.queue.0 as usize];
                         *aht += (handle - *aht) / 50.0;
+                    }
+                    if let Some(state) = self.agents[a.0 as usize].after_call.take() {
+                        // Logged out or on a break while talking: no wrap-up, no next call.
+                        self.set_state(now, a, state);
+                        return;
                     }
                     let until = now + self.model.wrap_up;
                     self.set_state(now, a, AgentState::WrapUp(until));
@@ -513,7 +527,8 @@ impl Acd {
 
     fn leave(&mut self, now: Instant, a: AgentId, state: AgentState) {
         match self.agent(a).state.clone() {
-            AgentState::OnCall(_) => {} // after the call (the agent sets it again)
+            // Taken when the call ends.
+            AgentState::OnCall(_) => self.agents[a.0 as usize].after_call = Some(state),
             AgentState::Ringing(call, _) => {
                 self.out.push_back(Output::Retract { call, agent: a });
                 self.set_state(now, a, state);
@@ -526,7 +541,7 @@ impl Acd {
         }
     }
 
-    fn arrive(&mut self, now: Instant, caller: Caller) {
+    fn arrive(&mut self, now: Instant, caller: Caller, callback: bool) {
         if self.calls.contains_key(&caller.call)
             || self.connected.contains_key(&caller.call)
             || caller.queue.0 as usize >= self.model.queues.len()
@@ -565,6 +580,13 @@ impl Acd {
                 callback: false,
             },
         );
+        if callback {
+            self.request_callback(call);
+            if !self.calls.get(&call).is_some_and(|c| c.callback) {
+                self.calls.remove(&call);
+                return;
+            }
+        }
         let pools = &self.model.queues[q.0 as usize].pools;
         if pools.len() > 1 {
             let after = self.model.pools[pools[0].0 as usize].overflow_after;
@@ -600,6 +622,11 @@ impl Acd {
         Some(Duration::from_secs_f64(
             (ahead as f64 * stay + 1.0) * aht / staffed as f64,
         ))
+    }
+
+    /// The agent `call` is offered to (ringing, or reserved for its callback), if any.
+    pub fn offered_to(&self, call: CallId) -> Option<AgentId> {
+        self.calls.get(&call).and_then(|c| c.offered)
     }
 
     /// A waiting caller's place in its queue (1: next), counting everyone ahead of it in

@@ -24,6 +24,10 @@ use crate::{FromAcd, LegEvent, ToAcd};
 /// What a refused caller hears.
 pub const REFUSAL: &str = "We are sorry: all our agents are busy and we cannot take your call now. Please call again later.";
 
+/// What a holding caller who asks for a callback hears when one is booked for their number.
+pub const ALREADY_BOOKED: &str =
+    "A callback is already booked for this number. Please stay on the line for the next agent.";
+
 /// What a caller who took a callback offer hears before the call ends.
 pub const GOODBYE: &str =
     "Thank you. We will call you back on this number when an agent is free. Goodbye.";
@@ -133,6 +137,11 @@ struct Held {
     agent: Option<AgentId>,
     connected: bool,
     next_announce: Instant,
+    /// A `queue:` caller not answered yet: an agent offered meanwhile rings once the
+    /// controller says the caller was answered (the SIP core places no leg on an early call).
+    early: bool,
+    /// The callback to place once this caller (who asked for it) has hung up.
+    dial_after: Option<CenterOutput>,
 }
 
 /// The contact center (see the module docs).
@@ -278,6 +287,8 @@ impl Center {
                         agent: Some(agent),
                         connected: false,
                         next_announce: now,
+                        early: false,
+                        dial_after: None,
                     },
                 );
             }
@@ -320,6 +331,18 @@ impl Center {
                 }
             }
             ToAcd::Leg(event) => self.on_agent_leg(now, call, event),
+            ToAcd::Answered => {
+                let ring = self.ring_backstop();
+                let Some(c) = self.calls.get_mut(&call).filter(|c| c.early) else {
+                    return;
+                };
+                c.early = false;
+                if let Some(agent) = c.agent {
+                    let agent = self.name(agent);
+                    info!(call = %call, agent, "caller answered: ringing agent");
+                    self.out.push_back(CenterOutput::Ring { call, agent, ring });
+                }
+            }
             ToAcd::CustomerAnswered => self.customer_answered(now, call),
             ToAcd::CustomerUnanswered(status) => {
                 if let Some(c) = self.calls.remove(&call) {
@@ -394,11 +417,13 @@ impl Center {
         info!(call = %call, agent = %self.name(agent), status, "agent's phone unreachable");
         if dialled {
             self.hang_up_callback(now, call, agent, acd_call);
-        } else {
-            self.acd.handle(now, AcdInput::NoAnswer(agent, acd_call));
         }
         if status == 480 {
+            // The phone is not registered: logged out (the caller goes back to the queue
+            // and the agent has not missed it).
             self.acd.handle(now, AcdInput::AgentLogout(agent));
+        } else if !dialled {
+            self.acd.handle(now, AcdInput::NoAnswer(agent, acd_call));
         }
     }
 
@@ -422,6 +447,9 @@ impl Center {
                 queue = c.queue,
                 "caller hung up to be called back: they keep their place"
             );
+            if let Some(dial) = c.dial_after {
+                self.out.push_back(dial);
+            }
         } else {
             info!(call = %call, queue = c.queue, "caller left the queue");
             self.acd.handle(now, AcdInput::CallAbandoned(c.acd_call));
@@ -492,7 +520,12 @@ impl Center {
             surge: self.surge.level(),
             self_served: !door,
         };
-        let (decision, reason) = admission::decide(&self.config.admission, &situation);
+        // An agent free for the caller now takes them, whatever the queue or the surge.
+        let (decision, reason) = if self.acd.offered_to(call).is_some() {
+            (Admission::Admit, Reason::Normal)
+        } else {
+            admission::decide(&self.config.admission, &situation)
+        };
         let label = match decision {
             Admission::Admit => "admit",
             Admission::AdmitWithCallbackOffer => "admit_with_callback_offer",
@@ -527,7 +560,6 @@ impl Center {
         };
         let queue_len = self.acd.waiting(q);
         caller.queue = q;
-        self.acd.handle(now, AcdInput::CallArrived(caller));
         let mut held = Held {
             queue: queue.to_owned(),
             acd_call: call,
@@ -538,14 +570,19 @@ impl Center {
             agent: None,
             connected: false,
             next_announce: now,
+            early: door,
+            dial_after: None,
         };
         if callback && self.config.callback_uri.is_some() {
-            // The caller asked for it: no admission, their place is kept.
+            // The caller asked for it: no admission, their place is kept; an agent free now
+            // is reserved, not rung.
             info!(call = %call, queue, "callback requested");
             self.calls.insert(call, held);
-            self.acd.handle(now, AcdInput::CallbackRequested(call));
+            self.acd.handle(now, AcdInput::CallbackArrived(caller));
             return;
         }
+        self.acd.handle(now, AcdInput::CallArrived(caller));
+        // An agent free for the caller now: admitted whatever the queue (nobody waits).
         let (decision, reason) = self.admit(call, queue_len, door);
         match decision {
             Admission::Refuse { retry_after } => {
@@ -648,6 +685,10 @@ impl Center {
                     let name = self.name(agent);
                     if let Some(c) = self.calls.get_mut(&call) {
                         c.agent = Some(agent);
+                        if c.early {
+                            info!(call = %call, agent = name, "agent offered: rings once the caller is answered");
+                            continue;
+                        }
                     }
                     info!(call = %call, agent = name, "ringing agent");
                     self.out.push_back(CenterOutput::Ring {
@@ -668,11 +709,17 @@ impl Center {
                         self.out.push_back(CenterOutput::Released(placed));
                         continue;
                     }
+                    let mut rang = true;
                     if let Some(c) = self.calls.get_mut(&call) {
                         c.agent = None;
                         c.next_announce = now;
+                        rang = !c.early;
+                        // A callback not placed yet (the caller still on the line) is off.
+                        c.dial_after = None;
                     }
-                    self.out.push_back(CenterOutput::StopRinging(call));
+                    if rang {
+                        self.out.push_back(CenterOutput::StopRinging(call));
+                    }
                 }
                 AcdOutput::Overflow { call, step, pool } => {
                     info!(call = %call, step, pool = %self.acd.model().pools[pool.0 as usize].name, "overflow to the next pool");
@@ -689,14 +736,23 @@ impl Center {
                     match &self.config.callback_uri {
                         Some(t) => {
                             let uri = t.replace("{number}", &number);
-                            info!(call = %call, agent = %self.name(agent), uri, "calling the customer back");
-                            self.out.push_back(CenterOutput::Originate {
+                            let dial = CenterOutput::Originate {
                                 callback: call,
                                 agent,
                                 queue,
                                 uri,
                                 ring,
-                            });
+                            };
+                            // The customer is still on the line (hearing the goodbye): dial
+                            // once they have hung up, or they would be busy.
+                            let name = self.name(agent);
+                            if let Some(c) = self.calls.get_mut(&call) {
+                                info!(call = %call, agent = name, "agent reserved: the customer is called back after hanging up");
+                                c.dial_after = Some(dial);
+                                continue;
+                            }
+                            info!(call = %call, agent = name, "calling the customer back");
+                            self.out.push_back(dial);
                         }
                         None => self.acd.handle(now, AcdInput::CallbackUnanswered(call)),
                     }
@@ -721,9 +777,22 @@ impl Center {
                         call = %call,
                         "callback refused: one is pending for this number already"
                     );
-                    self.acd.handle(now, AcdInput::CallAbandoned(call));
-                    if self.calls.remove(&call).is_some() {
-                        self.out.push_back(CenterOutput::Released(call));
+                    match self.calls.get_mut(&call) {
+                        // A holding caller who pressed 1: they keep their place in line.
+                        Some(c) if c.callback_offer && c.reachable => {
+                            c.callback_offer = false;
+                            self.out.push_back(CenterOutput::ToCall(
+                                call,
+                                FromAcd::Announce(ALREADY_BOOKED.into()),
+                            ));
+                        }
+                        // Asked in the IVR, which says its goodbye: the earlier callback
+                        // stands and the ACD never queued this one.
+                        Some(_) => {
+                            self.calls.remove(&call);
+                            self.out.push_back(CenterOutput::Released(call));
+                        }
+                        None => {}
                     }
                 }
             }

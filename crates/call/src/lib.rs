@@ -41,7 +41,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use center::{Center, CenterConfig, CenterInput, CenterOutput, GOODBYE, REFUSAL};
+pub use center::{
+    ALREADY_BOOKED, Center, CenterConfig, CenterInput, CenterOutput, GOODBYE, REFUSAL,
+};
 pub use crest_acd::CallId;
 use crest_ivr::engine::Input as FlowInput;
 use crest_ivr::interp::Vars;
@@ -169,6 +171,9 @@ pub enum ToAcd {
     Key(char),
     /// What became of the leg to the agent.
     Leg(LegEvent),
+    /// A `queue:` caller held in early media was answered (200 sent): an agent offered
+    /// meanwhile may ring now.
+    Answered,
     /// The customer answered Crest's callback.
     CustomerAnswered,
     /// The customer did not answer Crest's callback (the status).
@@ -615,6 +620,7 @@ impl Call {
                 if self.early {
                     self.early = false;
                     self.out.push_back(Output::Accept);
+                    self.out.push_back(Output::Acd(ToAcd::Answered));
                 }
                 if self.stage == Stage::Admission {
                     self.stage = Stage::Queued;

@@ -8,9 +8,9 @@ mod switch;
 
 use std::time::Duration;
 
-use crest_acd::AgentState;
 use crest_acd::admission::AdmissionConfig;
-use crest_call::{CallId, Input, Stage, Start};
+use crest_acd::{AgentState, SurgeConfig};
+use crest_call::{ALREADY_BOOKED, CallId, FromAcd, Input, Stage, Start};
 use switch::{Sip, Switch};
 
 fn queued(sw: &mut Switch) -> CallId {
@@ -150,9 +150,23 @@ fn queued_callers_move_up_and_are_told_their_place() {
     let first = queued(&mut sw);
     let second = queued(&mut sw);
     assert_eq!(sw.center.acd().position(second), Some(2));
+    let told = |sw: &Switch, id| -> Vec<String> {
+        sw.told[&id]
+            .iter()
+            .filter_map(|t| match t {
+                FromAcd::Announce(text) => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(told(&sw, second).len(), 1);
+    assert!(told(&sw, second)[0].starts_with("You are number 2 in line."));
     sw.hang_up(first);
     assert_eq!(sw.center.acd().position(second), Some(1));
-    sw.advance(Duration::from_secs(30));
+    sw.advance(Duration::from_secs(29));
+    assert_eq!(told(&sw, second).len(), 1, "every 30 s, not sooner");
+    sw.advance(Duration::from_secs(1));
+    assert!(told(&sw, second)[1].starts_with("You are next in line."));
     sw.hang_up(second);
     assert_eq!(sw.counters().abandoned, 2);
     sw.assert_idle();
@@ -220,7 +234,7 @@ fn a_callback_keeps_the_place_then_crest_calls_back_and_bridges_the_reserved_age
 }
 
 #[test]
-fn the_customer_hangs_up_during_the_callbacks_dial_and_the_reserved_agent_is_freed() {
+fn the_customer_rejects_the_callback_and_the_reserved_agent_is_freed() {
     let mut sw = Switch::new(AdmissionConfig::default(), true);
     let id = sw.arrive(common::ivr_start());
     sw.prompt_done(id);
@@ -238,5 +252,174 @@ fn the_customer_hangs_up_during_the_callbacks_dial_and_the_reserved_agent_is_fre
         AgentState::Ringing(..) | AgentState::OnCall(_)
     ));
     sw.advance(Duration::from_secs(30));
+    sw.assert_idle();
+}
+
+#[test]
+fn the_callbacks_dial_ends_before_any_answer_and_the_reserved_agent_is_freed() {
+    let mut sw = Switch::new(AdmissionConfig::default(), true);
+    let id = sw.arrive(common::ivr_start());
+    sw.prompt_done(id);
+    sw.input(id, Input::Key('4'));
+    sw.prompt_done(id);
+    sw.register("alice");
+    let Some(Sip::Originate(placed, _)) = sw.sip.last().cloned() else {
+        panic!("no callback placed")
+    };
+    assert!(matches!(sw.agent_state("alice"), AgentState::Ringing(..)));
+    // The dial ends (a CANCEL, the core's own timeout) with no answer or failure reported.
+    sw.hang_up(placed);
+    assert_eq!(sw.counters().callbacks_unanswered, 1);
+    assert!(matches!(sw.agent_state("alice"), AgentState::Available(_)));
+    assert_eq!(sw.center.callbacks_pending(), 0);
+    sw.assert_idle();
+}
+
+#[test]
+fn a_queue_caller_with_an_agent_free_is_answered_before_the_agent_rings() {
+    let mut sw = Switch::new(AdmissionConfig::default(), false);
+    sw.register("alice");
+    let id = sw.arrive(Start::Queue("refund".into()));
+    assert_eq!(
+        sw.sip,
+        [Sip::Accept(id), Sip::Ring(id, "alice".into())],
+        "no leg can be placed for a caller not answered yet"
+    );
+    sw.agent_answers(id);
+    assert_eq!(sw.calls[&id].stage(), Stage::Bridged);
+    sw.hang_up(id);
+    let c = sw.counters();
+    assert_eq!((c.offers, c.answered, c.missed), (1, 1, 0));
+    sw.advance(Duration::from_secs(5));
+    sw.assert_idle();
+}
+
+#[test]
+fn with_an_agent_free_a_caller_is_admitted_even_over_the_queue_cap() {
+    let admission = AdmissionConfig {
+        max_queue: 0,
+        callbacks: false,
+        ..AdmissionConfig::default()
+    };
+    let mut sw = Switch::new(admission, false);
+    sw.register("alice");
+    let id = sw.arrive(Start::Queue("refund".into()));
+    assert_eq!(sw.sip, [Sip::Accept(id), Sip::Ring(id, "alice".into())]);
+    // The next caller finds nobody free: refused, and nobody rang for them.
+    let refused = sw.arrive(Start::Queue("refund".into()));
+    assert_eq!(sw.calls[&refused].stage(), Stage::Refusing);
+    assert!(rings(&sw, refused).is_empty());
+    sw.prompt_done(refused);
+    sw.hang_up(id);
+    sw.advance(Duration::from_secs(10));
+    sw.assert_idle();
+}
+
+#[test]
+fn an_ivr_callback_asked_while_an_agent_is_free_reserves_them_and_dials_after_the_goodbye() {
+    let mut sw = Switch::new(AdmissionConfig::default(), true);
+    sw.register("alice");
+    let id = sw.arrive(common::ivr_start());
+    sw.prompt_done(id);
+    sw.input(id, Input::Key('4')); // call me back
+    assert!(rings(&sw, id).is_empty(), "alice is not rung for it");
+    assert!(matches!(sw.agent_state("alice"), AgentState::Ringing(c, _) if c == id));
+    assert!(
+        !sw.sip.iter().any(|s| matches!(s, Sip::Originate(..))),
+        "the customer is still on the line: not dialled yet"
+    );
+    sw.prompt_done(id); // the goodbye; the flow hangs up
+    assert_eq!(sw.records[&id].outcome, "callback");
+    let Some(Sip::Originate(placed, uri)) = sw.sip.last().cloned() else {
+        panic!("no callback placed: {:?}", sw.sip)
+    };
+    assert_eq!(uri, "sip:+8613800000000@192.0.2.1");
+    sw.input(placed, Input::LegA(crest_call::LegEvent::Answered));
+    assert_eq!(rings(&sw, placed), ["alice"]);
+    sw.agent_answers(placed);
+    sw.hang_up(placed);
+    assert_eq!(sw.center.callbacks_pending(), 0);
+    sw.advance(Duration::from_secs(5));
+    sw.assert_idle();
+}
+
+#[test]
+fn a_holding_caller_whose_number_has_a_callback_booked_keeps_their_place() {
+    let admission = AdmissionConfig {
+        self_service: false,
+        ..AdmissionConfig::default()
+    };
+    // Two arrivals in a minute over a baseline of one every two minutes: the circuit breaker.
+    let surge = SurgeConfig {
+        baseline_per_min: 0.5,
+        thresholds: [1.0, 1.5, 2.0],
+        ..SurgeConfig::default()
+    };
+    let mut sw = Switch::with_surge(admission, true, surge);
+    let first = sw.arrive(common::ivr_start());
+    sw.prompt_done(first);
+    sw.input(first, Input::Key('4'));
+    sw.prompt_done(first);
+    assert_eq!(sw.center.callbacks_pending(), 1);
+    // The same customer calls the queue route, holds, and is offered a callback.
+    let id = sw.arrive_from(Start::Queue("refund".into()), "+8613800000000");
+    assert!(sw.sip.contains(&Sip::Accept(id)));
+    sw.input(id, Input::Key('1'));
+    assert!(
+        sw.told[&id].contains(&FromAcd::Announce(ALREADY_BOOKED.into())),
+        "{:?}",
+        sw.told[&id]
+    );
+    assert_eq!(sw.calls[&id].stage(), Stage::Queued, "still holding");
+    assert_eq!(
+        sw.center.acd().position(id),
+        Some(2),
+        "in line, behind the booked callback"
+    );
+    // No second offer: another 1 does nothing.
+    let told = sw.told[&id].len();
+    sw.input(id, Input::Key('1'));
+    assert_eq!(sw.told[&id].len(), told);
+    sw.hang_up(id);
+    assert_eq!(sw.center.callbacks_pending(), 1, "the first booking stands");
+}
+
+#[test]
+fn an_agent_whose_phone_is_gone_is_logged_out_without_a_miss_and_the_next_agent_rings() {
+    let mut sw = Switch::new(AdmissionConfig::default(), false);
+    sw.register("alice");
+    sw.register("bob");
+    sw.unreachable.insert("alice".into());
+    let id = queued(&mut sw);
+    assert!(sw.sip.contains(&Sip::NotPlaced(id, "alice".into())));
+    assert_eq!(sw.agent_state("alice"), AgentState::Offline);
+    assert_eq!(rings(&sw, id), ["bob"]);
+    assert_eq!(sw.counters().missed, 0);
+    sw.agent_answers(id);
+    sw.hang_up(id);
+    sw.advance(Duration::from_secs(5));
+    sw.assert_idle();
+}
+
+#[test]
+fn an_agent_who_unregisters_while_talking_is_not_rung_after_the_call() {
+    let mut sw = Switch::new(AdmissionConfig::default(), false);
+    sw.register("alice");
+    let id = queued(&mut sw);
+    sw.agent_answers(id);
+    sw.center.handle_input(
+        sw.now,
+        crest_call::CenterInput::Registration {
+            user: "alice",
+            on: false,
+        },
+    );
+    sw.settle();
+    let waiting = queued(&mut sw);
+    sw.hang_up(id);
+    sw.advance(Duration::from_secs(60));
+    assert_eq!(sw.agent_state("alice"), AgentState::Offline);
+    assert!(rings(&sw, waiting).is_empty());
+    sw.hang_up(waiting);
     sw.assert_idle();
 }

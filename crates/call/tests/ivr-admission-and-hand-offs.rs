@@ -106,7 +106,11 @@ fn a_queue_route_caller_is_answered_only_when_admitted() {
     );
     assert!(!j.answered);
     let outs = j.input(Input::Acd(FromAcd::Admitted));
-    assert_eq!(outs, [Output::Accept]);
+    assert_eq!(
+        outs,
+        [Output::Accept, Output::Acd(ToAcd::Answered)],
+        "answered first, then the ACD may ring an agent"
+    );
     assert_eq!(j.call.stage(), Stage::Queued);
     let outs = j.input(Input::Acd(FromAcd::Announce(
         "You are next in line.".into(),

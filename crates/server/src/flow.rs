@@ -55,14 +55,26 @@ fn default_acd(flow: &Path) -> Option<PathBuf> {
 }
 
 /// `crest flow check FILE...`: every error of every file; Ok(report) when all pass.
+/// Scripted calls (`NAME.test.yaml` beside `NAME.yaml`) are recognised and left to
+/// `crest flow test`, so `crest flow check config/flows/*.yaml` checks a flows directory as is.
 pub(crate) fn check(files: &[PathBuf], acd: Option<&Path>) -> Result<String, String> {
+    let is_script = |f: &PathBuf| f.to_string_lossy().ends_with(".test.yaml");
+    let (scripts, files): (Vec<PathBuf>, Vec<PathBuf>) = files.iter().cloned().partition(is_script);
     let acd = acd
         .map(Path::to_owned)
         .or_else(|| files.first().and_then(|f| default_acd(f)));
-    let ctx = context(acd.as_deref(), files)?;
+    let ctx = context(acd.as_deref(), &files)?;
     let mut out = String::new();
+    for s in &scripts {
+        let flow = s.to_string_lossy().replace(".test.yaml", ".yaml");
+        out.push_str(&format!(
+            "{}: scripted calls, not a flow (run them: crest flow test {flow} --script {})\n",
+            s.display(),
+            s.display()
+        ));
+    }
     let mut bad = 0;
-    for f in files {
+    for f in &files {
         match crest_ivr::load(f, &ctx) {
             Ok(flow) => out.push_str(&format!(
                 "{}: OK (flow {}, version {}, {} nodes)\n",

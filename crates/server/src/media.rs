@@ -1124,6 +1124,14 @@ impl CallTask {
         }
     }
 
+    /// Nobody listens to the caller any more: their audio is no longer decoded for it
+    /// (unless the recording takes it).
+    fn stop_decoding_caller(&mut self, now: std::time::Instant) {
+        if !self.recording.as_ref().is_some_and(|r| r.started) {
+            self.media.listen(now, Side::A, false);
+        }
+    }
+
     /// What the recognisers, lookups, renders and the ACD sent the call.
     fn on_app_event(&mut self, now: std::time::Instant, ev: AppEvent) {
         let Some(app) = self.app.as_mut() else {
@@ -1134,6 +1142,7 @@ impl CallTask {
             AppEvent::Speech(SpeechEvent::Heard { generation, heard }) => {
                 if app.listening.as_ref().map(Listening::generation) == Some(generation) {
                     app.listening = None;
+                    self.stop_decoding_caller(now);
                     self.app_input(
                         now,
                         Input::Heard {
@@ -1146,6 +1155,7 @@ impl CallTask {
             AppEvent::Speech(SpeechEvent::Failed { generation }) => {
                 if app.listening.as_ref().map(Listening::generation) == Some(generation) {
                     app.listening = None;
+                    self.stop_decoding_caller(now);
                     self.app_input(now, Input::ListenFailed);
                 }
             }

@@ -543,3 +543,70 @@ fn a_caller_with_a_language_reaches_only_agents_who_take_it() {
     );
     a.check_invariants().unwrap();
 }
+
+#[test]
+fn a_callback_asked_from_the_start_reserves_a_free_agent_and_dials_never_rings() {
+    let t0 = Instant::now();
+    let mut a = acd(t0, vec![agent("x", "north", &[("refund", 1.0)], 0.5)]);
+    a.handle(t0, Input::AgentLogin(AgentId(0)));
+    a.handle(t0, Input::CallbackArrived(caller(1, 0)));
+    assert_eq!(
+        routing(&mut a),
+        [
+            Output::CallbackScheduled { call: CallId(1) },
+            Output::Dial {
+                call: CallId(1),
+                agent: AgentId(0),
+                number: caller(1, 0).number
+            }
+        ],
+        "scheduled first, then the free agent is reserved and the customer dialled"
+    );
+    // The same number again while that callback is pending: refused, never queued.
+    a.handle(
+        secs(t0, 1),
+        Input::CallbackArrived(Caller {
+            call: CallId(2),
+            ..caller(1, 0)
+        }),
+    );
+    assert_eq!(
+        routing(&mut a),
+        [Output::CallbackRefused { call: CallId(2) }]
+    );
+    assert_eq!(a.position(CallId(2)), None);
+    assert_eq!(a.ewt(CallId(2)), None, "the ACD does not know the call");
+}
+
+#[test]
+fn a_logout_or_break_during_a_call_is_taken_when_the_call_ends() {
+    let t0 = Instant::now();
+    let mut a = acd(t0, vec![agent("x", "north", &[("refund", 1.0)], 0.5)]);
+    a.handle(t0, Input::AgentLogin(AgentId(0)));
+    a.handle(t0, Input::CallArrived(caller(1, 0)));
+    a.handle(secs(t0, 1), Input::Answered(AgentId(0), CallId(1)));
+    a.handle(secs(t0, 2), Input::AgentLogout(AgentId(0)));
+    assert_eq!(a.agent_state(AgentId(0)), &AgentState::OnCall(CallId(1)));
+    a.handle(secs(t0, 3), Input::CallArrived(caller(2, 0)));
+    a.handle(secs(t0, 60), Input::CallEnded(AgentId(0), CallId(1)));
+    assert_eq!(a.agent_state(AgentId(0)), &AgentState::Offline);
+    a.handle_timeout(secs(t0, 600));
+    assert!(
+        !routing(&mut a).iter().any(|o| matches!(
+            o,
+            Output::Offer {
+                call: CallId(2),
+                ..
+            }
+        )),
+        "the logged-out agent is not offered the waiting caller"
+    );
+    // A break asked during a call, then taken back by Ready before it ends: no break.
+    a.handle(secs(t0, 601), Input::AgentLogin(AgentId(0)));
+    let _ = routing(&mut a);
+    a.handle(secs(t0, 602), Input::Answered(AgentId(0), CallId(2)));
+    a.handle(secs(t0, 603), Input::AgentAway(AgentId(0), "lunch".into()));
+    a.handle(secs(t0, 604), Input::AgentReady(AgentId(0)));
+    a.handle(secs(t0, 650), Input::CallEnded(AgentId(0), CallId(2)));
+    assert!(matches!(a.agent_state(AgentId(0)), AgentState::WrapUp(_)));
+}

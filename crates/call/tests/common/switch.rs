@@ -5,14 +5,14 @@
 //! rings agents' phones, cancels them, bridges, places callbacks and ends calls. Every test
 //! can ask what each party got and check that nothing of an ended call remains.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use crest_acd::admission::AdmissionConfig;
 use crest_acd::{AcdConfig, AgentState, Counters, Model, SurgeConfig};
 use crest_call::{
-    Call, CallId, Center, CenterConfig, CenterInput, CenterOutput, Config, Input, LegEvent, Output,
-    Record, Start,
+    Call, CallId, Center, CenterConfig, CenterInput, CenterOutput, Config, FromAcd, Input,
+    LegEvent, Output, Record, Start,
 };
 
 /// Two agents in one pool; alice is the better at refunds. Ring 10 s, wrap-up 5 s, away after
@@ -37,6 +37,9 @@ pub enum Sip {
     End(CallId, String),
     /// A callback placed to a number.
     Originate(CallId, String),
+    /// A leg to an agent not placed by the core: the call is not answered yet (481), or the
+    /// agent's phone is not registered (480).
+    NotPlaced(CallId, String),
 }
 
 pub struct Switch {
@@ -47,6 +50,13 @@ pub struct Switch {
     pub sip: Vec<Sip>,
     /// Agent ringing or talking for each call.
     pub agent_leg: BTreeMap<CallId, (String, bool)>,
+    /// `queue:` callers in early media (not answered yet): like the real SIP core, no leg to
+    /// an agent can be placed for them.
+    pub early: BTreeSet<CallId>,
+    /// Agents whose phones are gone without unregistering: the core answers 480.
+    pub unreachable: BTreeSet<String>,
+    /// What each caller was told by the center (place in line, goodbye, refusal).
+    pub told: BTreeMap<CallId, Vec<FromAcd>>,
     next: u64,
     /// Center inputs produced while routing (fed in order).
     pending: VecDeque<(CallId, Output)>,
@@ -54,12 +64,16 @@ pub struct Switch {
 
 impl Switch {
     pub fn new(admission: AdmissionConfig, callbacks: bool) -> Self {
+        Self::with_surge(admission, callbacks, SurgeConfig::default())
+    }
+
+    pub fn with_surge(admission: AdmissionConfig, callbacks: bool, surge: SurgeConfig) -> Self {
         let now = Instant::now();
         let cfg: AcdConfig = serde_saphyr::from_str(ACD).expect("the test ACD parses");
         let model = Model::new(&cfg).expect("the test ACD is valid");
         let config = CenterConfig {
             announce_every: Duration::from_secs(30),
-            surge: SurgeConfig::default(),
+            surge,
             admission,
             callback_uri: callbacks.then(|| "sip:{number}@192.0.2.1".to_owned()),
         };
@@ -70,6 +84,9 @@ impl Switch {
             records: BTreeMap::new(),
             sip: Vec::new(),
             agent_leg: BTreeMap::new(),
+            early: BTreeSet::new(),
+            unreachable: BTreeSet::new(),
+            told: BTreeMap::new(),
             next: 100,
             pending: VecDeque::new(),
         }
@@ -84,15 +101,18 @@ impl Switch {
 
     /// A caller arrives on a route; their leg comes up at once.
     pub fn arrive(&mut self, start: Start) -> CallId {
+        let number = format!("+86138{:08}", self.next);
+        self.arrive_from(start, &number)
+    }
+
+    /// A caller from `number` arrives on a route.
+    pub fn arrive_from(&mut self, start: Start, number: &str) -> CallId {
         let id = CallId(self.next);
         self.next += 1;
-        let call = Call::new(
-            id,
-            "4000",
-            &format!("+86138{:08}", id.0),
-            start,
-            Config::default(),
-        );
+        if matches!(start, Start::Queue(_)) {
+            self.early.insert(id);
+        }
+        let call = Call::new(id, "4000", number, start, Config::default());
         self.calls.insert(id, call);
         self.center.handle_input(self.now, CenterInput::Arrival);
         self.input(id, Input::CallerUp { unix_secs: 0 });
@@ -162,6 +182,7 @@ impl Switch {
         }
         self.sip.push(Sip::End(id, why));
         self.agent_leg.remove(&id);
+        self.early.remove(&id);
         self.input(id, Input::Ended);
     }
 
@@ -194,7 +215,10 @@ impl Switch {
         let c = &mut self.center;
         match o {
             Output::Acd(msg) => c.handle_input(now, CenterInput::FromCall(id, msg)),
-            Output::Accept => self.sip.push(Sip::Accept(id)),
+            Output::Accept => {
+                self.early.remove(&id);
+                self.sip.push(Sip::Accept(id));
+            }
             Output::Refuse { retry_after } => {
                 self.sip.push(Sip::Refuse(id, retry_after));
                 self.end(id, "503".into());
@@ -211,9 +235,20 @@ impl Switch {
     fn center_output(&mut self, o: CenterOutput) {
         match o {
             CenterOutput::ToCall(id, ev) => {
+                self.told.entry(id).or_default().push(ev.clone());
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.handle_input(self.now, Input::Acd(ev));
                 }
+            }
+            CenterOutput::Ring { call, agent, .. } if self.early.contains(&call) => {
+                self.sip.push(Sip::NotPlaced(call, agent));
+                self.center
+                    .handle_input(self.now, CenterInput::ConnectFailed { call, status: 481 });
+            }
+            CenterOutput::Ring { call, agent, .. } if self.unreachable.contains(&agent) => {
+                self.sip.push(Sip::NotPlaced(call, agent));
+                self.center
+                    .handle_input(self.now, CenterInput::ConnectFailed { call, status: 480 });
             }
             CenterOutput::Ring { call, agent, .. } => {
                 self.sip.push(Sip::Ring(call, agent.clone()));
@@ -277,6 +312,7 @@ impl Switch {
     /// agent free of calls.
     pub fn assert_idle(&self) {
         assert!(self.calls.is_empty(), "calls left: {:?}", self.calls.keys());
+        assert!(self.early.is_empty(), "early calls left: {:?}", self.early);
         assert!(
             self.agent_leg.is_empty(),
             "agent legs left: {:?}",
