@@ -68,3 +68,24 @@ CREATE TABLE IF NOT EXISTS call_journeys (
 );
 CREATE INDEX IF NOT EXISTS call_journeys_by_call ON call_journeys (call_id);
 CREATE INDEX IF NOT EXISTS call_journeys_by_end ON call_journeys (ended_ms)
+;
+-- API tokens of the admin API: only a SHA-256 of each token is kept.
+CREATE TABLE IF NOT EXISTS api_tokens (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    sha256 TEXT NOT NULL UNIQUE,
+    created_ms BIGINT NOT NULL,
+    revoked_ms BIGINT
+);
+-- Every change made through the admin API, and every refused attempt: who, what, when, from where.
+CREATE TABLE IF NOT EXISTS audit_log (
+    at_ms BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    role TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    remote TEXT NOT NULL,
+    status BIGINT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log (at_ms)

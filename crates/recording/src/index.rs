@@ -117,6 +117,46 @@ pub struct RecordingRow {
     pub size: Option<i64>,
 }
 
+/// An API token of the admin API (its secret is never stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    /// Who or what it is for (unique).
+    pub name: String,
+    /// `admin`, `supervisor` or `agent`.
+    pub role: String,
+    /// When it was made.
+    pub created_ms: i64,
+}
+
+fn token_row(r: &AnyRow) -> Result<ApiToken, sqlx::Error> {
+    Ok(ApiToken {
+        name: r.try_get("name")?,
+        role: r.try_get("role")?,
+        created_ms: r.try_get("created_ms")?,
+    })
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// When.
+    pub at_ms: i64,
+    /// The token's name (`-` when none was given or it was unknown).
+    pub actor: String,
+    /// Its role.
+    pub role: String,
+    /// What was asked (`recording.pause`, …).
+    pub action: String,
+    /// What it was asked of (a call's Call-ID, …).
+    pub target: String,
+    /// The client's address.
+    pub remote: String,
+    /// The HTTP status answered.
+    pub status: i64,
+    /// The request's detail (a pause's reason, …).
+    pub detail: String,
+}
+
 /// A call's journey (a call Crest answered itself): where the caller went and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallJourney {
@@ -516,6 +556,120 @@ impl Index {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Keeps API token `name` (its SHA-256, hex) with `role`; false when the name is taken.
+    pub async fn add_token(
+        &self,
+        name: &str,
+        role: &str,
+        sha256: &str,
+        created_ms: i64,
+    ) -> Result<bool, IndexError> {
+        let taken = sqlx::query("SELECT name FROM api_tokens WHERE name = $1")
+            .bind(name.to_owned())
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some();
+        if taken {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO api_tokens (name, role, sha256, created_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(name.to_owned())
+        .bind(role.to_owned())
+        .bind(sha256.to_owned())
+        .bind(created_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(true)
+    }
+
+    /// The token whose SHA-256 is `sha256`, if it is not revoked.
+    pub async fn token_by_hash(&self, sha256: &str) -> Result<Option<ApiToken>, IndexError> {
+        let row = sqlx::query(
+            "SELECT name, role, created_ms FROM api_tokens WHERE sha256 = $1 AND revoked_ms IS NULL",
+        )
+        .bind(sha256.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| token_row(&r))
+            .transpose()
+            .map_err(IndexError::Db)
+    }
+
+    /// Every token not revoked, by name.
+    pub async fn tokens(&self) -> Result<Vec<ApiToken>, IndexError> {
+        let rows = sqlx::query(
+            "SELECT name, role, created_ms FROM api_tokens WHERE revoked_ms IS NULL ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(token_row)
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(IndexError::Db)
+    }
+
+    /// Revokes token `name`; false when there is no such token in use.
+    pub async fn revoke_token(&self, name: &str, at_ms: i64) -> Result<bool, IndexError> {
+        let r = sqlx::query(
+            "UPDATE api_tokens SET revoked_ms = $1 WHERE name = $2 AND revoked_ms IS NULL",
+        )
+        .bind(at_ms)
+        .bind(name.to_owned())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Writes one line of the audit log.
+    pub async fn add_audit(&self, e: &AuditEntry) -> Result<(), IndexError> {
+        sqlx::query(
+            "INSERT INTO audit_log (at_ms, actor, role, action, target, remote, status, detail) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+        )
+        .bind(e.at_ms)
+        .bind(&e.actor)
+        .bind(&e.role)
+        .bind(&e.action)
+        .bind(&e.target)
+        .bind(&e.remote)
+        .bind(e.status)
+        .bind(&e.detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The last `limit` lines of the audit log, oldest first.
+    pub async fn audit(&self, limit: i64) -> Result<Vec<AuditEntry>, IndexError> {
+        let rows = sqlx::query(
+            "SELECT at_ms, actor, role, action, target, remote, status, detail FROM audit_log \
+             ORDER BY at_ms DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    at_ms: r.try_get("at_ms")?,
+                    actor: r.try_get("actor")?,
+                    role: r.try_get("role")?,
+                    action: r.try_get("action")?,
+                    target: r.try_get("target")?,
+                    remote: r.try_get("remote")?,
+                    status: r.try_get("status")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(IndexError::Db)?;
+        out.reverse();
+        Ok(out)
     }
 
     /// The journeys of a call (every call when `call_id` is `None`), by end time.

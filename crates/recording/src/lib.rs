@@ -27,7 +27,10 @@ use std::str::FromStr;
 
 pub use encode::{EncodeError, Encoder, Format, duration_ms, finalize_wav};
 pub use hot::{HotFile, HotTier, RecoverError, Recovered};
-pub use index::{Backend, CallJourney, CallLeg, Index, IndexError, RecordingRow, State, Tier};
+pub use index::{
+    ApiToken, AuditEntry, Backend, CallJourney, CallLeg, Index, IndexError, RecordingRow, State,
+    Tier,
+};
 pub use keys::{DataKey, KEY_LEN, Kek, KeyError, KeyProvider, KeyRing};
 pub use recorder::{MAX_SKEW_MS, Mark, Recorder, RecorderConfig, RecorderError, Summary};
 pub use seal::{HEADER_LEN, MAX_CHUNK, OpenError, Opened, Sealer, open};

@@ -1,14 +1,25 @@
-//! The admin HTTP endpoint: `/metrics` (Prometheus text format), `/healthz`, `/readyz`.
-//! A deliberately small HTTP/1.1 responder: one request per connection, GET only.
+//! The admin HTTP server (axum): `/metrics` (Prometheus text format), `/healthz`, `/readyz`,
+//! and the API under `/api/v1` with bearer tokens, roles (crate::access), an audit log of every
+//! change and refusal, and errors as `application/problem+json`.
 
 use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, Path, Query, State as AxState};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use crest_recording::{AuditEntry, Index};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
-use tracing::debug;
+use tracing::warn;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::access::{Permission, Role, bearer, token_hash};
 
 use crate::media::MediaShared;
 use crate::recording::RecorderHandle;
@@ -238,69 +249,13 @@ pub(crate) fn render_media(m: &MediaShared) -> String {
     out
 }
 
-/// A query parameter's value, percent-decoded.
-fn param(query: &str, name: &str) -> Option<String> {
-    let v = query
-        .split('&')
-        .find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name))?
-        .1
-        .as_bytes();
-    let mut out = Vec::with_capacity(v.len());
-    let mut i = 0;
-    while i < v.len() {
-        let hex = v
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (v[i], hex) {
-            (b'%', Some(c)) => {
-                out.push(c);
-                i += 2;
-            }
-            (b'+', _) => out.push(b' '),
-            (c, _) => out.push(c),
-        }
-        i += 1;
-    }
-    Some(String::from_utf8_lossy(&out).into_owned())
-}
-
-/// `/recording/pause?call_id=…&reason=…` and `/recording/resume?call_id=…`: PCI pause of a
-/// call's recording, for the agent's desktop (the caller's SIP Call-ID). A call Crest
-/// answered itself takes it through its controller, which ends a forgotten pause after
-/// `recording.pci_limit_secs`.
-fn pci(
-    recorder: Option<&RecorderHandle>,
-    media: Option<&MediaShared>,
-    path: &str,
-    query: &str,
-) -> (&'static str, &'static str, String) {
-    let (Some(_), Some(media)) = (recorder, media) else {
-        return (
-            "409 Conflict",
-            "text/plain",
-            "recording is not enabled\n".into(),
-        );
-    };
-    let Some(call_id) = param(query, "call_id") else {
-        return (
-            "400 Bad Request",
-            "text/plain",
-            "call_id is missing\n".into(),
-        );
-    };
-    let pause = path
-        .ends_with("pause")
-        .then(|| param(query, "reason").unwrap_or_else(|| "paused".into()));
-    if media.pci(&call_id, pause) {
-        ("200 OK", "text/plain", "ok\n".into())
-    } else {
-        (
-            "404 Not Found",
-            "text/plain",
-            format!("no call with call_id {call_id:?}\n"),
-        )
-    }
+/// The admin HTTP server's settings and the index that keeps tokens and the audit log.
+#[derive(Debug, Clone)]
+pub(crate) struct Access {
+    /// Tokens and the audit log (the recording index database).
+    pub(crate) index: Arc<Index>,
+    /// Addresses that may read `/metrics` without a token (a Prometheus on the box).
+    pub(crate) metrics_allow: Vec<IpAddr>,
 }
 
 /// What the admin endpoint reports on besides the SIP core.
@@ -313,83 +268,390 @@ pub(crate) struct Sources {
     pub(crate) app: Option<std::sync::Arc<crate::app::AppRuntime>>,
 }
 
+#[derive(Debug, Clone)]
+struct State {
+    core: mpsc::Sender<oneshot::Sender<Snapshot>>,
+    sources: Sources,
+    access: Access,
+}
+
 /// Serves the admin endpoints until the process exits; `core` answers snapshot requests.
+///
+/// `/healthz` and `/readyz` are open; `/metrics` takes a token (admin, supervisor) or a
+/// client in `admin.metrics_allow`; the API under `/api/v1` takes a bearer token whose role
+/// allows the request (crate::access) and answers errors as `application/problem+json`.
 pub(crate) async fn serve(
     listener: TcpListener,
     core: mpsc::Sender<oneshot::Sender<Snapshot>>,
     sources: Sources,
+    access: Access,
 ) {
-    loop {
-        let Ok((mut s, _)) = listener.accept().await else {
-            continue;
-        };
-        let core = core.clone();
-        let Sources {
-            media,
-            recorder,
-            flows,
-            app,
-        } = sources.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let mut n = 0;
-            while n < buf.len() {
-                match s.read(&mut buf[n..]).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(k) => n += k,
-                }
-                if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                    break;
-                }
-            }
-            let req = String::from_utf8_lossy(&buf[..n]);
-            let target = req.split_whitespace().nth(1).unwrap_or("/");
-            let (path, query) = target.split_once('?').unwrap_or((target, ""));
-            let (tx, rx) = oneshot::channel();
-            let snap = match core.send(tx).await {
-                Ok(()) => rx.await.unwrap_or_default(),
-                Err(_) => Snapshot {
-                    draining: true,
-                    ..Snapshot::default()
-                },
-            };
-            let (status, ctype, body) = match path {
-                "/metrics" => {
-                    let mut body = render_metrics(&snap);
-                    if let Some(m) = &media {
-                        body.push_str(&render_media(m));
-                    }
-                    if let Some(r) = &recorder {
-                        r.metrics.render(&mut body);
-                    }
-                    if let Some(f) = &flows {
-                        f.render(&mut body);
-                    }
-                    if let Some(a) = &app {
-                        a.metrics.render(&mut body);
-                        a.render_ivr(&mut body);
-                    }
-                    ("200 OK", "text/plain; version=0.0.4", body)
-                }
-                "/healthz" => ("200 OK", "text/plain", "ok\n".to_owned()),
-                "/recording/pause" | "/recording/resume" => {
-                    pci(recorder.as_ref(), media.as_ref(), path, query)
-                }
-                "/readyz" if snap.draining => (
-                    "503 Service Unavailable",
-                    "text/plain",
-                    "draining\n".to_owned(),
-                ),
-                "/readyz" => ("200 OK", "text/plain", "ready\n".to_owned()),
-                _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            if let Err(e) = s.write_all(resp.as_bytes()).await {
-                debug!(error = %e, "admin write failed");
-            }
-        });
+    let state = State {
+        core,
+        sources,
+        access,
+    };
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/calls/{call_id}/recording/pause", post(pause))
+        .route("/api/v1/calls/{call_id}/recording/resume", post(resume))
+        .route("/api/v1/audit", get(audit))
+        .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .with_state(state);
+    if let Err(e) = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
+    {
+        warn!(error = %e, "admin HTTP stopped");
     }
+}
+
+/// An error as RFC 9457 problem details.
+#[derive(Debug)]
+struct Problem {
+    status: StatusCode,
+    detail: String,
+    /// The request field at fault.
+    field: Option<String>,
+}
+
+impl Problem {
+    fn new(status: StatusCode, detail: String) -> Self {
+        Self {
+            status,
+            detail,
+            field: None,
+        }
+    }
+
+    fn field(status: StatusCode, field: &str, detail: String) -> Self {
+        Self {
+            status,
+            detail,
+            field: Some(field.to_owned()),
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::json!({
+            "type": "about:blank",
+            "title": self.status.canonical_reason().unwrap_or("error"),
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        if let Some(f) = self.field {
+            body["field"] = f.into();
+        }
+        let mut r = (
+            self.status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body.to_string(),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+/// Who asked: the token's name and role.
+#[derive(Debug, Clone)]
+struct Caller {
+    name: String,
+    role: Option<Role>,
+}
+
+impl Caller {
+    const NOBODY: &str = "-";
+
+    fn role_name(&self) -> String {
+        self.role
+            .map_or_else(|| Self::NOBODY.to_owned(), |r| r.to_string())
+    }
+}
+
+impl State {
+    /// The caller of a request: `Err(401)` without a known token.
+    async fn caller(&self, headers: &HeaderMap) -> Result<Caller, Problem> {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer)
+            .ok_or_else(|| {
+                Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "an API token is needed: Authorization: Bearer <token> (crest token create)"
+                        .into(),
+                )
+            })?;
+        let row = self
+            .access
+            .index
+            .token_by_hash(&token_hash(token))
+            .await
+            .map_err(|e| Problem::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        let t = row.ok_or_else(|| {
+            Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unknown or revoked API token".into(),
+            )
+        })?;
+        Ok(Caller {
+            role: t.role.parse().ok(),
+            name: t.name,
+        })
+    }
+
+    /// The caller, if their role may `p`: otherwise 401 or 403.
+    async fn authorize(&self, headers: &HeaderMap, p: Permission) -> Result<Caller, Problem> {
+        let c = self.caller(headers).await?;
+        if c.role.is_some_and(|r| r.may(p)) {
+            Ok(c)
+        } else {
+            Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                format!("the role {} may not do this", c.role_name()),
+            ))
+        }
+    }
+
+    /// Writes the audit log's line for a request (a failure to is logged: the answer stands).
+    async fn audit(
+        &self,
+        who: &Caller,
+        action: &str,
+        target: &str,
+        remote: SocketAddr,
+        status: StatusCode,
+        detail: &str,
+    ) {
+        let e = AuditEntry {
+            at_ms: crate::recording::unix_ms(),
+            actor: who.name.clone(),
+            role: who.role_name(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            remote: remote.ip().to_string(),
+            status: i64::from(status.as_u16()),
+            detail: detail.to_owned(),
+        };
+        if let Err(err) = self.access.index.add_audit(&e).await {
+            warn!(action, target, error = %err, "audit log not written");
+        }
+    }
+
+    async fn snapshot(&self) -> Snapshot {
+        let (tx, rx) = oneshot::channel();
+        match self.core.send(tx).await {
+            Ok(()) => rx.await.unwrap_or_default(),
+            Err(_) => Snapshot {
+                draining: true,
+                ..Snapshot::default()
+            },
+        }
+    }
+}
+
+async fn readyz(AxState(st): AxState<State>) -> Response {
+    if st.snapshot().await.draining {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else {
+        "ready\n".into_response()
+    }
+}
+
+async fn metrics(
+    AxState(st): AxState<State>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    if !st.access.metrics_allow.contains(&remote.ip()) {
+        st.authorize(&headers, Permission::ReadMetrics).await?;
+    }
+    let Sources {
+        media,
+        recorder,
+        flows,
+        app,
+    } = &st.sources;
+    let mut body = render_metrics(&st.snapshot().await);
+    if let Some(m) = media {
+        body.push_str(&render_media(m));
+    }
+    if let Some(r) = recorder {
+        r.metrics.render(&mut body);
+    }
+    if let Some(f) = flows {
+        f.render(&mut body);
+    }
+    if let Some(a) = app {
+        a.metrics.render(&mut body);
+        a.render_ivr(&mut body);
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+}
+
+/// The body of a PCI pause.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PauseRequest {
+    /// Why (kept with the recording's mark): 1 to 200 characters.
+    reason: String,
+}
+
+/// The longest pause reason.
+const MAX_REASON: usize = 200;
+
+/// `POST /api/v1/calls/{call_id}/recording/pause` `{"reason": "…"}`: PCI pause of the call's
+/// recording, for the agent's desktop (the caller's SIP Call-ID). A call Crest answered
+/// itself takes it through its controller, which ends a forgotten pause after
+/// `recording.pci_limit_secs`.
+async fn pause(
+    AxState(st): AxState<State>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Path(call_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let who = st.authorize(&headers, Permission::PauseRecording).await;
+    let (who, result) = match who {
+        Ok(who) => {
+            let r = match parse_pause(&body) {
+                Ok(reason) => pci(&st, &call_id, Some(reason.clone())).map(|()| reason),
+                Err(p) => Err(p),
+            };
+            (who, r)
+        }
+        Err(p) => (unknown_caller(&st, &headers).await, Err(p)),
+    };
+    let detail = result
+        .as_ref()
+        .map_or_else(|p| p.detail.clone(), Clone::clone);
+    let status = result
+        .as_ref()
+        .map_or_else(|p| p.status, |_| StatusCode::OK);
+    st.audit(&who, "recording.pause", &call_id, remote, status, &detail)
+        .await;
+    result.map(|_| Json(serde_json::json!({"call_id": call_id, "paused": true})).into_response())
+}
+
+/// `POST /api/v1/calls/{call_id}/recording/resume`: ends the PCI pause.
+async fn resume(
+    AxState(st): AxState<State>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Path(call_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let (who, result) = match st.authorize(&headers, Permission::PauseRecording).await {
+        Ok(who) => (who, pci(&st, &call_id, None)),
+        Err(p) => (unknown_caller(&st, &headers).await, Err(p)),
+    };
+    let (status, detail) = match &result {
+        Ok(()) => (StatusCode::OK, String::new()),
+        Err(p) => (p.status, p.detail.clone()),
+    };
+    st.audit(&who, "recording.resume", &call_id, remote, status, &detail)
+        .await;
+    result.map(|()| Json(serde_json::json!({"call_id": call_id, "paused": false})).into_response())
+}
+
+/// Who a refused request came from, for the audit log: the token's name when it is known.
+async fn unknown_caller(st: &State, headers: &HeaderMap) -> Caller {
+    st.caller(headers).await.unwrap_or(Caller {
+        name: Caller::NOBODY.into(),
+        role: None,
+    })
+}
+
+fn parse_pause(body: &[u8]) -> Result<String, Problem> {
+    let req: PauseRequest = serde_json::from_slice(body).map_err(|e| {
+        let msg = e.to_string();
+        // serde names the field in its message: "missing field `reason`", "unknown field `x`".
+        let field = msg
+            .split('`')
+            .nth(1)
+            .filter(|_| msg.contains("field"))
+            .unwrap_or("")
+            .to_owned();
+        let p = StatusCode::BAD_REQUEST;
+        if field.is_empty() {
+            Problem::new(p, format!("the body is not a pause request: {msg}"))
+        } else {
+            Problem::field(p, &field, msg)
+        }
+    })?;
+    let n = req.reason.trim().chars().count();
+    if n == 0 || n > MAX_REASON {
+        return Err(Problem::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reason",
+            format!("reason must be 1 to {MAX_REASON} characters (got {n})"),
+        ));
+    }
+    Ok(req.reason.trim().to_owned())
+}
+
+fn pci(st: &State, call_id: &str, pause: Option<String>) -> Result<(), Problem> {
+    let (Some(_), Some(media)) = (&st.sources.recorder, &st.sources.media) else {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "recording is not enabled".into(),
+        ));
+    };
+    if media.pci(call_id, pause) {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            format!("no call with call_id {call_id:?}"),
+        ))
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct AuditQuery {
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/audit?limit=N` (admin): the last N lines of the audit log (default 100).
+async fn audit(
+    AxState(st): AxState<State>,
+    headers: HeaderMap,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    st.authorize(&headers, Permission::ReadAudit).await?;
+    let Query(q) =
+        query.map_err(|e| Problem::field(StatusCode::BAD_REQUEST, "limit", e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(Problem::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "limit",
+            format!("limit must be 1 to 10000 (got {limit})"),
+        ));
+    }
+    let rows = st
+        .access
+        .index
+        .audit(limit)
+        .await
+        .map_err(|e| Problem::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let rows: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|e| {
+            serde_json::json!({
+                "at_ms": e.at_ms, "actor": e.actor, "role": e.role, "action": e.action,
+                "target": e.target, "remote": e.remote, "status": e.status, "detail": e.detail,
+            })
+        })
+        .collect();
+    Ok(Json(rows).into_response())
 }

@@ -44,18 +44,21 @@ pub(crate) struct TlsConfig {
     pub(crate) ca_file: Option<PathBuf>,
 }
 
-/// The admin HTTP server (metrics, health).
+/// The admin HTTP server (metrics, health, the API).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct AdminConfig {
     /// Listen address; empty disables it.
     pub(crate) listen: String,
+    /// Client addresses that may read `/metrics` without a token.
+    pub(crate) metrics_allow: Vec<String>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            metrics_allow: vec!["127.0.0.1".into(), "::1".into()],
         }
     }
 }

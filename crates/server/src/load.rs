@@ -18,6 +18,8 @@ pub(crate) struct Loaded {
     pub(crate) tcp: Option<SocketAddr>,
     pub(crate) tls: Option<SocketAddr>,
     pub(crate) admin: Option<SocketAddr>,
+    /// Who may read `/metrics` without a token.
+    pub(crate) metrics_allow: Vec<std::net::IpAddr>,
     pub(crate) advertise: std::net::IpAddr,
     pub(crate) drain: Duration,
     pub(crate) media: Option<crate::media::Settings>,
@@ -58,6 +60,20 @@ pub(crate) fn from_text(file: &str, text: &str) -> Result<Loaded, ConfigError> {
     let tcp = addr("listen.tcp", &config.listen.tcp)?;
     let tls = addr("listen.tls", &config.listen.tls)?;
     let admin = addr("admin.listen", &config.admin.listen)?;
+    let metrics_allow = config
+        .admin
+        .metrics_allow
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.parse().map_err(|_| {
+                err(
+                    &format!("admin.metrics_allow[{i}]"),
+                    format!("{a:?} is not an IP address"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     if udp.is_none() && tcp.is_none() && tls.is_none() {
         return Err(err("listen", "enable at least one SIP listener".into()));
     }
@@ -180,6 +196,7 @@ pub(crate) fn from_text(file: &str, text: &str) -> Result<Loaded, ConfigError> {
         tcp,
         tls,
         admin,
+        metrics_allow,
         advertise,
         drain,
         media,

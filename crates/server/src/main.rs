@@ -4,6 +4,7 @@
 //! SIGTERM/SIGINT, then drains calls. `crest check` validates a configuration. `crest passwd`
 //! prints the HA1 hashes to store for a user.
 
+mod access;
 mod admin;
 mod app;
 mod config;
@@ -109,12 +110,40 @@ enum Command {
         #[arg(long, default_value = "config/crest.yaml", global = true)]
         config: PathBuf,
     },
+    /// API tokens of the admin API (kept as a SHA-256 in the index database).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+        /// The configuration file (its `recording.index`).
+        #[arg(long, default_value = "config/crest.yaml", global = true)]
+        config: PathBuf,
+    },
     /// Print the HA1 hashes for a user (the password is read from standard input).
     Passwd {
         /// The user name.
         user: String,
         /// The realm (sip.auth.realm).
         realm: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Make a token and print it (the only time it is shown).
+    Create {
+        /// Who it is for (unique).
+        #[arg(long)]
+        name: String,
+        /// admin, supervisor or agent.
+        #[arg(long)]
+        role: String,
+    },
+    /// The tokens in use.
+    List,
+    /// Revoke a token.
+    Revoke {
+        /// Its name.
+        name: String,
     },
 }
 
@@ -243,6 +272,14 @@ fn main() -> ExitCode {
         }
         Command::Cdr { call_id, config } => recording_command(&config, |s| {
             recording::cli::cdr(s, call_id.as_deref()).map(|o| (o, true))
+        }),
+        Command::Token { command, config } => recording_command(&config, |s| {
+            match command {
+                TokenCommand::Create { name, role } => access::cli::create(s, &name, &role),
+                TokenCommand::List => access::cli::list(s),
+                TokenCommand::Revoke { name } => access::cli::revoke(s, &name),
+            }
+            .map(|o| (o, true))
         }),
         Command::Keys {
             command: KeysCommand::Rotate,
@@ -493,6 +530,12 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(a)
             .await
             .with_context(|| format!("binding admin {a}"))?;
+        // Tokens and the audit log live in the index database, recorded calls or not.
+        let index = l
+            .recording
+            .open_index()
+            .await
+            .context("opening the index database for the admin API's tokens")?;
         tokio::spawn(admin::serve(
             listener,
             snap_tx,
@@ -501,6 +544,10 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
                 recorder,
                 flows,
                 app: app.clone(),
+            },
+            admin::Access {
+                index: std::sync::Arc::new(index),
+                metrics_allow: l.metrics_allow.clone(),
             },
         ));
     }
@@ -513,7 +560,7 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
         info!(transport = %kind, address = %a, "SIP listening");
     }
     if let Some(a) = l.admin {
-        info!(address = %a, "admin HTTP listening (/metrics, /healthz, /readyz)");
+        info!(address = %a, "admin HTTP listening (/metrics, /healthz, /readyz, /api/v1)");
     }
     // Outbound TLS for sips: routes (and transport=tls), verified against the route's host name.
     let names: std::collections::HashMap<_, _> = l

@@ -369,6 +369,12 @@ impl Settings {
         let keys = Arc::new(self.key_ring()?);
         let hot = HotTier::new(&self.section.hot_dir)
             .with_context(|| format!("hot tier {}", self.section.hot_dir.display()))?;
+        let index = self.open_index().await?;
+        Ok(Recordings::new(keys, hot, self.cold_store()?, index))
+    }
+
+    /// Opens the index database (an SQLite file's directory is made first).
+    pub(crate) async fn open_index(&self) -> anyhow::Result<Index> {
         if let Some(p) = self
             .section
             .index
@@ -379,8 +385,7 @@ impl Settings {
         {
             std::fs::create_dir_all(p)?;
         }
-        let index = Index::connect(&self.section.index).await?;
-        Ok(Recordings::new(keys, hot, self.cold_store()?, index))
+        Ok(Index::connect(&self.section.index).await?)
     }
 }
 

@@ -80,11 +80,17 @@ fn the_card_number_and_the_agents_pause_are_silence_in_the_recording_and_absent_
              index: \"sqlite:{d}/index.db\"\n  cold:\n    dir: \"{d}/cold\"\n  keys:\n    - {{id: k1, file: \"{d}/k1.hex\"}}\n"
         ),
     );
-    assert_eq!(
-        crest
-            .http_get("/recording/pause?call_id=nobody&reason=x")
-            .as_deref(),
-        Some("no call with call_id \"nobody\"\n")
+    let agent = crest.token("alice", "agent");
+    let (status, ctype, problem) = crest.http(
+        "POST",
+        "/api/v1/calls/nobody/recording/pause",
+        Some(&agent),
+        Some(r#"{"reason": "x"}"#),
+    );
+    assert_eq!((status, ctype.as_str()), (404, "application/problem+json"));
+    assert!(
+        problem.contains(r#"no call with call_id \"nobody\""#),
+        "{problem}"
     );
 
     let mut alice = Phone::new(crest.addr());
@@ -115,21 +121,21 @@ fn the_card_number_and_the_agents_pause_are_silence_in_the_recording_and_absent_
         b,
     };
     talk(&mut call, 1.0, Some(1000.0), Some(600.0));
-    assert_eq!(
-        crest
-            .http_get(&format!(
-                "/recording/pause?call_id={call_id}&reason=agent%20takes%20the%20card"
-            ))
-            .as_deref(),
-        Some("ok\n")
+    let (status, _, answer) = crest.http(
+        "POST",
+        &format!("/api/v1/calls/{call_id}/recording/pause"),
+        Some(&agent),
+        Some(r#"{"reason": "agent takes the card"}"#),
     );
+    assert_eq!(status, 200, "{answer}");
     talk(&mut call, 1.0, Some(1000.0), Some(600.0));
-    assert_eq!(
-        crest
-            .http_get(&format!("/recording/resume?call_id={call_id}"))
-            .as_deref(),
-        Some("ok\n")
+    let (status, _, answer) = crest.http(
+        "POST",
+        &format!("/api/v1/calls/{call_id}/recording/resume"),
+        Some(&agent),
+        None,
     );
+    assert_eq!(status, 200, "{answer}");
     talk(&mut call, 1.0, Some(1000.0), Some(600.0));
     call.caller.bye();
     call.callee.answer("BYE", None);

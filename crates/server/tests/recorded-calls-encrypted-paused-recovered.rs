@@ -85,16 +85,22 @@ fn recorded_calls_are_sealed_paused_recovered_rotated_and_tiered() {
     let mut call = place(&crest, callee, ("0", PCMU), (CodecKind::Pcmu, 0, "0", PCMU));
     let call1 = call.caller.call_id.clone();
     talk(&mut call, 1.0, Some(1000.0), Some(600.0));
-    let paused = crest
-        .http_get(&format!(
-            "/recording/pause?call_id={call1}&reason=card%20number"
-        ))
-        .unwrap();
-    assert_eq!(paused, "ok\n");
+    let agent = crest.token("agent-1", "agent");
+    let (status, _, _) = crest.http(
+        "POST",
+        &format!("/api/v1/calls/{call1}/recording/pause"),
+        Some(&agent),
+        Some(r#"{"reason": "card number"}"#),
+    );
+    assert_eq!(status, 200);
     talk(&mut call, 1.0, Some(1000.0), Some(600.0));
-    crest
-        .http_get(&format!("/recording/resume?call_id={call1}"))
-        .unwrap();
+    let (status, _, _) = crest.http(
+        "POST",
+        &format!("/api/v1/calls/{call1}/recording/resume"),
+        Some(&agent),
+        None,
+    );
+    assert_eq!(status, 200);
     talk(&mut call, 1.0, Some(1000.0), Some(600.0));
     call.caller.bye();
     call.callee.answer("BYE", None);

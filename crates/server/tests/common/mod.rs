@@ -54,13 +54,30 @@ impl Crest {
     }
 
     pub fn start_with(name: &str, sip_extra: &str, top_extra: &str) -> Self {
+        Self::start_full(name, sip_extra, top_extra, "")
+    }
+
+    /// With `admin_extra` under `admin:` (indented two spaces). The index database (API
+    /// tokens, the audit log) is the test's own unless `top_extra` names one.
+    pub fn start_full(name: &str, sip_extra: &str, top_extra: &str, admin_extra: &str) -> Self {
         let dir = scratch_dir(name);
         let sip = free_port();
         let tls = sip + 1;
         let admin = free_port();
+        let index = format!(
+            "recording:\n  index: \"sqlite:{}/index.db\"\n",
+            dir.display()
+        );
+        let top_extra = if !top_extra.contains("recording:\n") {
+            format!("{top_extra}{index}")
+        } else if !top_extra.contains("  index:") {
+            top_extra.replacen("recording:\n", &index, 1)
+        } else {
+            top_extra.to_owned()
+        };
         let cfg = format!(
             "listen:\n  udp: \"127.0.0.1:{sip}\"\n  tcp: \"127.0.0.1:{sip}\"\n  tls: \"127.0.0.1:{tls}\"\n\
-             admin:\n  listen: \"127.0.0.1:{admin}\"\nlog:\n  level: debug\n{top_extra}\
+             admin:\n  listen: \"127.0.0.1:{admin}\"\n{admin_extra}log:\n  level: debug\n{top_extra}\
              sip:\n  auth:\n    algorithms: [MD5, SHA-256]\n{USERS}{sip_extra}"
         );
         let path = dir.join("crest.yaml");
@@ -108,10 +125,66 @@ impl Crest {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.admin)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
         let mut out = String::new();
         s.read_to_string(&mut out).ok()?;
         out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
+    }
+
+    /// An HTTP request to the admin server: (status, Content-Type, body).
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, String, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.admin)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        let body = body.unwrap_or("");
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let ctype = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-type:")
+                    .map(|v| v.trim().to_owned())
+            })
+            .unwrap_or_default();
+        (status, ctype, body.to_owned())
+    }
+
+    /// A new API token with `role`, made by `crest token create` on this crest's config.
+    pub fn token(&self, name: &str, role: &str) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_crest"))
+            .args([
+                "token", "create", "--name", name, "--role", role, "--config",
+            ])
+            .arg(self.dir.join("crest.yaml"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
     /// One metric's value from /metrics.

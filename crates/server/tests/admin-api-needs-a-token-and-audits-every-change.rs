@@ -1,0 +1,140 @@
+//! The admin API of a running `crest` (axum): no endpoint but `/healthz` and `/readyz`
+//! answers without a token; `/metrics` takes a supervisor's or admin's token (no allow-list
+//! here); each role gets exactly what the permission table gives it (401 without a token or
+//! with a revoked one, 403 for a role that may not); bad requests get problem+json naming the
+//! field; every change and every refused attempt is in the audit log with who, what and from
+//! where; a state change by GET (the old `/recording/pause?…`) is gone.
+
+mod common;
+
+use common::*;
+
+const PROBLEM: &str = "application/problem+json";
+
+#[test]
+fn roles_tokens_problems_and_the_audit_log() {
+    let crest = Crest::start_full(
+        "admin-api",
+        "",
+        "recording:\n  enabled: true\n  cdr: false\n",
+        "  metrics_allow: []\n",
+    );
+    let (agent, supervisor, admin) = (
+        crest.token("desk-7", "agent"),
+        crest.token("floor-lead", "supervisor"),
+        crest.token("ops", "admin"),
+    );
+    assert_ne!(agent, supervisor);
+
+    // Open: health and readiness.
+    assert_eq!(crest.http("GET", "/healthz", None, None).0, 200);
+    assert_eq!(crest.http("GET", "/readyz", None, None).0, 200);
+
+    // /metrics: a token whose role reads metrics.
+    let (status, ctype, body) = crest.http("GET", "/metrics", None, None);
+    assert_eq!((status, ctype.as_str()), (401, PROBLEM), "{body}");
+    assert!(body.contains("Bearer"), "{body}");
+    assert_eq!(crest.http("GET", "/metrics", Some(&agent), None).0, 403);
+    let (status, _, body) = crest.http("GET", "/metrics", Some(&supervisor), None);
+    assert_eq!(status, 200);
+    assert!(body.contains("crest_calls_active 0"), "{body}");
+    assert_eq!(
+        crest.http("GET", "/metrics", Some("crest_0000"), None).0,
+        401
+    );
+
+    // PCI pause: every role may; the call must exist; the body is checked field by field.
+    let pause = "/api/v1/calls/no-such-call/recording/pause";
+    let reason = Some(r#"{"reason": "card number"}"#);
+    assert_eq!(crest.http("POST", pause, None, reason).0, 401);
+    let (status, ctype, body) = crest.http("POST", pause, Some(&agent), reason);
+    assert_eq!((status, ctype.as_str()), (404, PROBLEM), "{body}");
+    let (status, ctype, body) = crest.http("POST", pause, Some(&agent), Some("{"));
+    assert_eq!((status, ctype.as_str()), (400, PROBLEM), "{body}");
+    let (status, _, body) = crest.http("POST", pause, Some(&agent), Some("{}"));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains(r#""field":"reason""#), "{body}");
+    let (status, _, body) = crest.http(
+        "POST",
+        pause,
+        Some(&agent),
+        Some(r#"{"reason": "x", "why": 1}"#),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains(r#""field":"why""#), "{body}");
+    let (status, _, body) = crest.http("POST", pause, Some(&agent), Some(r#"{"reason": "  "}"#));
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains(r#""field":"reason""#), "{body}");
+    // The old state change by GET is gone.
+    assert_eq!(
+        crest
+            .http("GET", "/recording/pause?call_id=x&reason=y", None, None)
+            .0,
+        404
+    );
+
+    // The audit log: the admin's alone.
+    assert_eq!(
+        crest
+            .http("GET", "/api/v1/audit", Some(&supervisor), None)
+            .0,
+        403
+    );
+    let (status, _, body) = crest.http("GET", "/api/v1/audit?limit=0", Some(&admin), None);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains(r#""field":"limit""#), "{body}");
+    let (status, ctype, body) = crest.http("GET", "/api/v1/audit?limit=50", Some(&admin), None);
+    assert_eq!(
+        (status, ctype.as_str()),
+        (200, "application/json"),
+        "{body}"
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let seen: Vec<(String, String, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["actor"].as_str().unwrap().to_owned(),
+                r["action"].as_str().unwrap().to_owned(),
+                r["status"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    // (Sorted: lines of the same millisecond have no order.)
+    let pause_rows = |actor: &str| -> Vec<i64> {
+        let mut v: Vec<i64> = seen
+            .iter()
+            .filter(|(a, act, _)| a == actor && act == "recording.pause")
+            .map(|(_, _, s)| *s)
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(pause_rows("-"), [401], "{seen:?}");
+    assert_eq!(pause_rows("desk-7"), [400, 400, 400, 404, 422], "{seen:?}");
+    assert!(
+        rows.iter()
+            .all(|r| r["remote"] == "127.0.0.1" && r["target"] == "no-such-call")
+    );
+    assert!(rows.iter().any(|r| r["role"] == "agent"));
+
+    // A revoked token opens nothing.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crest"))
+        .args(["token", "revoke", "desk-7", "--config"])
+        .arg(crest.dir.join("crest.yaml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(crest.http("POST", pause, Some(&agent), reason).0, 401);
+    let list = std::process::Command::new(env!("CARGO_BIN_EXE_crest"))
+        .args(["token", "list", "--config"])
+        .arg(crest.dir.join("crest.yaml"))
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.contains("floor-lead") && list.contains("ops") && !list.contains("desk-7"),
+        "{list}"
+    );
+    assert!(!list.contains(&admin), "tokens are never shown again");
+}
