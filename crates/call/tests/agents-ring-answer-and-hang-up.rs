@@ -20,6 +20,21 @@ fn queued(sw: &mut Switch) -> CallId {
     id
 }
 
+/// An IVR caller books a callback and hangs up; alice logs in and Crest dials the customer:
+/// the call it placed.
+fn callback_placed() -> (Switch, CallId) {
+    let mut sw = Switch::new(AdmissionConfig::default(), true);
+    let id = sw.arrive(common::ivr_start());
+    sw.prompt_done(id);
+    sw.input(id, Input::Key('4'));
+    sw.prompt_done(id);
+    sw.register("alice");
+    let Some(Sip::Originate(placed, _)) = sw.sip.last().cloned() else {
+        panic!("no callback placed")
+    };
+    (sw, placed)
+}
+
 fn rings(sw: &Switch, id: CallId) -> Vec<String> {
     sw.sip
         .iter()
@@ -235,15 +250,7 @@ fn a_callback_keeps_the_place_then_crest_calls_back_and_bridges_the_reserved_age
 
 #[test]
 fn the_customer_rejects_the_callback_and_the_reserved_agent_is_freed() {
-    let mut sw = Switch::new(AdmissionConfig::default(), true);
-    let id = sw.arrive(common::ivr_start());
-    sw.prompt_done(id);
-    sw.input(id, Input::Key('4'));
-    sw.prompt_done(id);
-    sw.register("alice");
-    let Some(Sip::Originate(placed, _)) = sw.sip.last().cloned() else {
-        panic!("no callback placed")
-    };
+    let (mut sw, placed) = callback_placed();
     sw.input(placed, Input::LegA(crest_call::LegEvent::Failed(486)));
     assert_eq!(sw.counters().callbacks_unanswered, 1);
     sw.hang_up(placed);
@@ -257,15 +264,7 @@ fn the_customer_rejects_the_callback_and_the_reserved_agent_is_freed() {
 
 #[test]
 fn the_callbacks_dial_ends_before_any_answer_and_the_reserved_agent_is_freed() {
-    let mut sw = Switch::new(AdmissionConfig::default(), true);
-    let id = sw.arrive(common::ivr_start());
-    sw.prompt_done(id);
-    sw.input(id, Input::Key('4'));
-    sw.prompt_done(id);
-    sw.register("alice");
-    let Some(Sip::Originate(placed, _)) = sw.sip.last().cloned() else {
-        panic!("no callback placed")
-    };
+    let (mut sw, placed) = callback_placed();
     assert!(matches!(sw.agent_state("alice"), AgentState::Ringing(..)));
     // The dial ends (a CANCEL, the core's own timeout) with no answer or failure reported.
     sw.hang_up(placed);

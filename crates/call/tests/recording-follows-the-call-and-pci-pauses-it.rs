@@ -4,15 +4,12 @@
 
 mod common;
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Journey, ivr_start};
+use common::{Journey, flow_start, ivr_start};
 use crest_call::{
     Config, ConnectTarget, FromAcd, Input, LegEvent, Output, RecordFrom, Recording, Start,
 };
-use crest_ivr::{Context, Library};
 
 /// A payment flow: the card number by keys (PCI), then an agent.
 const PAY: &str = r#"
@@ -34,14 +31,7 @@ nodes:
 "#;
 
 fn pay_start() -> Start {
-    let flow = crest_ivr::check(Path::new("pay.yaml"), PAY, &Context::default())
-        .expect("the payment flow checks");
-    let flow = Arc::new(flow);
-    Start::Ivr {
-        library: Arc::new(Library::new([flow.clone()])),
-        flow,
-        vars: [("caller".to_owned(), "+8613800000000".to_owned())].into(),
-    }
+    flow_start("pay.yaml", PAY)
 }
 
 fn config(record: RecordFrom) -> Config {

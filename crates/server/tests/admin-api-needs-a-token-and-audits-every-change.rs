@@ -119,18 +119,10 @@ fn roles_tokens_problems_and_the_audit_log() {
     assert!(rows.iter().any(|r| r["role"] == "agent"));
 
     // A revoked token opens nothing.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crest"))
-        .args(["token", "revoke", "desk-7", "--config"])
-        .arg(crest.dir.join("crest.yaml"))
-        .output()
-        .unwrap();
+    let out = crest.cli(&["token", "revoke", "desk-7"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(crest.http("POST", pause, Some(&agent), reason).0, 401);
-    let list = std::process::Command::new(env!("CARGO_BIN_EXE_crest"))
-        .args(["token", "list", "--config"])
-        .arg(crest.dir.join("crest.yaml"))
-        .output()
-        .unwrap();
+    let list = crest.cli(&["token", "list"]);
     let list = String::from_utf8_lossy(&list.stdout);
     assert!(
         list.contains("floor-lead") && list.contains("ops") && !list.contains("desk-7"),

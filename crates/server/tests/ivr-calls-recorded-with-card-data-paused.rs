@@ -9,8 +9,6 @@ mod common;
 #[path = "common/peer.rs"]
 mod peer;
 
-use std::path::Path;
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::*;
@@ -43,15 +41,6 @@ queues:\n  - {name: refund, skill: refund, pool: office}\n\
 agents:\n  - {name: alice, pool: office, skills: {refund: 0.9}, rating: 0.9}\n";
 
 const CARD: &str = "4111111111111111";
-
-fn crest_cli(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_crest"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap()
-}
 
 /// Samples of a channel that are not silence, in `from..to`.
 fn loud_samples(ch: &[f64], from: usize, to: usize) -> usize {

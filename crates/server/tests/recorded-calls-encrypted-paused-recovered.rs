@@ -23,15 +23,6 @@ use peer::*;
 
 const PCMU: &str = "a=rtpmap:0 PCMU/8000\r\n";
 
-fn crest_cli(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_crest"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap()
-}
-
 fn ok(out: &Output) -> String {
     let s = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(

@@ -46,8 +46,13 @@ nodes:
 
 /// The flow, checked.
 pub fn ivr_start() -> Start {
-    let flow = crest_ivr::check(Path::new("journey.yaml"), FLOW, &Context::default())
-        .expect("the test flow checks");
+    flow_start("journey.yaml", FLOW)
+}
+
+/// A caller of flow `yaml` (checked as file `name`).
+pub fn flow_start(name: &str, yaml: &str) -> Start {
+    let flow =
+        crest_ivr::check(Path::new(name), yaml, &Context::default()).expect("the test flow checks");
     let flow = Arc::new(flow);
     Start::Ivr {
         library: Arc::new(Library::new([flow.clone()])),

@@ -174,6 +174,11 @@ impl Crest {
         (status, ctype, body.to_owned())
     }
 
+    /// `crest ARGS --config` this crest's configuration.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        crest_cli(&self.dir.join("crest.yaml"), args)
+    }
+
     /// A new API token with `role`, made by `crest token create` on this crest's config.
     pub fn token(&self, name: &str, role: &str) -> String {
         let out = Command::new(env!("CARGO_BIN_EXE_crest"))
@@ -433,4 +438,14 @@ pub fn register_authorization(challenge: &str, user: &str, uri: &str) -> String 
         "Authorization: {}\r\n",
         client.authorization(&c.nonce, "REGISTER", uri, 1, "cn")
     )
+}
+
+/// `crest ARGS --config CONFIG`.
+pub fn crest_cli(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_crest"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
 }
