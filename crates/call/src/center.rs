@@ -120,6 +120,37 @@ pub enum CenterOutput {
     Released(CallId),
 }
 
+/// What a supervisor makes of an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentChange {
+    /// Ready for calls (from away, or logged out by a supervisor while registered).
+    Ready,
+    /// On a break, with a reason (during a call: once it ends).
+    Away(String),
+    /// Logged out until made ready again (a registration refresh does not log them in).
+    Logout,
+}
+
+/// One agent as the center sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentView {
+    /// The agent's name (their SIP user).
+    pub name: String,
+    /// Their pool.
+    pub pool: String,
+    /// `offline`, `available`, `ringing`, `on_call`, `wrap_up` or `away`.
+    pub state: &'static str,
+    /// Why away.
+    pub reason: Option<String>,
+    /// Their phone is registered.
+    pub registered: bool,
+}
+
+/// The agent named is not in the ACD's file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no agent named {0:?}")]
+pub struct UnknownAgent(pub String);
+
 #[derive(Debug)]
 struct Held {
     queue: String,
@@ -156,6 +187,8 @@ pub struct Center {
     standby_activations: u64,
     admissions: BTreeMap<(&'static str, String), u64>,
     registered: HashSet<AgentId>,
+    /// Logged out by a supervisor: registrations do not log them in.
+    forced_out: HashSet<AgentId>,
     standby: Vec<AgentId>,
     standby_on: bool,
     /// Callbacks being dialled: the ACD's callback → the call Crest placed.
@@ -182,6 +215,7 @@ impl Center {
             standby_activations: 0,
             admissions: BTreeMap::new(),
             registered: HashSet::new(),
+            forced_out: HashSet::new(),
             standby,
             standby_on: false,
             dialling: HashMap::new(),
@@ -229,6 +263,65 @@ impl Center {
     /// Scheduled callbacks not dialled yet.
     pub fn callbacks_pending(&self) -> usize {
         self.callback_queues.len()
+    }
+
+    /// Every agent: state, pool, registration.
+    pub fn agents(&self) -> Vec<AgentView> {
+        let model = self.acd.model();
+        model
+            .agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let id = AgentId(i as u32);
+                let (state, reason) = match self.acd.agent_state(id) {
+                    AgentState::Offline => ("offline", None),
+                    AgentState::Available(_) => ("available", None),
+                    AgentState::Ringing(..) => ("ringing", None),
+                    AgentState::OnCall(_) => ("on_call", None),
+                    AgentState::WrapUp(_) => ("wrap_up", None),
+                    AgentState::Away(r) => ("away", Some(r.clone())),
+                };
+                AgentView {
+                    name: a.name.clone(),
+                    pool: model.pools[a.pool.0 as usize].name.clone(),
+                    state,
+                    reason,
+                    registered: self.registered.contains(&id),
+                }
+            })
+            .collect()
+    }
+
+    /// A supervisor's change to agent `name`.
+    pub fn set_agent(
+        &mut self,
+        now: Instant,
+        name: &str,
+        change: AgentChange,
+    ) -> Result<(), UnknownAgent> {
+        let a = self
+            .acd
+            .model()
+            .agent(name)
+            .ok_or_else(|| UnknownAgent(name.to_owned()))?;
+        info!(agent = name, ?change, "agent state set by a supervisor");
+        match change {
+            AgentChange::Ready => {
+                self.forced_out.remove(&a);
+                // An agent without a phone is logged in when it registers.
+                if self.registered.contains(&a) {
+                    self.acd.handle(now, AcdInput::AgentReady(a));
+                }
+            }
+            AgentChange::Away(reason) => self.acd.handle(now, AcdInput::AgentAway(a, reason)),
+            AgentChange::Logout => {
+                self.forced_out.insert(a);
+                self.acd.handle(now, AcdInput::AgentLogout(a));
+            }
+        }
+        self.step(now);
+        Ok(())
     }
 
     /// The next thing to do.
@@ -397,7 +490,7 @@ impl Center {
             return;
         }
         let state = self.acd.agent_state(a).clone();
-        if on && state == AgentState::Offline {
+        if on && state == AgentState::Offline && !self.forced_out.contains(&a) {
             info!(agent = user, "agent logged in (phone registered)");
             self.acd.handle(now, AcdInput::AgentLogin(a));
         } else if !on {

@@ -42,7 +42,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use center::{
-    ALREADY_BOOKED, Center, CenterConfig, CenterInput, CenterOutput, GOODBYE, REFUSAL,
+    ALREADY_BOOKED, AgentChange, AgentView, Center, CenterConfig, CenterInput, CenterOutput,
+    GOODBYE, REFUSAL, UnknownAgent,
 };
 pub use crest_acd::CallId;
 use crest_ivr::engine::Input as FlowInput;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crest_acd::admission::AdmissionConfig;
 use crest_acd::{AgentState, SurgeConfig};
-use crest_call::{ALREADY_BOOKED, CallId, FromAcd, Input, Stage, Start};
+use crest_call::{ALREADY_BOOKED, AgentChange, CallId, FromAcd, Input, Stage, Start, UnknownAgent};
 use switch::{Sip, Switch};
 
 fn queued(sw: &mut Switch) -> CallId {
@@ -420,5 +420,60 @@ fn an_agent_who_unregisters_while_talking_is_not_rung_after_the_call() {
     assert_eq!(sw.agent_state("alice"), AgentState::Offline);
     assert!(rings(&sw, waiting).is_empty());
     sw.hang_up(waiting);
+    sw.assert_idle();
+}
+
+#[test]
+fn a_supervisor_brings_an_away_agent_back_and_a_forced_logout_outlasts_reregistration() {
+    let mut sw = Switch::new(AdmissionConfig::default(), false);
+    sw.register("alice");
+    // Two rejected calls set alice away (max_misses 2).
+    for _ in 0..2 {
+        let id = queued(&mut sw);
+        sw.agent_rejects(id);
+        sw.hang_up(id);
+    }
+    assert!(matches!(sw.agent_state("alice"), AgentState::Away(_)));
+    let view = sw.center.agents();
+    assert_eq!(
+        (view[0].name.as_str(), view[0].state, view[0].registered),
+        ("alice", "away", true)
+    );
+    // A registration refresh does not bring her back; the supervisor does.
+    sw.register("alice");
+    assert!(matches!(sw.agent_state("alice"), AgentState::Away(_)));
+    let now = sw.now;
+    sw.center
+        .set_agent(now, "alice", AgentChange::Ready)
+        .unwrap();
+    sw.settle();
+    let id = queued(&mut sw);
+    assert_eq!(rings(&sw, id), ["alice"]);
+    sw.agent_answers(id);
+    sw.hang_up(id);
+    // Logged out by the supervisor: her phone's next REGISTER does not log her in.
+    let now = sw.now;
+    sw.center
+        .set_agent(now, "alice", AgentChange::Logout)
+        .unwrap();
+    sw.settle();
+    sw.register("alice");
+    sw.advance(Duration::from_secs(10));
+    assert_eq!(sw.agent_state("alice"), AgentState::Offline);
+    let waiting = queued(&mut sw);
+    assert!(rings(&sw, waiting).is_empty());
+    // Ready again: she takes the waiting caller.
+    let now = sw.now;
+    sw.center
+        .set_agent(now, "alice", AgentChange::Ready)
+        .unwrap();
+    sw.settle();
+    assert_eq!(rings(&sw, waiting), ["alice"]);
+    sw.hang_up(waiting);
+    assert_eq!(
+        sw.center.set_agent(now, "mallory", AgentChange::Ready),
+        Err(UnknownAgent("mallory".into()))
+    );
+    sw.advance(Duration::from_secs(10));
     sw.assert_idle();
 }

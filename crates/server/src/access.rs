@@ -6,6 +6,8 @@
 //! | read `/metrics`       |   ✓   |     ✓      |       |
 //! | pause/resume a call's recording (PCI) | ✓ | ✓ | ✓ |
 //! | read the audit log    |   ✓   |            |       |
+//! | read agents' and queues' live state | ✓ | ✓ |    |
+//! | set an agent ready, away or logged out | ✓ | ✓ |  |
 
 use std::fmt;
 use std::str::FromStr;
@@ -49,6 +51,8 @@ pub(crate) enum Permission {
     ReadMetrics,
     PauseRecording,
     ReadAudit,
+    ReadLive,
+    ChangeAgents,
 }
 
 impl Role {
@@ -58,6 +62,9 @@ impl Role {
             Permission::ReadMetrics => matches!(self, Self::Admin | Self::Supervisor),
             Permission::PauseRecording => true,
             Permission::ReadAudit => self == Self::Admin,
+            Permission::ReadLive | Permission::ChangeAgents => {
+                matches!(self, Self::Admin | Self::Supervisor)
+            }
         }
     }
 }

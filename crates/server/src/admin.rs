@@ -20,6 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 use crate::access::{Permission, Role, bearer, token_hash};
+use crate::app::AcdMsg;
+use crest_call::AgentChange;
 
 use crate::media::MediaShared;
 use crate::recording::RecorderHandle;
@@ -298,6 +300,9 @@ pub(crate) async fn serve(
         .route("/api/v1/calls/{call_id}/recording/pause", post(pause))
         .route("/api/v1/calls/{call_id}/recording/resume", post(resume))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/agents", get(agents))
+        .route("/api/v1/agents/{name}/state", post(set_agent))
+        .route("/api/v1/queues", get(queues))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .with_state(state);
     if let Err(e) = axum::serve(
@@ -571,8 +576,9 @@ async fn unknown_caller(st: &State, headers: &HeaderMap) -> Caller {
     })
 }
 
-fn parse_pause(body: &[u8]) -> Result<String, Problem> {
-    let req: PauseRequest = serde_json::from_slice(body).map_err(|e| {
+/// A JSON body, or 400 naming the field serde found at fault.
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    serde_json::from_slice(body).map_err(|e| {
         let msg = e.to_string();
         // serde names the field in its message: "missing field `reason`", "unknown field `x`".
         let field = msg
@@ -583,11 +589,15 @@ fn parse_pause(body: &[u8]) -> Result<String, Problem> {
             .to_owned();
         let p = StatusCode::BAD_REQUEST;
         if field.is_empty() {
-            Problem::new(p, format!("the body is not a pause request: {msg}"))
+            Problem::new(p, format!("the body is not a valid request: {msg}"))
         } else {
             Problem::field(p, &field, msg)
         }
-    })?;
+    })
+}
+
+fn parse_pause(body: &[u8]) -> Result<String, Problem> {
+    let req: PauseRequest = parse_json(body)?;
     let n = req.reason.trim().chars().count();
     if n == 0 || n > MAX_REASON {
         return Err(Problem::field(
@@ -614,6 +624,147 @@ fn pci(st: &State, call_id: &str, pause: Option<String>) -> Result<(), Problem> 
             format!("no call with call_id {call_id:?}"),
         ))
     }
+}
+
+/// The ACD task's channel, or 409 when no ACD runs.
+fn acd(st: &State) -> Result<&mpsc::UnboundedSender<AcdMsg>, Problem> {
+    st.sources
+        .app
+        .as_ref()
+        .and_then(|a| a.acd.as_ref())
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::CONFLICT,
+                "no ACD is configured (acd.file)".into(),
+            )
+        })
+}
+
+fn acd_gone() -> Problem {
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the ACD stopped".into())
+}
+
+/// `GET /api/v1/agents` (admin, supervisor): every agent's state, pool and registration.
+async fn agents(AxState(st): AxState<State>, headers: HeaderMap) -> Result<Response, Problem> {
+    st.authorize(&headers, Permission::ReadLive).await?;
+    let (tx, rx) = oneshot::channel();
+    acd(&st)?.send(AcdMsg::Agents(tx)).map_err(|_| acd_gone())?;
+    let list = rx.await.map_err(|_| acd_gone())?;
+    let list: Vec<serde_json::Value> = list
+        .into_iter()
+        .map(|a| {
+            serde_json::json!({
+                "name": a.name, "pool": a.pool, "state": a.state, "reason": a.reason,
+                "registered": a.registered,
+            })
+        })
+        .collect();
+    Ok(Json(list).into_response())
+}
+
+/// The body of an agent state change.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentStateRequest {
+    /// `ready`, `away` or `logout`.
+    state: String,
+    /// Why (away): 1 to 200 characters; default `supervisor`.
+    reason: Option<String>,
+}
+
+/// `POST /api/v1/agents/{name}/state` `{"state": "ready"|"away"|"logout", "reason": "…"}`
+/// (admin, supervisor): a logout lasts until `ready` (registrations do not undo it); `away`
+/// and `logout` during a call take effect when it ends.
+async fn set_agent(
+    AxState(st): AxState<State>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let (who, result) = match st.authorize(&headers, Permission::ChangeAgents).await {
+        Ok(who) => {
+            let r = match parse_agent_state(&body) {
+                Ok(change) => change_agent(&st, &name, change.clone())
+                    .await
+                    .map(|()| change),
+                Err(p) => Err(p),
+            };
+            (who, r)
+        }
+        Err(p) => (unknown_caller(&st, &headers).await, Err(p)),
+    };
+    let (status, detail) = match &result {
+        Ok(c) => (StatusCode::OK, format!("{c:?}")),
+        Err(p) => (p.status, p.detail.clone()),
+    };
+    st.audit(&who, "agent.state", &name, remote, status, &detail)
+        .await;
+    result
+        .map(|c| Json(serde_json::json!({"agent": name, "set": format!("{c:?}")})).into_response())
+}
+
+fn parse_agent_state(body: &[u8]) -> Result<AgentChange, Problem> {
+    let req: AgentStateRequest = parse_json(body)?;
+    let reason = match req.reason.as_deref().map(str::trim) {
+        None => "supervisor".to_owned(),
+        Some(r) if (1..=MAX_REASON).contains(&r.chars().count()) => r.to_owned(),
+        Some(r) => {
+            return Err(Problem::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "reason",
+                format!(
+                    "reason must be 1 to {MAX_REASON} characters (got {})",
+                    r.chars().count()
+                ),
+            ));
+        }
+    };
+    match req.state.as_str() {
+        "ready" => Ok(AgentChange::Ready),
+        "away" => Ok(AgentChange::Away(reason)),
+        "logout" => Ok(AgentChange::Logout),
+        other => Err(Problem::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "state",
+            format!("{other:?}: use ready, away or logout"),
+        )),
+    }
+}
+
+async fn change_agent(st: &State, name: &str, change: AgentChange) -> Result<(), Problem> {
+    let (reply, rx) = oneshot::channel();
+    acd(st)?
+        .send(AcdMsg::SetAgent {
+            name: name.to_owned(),
+            change,
+            reply,
+        })
+        .map_err(|_| acd_gone())?;
+    rx.await
+        .map_err(|_| acd_gone())?
+        .map_err(|e| Problem::new(StatusCode::NOT_FOUND, e.to_string()))
+}
+
+/// `GET /api/v1/queues` (admin, supervisor): callers waiting per queue and the surge level.
+async fn queues(AxState(st): AxState<State>, headers: HeaderMap) -> Result<Response, Problem> {
+    st.authorize(&headers, Permission::ReadLive).await?;
+    acd(&st)?;
+    let Some(app) = &st.sources.app else {
+        return Err(acd_gone());
+    };
+    let m = &app.metrics;
+    let queues: Vec<serde_json::Value> = m
+        .waiting()
+        .into_iter()
+        .map(|(q, n)| serde_json::json!({"name": q, "waiting": n}))
+        .collect();
+    Ok(Json(serde_json::json!({
+        "queues": queues,
+        "surge_level": m.surge_level(),
+        "surge_ratio": m.ratio(),
+    }))
+    .into_response())
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -21,12 +21,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crest_acd::{AgentId, CallId, Model, QueueId};
-use crest_call::{Center, CenterConfig, CenterInput, CenterOutput, FromAcd, Start, ToAcd};
+use crest_call::{
+    AgentChange, AgentView, Center, CenterConfig, CenterInput, CenterOutput, FromAcd, Start, ToAcd,
+    UnknownAgent,
+};
 use crest_ivr::model::Method;
 use crest_ivr::tts::{EspeakNg, Tts as _};
 use crest_media::bridge::Prompt;
 use crest_sip_proxy::ConnectTarget;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{Span, warn};
 
 use crate::config::AcdSection;
@@ -356,6 +359,14 @@ pub(crate) enum AcdMsg {
     ConnectFailed { key: CallId, status: u16 },
     /// A user's phone registered (`true`) or removed its last contact.
     Registration { user: String, on: bool },
+    /// The admin API asks for every agent's state.
+    Agents(oneshot::Sender<Vec<AgentView>>),
+    /// A supervisor's change to an agent (the admin API).
+    SetAgent {
+        name: String,
+        change: AgentChange,
+        reply: oneshot::Sender<Result<(), UnknownAgent>>,
+    },
 }
 
 /// The ACD's counters for `/metrics`, shared with the admin endpoint (and the IVR, which
@@ -376,6 +387,16 @@ pub(crate) struct AcdMetrics {
 }
 
 impl AcdMetrics {
+    /// Callers waiting, by queue (as of the ACD task's last turn).
+    pub(crate) fn waiting(&self) -> BTreeMap<String, usize> {
+        self.waiting.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    /// The surge level: 0 normal … 3 circuit breaker.
+    pub(crate) fn surge_level(&self) -> u64 {
+        self.surge_level.load(Ordering::Relaxed)
+    }
+
     /// The latest arrival rate over the baseline.
     pub(crate) fn ratio(&self) -> f64 {
         self.surge_ratio_milli.load(Ordering::Relaxed) as f64 / 1000.0
@@ -548,6 +569,16 @@ impl AcdService {
             }
             AcdMsg::Registration { user, on } => {
                 c.handle_input(now, I::Registration { user: &user, on });
+            }
+            AcdMsg::Agents(reply) => {
+                let _ = reply.send(c.agents());
+            }
+            AcdMsg::SetAgent {
+                name,
+                change,
+                reply,
+            } => {
+                let _ = reply.send(c.set_agent(now, &name, change));
             }
         }
     }

@@ -130,3 +130,128 @@ fn roles_tokens_problems_and_the_audit_log() {
     );
     assert!(!list.contains(&admin), "tokens are never shown again");
 }
+
+#[path = "common/peer.rs"]
+mod peer;
+
+#[test]
+fn supervisors_see_agents_and_queues_and_set_agents_ready_away_or_out() {
+    let dir = scratch_dir("admin-acd-files");
+    let acd = dir.join("acd.yaml");
+    std::fs::write(
+        &acd,
+        "ring_secs: 10\nwrap_up_secs: 1\nmax_misses: 2\n\
+         pools:\n  - {name: office, neighbours: []}\n\
+         queues:\n  - {name: refund, skill: refund, pool: office}\n\
+         agents:\n  - {name: alice, pool: office, skills: {refund: 0.9}, rating: 0.9}\n  - {name: bob, pool: office, skills: {refund: 0.5}, rating: 0.5}\n",
+    )
+    .unwrap();
+    let crest = Crest::start_with(
+        "admin-acd",
+        "  routes:\n    - {number: \"4001\", queue: refund, public: true}\n",
+        &format!("acd:\n  file: \"{}\"\n", acd.display()),
+    );
+    let (agent, supervisor) = (
+        crest.token("desk", "agent"),
+        crest.token("lead", "supervisor"),
+    );
+    let mut alice = peer::Phone::new(crest.addr());
+    alice.register("alice");
+
+    let agents = |crest: &Crest| -> Vec<serde_json::Value> {
+        let (status, _, body) = crest.http("GET", "/api/v1/agents", Some(&supervisor), None);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let state_of = |crest: &Crest, name: &str| -> (String, bool) {
+        let a = agents(crest);
+        let a = a.iter().find(|a| a["name"] == name).unwrap();
+        (
+            a["state"].as_str().unwrap().to_owned(),
+            a["registered"].as_bool().unwrap(),
+        )
+    };
+    wait_for("alice logged in", || {
+        state_of(&crest, "alice").0 == "available"
+    });
+    assert_eq!(state_of(&crest, "alice"), ("available".into(), true));
+    assert_eq!(state_of(&crest, "bob"), ("offline".into(), false));
+    assert_eq!(
+        crest.http("GET", "/api/v1/agents", Some(&agent), None).0,
+        403
+    );
+
+    let set = |crest: &Crest, who: &str, body: &str| {
+        crest.http(
+            "POST",
+            &format!("/api/v1/agents/{who}/state"),
+            Some(&supervisor),
+            Some(body),
+        )
+    };
+    let (status, _, body) = set(
+        &crest,
+        "alice",
+        r#"{"state": "away", "reason": "coaching"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let a = agents(&crest);
+    assert_eq!(
+        (a[0]["state"].as_str(), a[0]["reason"].as_str()),
+        (Some("away"), Some("coaching"))
+    );
+    let (status, ctype, body) = set(&crest, "alice", r#"{"state": "asleep"}"#);
+    assert_eq!((status, ctype.as_str()), (422, PROBLEM), "{body}");
+    assert!(body.contains(r#""field":"state""#), "{body}");
+    assert_eq!(set(&crest, "mallory", r#"{"state": "ready"}"#).0, 404);
+    // Logged out by the supervisor: her phone's REGISTER does not log her back in.
+    assert_eq!(set(&crest, "alice", r#"{"state": "logout"}"#).0, 200);
+    alice.register("alice");
+    assert_eq!(state_of(&crest, "alice"), ("offline".into(), true));
+    assert_eq!(set(&crest, "alice", r#"{"state": "ready"}"#).0, 200);
+    assert_eq!(state_of(&crest, "alice").0, "available");
+    assert_eq!(
+        crest
+            .http(
+                "POST",
+                "/api/v1/agents/alice/state",
+                Some(&agent),
+                Some(r#"{"state": "ready"}"#)
+            )
+            .0,
+        403
+    );
+
+    let (status, _, body) = crest.http("GET", "/api/v1/queues", Some(&supervisor), None);
+    assert_eq!(status, 200, "{body}");
+    let q: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(q["queues"][0]["name"], "refund");
+    assert_eq!(q["queues"][0]["waiting"], 0);
+    assert_eq!(q["surge_level"], 0);
+
+    let admin = crest.token("ops", "admin");
+    let (_, _, body) = crest.http("GET", "/api/v1/audit", Some(&admin), None);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let mut changes: Vec<(String, i64)> = rows
+        .iter()
+        .filter(|r| r["action"] == "agent.state")
+        .map(|r| {
+            (
+                r["target"].as_str().unwrap().to_owned(),
+                r["status"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    changes.sort();
+    assert_eq!(
+        changes,
+        [
+            ("alice".into(), 200),
+            ("alice".into(), 200),
+            ("alice".into(), 200),
+            ("alice".into(), 403),
+            ("alice".into(), 422),
+            ("mallory".into(), 404)
+        ]
+    );
+}
