@@ -18,6 +18,7 @@ use crest_recording::{AuditEntry, Index};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
+use utoipa::ToSchema;
 
 use crate::access::{Permission, Role, bearer, token_hash};
 use crate::app::AcdMsg;
@@ -303,6 +304,7 @@ pub(crate) async fn serve(
         .route("/api/v1/agents", get(agents))
         .route("/api/v1/agents/{name}/state", post(set_agent))
         .route("/api/v1/queues", get(queues))
+        .route("/api/v1/openapi.json", get(openapi))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .with_state(state);
     if let Err(e) = axum::serve(
@@ -342,21 +344,36 @@ impl Problem {
     }
 }
 
+/// An error answer (RFC 9457 problem details, `application/problem+json`).
+#[derive(Debug, serde::Serialize, ToSchema)]
+struct ProblemDoc {
+    /// Always `about:blank`: the status says what kind of problem it is.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// The status's reason phrase.
+    title: &'static str,
+    /// The HTTP status.
+    status: u16,
+    /// What went wrong, for a person.
+    detail: String,
+    /// The request field at fault, when one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<String>,
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let mut body = serde_json::json!({
-            "type": "about:blank",
-            "title": self.status.canonical_reason().unwrap_or("error"),
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-        });
-        if let Some(f) = self.field {
-            body["field"] = f.into();
-        }
+        let body = ProblemDoc {
+            kind: "about:blank",
+            title: self.status.canonical_reason().unwrap_or("error"),
+            status: self.status.as_u16(),
+            detail: self.detail,
+            field: self.field,
+        };
         let mut r = (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
-            body.to_string(),
+            serde_json::to_string(&body).unwrap_or_default(),
         )
             .into_response();
         if self.status == StatusCode::UNAUTHORIZED {
@@ -505,7 +522,7 @@ async fn metrics(
 }
 
 /// The body of a PCI pause.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PauseRequest {
     /// Why (kept with the recording's mark): 1 to 200 characters.
@@ -515,10 +532,27 @@ struct PauseRequest {
 /// The longest pause reason.
 const MAX_REASON: usize = 200;
 
+/// A call's recording paused or resumed.
+#[derive(Debug, serde::Serialize, ToSchema)]
+struct PciAnswer {
+    /// The caller's SIP Call-ID.
+    call_id: String,
+    /// Paused now.
+    paused: bool,
+}
+
 /// `POST /api/v1/calls/{call_id}/recording/pause` `{"reason": "…"}`: PCI pause of the call's
 /// recording, for the agent's desktop (the caller's SIP Call-ID). A call Crest answered
 /// itself takes it through its controller, which ends a forgotten pause after
 /// `recording.pci_limit_secs`.
+#[utoipa::path(post, path = "/api/v1/calls/{call_id}/recording/pause", tag = "recording",
+    params(("call_id" = String, Path, description = "The caller's SIP Call-ID")),
+    request_body = PauseRequest,
+    responses((status = 200, body = PciAnswer), (status = 400, body = ProblemDoc),
+        (status = 401, body = ProblemDoc), (status = 403, body = ProblemDoc),
+        (status = 404, body = ProblemDoc), (status = 409, body = ProblemDoc),
+        (status = 422, body = ProblemDoc)),
+    security(("bearer" = [])))]
 async fn pause(
     AxState(st): AxState<State>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
@@ -545,10 +579,22 @@ async fn pause(
         .map_or_else(|p| p.status, |_| StatusCode::OK);
     st.audit(&who, "recording.pause", &call_id, remote, status, &detail)
         .await;
-    result.map(|_| Json(serde_json::json!({"call_id": call_id, "paused": true})).into_response())
+    result.map(|_| {
+        Json(PciAnswer {
+            call_id,
+            paused: true,
+        })
+        .into_response()
+    })
 }
 
 /// `POST /api/v1/calls/{call_id}/recording/resume`: ends the PCI pause.
+#[utoipa::path(post, path = "/api/v1/calls/{call_id}/recording/resume", tag = "recording",
+    params(("call_id" = String, Path, description = "The caller's SIP Call-ID")),
+    responses((status = 200, body = PciAnswer), (status = 401, body = ProblemDoc),
+        (status = 403, body = ProblemDoc), (status = 404, body = ProblemDoc),
+        (status = 409, body = ProblemDoc)),
+    security(("bearer" = [])))]
 async fn resume(
     AxState(st): AxState<State>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
@@ -565,7 +611,13 @@ async fn resume(
     };
     st.audit(&who, "recording.resume", &call_id, remote, status, &detail)
         .await;
-    result.map(|()| Json(serde_json::json!({"call_id": call_id, "paused": false})).into_response())
+    result.map(|()| {
+        Json(PciAnswer {
+            call_id,
+            paused: false,
+        })
+        .into_response()
+    })
 }
 
 /// Who a refused request came from, for the audit log: the token's name when it is known.
@@ -644,26 +696,46 @@ fn acd_gone() -> Problem {
     Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the ACD stopped".into())
 }
 
+/// One agent.
+#[derive(Debug, serde::Serialize, ToSchema)]
+struct AgentItem {
+    /// The agent's name (their SIP user).
+    name: String,
+    /// Their pool.
+    pool: String,
+    /// `offline`, `available`, `ringing`, `on_call`, `wrap_up` or `away`.
+    state: &'static str,
+    /// Why away.
+    reason: Option<String>,
+    /// Their phone is registered.
+    registered: bool,
+}
+
 /// `GET /api/v1/agents` (admin, supervisor): every agent's state, pool and registration.
+#[utoipa::path(get, path = "/api/v1/agents", tag = "agents",
+    responses((status = 200, body = [AgentItem]), (status = 401, body = ProblemDoc),
+        (status = 403, body = ProblemDoc), (status = 409, body = ProblemDoc)),
+    security(("bearer" = [])))]
 async fn agents(AxState(st): AxState<State>, headers: HeaderMap) -> Result<Response, Problem> {
     st.authorize(&headers, Permission::ReadLive).await?;
     let (tx, rx) = oneshot::channel();
     acd(&st)?.send(AcdMsg::Agents(tx)).map_err(|_| acd_gone())?;
     let list = rx.await.map_err(|_| acd_gone())?;
-    let list: Vec<serde_json::Value> = list
+    let list: Vec<AgentItem> = list
         .into_iter()
-        .map(|a| {
-            serde_json::json!({
-                "name": a.name, "pool": a.pool, "state": a.state, "reason": a.reason,
-                "registered": a.registered,
-            })
+        .map(|a| AgentItem {
+            name: a.name,
+            pool: a.pool,
+            state: a.state,
+            reason: a.reason,
+            registered: a.registered,
         })
         .collect();
     Ok(Json(list).into_response())
 }
 
 /// The body of an agent state change.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AgentStateRequest {
     /// `ready`, `away` or `logout`.
@@ -675,6 +747,14 @@ struct AgentStateRequest {
 /// `POST /api/v1/agents/{name}/state` `{"state": "ready"|"away"|"logout", "reason": "…"}`
 /// (admin, supervisor): a logout lasts until `ready` (registrations do not undo it); `away`
 /// and `logout` during a call take effect when it ends.
+#[utoipa::path(post, path = "/api/v1/agents/{name}/state", tag = "agents",
+    params(("name" = String, Path, description = "The agent's name")),
+    request_body = AgentStateRequest,
+    responses((status = 200, body = AgentSet), (status = 400, body = ProblemDoc),
+        (status = 401, body = ProblemDoc), (status = 403, body = ProblemDoc),
+        (status = 404, body = ProblemDoc), (status = 409, body = ProblemDoc),
+        (status = 422, body = ProblemDoc)),
+    security(("bearer" = [])))]
 async fn set_agent(
     AxState(st): AxState<State>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
@@ -700,8 +780,22 @@ async fn set_agent(
     };
     st.audit(&who, "agent.state", &name, remote, status, &detail)
         .await;
-    result
-        .map(|c| Json(serde_json::json!({"agent": name, "set": format!("{c:?}")})).into_response())
+    result.map(|c| {
+        Json(AgentSet {
+            agent: name,
+            set: format!("{c:?}"),
+        })
+        .into_response()
+    })
+}
+
+/// An agent's state as set.
+#[derive(Debug, serde::Serialize, ToSchema)]
+struct AgentSet {
+    /// The agent.
+    agent: String,
+    /// What was set: `Ready`, `Away("…")` or `Logout`.
+    set: String,
 }
 
 fn parse_agent_state(body: &[u8]) -> Result<AgentChange, Problem> {
@@ -746,7 +840,31 @@ async fn change_agent(st: &State, name: &str, change: AgentChange) -> Result<(),
         .map_err(|e| Problem::new(StatusCode::NOT_FOUND, e.to_string()))
 }
 
+/// One queue.
+#[derive(Debug, serde::Serialize, ToSchema)]
+struct QueueItem {
+    /// Its name.
+    name: String,
+    /// Callers waiting in it.
+    waiting: usize,
+}
+
+/// The queues and the surge.
+#[derive(Debug, serde::Serialize, ToSchema)]
+struct QueuesView {
+    /// Every queue.
+    queues: Vec<QueueItem>,
+    /// 0 normal, 1 self-service first, 2 standby agents, 3 circuit breaker.
+    surge_level: u64,
+    /// The arrival rate over the baseline.
+    surge_ratio: f64,
+}
+
 /// `GET /api/v1/queues` (admin, supervisor): callers waiting per queue and the surge level.
+#[utoipa::path(get, path = "/api/v1/queues", tag = "agents",
+    responses((status = 200, body = QueuesView), (status = 401, body = ProblemDoc),
+        (status = 403, body = ProblemDoc), (status = 409, body = ProblemDoc)),
+    security(("bearer" = [])))]
 async fn queues(AxState(st): AxState<State>, headers: HeaderMap) -> Result<Response, Problem> {
     st.authorize(&headers, Permission::ReadLive).await?;
     acd(&st)?;
@@ -754,25 +872,30 @@ async fn queues(AxState(st): AxState<State>, headers: HeaderMap) -> Result<Respo
         return Err(acd_gone());
     };
     let m = &app.metrics;
-    let queues: Vec<serde_json::Value> = m
-        .waiting()
-        .into_iter()
-        .map(|(q, n)| serde_json::json!({"name": q, "waiting": n}))
-        .collect();
-    Ok(Json(serde_json::json!({
-        "queues": queues,
-        "surge_level": m.surge_level(),
-        "surge_ratio": m.ratio(),
-    }))
+    Ok(Json(QueuesView {
+        queues: m
+            .waiting()
+            .into_iter()
+            .map(|(name, waiting)| QueueItem { name, waiting })
+            .collect(),
+        surge_level: m.surge_level(),
+        surge_ratio: m.ratio(),
+    })
     .into_response())
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 struct AuditQuery {
+    /// How many lines, 1 to 10,000 (default 100).
     limit: Option<i64>,
 }
 
 /// `GET /api/v1/audit?limit=N` (admin): the last N lines of the audit log (default 100).
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = [AuditRow]), (status = 400, body = ProblemDoc),
+        (status = 401, body = ProblemDoc), (status = 403, body = ProblemDoc),
+        (status = 422, body = ProblemDoc)),
+    security(("bearer" = [])))]
 async fn audit(
     AxState(st): AxState<State>,
     headers: HeaderMap,
@@ -795,14 +918,72 @@ async fn audit(
         .audit(limit)
         .await
         .map_err(|e| Problem::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    let rows: Vec<serde_json::Value> = rows
+    let rows: Vec<AuditRow> = rows
         .into_iter()
-        .map(|e| {
-            serde_json::json!({
-                "at_ms": e.at_ms, "actor": e.actor, "role": e.role, "action": e.action,
-                "target": e.target, "remote": e.remote, "status": e.status, "detail": e.detail,
-            })
+        .map(|e| AuditRow {
+            at_ms: e.at_ms,
+            actor: e.actor,
+            role: e.role,
+            action: e.action,
+            target: e.target,
+            remote: e.remote,
+            status: e.status,
+            detail: e.detail,
         })
         .collect();
     Ok(Json(rows).into_response())
+}
+
+/// One line of the audit log.
+#[derive(Debug, serde::Serialize, ToSchema)]
+struct AuditRow {
+    /// When (ms since the Unix epoch).
+    at_ms: i64,
+    /// The token's name (`-`: none, or unknown).
+    actor: String,
+    /// Its role.
+    role: String,
+    /// `recording.pause`, `recording.resume`, `agent.state`.
+    action: String,
+    /// A Call-ID or an agent's name.
+    target: String,
+    /// The client's address.
+    remote: String,
+    /// The status answered.
+    status: i64,
+    /// The request's detail, or why it was refused.
+    detail: String,
+}
+
+/// The OpenAPI document of `/api/v1`, generated from the handlers and types above.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Crest admin API", description = "Bearer tokens from `crest token create`; errors are application/problem+json."),
+    paths(pause, resume, agents, set_agent, queues, audit, openapi),
+    modifiers(&BearerScheme)
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        doc.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+    }
+}
+
+/// `GET /api/v1/openapi.json` (any token): this API's OpenAPI 3.1 document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "The OpenAPI document"),
+        (status = 401, body = ProblemDoc)),
+    security(("bearer" = [])))]
+async fn openapi(AxState(st): AxState<State>, headers: HeaderMap) -> Result<Response, Problem> {
+    st.caller(&headers).await?;
+    Ok(Json(<ApiDoc as utoipa::OpenApi>::openapi()).into_response())
 }

@@ -255,3 +255,61 @@ fn supervisors_see_agents_and_queues_and_set_agents_ready_away_or_out() {
         ]
     );
 }
+
+#[test]
+fn every_endpoint_is_in_the_openapi_document_generated_from_the_types() {
+    let crest = Crest::start("admin-openapi", "");
+    assert_eq!(crest.http("GET", "/api/v1/openapi.json", None, None).0, 401);
+    let agent = crest.token("desk", "agent");
+    let (status, ctype, body) = crest.http("GET", "/api/v1/openapi.json", Some(&agent), None);
+    assert_eq!(
+        (status, ctype.as_str()),
+        (200, "application/json"),
+        "{body}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let mut paths: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.to_uppercase(), p.clone()))
+        })
+        .collect();
+    paths.sort();
+    // Every API route the server has (the other tests here call each of them).
+    assert_eq!(
+        paths,
+        [
+            ("GET", "/api/v1/agents"),
+            ("GET", "/api/v1/audit"),
+            ("GET", "/api/v1/openapi.json"),
+            ("GET", "/api/v1/queues"),
+            ("POST", "/api/v1/agents/{name}/state"),
+            ("POST", "/api/v1/calls/{call_id}/recording/pause"),
+            ("POST", "/api/v1/calls/{call_id}/recording/resume"),
+        ]
+        .map(|(m, p)| (m.to_owned(), p.to_owned()))
+    );
+    for (p, ops) in doc["paths"].as_object().unwrap() {
+        for (m, op) in ops.as_object().unwrap() {
+            assert_eq!(
+                op["security"][0]["bearer"],
+                serde_json::json!([]),
+                "{m} {p}"
+            );
+            assert!(op["responses"]["401"].is_object(), "{m} {p} documents 401");
+        }
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    let pause = &doc["components"]["schemas"]["PauseRequest"];
+    assert_eq!(pause["required"], serde_json::json!(["reason"]), "{pause}");
+    assert!(doc["components"]["schemas"]["ProblemDoc"]["properties"]["field"].is_object());
+}
