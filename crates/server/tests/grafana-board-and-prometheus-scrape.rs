@@ -150,10 +150,8 @@ fn the_board_names_exported_metrics_and_prometheus_scrapes_crest_with_a_token() 
     let deadline = Instant::now() + Duration::from_secs(60);
     let up = loop {
         let r = query(port, "up{job=\"crest\"}");
-        if let Some(v) = r["data"]["result"][0]["value"][1].as_str() {
-            if v == "1" {
-                break true;
-            }
+        if r["data"]["result"][0]["value"][1].as_str() == Some("1") {
+            break true;
         }
         if Instant::now() > deadline {
             break false;
