@@ -7,13 +7,18 @@
 //!                    │ Flow (name, version)
 //!                    ▼
 //!  Session::handle(now, Start | PromptDone | BargeIn | Key | Speech | LookupDone …)
-//!        └─► poll_command(): Play · Listen(grammar) · Lookup · Enqueue · Transfer · Callback · Hangup
+//!        └─► poll_command(): Play · Listen(grammar) · Lookup · Enqueue · Transfer · Callback ·
+//!                            Hangup · CardData
 //! ```
 //!
 //! Speech comes from a recogniser behind a trait; the engine sees only its
 //! text and confidence, and maps it to an intent with the `ask`'s example phrases.
+//!
+//! `reload` keeps the flows of a directory in force as they change; `canary` decides which
+//! callers get a staged version and rolls a worse one back.
 
 pub mod asr;
+pub mod canary;
 pub mod engine;
 pub mod intent;
 pub mod interp;

@@ -78,8 +78,12 @@ impl Registry {
     pub fn open(dir: &Path, ctx: Context) -> Result<Self, Vec<FlowError>> {
         let mut files = BTreeMap::new();
         let mut errs = Vec::new();
+        // A `call` may name the flows here and those the context knows (a canary directory's
+        // flows call the stable ones).
+        let mut names = ctx.flows.clone().unwrap_or_default();
+        names.extend(flow_names(&flow_files(dir)));
         let ctx = Context {
-            flows: Some(flow_names(&flow_files(dir))),
+            flows: Some(names),
             ..ctx
         };
         for p in flow_files(dir) {
@@ -107,6 +111,11 @@ impl Registry {
         self.library = Arc::new(Library::new(
             self.files.values().filter_map(|(_, f)| f.clone()),
         ));
+    }
+
+    /// What the flows are checked against.
+    pub fn context(&self) -> Context {
+        self.ctx.clone()
     }
 
     /// The flows in force, for new calls.

@@ -6,8 +6,9 @@
 //! | read `/metrics`       |   ✓   |     ✓      |       |
 //! | pause/resume a call's recording (PCI) | ✓ | ✓ | ✓ |
 //! | read the audit log    |   ✓   |            |       |
-//! | read agents' and queues' live state | ✓ | ✓ |    |
+//! | read agents', queues' and flows' live state | ✓ | ✓ |  |
 //! | set an agent ready, away or logged out | ✓ | ✓ |  |
+//! | roll back or promote a canary flow | ✓ |         |       |
 
 use std::fmt;
 use std::str::FromStr;
@@ -53,6 +54,7 @@ pub(crate) enum Permission {
     ReadAudit,
     ReadLive,
     ChangeAgents,
+    ChangeFlows,
 }
 
 impl Role {
@@ -61,7 +63,7 @@ impl Role {
         match p {
             Permission::ReadMetrics => matches!(self, Self::Admin | Self::Supervisor),
             Permission::PauseRecording => true,
-            Permission::ReadAudit => self == Self::Admin,
+            Permission::ReadAudit | Permission::ChangeFlows => self == Self::Admin,
             Permission::ReadLive | Permission::ChangeAgents => {
                 matches!(self, Self::Admin | Self::Supervisor)
             }
@@ -164,21 +166,24 @@ mod tests {
     #[test]
     fn the_permission_table() {
         use Permission::*;
-        let table: Vec<(Role, [bool; 3])> = [Role::Admin, Role::Supervisor, Role::Agent]
+        let all = [
+            ReadMetrics,
+            PauseRecording,
+            ReadAudit,
+            ReadLive,
+            ChangeAgents,
+            ChangeFlows,
+        ];
+        let table: Vec<(Role, Vec<bool>)> = [Role::Admin, Role::Supervisor, Role::Agent]
             .into_iter()
-            .map(|r| {
-                (
-                    r,
-                    [r.may(ReadMetrics), r.may(PauseRecording), r.may(ReadAudit)],
-                )
-            })
+            .map(|r| (r, all.iter().map(|p| r.may(*p)).collect()))
             .collect();
         assert_eq!(
             table,
             [
-                (Role::Admin, [true, true, true]),
-                (Role::Supervisor, [true, true, false]),
-                (Role::Agent, [false, true, false]),
+                (Role::Admin, vec![true; 6]),
+                (Role::Supervisor, vec![true, true, false, true, true, false]),
+                (Role::Agent, vec![false, true, false, false, false, false]),
             ]
         );
         for r in ["admin", "supervisor", "agent"] {

@@ -305,6 +305,8 @@ pub(crate) async fn serve(
         .route("/api/v1/agents/{name}/state", post(set_agent))
         .route("/api/v1/queues", get(queues))
         .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/flows", get(flows))
+        .route("/api/v1/flows/{name}/canary/{action}", post(canary_action))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .with_state(state);
     if let Err(e) = axum::serve(
@@ -934,6 +936,155 @@ async fn audit(
     Ok(Json(rows).into_response())
 }
 
+/// One arm's figures.
+#[derive(Debug, serde::Serialize, ToSchema)]
+struct ArmKpis {
+    /// Calls that left the flow.
+    calls: u64,
+    /// Served by the IVR alone.
+    contained: u64,
+    /// Hung up in the flow.
+    abandoned: u64,
+    /// Handed to a queue.
+    to_agent: u64,
+    /// Transferred or booked a callback.
+    other: u64,
+}
+
+impl From<crest_ivr::canary::Kpis> for ArmKpis {
+    fn from(k: crest_ivr::canary::Kpis) -> Self {
+        Self {
+            calls: k.calls,
+            contained: k.contained,
+            abandoned: k.abandoned,
+            to_agent: k.to_agent,
+            other: k.other,
+        }
+    }
+}
+
+/// A flow's canary.
+#[derive(Debug, serde::Serialize, ToSchema)]
+struct CanaryView {
+    /// The staged version.
+    version: String,
+    /// Percent of callers it takes while running.
+    share_percent: u8,
+    /// `running`, or `rolled back: why`.
+    state: String,
+    /// The stable version's callers since the canary was staged.
+    stable: ArmKpis,
+    /// The canary's callers.
+    canary: ArmKpis,
+}
+
+/// A flow in force.
+#[derive(Debug, serde::Serialize, ToSchema)]
+struct FlowItem {
+    /// The flow's name.
+    name: String,
+    /// The stable version.
+    version: String,
+    /// Its canary, when one is staged.
+    canary: Option<CanaryView>,
+}
+
+fn flows_of(st: &State) -> Result<&crate::ivr::Flows, Problem> {
+    st.sources
+        .flows
+        .as_deref()
+        .ok_or_else(|| Problem::new(StatusCode::CONFLICT, "the IVR is not enabled".into()))
+}
+
+/// `GET /api/v1/flows` (admin, supervisor): the flows in force and their canaries' figures.
+#[utoipa::path(get, path = "/api/v1/flows", tag = "flows",
+    responses((status = 200, body = [FlowItem]), (status = 401, body = ProblemDoc),
+        (status = 403, body = ProblemDoc), (status = 409, body = ProblemDoc)),
+    security(("bearer" = [])))]
+async fn flows(AxState(st): AxState<State>, headers: HeaderMap) -> Result<Response, Problem> {
+    st.authorize(&headers, Permission::ReadLive).await?;
+    Ok(Json(flow_items(flows_of(&st)?)).into_response())
+}
+
+fn flow_items(f: &crate::ivr::Flows) -> Vec<FlowItem> {
+    f.list()
+        .into_iter()
+        .map(|(name, version, c)| FlowItem {
+            name,
+            version,
+            canary: c.map(|c| CanaryView {
+                version: c.canary_version().to_owned(),
+                share_percent: c.rule().share_percent,
+                state: match c.state() {
+                    crest_ivr::canary::CanaryState::Running => "running".into(),
+                    crest_ivr::canary::CanaryState::RolledBack(why) => {
+                        format!("rolled back: {why}")
+                    }
+                },
+                stable: c.stable().into(),
+                canary: c.canary().into(),
+            }),
+        })
+        .collect()
+}
+
+/// `POST /api/v1/flows/{name}/canary/rollback` or `…/promote` (admin): the canary takes no
+/// more calls, or its file replaces the stable one; the answer is the flows as they are then.
+#[utoipa::path(post, path = "/api/v1/flows/{name}/canary/{action}", tag = "flows",
+    params(("name" = String, Path, description = "The flow"),
+        ("action" = String, Path, description = "`rollback` or `promote`")),
+    responses((status = 200, body = [FlowItem]), (status = 401, body = ProblemDoc),
+        (status = 403, body = ProblemDoc), (status = 404, body = ProblemDoc),
+        (status = 409, body = ProblemDoc), (status = 500, body = ProblemDoc)),
+    security(("bearer" = [])))]
+async fn canary_action(
+    AxState(st): AxState<State>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Path((name, action)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let (who, result) = match st.authorize(&headers, Permission::ChangeFlows).await {
+        Ok(who) => {
+            let r = flows_of(&st).and_then(|f| {
+                let done = match action.as_str() {
+                    "rollback" => f.roll_back(&name, &who.name),
+                    "promote" => f.promote(&name, &who.name),
+                    _ => {
+                        return Err(Problem::new(
+                            StatusCode::NOT_FOUND,
+                            format!("no canary action {action:?}: rollback or promote"),
+                        ));
+                    }
+                };
+                done.map(|()| flow_items(f)).map_err(|e| match e {
+                    crate::ivr::CanaryError::NoCanary(_) => {
+                        Problem::new(StatusCode::NOT_FOUND, e.to_string())
+                    }
+                    crate::ivr::CanaryError::Io(_) => {
+                        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+                    }
+                })
+            });
+            (who, r)
+        }
+        Err(p) => (unknown_caller(&st, &headers).await, Err(p)),
+    };
+    let (status, detail) = match &result {
+        Ok(_) => (StatusCode::OK, String::new()),
+        Err(p) => (p.status, p.detail.clone()),
+    };
+    st.audit(
+        &who,
+        &format!("flow.{action}"),
+        &name,
+        remote,
+        status,
+        &detail,
+    )
+    .await;
+    result.map(|items| Json(items).into_response())
+}
+
 /// One line of the audit log.
 #[derive(Debug, serde::Serialize, ToSchema)]
 struct AuditRow {
@@ -959,7 +1110,7 @@ struct AuditRow {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Crest admin API", description = "Bearer tokens from `crest token create`; errors are application/problem+json."),
-    paths(pause, resume, agents, set_agent, queues, audit, openapi),
+    paths(pause, resume, agents, set_agent, queues, audit, openapi, flows, canary_action),
     modifiers(&BearerScheme)
 )]
 struct ApiDoc;

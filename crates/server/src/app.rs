@@ -170,10 +170,12 @@ impl AppRuntime {
                 let flows = self.flows.as_ref()?;
                 self.speech.as_ref()?;
                 let library = flows.library();
-                let Some(f) = library.get(flow).cloned() else {
+                let Some(stable) = library.get(flow).cloned() else {
                     warn!(flow, "no such IVR flow loaded");
                     return None;
                 };
+                // A staged canary version takes its share of callers (by their number).
+                let f = flows.canary_for(flow, caller).unwrap_or(stable);
                 let vars = [
                     ("caller".to_owned(), caller.to_owned()),
                     ("number".to_owned(), number.to_owned()),

@@ -196,7 +196,7 @@ pub(crate) struct BandwidthSection {
 }
 
 /// `ivr:` in crest.yaml.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct IvrSection {
     /// Load and run the flows.
@@ -211,6 +211,9 @@ pub(crate) struct IvrSection {
     pub(crate) recognizers: usize,
     /// Recogniser threads; 0: one per core.
     pub(crate) asr_threads: usize,
+    /// Canary versions (`flows_dir/canary/NAME.yaml`): their share of callers and the rule
+    /// that rolls them back.
+    pub(crate) canary: crest_ivr::canary::CanaryRule,
 }
 
 impl Default for IvrSection {
@@ -222,6 +225,7 @@ impl Default for IvrSection {
             acd_file: None,
             recognizers: 64,
             asr_threads: 0,
+            canary: crest_ivr::canary::CanaryRule::default(),
         }
     }
 }

@@ -1,11 +1,16 @@
 //! The IVR's flows in a running `crest`: loaded and checked at start (`ivr:` in crest.yaml),
 //! then watched; a changed flow is checked first and applies to new calls, an invalid one is
-//! refused with its errors logged and the running version stays in force.
+//! refused with its errors logged and the running version stays in force. A version staged in
+//! `flows_dir/canary/` takes `ivr.canary.share_percent` of new callers (crest_ivr::canary) until
+//! its rule or an admin rolls it back, or an admin promotes it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
+use crest_ivr::canary::{Canary, CanaryRule, CanaryState};
 use crest_ivr::reload::{Registry, ReloadEvent};
 use tracing::{error, info, warn};
 
@@ -19,6 +24,20 @@ pub(crate) struct Flows {
     refused: AtomicU64,
     /// Calls that ran a flow to its end: (flow, outcome) → count.
     outcomes: Mutex<std::collections::BTreeMap<(String, String), u64>>,
+    /// Versions staged in `flows_dir/canary/`.
+    staged: Mutex<Registry>,
+    rule: CanaryRule,
+    /// Flow → its canary (for a staged version that differs from the stable one).
+    canaries: Mutex<BTreeMap<String, Canary>>,
+}
+
+/// Why a canary request cannot be done.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CanaryError {
+    #[error("flow {0:?} has no canary staged")]
+    NoCanary(String),
+    #[error("the canary file could not be moved: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 impl Flows {
@@ -48,12 +67,159 @@ impl Flows {
         for (file, flow, version) in registry.flows() {
             info!(file = %file.display(), flow, version, "IVR flow loaded");
         }
-        Ok(Self {
+        let canary_dir = s.flows_dir.join("canary");
+        let staged = Registry::open(&canary_dir, ctx_of(&registry)).map_err(|errs| {
+            errs.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?;
+        let f = Self {
             registry: Mutex::new(registry),
             loaded: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             outcomes: Mutex::default(),
-        })
+            staged: Mutex::new(staged),
+            rule: s.canary.clone(),
+            canaries: Mutex::default(),
+        };
+        f.sync_canaries();
+        Ok(f)
+    }
+
+    /// The canary version of `flow` if `caller` is in its share.
+    pub(crate) fn canary_for(&self, flow: &str, caller: &str) -> Option<Arc<crest_ivr::Flow>> {
+        let takes = self
+            .canaries
+            .lock()
+            .ok()?
+            .get(flow)
+            .is_some_and(|c| c.takes(caller));
+        if !takes {
+            return None;
+        }
+        self.staged.lock().ok()?.library().get(flow).cloned()
+    }
+
+    /// Starts a canary for each staged version that differs from the stable one; forgets
+    /// those whose file is gone or whose version is now the stable one.
+    fn sync_canaries(&self) {
+        let (Ok(stable), Ok(staged), Ok(mut canaries)) = (
+            self.registry.lock(),
+            self.staged.lock(),
+            self.canaries.lock(),
+        ) else {
+            return;
+        };
+        let stable: BTreeMap<String, String> =
+            stable.flows().into_iter().map(|(_, f, v)| (f, v)).collect();
+        let mut keep = Vec::new();
+        for (_, flow, version) in staged.flows() {
+            let Some(sv) = stable.get(&flow).filter(|sv| **sv != version) else {
+                continue;
+            };
+            keep.push(flow.clone());
+            let fresh = canaries
+                .get(&flow)
+                .is_none_or(|c| c.canary_version() != version || c.stable_version() != sv);
+            if fresh {
+                info!(
+                    flow,
+                    stable = sv,
+                    canary = version,
+                    share = self.rule.share_percent,
+                    "canary staged"
+                );
+                canaries.insert(
+                    flow.clone(),
+                    Canary::new(&flow, sv, &version, self.rule.clone()),
+                );
+            }
+        }
+        canaries.retain(|f, _| keep.contains(f));
+    }
+
+    /// An admin rolls `flow`'s canary back: it takes no more calls (its file stays, for a
+    /// look, until it is changed or removed).
+    pub(crate) fn roll_back(&self, flow: &str, who: &str) -> Result<(), CanaryError> {
+        let mut c = self
+            .canaries
+            .lock()
+            .map_err(|_| CanaryError::NoCanary(flow.into()))?;
+        let c = c
+            .get_mut(flow)
+            .ok_or_else(|| CanaryError::NoCanary(flow.to_owned()))?;
+        warn!(
+            flow,
+            version = c.canary_version(),
+            who,
+            "canary rolled back by hand"
+        );
+        c.roll_back(&format!("rolled back by {who}"));
+        Ok(())
+    }
+
+    /// An admin promotes `flow`'s canary: its file replaces the stable one's (a rename in the
+    /// flows directory), and the next rescan puts it in force for every new call.
+    pub(crate) fn promote(&self, flow: &str, who: &str) -> Result<(), CanaryError> {
+        let version = self
+            .canaries
+            .lock()
+            .ok()
+            .and_then(|c| c.get(flow).map(|c| c.canary_version().to_owned()))
+            .ok_or_else(|| CanaryError::NoCanary(flow.to_owned()))?;
+        let (from, to) = {
+            let staged = self
+                .staged
+                .lock()
+                .map_err(|_| CanaryError::NoCanary(flow.into()))?;
+            let stable = self
+                .registry
+                .lock()
+                .map_err(|_| CanaryError::NoCanary(flow.into()))?;
+            let from = staged
+                .flows()
+                .into_iter()
+                .find(|(_, f, _)| f == flow)
+                .map(|(p, ..)| p);
+            let to = stable
+                .flows()
+                .into_iter()
+                .find(|(_, f, _)| f == flow)
+                .map(|(p, ..)| p);
+            (from, to)
+        };
+        let (Some(from), Some(to)) = (from, to) else {
+            return Err(CanaryError::NoCanary(flow.to_owned()));
+        };
+        std::fs::rename(&from, &to)?;
+        // The reload tells a change by modification time and length: a renamed file keeps its
+        // own time, which may equal the replaced one's (and so may the length).
+        std::fs::File::options()
+            .append(true)
+            .open(&to)?
+            .set_modified(std::time::SystemTime::now())?;
+        info!(
+            flow,
+            version, who, "canary promoted: it replaces the stable version"
+        );
+        self.rescan();
+        Ok(())
+    }
+
+    /// Every flow in force with its canary, for the admin API.
+    pub(crate) fn list(&self) -> Vec<(String, String, Option<Canary>)> {
+        let canaries = self.canaries.lock().map(|c| c.clone()).unwrap_or_default();
+        self.registry
+            .lock()
+            .map(|r| r.flows())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, f, v)| {
+                let c = canaries.get(&f).cloned();
+                (f, v, c)
+            })
+            .collect()
     }
 
     /// The flows in force, for a new call.
@@ -64,18 +230,35 @@ impl Flows {
             .unwrap_or_default()
     }
 
-    /// A call left flow `flow` this way (`queue:refund`, `hangup`, …).
-    pub(crate) fn count_outcome(&self, flow: &str, outcome: &str) {
+    /// A call left version `version` of flow `flow` this way (`queue:refund`, `hangup`, …).
+    pub(crate) fn count_outcome(&self, flow: &str, version: &str, outcome: &str) {
         if let Ok(mut o) = self.outcomes.lock() {
             *o.entry((flow.to_owned(), outcome.to_owned())).or_default() += 1;
+        }
+        if let Ok(mut c) = self.canaries.lock()
+            && let Some(c) = c.get_mut(flow)
+            && let Some(why) = c.record(version, outcome)
+        {
+            warn!(
+                flow,
+                version = c.canary_version(),
+                why,
+                "canary rolled back by its rule"
+            );
         }
     }
 
     fn rescan(&self) {
-        let Ok(mut r) = self.registry.lock() else {
-            return;
-        };
-        for ev in r.rescan() {
+        let mut events = self
+            .registry
+            .lock()
+            .map(|mut r| r.rescan())
+            .unwrap_or_default();
+        if let Ok(mut s) = self.staged.lock() {
+            events.extend(s.rescan());
+        }
+        self.sync_canaries();
+        for ev in events {
             match ev {
                 ReloadEvent::Loaded {
                     file,
@@ -127,6 +310,36 @@ impl Flows {
         );
         let _ = writeln!(
             out,
+            "# HELP crest_ivr_canary Staged canary versions: 1 running, 0 rolled back.\n# TYPE crest_ivr_canary gauge\n\
+             # HELP crest_ivr_canary_calls_total Calls that left a flow with a canary, by arm and outcome.\n# TYPE crest_ivr_canary_calls_total counter"
+        );
+        if let Ok(c) = self.canaries.lock() {
+            for c in c.values() {
+                let running = u8::from(*c.state() == CanaryState::Running);
+                let _ = writeln!(
+                    out,
+                    "crest_ivr_canary{{flow=\"{}\",version=\"{}\"}} {running}",
+                    c.flow(),
+                    c.canary_version()
+                );
+                for (arm, k) in [("stable", c.stable()), ("canary", c.canary())] {
+                    for (o, n) in [
+                        ("contained", k.contained),
+                        ("abandoned", k.abandoned),
+                        ("to_agent", k.to_agent),
+                        ("other", k.other),
+                    ] {
+                        let _ = writeln!(
+                            out,
+                            "crest_ivr_canary_calls_total{{flow=\"{}\",arm=\"{arm}\",outcome=\"{o}\"}} {n}",
+                            c.flow()
+                        );
+                    }
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
             "# HELP crest_ivr_calls_total Calls that ran a flow to its end, by how they left it.\n# TYPE crest_ivr_calls_total counter"
         );
         if let Ok(o) = self.outcomes.lock() {
@@ -149,4 +362,10 @@ pub(crate) async fn watch(flows: Arc<Flows>, every: Duration) {
         let f = flows.clone();
         let _ = tokio::task::spawn_blocking(move || f.rescan()).await;
     }
+}
+
+/// The context the stable flows were checked in, for the staged ones (a canary may call the
+/// stable flows by name).
+fn ctx_of(r: &Registry) -> crest_ivr::Context {
+    r.context()
 }

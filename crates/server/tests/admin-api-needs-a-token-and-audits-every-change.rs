@@ -287,11 +287,13 @@ fn every_endpoint_is_in_the_openapi_document_generated_from_the_types() {
         [
             ("GET", "/api/v1/agents"),
             ("GET", "/api/v1/audit"),
+            ("GET", "/api/v1/flows"),
             ("GET", "/api/v1/openapi.json"),
             ("GET", "/api/v1/queues"),
             ("POST", "/api/v1/agents/{name}/state"),
             ("POST", "/api/v1/calls/{call_id}/recording/pause"),
             ("POST", "/api/v1/calls/{call_id}/recording/resume"),
+            ("POST", "/api/v1/flows/{name}/canary/{action}"),
         ]
         .map(|(m, p)| (m.to_owned(), p.to_owned()))
     );
