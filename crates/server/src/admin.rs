@@ -13,7 +13,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Path, Query, State as AxState};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use crest_recording::{AuditEntry, Index};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -306,6 +306,7 @@ pub(crate) async fn serve(
         .route("/api/v1/queues", get(queues))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/flows", get(flows))
+        .route("/api/v1/flows/{name}/canary", put(stage_canary))
         .route("/api/v1/flows/{name}/canary/{action}", post(canary_action))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .with_state(state);
@@ -1028,6 +1029,70 @@ fn flow_items(f: &crate::ivr::Flows) -> Vec<FlowItem> {
         .collect()
 }
 
+/// `PUT /api/v1/flows/{name}/canary` (admin), the flow's YAML as the body: checked (every
+/// error with its line and column, nothing written when one is found), then staged as the
+/// canary of `name`; the answer is the flows as they are then.
+#[utoipa::path(put, path = "/api/v1/flows/{name}/canary", tag = "flows",
+    params(("name" = String, Path, description = "The flow")),
+    request_body(content = String, content_type = "application/yaml",
+        description = "The flow file (config/schema/flow.schema.json)"),
+    responses((status = 200, body = [FlowItem]), (status = 401, body = ProblemDoc),
+        (status = 403, body = ProblemDoc), (status = 404, body = ProblemDoc),
+        (status = 409, body = ProblemDoc), (status = 422, body = ProblemDoc)),
+    security(("bearer" = [])))]
+async fn stage_canary(
+    AxState(st): AxState<State>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let (who, result) = match st.authorize(&headers, Permission::ChangeFlows).await {
+        Ok(who) => {
+            let r = flows_of(&st).and_then(|f| {
+                let text = std::str::from_utf8(&body).map_err(|_| {
+                    Problem::new(StatusCode::BAD_REQUEST, "the body is not UTF-8 text".into())
+                })?;
+                f.stage(&name, text, &who.name)
+                    .map(|v| (v, flow_items(f)))
+                    .map_err(|e| canary_problem(&e))
+            });
+            (who, r)
+        }
+        Err(p) => (unknown_caller(&st, &headers).await, Err(p)),
+    };
+    let (status, detail) = match &result {
+        Ok((v, _)) => (StatusCode::OK, format!("version {v}")),
+        Err(p) => (p.status, p.detail.clone()),
+    };
+    st.audit(&who, "flow.stage", &name, remote, status, &detail)
+        .await;
+    result.map(|(_, items)| Json(items).into_response())
+}
+
+/// A canary request's failure as problem details; a flow that does not check lists every
+/// error as `line:column: message`.
+fn canary_problem(e: &crate::ivr::CanaryError) -> Problem {
+    use crate::ivr::CanaryError as E;
+    match e {
+        E::NoCanary(_) | E::NoStable(_) => Problem::new(StatusCode::NOT_FOUND, e.to_string()),
+        E::Io(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        E::Invalid(errs) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            errs.iter()
+                .map(|x| format!("{}:{}: {}", x.line, x.column, x.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        E::OtherFlow { .. } => {
+            Problem::field(StatusCode::UNPROCESSABLE_ENTITY, "flow", e.to_string())
+        }
+        E::SameVersion(_) => {
+            Problem::field(StatusCode::UNPROCESSABLE_ENTITY, "version", e.to_string())
+        }
+    }
+}
+
 /// `POST /api/v1/flows/{name}/canary/rollback` or `…/promote` (admin): the canary takes no
 /// more calls, or its file replaces the stable one; the answer is the flows as they are then.
 #[utoipa::path(post, path = "/api/v1/flows/{name}/canary/{action}", tag = "flows",
@@ -1056,14 +1121,7 @@ async fn canary_action(
                         ));
                     }
                 };
-                done.map(|()| flow_items(f)).map_err(|e| match e {
-                    crate::ivr::CanaryError::NoCanary(_) => {
-                        Problem::new(StatusCode::NOT_FOUND, e.to_string())
-                    }
-                    crate::ivr::CanaryError::Io(_) => {
-                        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-                    }
-                })
+                done.map(|()| flow_items(f)).map_err(|e| canary_problem(&e))
             });
             (who, r)
         }
@@ -1110,7 +1168,8 @@ struct AuditRow {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Crest admin API", description = "Bearer tokens from `crest token create`; errors are application/problem+json."),
-    paths(pause, resume, agents, set_agent, queues, audit, openapi, flows, canary_action),
+    paths(pause, resume, agents, set_agent, queues, audit, openapi, flows, stage_canary,
+        canary_action),
     modifiers(&BearerScheme)
 )]
 struct ApiDoc;

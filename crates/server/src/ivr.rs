@@ -26,6 +26,8 @@ pub(crate) struct Flows {
     outcomes: Mutex<std::collections::BTreeMap<(String, String), u64>>,
     /// Versions staged in `flows_dir/canary/`.
     staged: Mutex<Registry>,
+    /// Where staged versions are written.
+    canary_dir: std::path::PathBuf,
     rule: CanaryRule,
     /// Flow → its canary (for a staged version that differs from the stable one).
     canaries: Mutex<BTreeMap<String, Canary>>,
@@ -36,8 +38,16 @@ pub(crate) struct Flows {
 pub(crate) enum CanaryError {
     #[error("flow {0:?} has no canary staged")]
     NoCanary(String),
-    #[error("the canary file could not be moved: {0}")]
+    #[error("the canary file could not be written or moved: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the flow does not check")]
+    Invalid(Vec<crest_ivr::FlowError>),
+    #[error("the file is flow {found:?}, not {wanted:?}")]
+    OtherFlow { wanted: String, found: String },
+    #[error("no flow {0:?} is in force: a canary stands beside a stable version")]
+    NoStable(String),
+    #[error("version {0:?} is the stable version: give the canary another")]
+    SameVersion(String),
 }
 
 impl Flows {
@@ -80,6 +90,7 @@ impl Flows {
             refused: AtomicU64::new(0),
             outcomes: Mutex::default(),
             staged: Mutex::new(staged),
+            canary_dir,
             rule: s.canary.clone(),
             canaries: Mutex::default(),
         };
@@ -137,6 +148,43 @@ impl Flows {
             }
         }
         canaries.retain(|f, _| keep.contains(f));
+    }
+
+    /// An admin stages `text` as the canary of `flow`: checked like any flow (it may call the
+    /// stable flows), then written to `flows_dir/canary/FLOW.yaml` and put in force. Returns
+    /// its version.
+    pub(crate) fn stage(&self, flow: &str, text: &str, who: &str) -> Result<String, CanaryError> {
+        let file = self.canary_dir.join(format!("{flow}.yaml"));
+        let (ctx, stable) = {
+            let r = self
+                .registry
+                .lock()
+                .map_err(|_| CanaryError::NoStable(flow.into()))?;
+            let v = r
+                .flows()
+                .into_iter()
+                .find(|(_, f, _)| f == flow)
+                .map(|(_, _, v)| v);
+            (r.context(), v)
+        };
+        let stable = stable.ok_or_else(|| CanaryError::NoStable(flow.to_owned()))?;
+        let f = crest_ivr::check(&file, text, &ctx).map_err(CanaryError::Invalid)?;
+        if f.name != flow {
+            return Err(CanaryError::OtherFlow {
+                wanted: flow.to_owned(),
+                found: f.name,
+            });
+        }
+        if f.version == stable {
+            return Err(CanaryError::SameVersion(stable));
+        }
+        std::fs::create_dir_all(&self.canary_dir)?;
+        let tmp = self.canary_dir.join(format!(".{flow}.yaml.tmp"));
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, &file)?;
+        info!(flow, version = f.version, who, "canary uploaded");
+        self.rescan();
+        Ok(f.version)
     }
 
     /// An admin rolls `flow`'s canary back: it takes no more calls (its file stays, for a

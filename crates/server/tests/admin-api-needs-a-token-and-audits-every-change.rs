@@ -294,6 +294,7 @@ fn every_endpoint_is_in_the_openapi_document_generated_from_the_types() {
             ("POST", "/api/v1/calls/{call_id}/recording/pause"),
             ("POST", "/api/v1/calls/{call_id}/recording/resume"),
             ("POST", "/api/v1/flows/{name}/canary/{action}"),
+            ("PUT", "/api/v1/flows/{name}/canary"),
         ]
         .map(|(m, p)| (m.to_owned(), p.to_owned()))
     );

@@ -1,4 +1,6 @@
-//! Canary flows in a running `crest`: a version staged in `flows_dir/canary/` takes its share
+//! Canary flows in a running `crest`: a version uploaded through the admin API (checked, every
+//! error with its line, nothing staged when one is found) lands in `flows_dir/canary/` and
+//! takes its share
 //! of callers (all of them here) while the stable version keeps the rest; the admin API shows
 //! each arm's calls, an admin rolls the canary back (the next caller gets the stable version)
 //! and then promotes it (its file replaces the stable one and every new caller gets it). A
@@ -49,7 +51,6 @@ fn a_staged_version_takes_its_share_is_rolled_back_then_promoted() {
     let dir = scratch_dir("canary-files");
     std::fs::create_dir_all(dir.join("flows/canary")).unwrap();
     std::fs::write(dir.join("flows/greet.yaml"), greet("1", "Hello one")).unwrap();
-    std::fs::write(dir.join("flows/canary/greet.yaml"), greet("2", "Hello two")).unwrap();
     let crest = Crest::start_with(
         "canary",
         "  routes:\n    - {number: \"4000\", ivr: greet, public: true}\n",
@@ -63,6 +64,38 @@ fn a_staged_version_takes_its_share_is_rolled_back_then_promoted() {
         crest.token("ops", "admin"),
         crest.token("lead", "supervisor"),
     );
+    assert!(figures(&crest, &lead)["canary"].is_null());
+
+    // Uploads: checked before anything is written.
+    let stage = "/api/v1/flows/greet/canary";
+    let put = |token: &str, body: &str| crest.http("PUT", stage, Some(token), Some(body));
+    assert_eq!(put(&lead, &greet("2", "Hello two")).0, 403);
+    let broken = greet("2", "Hello two").replace("next: bye", "next: nowhere");
+    let (status, ctype, body) = put(&admin, &broken);
+    assert_eq!(
+        (status, ctype.as_str()),
+        (422, "application/problem+json"),
+        "{body}"
+    );
+    assert!(
+        body.contains("nowhere") && body.contains("6:"),
+        "line of the error: {body}"
+    );
+    let (status, _, body) = put(
+        &admin,
+        &greet("2", "x").replace("flow: greet", "flow: other"),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains(r#""field":"flow""#), "{body}");
+    let (status, _, body) = put(&admin, &greet("1", "Hello again"));
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains(r#""field":"version""#), "{body}");
+    assert!(
+        !dir.join("flows/canary/greet.yaml").exists(),
+        "nothing staged"
+    );
+    let (status, _, body) = put(&admin, &greet("2", "Hello two"));
+    assert_eq!(status, 200, "{body}");
     let f = figures(&crest, &lead);
     assert_eq!(
         (f["version"].as_str(), f["canary"]["version"].as_str()),
@@ -129,6 +162,9 @@ fn a_staged_version_takes_its_share_is_rolled_back_then_promoted() {
 
     let (_, _, body) = crest.http("GET", "/api/v1/audit", Some(&admin), None);
     for (action, status) in [
+        ("flow.stage", 403),
+        ("flow.stage", 422),
+        ("flow.stage", 200),
         ("flow.rollback", 403),
         ("flow.rollback", 200),
         ("flow.promote", 200),
