@@ -19,5 +19,5 @@ pub mod surge;
 
 pub use admission::{Admission, AdmissionConfig, Reason, Situation};
 pub use model::{AcdConfig, AgentId, CallId, Caller, Model, ModelError, PoolId, QueueId, SkillId};
-pub use router::{Acd, AgentState, Counters, Input, Output};
+pub use router::{Acd, AgentState, Counters, Input, Output, QueueStats, WAIT_BUCKETS};
 pub use surge::{Surge, SurgeChange, SurgeConfig, SurgeLevel};

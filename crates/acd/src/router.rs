@@ -202,6 +202,37 @@ pub struct Counters {
     pub ewt_bias_secs: f64,
 }
 
+/// Upper bounds (seconds) of the wait histogram's buckets: service levels are read at these
+/// thresholds (80/20 is `le = 20`).
+pub const WAIT_BUCKETS: [u64; 8] = [5, 10, 15, 20, 30, 60, 120, 300];
+
+/// One queue's callers: how long the answered ones waited, how many gave up.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueStats {
+    /// Callers answered by an agent.
+    pub answered: u64,
+    /// Callers who hung up before an agent answered.
+    pub abandoned: u64,
+    /// Sum of the answered callers' waits, seconds (ASA = this / answered).
+    pub wait_sum_secs: f64,
+    /// Answered callers who waited at most `WAIT_BUCKETS[i]` seconds (cumulative).
+    pub waited_at_most: [u64; WAIT_BUCKETS.len()],
+}
+
+impl QueueStats {
+    /// Average speed of answer.
+    pub fn asa(&self) -> Option<Duration> {
+        (self.answered > 0)
+            .then(|| Duration::from_secs_f64(self.wait_sum_secs / self.answered as f64))
+    }
+
+    /// Share of answered callers who waited at most `secs` (one of `WAIT_BUCKETS`).
+    pub fn service_level(&self, secs: u64) -> Option<f64> {
+        let i = WAIT_BUCKETS.iter().position(|b| *b == secs)?;
+        (self.answered > 0).then(|| self.waited_at_most[i] as f64 / self.answered as f64)
+    }
+}
+
 type AgentKey = (i64, Instant, AgentId);
 
 /// How long an agent is held for a callback while Crest dials the customer.
@@ -234,6 +265,8 @@ pub struct Acd {
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     out: VecDeque<Output>,
     counters: Counters,
+    /// Per queue (index = `QueueId`).
+    queue_stats: Vec<QueueStats>,
 }
 
 impl Acd {
@@ -289,6 +322,7 @@ impl Acd {
             timers: BinaryHeap::new(),
             out: VecDeque::new(),
             counters: Counters::default(),
+            queue_stats: vec![QueueStats::default(); model.queues.len()],
             model,
         }
     }
@@ -319,6 +353,11 @@ impl Acd {
     /// Agents available for `queue` in `pool`.
     pub fn available(&self, queue: QueueId, pool: PoolId) -> usize {
         self.available.get(&(queue, pool)).map_or(0, BTreeSet::len)
+    }
+
+    /// Queue `q`'s callers: answered, abandoned, their waits.
+    pub fn queue_stats(&self, q: QueueId) -> Option<&QueueStats> {
+        self.queue_stats.get(q.0 as usize)
     }
 
     /// Counters so far.
@@ -371,6 +410,14 @@ impl Acd {
                     self.set_state(now, a, AgentState::OnCall(call));
                     self.agents[a.0 as usize].misses = 0;
                     if let Some(c) = self.calls.remove(&call) {
+                        let waited = now.saturating_duration_since(c.arrived).as_secs_f64();
+                        if let Some(q) = self.queue_stats.get_mut(c.caller.queue.0 as usize) {
+                            q.answered += 1;
+                            q.wait_sum_secs += waited;
+                            for (n, b) in q.waited_at_most.iter_mut().zip(WAIT_BUCKETS) {
+                                *n += u64::from(waited <= b as f64);
+                            }
+                        }
                         let stay = &mut self.stay[c.caller.queue.0 as usize];
                         *stay += STAY_WEIGHT * (1.0 - *stay);
                         if let Some(p) = c.predicted {
@@ -757,6 +804,9 @@ impl Acd {
             return;
         };
         self.counters.abandoned += 1;
+        if let Some(q) = self.queue_stats.get_mut(c.caller.queue.0 as usize) {
+            q.abandoned += 1;
+        }
         // Callers who leave at once (served by self-service, refused) say nothing about
         // patience; those who waited and gave up do.
         if now.saturating_duration_since(c.arrived) >= Duration::from_secs(1) {

@@ -259,6 +259,8 @@ pub(crate) struct Access {
     pub(crate) index: Arc<Index>,
     /// Addresses that may read `/metrics` without a token (a Prometheus on the box).
     pub(crate) metrics_allow: Vec<IpAddr>,
+    /// The service level's threshold (`acd.service_level_secs`).
+    pub(crate) service_level_secs: u64,
 }
 
 /// What the admin endpoint reports on besides the SIP core.
@@ -850,6 +852,16 @@ struct QueueItem {
     name: String,
     /// Callers waiting in it.
     waiting: usize,
+    /// Callers answered by an agent since the start.
+    answered: u64,
+    /// Callers who hung up before an agent answered.
+    abandoned: u64,
+    /// Average speed of answer, seconds (none before the first answer).
+    asa_secs: Option<f64>,
+    /// Share of answered callers who waited at most `service_level_secs`.
+    service_level: Option<f64>,
+    /// The service level's threshold (`acd.service_level_secs`).
+    service_level_secs: u64,
 }
 
 /// The queues and the surge.
@@ -875,11 +887,24 @@ async fn queues(AxState(st): AxState<State>, headers: HeaderMap) -> Result<Respo
         return Err(acd_gone());
     };
     let m = &app.metrics;
+    let stats = m.queue_stats();
+    let sl = st.access.service_level_secs;
     Ok(Json(QueuesView {
         queues: m
             .waiting()
             .into_iter()
-            .map(|(name, waiting)| QueueItem { name, waiting })
+            .map(|(name, waiting)| {
+                let s = stats.get(&name).cloned().unwrap_or_default();
+                QueueItem {
+                    waiting,
+                    answered: s.answered,
+                    abandoned: s.abandoned,
+                    asa_secs: s.asa().map(|d| d.as_secs_f64()),
+                    service_level: s.service_level(sl),
+                    service_level_secs: sl,
+                    name,
+                }
+            })
             .collect(),
         surge_level: m.surge_level(),
         surge_ratio: m.ratio(),

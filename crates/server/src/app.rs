@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crest_acd::{AgentId, CallId, Model, QueueId};
+use crest_acd::{AgentId, CallId, Model, QueueId, QueueStats};
 use crest_call::{
     AgentChange, AgentView, Center, CenterConfig, CenterInput, CenterOutput, FromAcd, Start, ToAcd,
     UnknownAgent,
@@ -383,6 +383,8 @@ pub(crate) struct AcdMetrics {
     admissions: Mutex<BTreeMap<(&'static str, String), u64>>,
     /// Queue → callers waiting.
     waiting: Mutex<BTreeMap<String, usize>>,
+    /// Queue → answered and abandoned callers and their waits.
+    queue_stats: Mutex<BTreeMap<String, QueueStats>>,
     /// The router's counters (offers, answers, misses, overflows, abandons, callbacks, wait
     /// estimate error).
     counters: Mutex<crest_acd::Counters>,
@@ -392,6 +394,14 @@ impl AcdMetrics {
     /// Callers waiting, by queue (as of the ACD task's last turn).
     pub(crate) fn waiting(&self) -> BTreeMap<String, usize> {
         self.waiting.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    /// Answered and abandoned callers and their waits, by queue.
+    pub(crate) fn queue_stats(&self) -> BTreeMap<String, QueueStats> {
+        self.queue_stats
+            .lock()
+            .map(|w| w.clone())
+            .unwrap_or_default()
     }
 
     /// The surge level: 0 normal … 3 circuit breaker.
@@ -438,6 +448,36 @@ impl AcdMetrics {
             for (q, n) in w.iter() {
                 let _ = writeln!(out, "crest_acd_waiting{{queue=\"{q}\"}} {n}");
             }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP crest_acd_wait_seconds How long answered callers waited for an agent, by queue (service level: le=\"20\" over count; ASA: sum over count).\n# TYPE crest_acd_wait_seconds histogram"
+        );
+        let stats = self.queue_stats();
+        for (q, s) in &stats {
+            for (b, n) in crest_acd::WAIT_BUCKETS.iter().zip(s.waited_at_most) {
+                let _ = writeln!(
+                    out,
+                    "crest_acd_wait_seconds_bucket{{queue=\"{q}\",le=\"{b}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "crest_acd_wait_seconds_bucket{{queue=\"{q}\",le=\"+Inf\"}} {a}\ncrest_acd_wait_seconds_sum{{queue=\"{q}\"}} {:.3}\ncrest_acd_wait_seconds_count{{queue=\"{q}\"}} {a}",
+                s.wait_sum_secs,
+                a = s.answered
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP crest_acd_queue_abandoned_total Callers who hung up before an agent answered, by queue.\n# TYPE crest_acd_queue_abandoned_total counter"
+        );
+        for (q, s) in &stats {
+            let _ = writeln!(
+                out,
+                "crest_acd_queue_abandoned_total{{queue=\"{q}\"}} {}",
+                s.abandoned
+            );
         }
         let Ok(c) = self.counters.lock() else {
             return;
@@ -645,6 +685,13 @@ impl AcdService {
         if let Ok(mut w) = m.waiting.lock() {
             for (i, q) in c.acd().model().queues.iter().enumerate() {
                 w.insert(q.name.clone(), c.acd().waiting(QueueId(i as u16)));
+            }
+        }
+        if let Ok(mut w) = m.queue_stats.lock() {
+            for (i, q) in c.acd().model().queues.iter().enumerate() {
+                if let Some(s) = c.acd().queue_stats(QueueId(i as u16)) {
+                    w.insert(q.name.clone(), s.clone());
+                }
             }
         }
     }

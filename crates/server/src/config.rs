@@ -247,6 +247,9 @@ pub(crate) struct AcdSection {
     /// Where callbacks are dialled: a SIP URI with `{number}` (the customer's number), e.g.
     /// `sip:{number}@192.0.2.1:5060` for a trunk; unset: callbacks are not offered.
     pub(crate) callback_uri: Option<String>,
+    /// The service level's threshold: the share of answered callers who waited at most this
+    /// many seconds (one of 5, 10, 15, 20, 30, 60, 120, 300).
+    pub(crate) service_level_secs: u64,
 }
 
 impl Default for AcdSection {
@@ -258,6 +261,7 @@ impl Default for AcdSection {
             surge: SurgeConfig::default(),
             admission: AdmissionConfig::default(),
             callback_uri: None,
+            service_level_secs: 20,
         }
     }
 }

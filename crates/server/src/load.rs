@@ -161,6 +161,16 @@ pub(crate) fn from_text(file: &str, text: &str) -> Result<Loaded, ConfigError> {
             ));
         }
     }
+    if !crest_acd::WAIT_BUCKETS.contains(&config.acd.service_level_secs) {
+        return Err(err(
+            "acd.service_level_secs",
+            format!(
+                "{}: use one of {:?}",
+                config.acd.service_level_secs,
+                crest_acd::WAIT_BUCKETS
+            ),
+        ));
+    }
     for (i, r) in config.sip.routes.iter().enumerate() {
         let key = format!("sip.routes[{i}]");
         if (r.ivr.is_some() || r.queue.is_some()) && media.is_none() {
@@ -229,6 +239,25 @@ mod tests {
             }
         }
         assert!(n >= 1);
+    }
+
+    #[test]
+    fn the_service_level_threshold_is_one_of_the_wait_buckets() {
+        let e = from_text(
+            "c.yaml",
+            "log:\n  level: info\nacd:\n  service_level_secs: 25\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.line),
+            ("acd.service_level_secs", 4),
+            "{e}"
+        );
+        assert!(
+            e.message.contains("[5, 10, 15, 20, 30, 60, 120, 300]"),
+            "{e}"
+        );
+        from_text("c.yaml", "acd:\n  service_level_secs: 30\n").unwrap();
     }
 
     #[test]

@@ -548,6 +548,7 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
             admin::Access {
                 index: std::sync::Arc::new(index),
                 metrics_allow: l.metrics_allow.clone(),
+                service_level_secs: l.config.acd.service_level_secs,
             },
         ));
     }

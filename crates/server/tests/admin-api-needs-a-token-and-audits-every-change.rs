@@ -227,6 +227,12 @@ fn supervisors_see_agents_and_queues_and_set_agents_ready_away_or_out() {
     let q: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(q["queues"][0]["name"], "refund");
     assert_eq!(q["queues"][0]["waiting"], 0);
+    assert_eq!(q["queues"][0]["answered"], 0);
+    assert!(
+        q["queues"][0]["service_level"].is_null(),
+        "none before an answer"
+    );
+    assert_eq!(q["queues"][0]["service_level_secs"], 20);
     assert_eq!(q["surge_level"], 0);
 
     let admin = crest.token("ops", "admin");

@@ -610,3 +610,37 @@ fn a_logout_or_break_during_a_call_is_taken_when_the_call_ends() {
     a.handle(secs(t0, 650), Input::CallEnded(AgentId(0), CallId(2)));
     assert!(matches!(a.agent_state(AgentId(0)), AgentState::WrapUp(_)));
 }
+
+#[test]
+fn per_queue_waits_give_service_level_and_speed_of_answer() {
+    let t0 = Instant::now();
+    let mut a = acd(t0, vec![agent("x", "north", &[("refund", 1.0)], 0.5)]);
+    a.handle(t0, Input::AgentLogin(AgentId(0)));
+    // Waits of 4 s, 18 s and 45 s; one caller gives up.
+    for (n, arrive, answer) in [(1, 0, 4), (2, 100, 118), (3, 200, 245)] {
+        a.handle(secs(t0, arrive), Input::CallArrived(caller(n, 0)));
+        let _ = routing(&mut a);
+        assert!(matches!(a.agent_state(AgentId(0)), AgentState::Ringing(c, _) if *c == CallId(n)));
+        a.handle(secs(t0, answer), Input::Answered(AgentId(0), CallId(n)));
+        a.handle(
+            secs(t0, answer + 1),
+            Input::CallEnded(AgentId(0), CallId(n)),
+        );
+        a.handle_timeout(secs(t0, answer + 60));
+    }
+    a.handle(secs(t0, 400), Input::AgentLogout(AgentId(0)));
+    a.handle(secs(t0, 400), Input::CallArrived(caller(4, 0)));
+    a.handle(secs(t0, 430), Input::CallAbandoned(CallId(4)));
+    let q = a.queue_stats(QueueId(0)).unwrap().clone();
+    assert_eq!((q.answered, q.abandoned), (3, 1));
+    assert_eq!(
+        q.asa(),
+        Some(Duration::from_secs_f64(67.0 / 3.0)),
+        "(4 + 18 + 45) / 3"
+    );
+    assert_eq!(q.service_level(20), Some(2.0 / 3.0));
+    assert_eq!(q.service_level(5), Some(1.0 / 3.0));
+    assert_eq!(q.service_level(21), None, "not a bucket");
+    assert_eq!(q.waited_at_most, [1, 1, 1, 2, 2, 3, 3, 3]);
+    assert_eq!(a.queue_stats(QueueId(9)), None);
+}
