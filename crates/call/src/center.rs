@@ -182,6 +182,8 @@ pub struct Center {
     config: CenterConfig,
     calls: HashMap<CallId, Held>,
     surge: Surge,
+    /// A level set by hand (a supervisor opened the circuit breaker); `None`: measured.
+    surge_override: Option<SurgeLevel>,
     next_surge_check: Instant,
     surge_changes: u64,
     standby_activations: u64,
@@ -208,6 +210,7 @@ impl Center {
         Self {
             acd: Acd::new(now, model),
             surge: Surge::new(now, config.surge.clone()),
+            surge_override: None,
             config,
             calls: HashMap::new(),
             next_surge_check: now + SURGE_CHECK,
@@ -229,14 +232,40 @@ impl Center {
         &self.acd
     }
 
-    /// The surge level now.
+    /// The surge level now: the one set by hand, or the measured one.
     pub fn surge_level(&self) -> SurgeLevel {
-        self.surge.level()
+        self.surge_override.unwrap_or_else(|| self.surge.level())
     }
 
-    /// The arrival rate over the baseline.
+    /// The arrival rate over the baseline, as the IVR's flows see it: with a level set by
+    /// hand, at least that level's threshold (below the first one for `Normal`).
     pub fn surge_ratio(&mut self, now: Instant) -> f64 {
-        self.surge.ratio(now)
+        let measured = self.surge.ratio(now);
+        let t = self.config.surge.thresholds;
+        match self.surge_override.map(SurgeLevel::index) {
+            None => measured,
+            Some(0) => measured.min(t[0] * 0.99),
+            Some(i) => measured.max(t[(i - 1).min(t.len() - 1)]),
+        }
+    }
+
+    /// The level set by hand, if one is.
+    pub fn surge_override(&self) -> Option<SurgeLevel> {
+        self.surge_override
+    }
+
+    /// A supervisor sets the surge level by hand (`Some`: admission, the standby pools and
+    /// the flows follow it whatever the arrivals), or gives it back to the measurement.
+    pub fn set_surge(&mut self, now: Instant, level: Option<SurgeLevel>) {
+        let from = self.surge_level();
+        self.surge_override = level;
+        let to = self.surge_level();
+        warn!(?level, "surge level set by hand");
+        if from != to {
+            let ratio = self.surge_ratio(now);
+            self.on_surge(now, Some(SurgeChange { from, to, ratio }));
+        }
+        self.step(now);
     }
 
     /// Surge level changes so far.
@@ -583,7 +612,8 @@ impl Center {
         };
         warn!(from = ?c.from, to = ?c.to, ratio = format!("{:.1}", c.ratio), "surge level changed");
         self.surge_changes += 1;
-        let want = c.to >= SurgeLevel::StandbyAgents;
+        // The level in force: a measured change under a level set by hand changes nothing.
+        let want = self.surge_level() >= SurgeLevel::StandbyAgents;
         if want != self.standby_on && !self.standby.is_empty() {
             self.standby_on = want;
             if want {
@@ -610,7 +640,7 @@ impl Center {
             headroom_bps: None,
             queue_len,
             ewt: self.acd.ewt(call),
-            surge: self.surge.level(),
+            surge: self.surge_level(),
             self_served: !door,
         };
         // An agent free for the caller now takes them, whatever the queue or the surge.

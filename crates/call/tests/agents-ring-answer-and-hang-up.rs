@@ -477,3 +477,40 @@ fn a_supervisor_brings_an_away_agent_back_and_a_forced_logout_outlasts_reregistr
     sw.advance(Duration::from_secs(10));
     sw.assert_idle();
 }
+
+#[test]
+fn a_supervisor_opens_the_circuit_breaker_by_hand_and_gives_it_back() {
+    use crest_acd::SurgeLevel;
+    let admission = AdmissionConfig {
+        self_service: false,
+        ..AdmissionConfig::default()
+    };
+    let mut sw = Switch::new(admission, true);
+    let now = sw.now;
+    assert_eq!(sw.center.surge_level(), SurgeLevel::Normal);
+    sw.center.set_surge(now, Some(SurgeLevel::CircuitBreaker));
+    assert_eq!(sw.center.surge_level(), SurgeLevel::CircuitBreaker);
+    assert!(sw.center.surge_ratio(now) >= 8.0, "the flows see it too");
+    assert_eq!(sw.center.surge_changes(), 1);
+    // A caller is admitted under the breaker: the announcements offer a callback.
+    let id = sw.arrive(Start::Queue("refund".into()));
+    let offered = sw.told[&id].iter().any(|t| {
+        matches!(t, FromAcd::Announce(text) if text.contains("To be called back instead, press 1."))
+    });
+    assert!(offered, "{:?}", sw.told[&id]);
+    assert!(
+        sw.center
+            .admissions()
+            .keys()
+            .any(|(d, r)| *d == "admit_with_callback_offer" && r.contains("circuitbreaker")),
+        "{:?}",
+        sw.center.admissions()
+    );
+    sw.hang_up(id);
+    // Given back to the measurement: one arrival over a minute is normal.
+    sw.center.set_surge(now, None);
+    assert_eq!(sw.center.surge_level(), SurgeLevel::Normal);
+    assert!(sw.center.surge_ratio(now) < 3.0);
+    assert_eq!(sw.center.surge_changes(), 2);
+    sw.assert_idle();
+}

@@ -7,7 +7,7 @@
 //! | pause/resume a call's recording (PCI) | ✓ | ✓ | ✓ |
 //! | read the audit log    |   ✓   |            |       |
 //! | read agents', queues' and flows' live state | ✓ | ✓ |  |
-//! | set an agent ready, away or logged out | ✓ | ✓ |  |
+//! | set an agent ready, away or logged out; set the surge level by hand | ✓ | ✓ |  |
 //! | roll back or promote a canary flow | ✓ |         |       |
 
 use std::fmt;
@@ -53,7 +53,7 @@ pub(crate) enum Permission {
     PauseRecording,
     ReadAudit,
     ReadLive,
-    ChangeAgents,
+    ChangeFloor,
     ChangeFlows,
 }
 
@@ -64,7 +64,7 @@ impl Role {
             Permission::ReadMetrics => matches!(self, Self::Admin | Self::Supervisor),
             Permission::PauseRecording => true,
             Permission::ReadAudit | Permission::ChangeFlows => self == Self::Admin,
-            Permission::ReadLive | Permission::ChangeAgents => {
+            Permission::ReadLive | Permission::ChangeFloor => {
                 matches!(self, Self::Admin | Self::Supervisor)
             }
         }
@@ -171,7 +171,7 @@ mod tests {
             PauseRecording,
             ReadAudit,
             ReadLive,
-            ChangeAgents,
+            ChangeFloor,
             ChangeFlows,
         ];
         let table: Vec<(Role, Vec<bool>)> = [Role::Admin, Role::Supervisor, Role::Agent]

@@ -306,6 +306,7 @@ pub(crate) async fn serve(
         .route("/api/v1/agents", get(agents))
         .route("/api/v1/agents/{name}/state", post(set_agent))
         .route("/api/v1/queues", get(queues))
+        .route("/api/v1/surge", post(set_surge))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/flows", get(flows))
         .route("/api/v1/flows/{name}/canary", put(stage_canary))
@@ -767,7 +768,7 @@ async fn set_agent(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let (who, result) = match st.authorize(&headers, Permission::ChangeAgents).await {
+    let (who, result) = match st.authorize(&headers, Permission::ChangeFloor).await {
         Ok(who) => {
             let r = match parse_agent_state(&body) {
                 Ok(change) => change_agent(&st, &name, change.clone())
@@ -873,6 +874,8 @@ struct QueuesView {
     surge_level: u64,
     /// The arrival rate over the baseline.
     surge_ratio: f64,
+    /// The level was set by hand (`POST /api/v1/surge`).
+    surge_set_by_hand: bool,
 }
 
 /// `GET /api/v1/queues` (admin, supervisor): callers waiting per queue and the surge level.
@@ -908,8 +911,83 @@ async fn queues(AxState(st): AxState<State>, headers: HeaderMap) -> Result<Respo
             .collect(),
         surge_level: m.surge_level(),
         surge_ratio: m.ratio(),
+        surge_set_by_hand: m.surge_by_hand(),
     })
     .into_response())
+}
+
+/// The body of a surge level set by hand.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SurgeRequest {
+    /// `normal`, `self_service_first`, `standby_agents`, `circuit_breaker`, or `auto` (back to
+    /// the measured level).
+    level: String,
+}
+
+/// `POST /api/v1/surge` `{"level": "circuit_breaker"}` (admin, supervisor): admission, the
+/// standby pools and the flows follow this level whatever the arrivals, until `auto`.
+#[utoipa::path(post, path = "/api/v1/surge", tag = "agents", request_body = SurgeRequest,
+    responses((status = 200, body = QueuesView), (status = 400, body = ProblemDoc),
+        (status = 401, body = ProblemDoc), (status = 403, body = ProblemDoc),
+        (status = 409, body = ProblemDoc), (status = 422, body = ProblemDoc)),
+    security(("bearer" = [])))]
+async fn set_surge(
+    AxState(st): AxState<State>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let (who, result) = match st.authorize(&headers, Permission::ChangeFloor).await {
+        Ok(who) => {
+            let r = match parse_json::<SurgeRequest>(&body) {
+                Ok(req) => match surge_level(&req.level) {
+                    Some(level) => {
+                        let (reply, rx) = oneshot::channel();
+                        match acd(&st).and_then(|a| {
+                            a.send(AcdMsg::SetSurge { level, reply })
+                                .map_err(|_| acd_gone())
+                        }) {
+                            Ok(()) => rx.await.map_err(|_| acd_gone()).map(|()| req.level),
+                            Err(p) => Err(p),
+                        }
+                    }
+                    None => Err(Problem::field(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "level",
+                        format!(
+                            "{:?}: use normal, self_service_first, standby_agents, circuit_breaker or auto",
+                            req.level
+                        ),
+                    )),
+                },
+                Err(p) => Err(p),
+            };
+            (who, r)
+        }
+        Err(p) => (unknown_caller(&st, &headers).await, Err(p)),
+    };
+    let (status, detail) = match &result {
+        Ok(level) => (StatusCode::OK, level.clone()),
+        Err(p) => (p.status, p.detail.clone()),
+    };
+    st.audit(&who, "surge.set", "surge", remote, status, &detail)
+        .await;
+    result?;
+    // What the ACD publishes after its turn (the level is in force already).
+    queues(AxState(st), headers).await
+}
+
+fn surge_level(name: &str) -> Option<Option<crest_acd::SurgeLevel>> {
+    use crest_acd::SurgeLevel as L;
+    Some(match name {
+        "auto" => None,
+        "normal" => Some(L::Normal),
+        "self_service_first" => Some(L::SelfServiceFirst),
+        "standby_agents" => Some(L::StandbyAgents),
+        "circuit_breaker" => Some(L::CircuitBreaker),
+        _ => return None,
+    })
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -1193,8 +1271,8 @@ struct AuditRow {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Crest admin API", description = "Bearer tokens from `crest token create`; errors are application/problem+json."),
-    paths(pause, resume, agents, set_agent, queues, audit, openapi, flows, stage_canary,
-        canary_action),
+    paths(pause, resume, agents, set_agent, queues, set_surge, audit, openapi, flows,
+        stage_canary, canary_action),
     modifiers(&BearerScheme)
 )]
 struct ApiDoc;

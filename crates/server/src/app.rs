@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crest_acd::{AgentId, CallId, Model, QueueId, QueueStats};
+use crest_acd::{AgentId, CallId, Model, QueueId, QueueStats, SurgeLevel};
 use crest_call::{
     AgentChange, AgentView, Center, CenterConfig, CenterInput, CenterOutput, FromAcd, Start, ToAcd,
     UnknownAgent,
@@ -363,6 +363,11 @@ pub(crate) enum AcdMsg {
     Registration { user: String, on: bool },
     /// The admin API asks for every agent's state.
     Agents(oneshot::Sender<Vec<AgentView>>),
+    /// A supervisor sets the surge level by hand (`None`: back to the measurement).
+    SetSurge {
+        level: Option<SurgeLevel>,
+        reply: oneshot::Sender<()>,
+    },
     /// A supervisor's change to an agent (the admin API).
     SetAgent {
         name: String,
@@ -376,6 +381,8 @@ pub(crate) enum AcdMsg {
 #[derive(Debug, Default)]
 pub(crate) struct AcdMetrics {
     surge_level: AtomicU64,
+    /// 1 while a supervisor has set the level by hand.
+    surge_by_hand: AtomicU64,
     surge_ratio_milli: AtomicU64,
     surge_changes: AtomicU64,
     standby_activations: AtomicU64,
@@ -409,6 +416,11 @@ impl AcdMetrics {
         self.surge_level.load(Ordering::Relaxed)
     }
 
+    /// Whether a supervisor set the level by hand.
+    pub(crate) fn surge_by_hand(&self) -> bool {
+        self.surge_by_hand.load(Ordering::Relaxed) == 1
+    }
+
     /// The latest arrival rate over the baseline.
     pub(crate) fn ratio(&self) -> f64 {
         self.surge_ratio_milli.load(Ordering::Relaxed) as f64 / 1000.0
@@ -421,10 +433,12 @@ impl AcdMetrics {
             out,
             "# HELP crest_acd_surge_level Surge level: 0 normal, 1 self-service first (3x), 2 standby agents (5x), 3 circuit breaker (8x).\n# TYPE crest_acd_surge_level gauge\ncrest_acd_surge_level {}\n\
              # HELP crest_acd_surge_ratio Arrival rate over the sliding window divided by the baseline.\n# TYPE crest_acd_surge_ratio gauge\ncrest_acd_surge_ratio {:.3}\n\
+             # HELP crest_acd_surge_set_by_hand 1 while a supervisor has set the surge level by hand.\n# TYPE crest_acd_surge_set_by_hand gauge\ncrest_acd_surge_set_by_hand {}\n\
              # HELP crest_acd_surge_changes_total Surge level changes.\n# TYPE crest_acd_surge_changes_total counter\ncrest_acd_surge_changes_total {}\n\
              # HELP crest_acd_standby_activations_total Times the standby pools were called in.\n# TYPE crest_acd_standby_activations_total counter\ncrest_acd_standby_activations_total {}",
             self.surge_level.load(Ordering::Relaxed),
             self.ratio(),
+            self.surge_by_hand.load(Ordering::Relaxed),
             self.surge_changes.load(Ordering::Relaxed),
             self.standby_activations.load(Ordering::Relaxed),
         );
@@ -612,6 +626,12 @@ impl AcdService {
             AcdMsg::Registration { user, on } => {
                 c.handle_input(now, I::Registration { user: &user, on });
             }
+            AcdMsg::SetSurge { level, reply } => {
+                c.set_surge(now, level);
+                // Published before the answer: the API reads the level back at once.
+                self.publish(now);
+                let _ = reply.send(());
+            }
             AcdMsg::Agents(reply) => {
                 let _ = reply.send(c.agents());
             }
@@ -673,6 +693,8 @@ impl AcdService {
             .store((ratio * 1000.0) as u64, Ordering::Relaxed);
         m.surge_level
             .store(c.surge_level().index() as u64, Ordering::Relaxed);
+        m.surge_by_hand
+            .store(u64::from(c.surge_override().is_some()), Ordering::Relaxed);
         m.surge_changes.store(c.surge_changes(), Ordering::Relaxed);
         m.standby_activations
             .store(c.standby_activations(), Ordering::Relaxed);

@@ -235,6 +235,30 @@ fn supervisors_see_agents_and_queues_and_set_agents_ready_away_or_out() {
     assert_eq!(q["queues"][0]["service_level_secs"], 20);
     assert_eq!(q["surge_level"], 0);
 
+    // The supervisor opens the circuit breaker by hand, then gives it back.
+    let surge =
+        |token: &str, body: &str| crest.http("POST", "/api/v1/surge", Some(token), Some(body));
+    assert_eq!(surge(&agent, r#"{"level": "circuit_breaker"}"#).0, 403);
+    let (status, _, body) = surge(&supervisor, r#"{"level": "meltdown"}"#);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains(r#""field":"level""#), "{body}");
+    let (status, _, body) = surge(&supervisor, r#"{"level": "circuit_breaker"}"#);
+    assert_eq!(status, 200, "{body}");
+    let q: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (q["surge_level"].as_u64(), q["surge_set_by_hand"].as_bool()),
+        (Some(3), Some(true))
+    );
+    assert!(q["surge_ratio"].as_f64().unwrap() >= 8.0, "{q}");
+    assert_eq!(crest.metric("crest_acd_surge_set_by_hand"), 1);
+    let (status, _, body) = surge(&supervisor, r#"{"level": "auto"}"#);
+    assert_eq!(status, 200, "{body}");
+    let q: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (q["surge_level"].as_u64(), q["surge_set_by_hand"].as_bool()),
+        (Some(0), Some(false))
+    );
+
     let admin = crest.token("ops", "admin");
     let (_, _, body) = crest.http("GET", "/api/v1/audit", Some(&admin), None);
     let rows: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
@@ -300,6 +324,7 @@ fn every_endpoint_is_in_the_openapi_document_generated_from_the_types() {
             ("POST", "/api/v1/calls/{call_id}/recording/pause"),
             ("POST", "/api/v1/calls/{call_id}/recording/resume"),
             ("POST", "/api/v1/flows/{name}/canary/{action}"),
+            ("POST", "/api/v1/surge"),
             ("PUT", "/api/v1/flows/{name}/canary"),
         ]
         .map(|(m, p)| (m.to_owned(), p.to_owned()))
