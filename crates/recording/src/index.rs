@@ -128,6 +128,41 @@ pub struct ApiToken {
     pub created_ms: i64,
 }
 
+/// Which journeys a search wants (every field optional but `limit`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JourneyFilter {
+    /// The route's number.
+    pub number: Option<String>,
+    /// The agent who answered.
+    pub agent: Option<String>,
+    /// The queue joined.
+    pub queue: Option<String>,
+    /// Ended at or after (ms since the Unix epoch).
+    pub from_ms: Option<i64>,
+    /// Ended before.
+    pub to_ms: Option<i64>,
+    /// At most this many (1–10,000).
+    pub limit: i64,
+}
+
+fn journey_row(r: &AnyRow) -> Result<CallJourney, sqlx::Error> {
+    Ok(CallJourney {
+        call_id: r.try_get("call_id")?,
+        number: r.try_get("number")?,
+        ended_ms: r.try_get("ended_ms")?,
+        duration_ms: r.try_get("duration_ms")?,
+        flow: r.try_get("flow")?,
+        flow_version: r.try_get("flow_version")?,
+        path: r.try_get("path")?,
+        intent: r.try_get("intent")?,
+        queue: r.try_get("queue")?,
+        agent: r.try_get("agent")?,
+        wait_ms: r.try_get("wait_ms")?,
+        outcome: r.try_get("outcome")?,
+        ended_in: r.try_get("ended_in")?,
+    })
+}
+
 fn token_row(r: &AnyRow) -> Result<ApiToken, sqlx::Error> {
     Ok(ApiToken {
         name: r.try_get("name")?,
@@ -672,6 +707,53 @@ impl Index {
         Ok(out)
     }
 
+    /// Journeys that match `f`, newest first, at most `f.limit`.
+    pub async fn search_journeys(&self, f: &JourneyFilter) -> Result<Vec<CallJourney>, IndexError> {
+        let mut sql = String::from(
+            "SELECT call_id, number, ended_ms, duration_ms, flow, flow_version, path, intent, \
+             queue, agent, wait_ms, outcome, ended_in FROM call_journeys WHERE 1 = 1",
+        );
+        let mut n = 0;
+        let mut next = |col: &str, op: &str| {
+            n += 1;
+            format!(" AND {col} {op} ${n}")
+        };
+        let texts = [
+            ("number", &f.number),
+            ("agent", &f.agent),
+            ("queue", &f.queue),
+        ];
+        for (col, v) in &texts {
+            if v.is_some() {
+                sql.push_str(&next(col, "="));
+            }
+        }
+        if f.from_ms.is_some() {
+            sql.push_str(&next("ended_ms", ">="));
+        }
+        if f.to_ms.is_some() {
+            sql.push_str(&next("ended_ms", "<"));
+        }
+        sql.push_str(&format!(
+            " ORDER BY ended_ms DESC, call_id LIMIT {}",
+            f.limit.clamp(1, 10_000)
+        ));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (_, v) in texts {
+            if let Some(v) = v {
+                q = q.bind(v.clone());
+            }
+        }
+        for v in [f.from_ms, f.to_ms].into_iter().flatten() {
+            q = q.bind(v);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(journey_row)
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(IndexError::Db)
+    }
+
     /// The journeys of a call (every call when `call_id` is `None`), by end time.
     pub async fn call_journeys(
         &self,
@@ -692,23 +774,7 @@ impl Index {
         };
         let rows = q.fetch_all(&self.pool).await?;
         rows.iter()
-            .map(|r| {
-                Ok(CallJourney {
-                    call_id: r.try_get("call_id")?,
-                    number: r.try_get("number")?,
-                    ended_ms: r.try_get("ended_ms")?,
-                    duration_ms: r.try_get("duration_ms")?,
-                    flow: r.try_get("flow")?,
-                    flow_version: r.try_get("flow_version")?,
-                    path: r.try_get("path")?,
-                    intent: r.try_get("intent")?,
-                    queue: r.try_get("queue")?,
-                    agent: r.try_get("agent")?,
-                    wait_ms: r.try_get("wait_ms")?,
-                    outcome: r.try_get("outcome")?,
-                    ended_in: r.try_get("ended_in")?,
-                })
-            })
+            .map(journey_row)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(IndexError::Db)
     }

@@ -453,7 +453,7 @@ async fn round_trip_damage_and_keys(backend: &str) {
     s.rec.index().add_call_journey(&early).await.unwrap();
     assert_eq!(
         s.rec.index().call_journeys(None).await.unwrap(),
-        [early, served.clone()],
+        [early.clone(), served.clone()],
         "by end time, NULLs kept"
     );
     assert_eq!(
@@ -462,8 +462,33 @@ async fn round_trip_damage_and_keys(backend: &str) {
             .call_journeys(Some("call-2@test"))
             .await
             .unwrap(),
-        [served]
+        [served.clone()]
     );
+    // Searched by agent, queue, number and time, newest first.
+    let search = |f: crest_recording::JourneyFilter| {
+        let idx = s.rec.index();
+        async move { idx.search_journeys(&f).await.unwrap() }
+    };
+    let all = crest_recording::JourneyFilter {
+        limit: 100,
+        ..Default::default()
+    };
+    assert_eq!(search(all.clone()).await, [served.clone(), early.clone()]);
+    let by_alice = crest_recording::JourneyFilter {
+        agent: Some("alice".into()),
+        queue: Some("order-status".into()),
+        ..all.clone()
+    };
+    assert_eq!(search(by_alice).await, [served.clone()]);
+    let before_11s = crest_recording::JourneyFilter {
+        number: Some("4000".into()),
+        from_ms: Some(9_000),
+        to_ms: Some(11_000),
+        ..all.clone()
+    };
+    assert_eq!(search(before_11s).await, [early.clone()]);
+    let one = crest_recording::JourneyFilter { limit: 1, ..all };
+    assert_eq!(search(one).await, [served]);
 
     // Crypto-shredding.
     only_k2.shred(&row.id, 6_000).await.unwrap();

@@ -9,6 +9,7 @@
 //! | read agents', queues' and flows' live state | ✓ | ✓ |  |
 //! | set an agent ready, away or logged out; set the surge level by hand | ✓ | ✓ |  |
 //! | roll back or promote a canary flow | ✓ |         |       |
+//! | search call records, download a recording (audited) | ✓ | ✓ |  |
 
 use std::fmt;
 use std::str::FromStr;
@@ -55,6 +56,7 @@ pub(crate) enum Permission {
     ReadLive,
     ChangeFloor,
     ChangeFlows,
+    ReadRecords,
 }
 
 impl Role {
@@ -64,7 +66,7 @@ impl Role {
             Permission::ReadMetrics => matches!(self, Self::Admin | Self::Supervisor),
             Permission::PauseRecording => true,
             Permission::ReadAudit | Permission::ChangeFlows => self == Self::Admin,
-            Permission::ReadLive | Permission::ChangeFloor => {
+            Permission::ReadLive | Permission::ChangeFloor | Permission::ReadRecords => {
                 matches!(self, Self::Admin | Self::Supervisor)
             }
         }
@@ -173,6 +175,7 @@ mod tests {
             ReadLive,
             ChangeFloor,
             ChangeFlows,
+            ReadRecords,
         ];
         let table: Vec<(Role, Vec<bool>)> = [Role::Admin, Role::Supervisor, Role::Agent]
             .into_iter()
@@ -181,9 +184,15 @@ mod tests {
         assert_eq!(
             table,
             [
-                (Role::Admin, vec![true; 6]),
-                (Role::Supervisor, vec![true, true, false, true, true, false]),
-                (Role::Agent, vec![false, true, false, false, false, false]),
+                (Role::Admin, vec![true; 7]),
+                (
+                    Role::Supervisor,
+                    vec![true, true, false, true, true, false, true]
+                ),
+                (
+                    Role::Agent,
+                    vec![false, true, false, false, false, false, false]
+                ),
             ]
         );
         for r in ["admin", "supervisor", "agent"] {

@@ -261,6 +261,8 @@ pub(crate) struct Access {
     pub(crate) metrics_allow: Vec<IpAddr>,
     /// The service level's threshold (`acd.service_level_secs`).
     pub(crate) service_level_secs: u64,
+    /// Recordings to decrypt for a download (recording enabled).
+    pub(crate) recordings: Option<Arc<crest_recording::Recordings>>,
 }
 
 /// What the admin endpoint reports on besides the SIP core.
@@ -307,6 +309,8 @@ pub(crate) async fn serve(
         .route("/api/v1/agents/{name}/state", post(set_agent))
         .route("/api/v1/queues", get(queues))
         .route("/api/v1/surge", post(set_surge))
+        .route("/api/v1/calls", get(calls))
+        .route("/api/v1/calls/{call_id}/recording", get(download))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/flows", get(flows))
         .route("/api/v1/flows/{name}/canary", put(stage_canary))
@@ -990,6 +994,220 @@ fn surge_level(name: &str) -> Option<Option<crest_acd::SurgeLevel>> {
     })
 }
 
+/// A search of call records.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct CallsQuery {
+    /// The number dialled (the route).
+    number: Option<String>,
+    /// The agent who answered.
+    agent: Option<String>,
+    /// The queue joined.
+    queue: Option<String>,
+    /// Ended at or after (ms since the Unix epoch).
+    from_ms: Option<i64>,
+    /// Ended before.
+    to_ms: Option<i64>,
+    /// At most this many, newest first: 1 to 1,000 (default 100).
+    limit: Option<i64>,
+}
+
+/// One call Crest answered itself: its journey, and whether it was recorded.
+#[derive(Debug, serde::Serialize, ToSchema)]
+struct CallItem {
+    /// The caller's SIP Call-ID.
+    call_id: String,
+    /// The number dialled.
+    number: String,
+    /// Ended (ms since the Unix epoch).
+    ended_ms: i64,
+    /// From answer to end.
+    duration_ms: i64,
+    /// The IVR flow and its version.
+    flow: Option<String>,
+    flow_version: Option<String>,
+    /// The flow's nodes, `>`-joined.
+    path: String,
+    intent: Option<String>,
+    queue: Option<String>,
+    agent: Option<String>,
+    /// Time in the queue.
+    wait_ms: Option<i64>,
+    /// `answered`, `self-service`, `abandoned-<stage>`, …
+    outcome: String,
+    /// A recording of it is in the index.
+    recorded: bool,
+}
+
+/// `GET /api/v1/calls?number=&agent=&queue=&from_ms=&to_ms=&limit=` (admin, supervisor): the
+/// records of calls Crest answered itself, newest first.
+#[utoipa::path(get, path = "/api/v1/calls", tag = "records", params(CallsQuery),
+    responses((status = 200, body = [CallItem]), (status = 400, body = ProblemDoc),
+        (status = 401, body = ProblemDoc), (status = 403, body = ProblemDoc),
+        (status = 422, body = ProblemDoc)),
+    security(("bearer" = [])))]
+async fn calls(
+    AxState(st): AxState<State>,
+    headers: HeaderMap,
+    query: Result<Query<CallsQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    st.authorize(&headers, Permission::ReadRecords).await?;
+    let Query(q) = query.map_err(|e| {
+        let text = e.body_text();
+        let field = ["number", "agent", "queue", "from_ms", "to_ms", "limit"]
+            .into_iter()
+            .find(|f| text.contains(f))
+            .unwrap_or("query");
+        Problem::field(StatusCode::BAD_REQUEST, field, text)
+    })?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1_000).contains(&limit) {
+        return Err(Problem::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "limit",
+            format!("limit must be 1 to 1000 (got {limit})"),
+        ));
+    }
+    let index = &st.access.index;
+    let db = |e: crest_recording::IndexError| {
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    };
+    let rows = index
+        .search_journeys(&crest_recording::JourneyFilter {
+            number: q.number,
+            agent: q.agent,
+            queue: q.queue,
+            from_ms: q.from_ms,
+            to_ms: q.to_ms,
+            limit,
+        })
+        .await
+        .map_err(db)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for j in rows {
+        let recorded = !index.by_call(&j.call_id).await.map_err(db)?.is_empty();
+        out.push(CallItem {
+            call_id: j.call_id,
+            number: j.number,
+            ended_ms: j.ended_ms,
+            duration_ms: j.duration_ms,
+            flow: j.flow,
+            flow_version: j.flow_version,
+            path: j.path,
+            intent: j.intent,
+            queue: j.queue,
+            agent: j.agent,
+            wait_ms: j.wait_ms,
+            outcome: j.outcome,
+            recorded,
+        });
+    }
+    Ok(Json(out).into_response())
+}
+
+/// `GET /api/v1/calls/{call_id}/recording` (admin, supervisor): the call's recording,
+/// decrypted (every chunk and the hash checked), as `audio/wav` or `audio/ogg`; its PCI pauses
+/// in `X-Crest-Pci-Pauses`. Every download is in the audit log.
+#[utoipa::path(get, path = "/api/v1/calls/{call_id}/recording", tag = "records",
+    params(("call_id" = String, Path, description = "The caller's SIP Call-ID")),
+    responses((status = 200, description = "The recording (audio/wav or audio/ogg)"),
+        (status = 401, body = ProblemDoc), (status = 403, body = ProblemDoc),
+        (status = 404, body = ProblemDoc), (status = 409, body = ProblemDoc),
+        (status = 500, body = ProblemDoc)),
+    security(("bearer" = [])))]
+async fn download(
+    AxState(st): AxState<State>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Path(call_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let (who, result) = match st.authorize(&headers, Permission::ReadRecords).await {
+        Ok(who) => (who, fetch_recording(&st, &call_id).await),
+        Err(p) => (unknown_caller(&st, &headers).await, Err(p)),
+    };
+    let (status, detail) = match &result {
+        Ok((id, bytes, _, marks)) => (
+            StatusCode::OK,
+            format!(
+                "recording {id}, {} bytes, {} PCI pauses",
+                bytes.len(),
+                marks.len()
+            ),
+        ),
+        Err(p) => (p.status, p.detail.clone()),
+    };
+    st.audit(
+        &who,
+        "recording.download",
+        &call_id,
+        remote,
+        status,
+        &detail,
+    )
+    .await;
+    let (id, bytes, ogg, marks) = result?;
+    let pauses = marks
+        .iter()
+        .map(|m| {
+            format!(
+                "{}+{} {}",
+                m.offset_ms,
+                m.duration_ms,
+                m.reason.replace([';', '\r', '\n'], " ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let (ctype, ext) = if ogg {
+        ("audio/ogg", "ogg")
+    } else {
+        ("audio/wav", "wav")
+    };
+    let mut r = (
+        [
+            (header::CONTENT_TYPE, ctype.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{id}.{ext}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&pauses) {
+        r.headers_mut().insert("x-crest-pci-pauses", v);
+    }
+    Ok(r)
+}
+
+/// A call's first recording, decrypted: (its id, the file, Ogg or not, its PCI marks).
+async fn fetch_recording(
+    st: &State,
+    call_id: &str,
+) -> Result<(String, Vec<u8>, bool, Vec<crest_recording::Mark>), Problem> {
+    let rec = st
+        .access
+        .recordings
+        .as_ref()
+        .ok_or_else(|| Problem::new(StatusCode::CONFLICT, "recording is not enabled".into()))?;
+    let rows = rec
+        .index()
+        .by_call(call_id)
+        .await
+        .map_err(|e| Problem::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let row = rows.into_iter().next().ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            format!("no recording of call_id {call_id:?}"),
+        )
+    })?;
+    let (plain, marks) = rec
+        .plaintext(&row)
+        .await
+        .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok((row.id.to_string(), plain, row.format == "opus", marks))
+}
+
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 struct AuditQuery {
     /// How many lines, 1 to 10,000 (default 100).
@@ -1271,8 +1489,8 @@ struct AuditRow {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Crest admin API", description = "Bearer tokens from `crest token create`; errors are application/problem+json."),
-    paths(pause, resume, agents, set_agent, queues, set_surge, audit, openapi, flows,
-        stage_canary, canary_action),
+    paths(pause, resume, agents, set_agent, queues, set_surge, calls, download, audit, openapi,
+        flows, stage_canary, canary_action),
     modifiers(&BearerScheme)
 )]
 struct ApiDoc;

@@ -530,6 +530,17 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(a)
             .await
             .with_context(|| format!("binding admin {a}"))?;
+        // Recordings to decrypt for the API's downloads (keys, tiers, index).
+        let admin_recordings = if l.recording.enabled {
+            Some(std::sync::Arc::new(
+                l.recording
+                    .open()
+                    .await
+                    .context("opening the recordings for the admin API")?,
+            ))
+        } else {
+            None
+        };
         // Tokens and the audit log live in the index database, recorded calls or not.
         let index = l
             .recording
@@ -549,6 +560,7 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
                 index: std::sync::Arc::new(index),
                 metrics_allow: l.metrics_allow.clone(),
                 service_level_secs: l.config.acd.service_level_secs,
+                recordings: admin_recordings,
             },
         ));
     }

@@ -145,6 +145,64 @@ fn the_card_number_and_the_agents_pause_are_silence_in_the_recording_and_absent_
     assert!(report.contains("agent takes the card"), "{report}");
     assert_eq!(report.matches("paused at").count(), 2, "{report}");
 
+    // The records through the API: found by agent and queue, the same file downloaded.
+    let lead = crest.token("lead", "supervisor");
+    let (status, _, body) = crest.http(
+        "GET",
+        "/api/v1/calls?agent=alice&queue=refund",
+        Some(&lead),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let found: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(found.as_array().map(Vec::len), Some(1), "{found}");
+    assert_eq!(found[0]["call_id"], call_id.as_str());
+    assert_eq!(
+        (found[0]["outcome"].as_str(), found[0]["recorded"].as_bool()),
+        (Some("answered"), Some(true))
+    );
+    assert_eq!(
+        crest
+            .http("GET", "/api/v1/calls?limit=0", Some(&lead), None)
+            .0,
+        422
+    );
+    let (status, _, body) = crest.http("GET", "/api/v1/calls?limit=x", Some(&lead), None);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains(r#""field":"limit""#), "{body}");
+    let path = format!("/api/v1/calls/{call_id}/recording");
+    assert_eq!(crest.http("GET", &path, Some(&agent), None).0, 403);
+    let (status, head, bytes) = crest.http_raw("GET", &path, Some(&lead), None);
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: audio/wav"),
+        "{head}"
+    );
+    assert_eq!(
+        head.to_ascii_lowercase()
+            .matches("x-crest-pci-pauses:")
+            .count(),
+        1,
+        "{head}"
+    );
+    assert!(
+        head.contains("card data (IVR)") && head.contains("agent takes the card"),
+        "{head}"
+    );
+    assert_eq!(
+        bytes,
+        std::fs::read(&out).unwrap(),
+        "the CLI's file, byte for byte"
+    );
+    let admin = crest.token("ops", "admin");
+    let (_, _, audit) = crest.http("GET", "/api/v1/audit", Some(&admin), None);
+    assert!(
+        audit.contains(r#""actor":"lead","role":"supervisor","action":"recording.download""#)
+            && audit.contains("2 PCI pauses"),
+        "{audit}"
+    );
+
     // The recording runs from the answer: the prompt, the keyed card (silence), the agent.
     let wav = std::fs::read(&out).unwrap();
     let (pcm, _) = channels(&wav);

@@ -143,6 +143,26 @@ impl Crest {
         token: Option<&str>,
         body: Option<&str>,
     ) -> (u16, String, String) {
+        let (status, head, body) = self.http_raw(method, path, token, body);
+        let ctype = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-type:")
+                    .map(|v| v.trim().to_owned())
+            })
+            .unwrap_or_default();
+        (status, ctype, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// An HTTP request to the admin server: (status, the response's head, its body's bytes).
+    pub fn http_raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, String, Vec<u8>) {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.admin)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -155,23 +175,19 @@ impl Crest {
             body.len()
         )
         .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        let split = out
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(out.len(), |p| p + 4);
+        let head = String::from_utf8_lossy(&out[..split]).into_owned();
         let status = head
             .split_whitespace()
             .nth(1)
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
-        let ctype = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-type:")
-                    .map(|v| v.trim().to_owned())
-            })
-            .unwrap_or_default();
-        (status, ctype, body.to_owned())
+        (status, head, out[split..].to_vec())
     }
 
     /// `crest ARGS --config` this crest's configuration.
