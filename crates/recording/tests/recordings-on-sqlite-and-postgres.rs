@@ -462,7 +462,7 @@ async fn round_trip_damage_and_keys(backend: &str) {
             .call_journeys(Some("call-2@test"))
             .await
             .unwrap(),
-        [served.clone()]
+        std::slice::from_ref(&served)
     );
     // Searched by agent, queue, number and time, newest first.
     let search = |f: crest_recording::JourneyFilter| {
@@ -479,14 +479,14 @@ async fn round_trip_damage_and_keys(backend: &str) {
         queue: Some("order-status".into()),
         ..all.clone()
     };
-    assert_eq!(search(by_alice).await, [served.clone()]);
+    assert_eq!(search(by_alice).await, std::slice::from_ref(&served));
     let before_11s = crest_recording::JourneyFilter {
         number: Some("4000".into()),
         from_ms: Some(9_000),
         to_ms: Some(11_000),
         ..all.clone()
     };
-    assert_eq!(search(before_11s).await, [early.clone()]);
+    assert_eq!(search(before_11s).await, std::slice::from_ref(&early));
     let one = crest_recording::JourneyFilter { limit: 1, ..all };
     assert_eq!(search(one).await, [served]);
 
