@@ -309,6 +309,8 @@ pub(crate) async fn serve(
         .route("/api/v1/agents/{name}/state", post(set_agent))
         .route("/api/v1/queues", get(queues))
         .route("/api/v1/surge", post(set_surge))
+        .route("/api/v1/live", get(live))
+        .route("/wall", get(|| async { axum::response::Html(WALL) }))
         .route("/api/v1/calls", get(calls))
         .route("/api/v1/calls/{call_id}/recording", get(download))
         .route("/api/v1/openapi.json", get(openapi))
@@ -882,6 +884,65 @@ struct QueuesView {
     surge_set_by_hand: bool,
 }
 
+/// The supervisor's wallboard page (it reads `/api/v1/live` with the token in its URL's
+/// fragment).
+const WALL: &str = include_str!("wall.html");
+
+/// What the wallboard shows, at one moment.
+#[derive(Debug, serde::Serialize, ToSchema)]
+struct LiveView {
+    /// When (ms since the Unix epoch).
+    at_ms: i64,
+    queues: QueuesView,
+    agents: Vec<AgentItem>,
+}
+
+async fn live_view(st: &State) -> Result<LiveView, Problem> {
+    let (tx, rx) = oneshot::channel();
+    acd(st)?.send(AcdMsg::Agents(tx)).map_err(|_| acd_gone())?;
+    let agents = rx
+        .await
+        .map_err(|_| acd_gone())?
+        .into_iter()
+        .map(|a| AgentItem {
+            name: a.name,
+            pool: a.pool,
+            state: a.state,
+            reason: a.reason,
+            registered: a.registered,
+        })
+        .collect();
+    Ok(LiveView {
+        at_ms: crate::recording::unix_ms(),
+        queues: queues_view(st)?,
+        agents,
+    })
+}
+
+/// `GET /api/v1/live` (admin, supervisor): server-sent events, one `LiveView` as JSON every
+/// second (the wallboard), until the client goes.
+#[utoipa::path(get, path = "/api/v1/live", tag = "agents",
+    responses((status = 200, description = "text/event-stream of LiveView", body = LiveView),
+        (status = 401, body = ProblemDoc), (status = 403, body = ProblemDoc),
+        (status = 409, body = ProblemDoc)),
+    security(("bearer" = [])))]
+async fn live(AxState(st): AxState<State>, headers: HeaderMap) -> Result<Response, Problem> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    st.authorize(&headers, Permission::ReadLive).await?;
+    acd(&st)?;
+    let stream = futures_util::stream::unfold((st, true), |(st, first)| async move {
+        if !first {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        let v = live_view(&st).await.ok()?;
+        let ev = Event::default().json_data(&v).ok()?;
+        Some((Ok::<_, std::convert::Infallible>(ev), (st, false)))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
 /// `GET /api/v1/queues` (admin, supervisor): callers waiting per queue and the surge level.
 #[utoipa::path(get, path = "/api/v1/queues", tag = "agents",
     responses((status = 200, body = QueuesView), (status = 401, body = ProblemDoc),
@@ -889,14 +950,18 @@ struct QueuesView {
     security(("bearer" = [])))]
 async fn queues(AxState(st): AxState<State>, headers: HeaderMap) -> Result<Response, Problem> {
     st.authorize(&headers, Permission::ReadLive).await?;
-    acd(&st)?;
+    Ok(Json(queues_view(&st)?).into_response())
+}
+
+fn queues_view(st: &State) -> Result<QueuesView, Problem> {
+    acd(st)?;
     let Some(app) = &st.sources.app else {
         return Err(acd_gone());
     };
     let m = &app.metrics;
     let stats = m.queue_stats();
     let sl = st.access.service_level_secs;
-    Ok(Json(QueuesView {
+    Ok(QueuesView {
         queues: m
             .waiting()
             .into_iter()
@@ -917,7 +982,6 @@ async fn queues(AxState(st): AxState<State>, headers: HeaderMap) -> Result<Respo
         surge_ratio: m.ratio(),
         surge_set_by_hand: m.surge_by_hand(),
     })
-    .into_response())
 }
 
 /// The body of a surge level set by hand.
@@ -1489,8 +1553,8 @@ struct AuditRow {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Crest admin API", description = "Bearer tokens from `crest token create`; errors are application/problem+json."),
-    paths(pause, resume, agents, set_agent, queues, set_surge, calls, download, audit, openapi,
-        flows, stage_canary, canary_action),
+    paths(pause, resume, agents, set_agent, queues, set_surge, live, calls, download, audit,
+        openapi, flows, stage_canary, canary_action),
     modifiers(&BearerScheme)
 )]
 struct ApiDoc;

@@ -320,6 +320,7 @@ fn every_endpoint_is_in_the_openapi_document_generated_from_the_types() {
             ("GET", "/api/v1/calls"),
             ("GET", "/api/v1/calls/{call_id}/recording"),
             ("GET", "/api/v1/flows"),
+            ("GET", "/api/v1/live"),
             ("GET", "/api/v1/openapi.json"),
             ("GET", "/api/v1/queues"),
             ("POST", "/api/v1/agents/{name}/state"),

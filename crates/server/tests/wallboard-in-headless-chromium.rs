@@ -1,0 +1,290 @@
+//! The supervisor's wallboard (`/wall`) in a real browser: Debian's headless Chromium loads the
+//! page with a supervisor's token in the URL's fragment; the page follows `/api/v1/live`
+//! (server-sent events) and the numbers read from its DOM are those `/api/v1` gives; its layout
+//! is checked in the browser (two columns, nothing wider than a 1280-pixel wall) and a
+//! screenshot is kept. Without a token the stream is refused; an agent's token may not read it.
+
+mod common;
+#[path = "common/peer.rs"]
+mod peer;
+
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const ACD: &str = "ring_secs: 10\nwrap_up_secs: 1\nmax_misses: 2\n\
+pools:\n  - {name: office, neighbours: []}\n\
+queues:\n  - {name: refund, skill: refund, pool: office}\n  - {name: vip, skill: vip, pool: office}\n\
+agents:\n  - {name: alice, pool: office, skills: {refund: 0.9}, rating: 0.9}\n  - {name: bob, pool: office, skills: {vip: 0.5}, rating: 0.5}\n";
+
+/// The first server-sent event of `/api/v1/live`, as JSON.
+fn first_event(admin: u16, token: &str) -> serde_json::Value {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /api/v1/live HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let n = s.read(&mut buf).unwrap_or(0);
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if let Some(i) = text.find("data: ")
+            && let Some(end) = text[i..].find('\n')
+        {
+            assert!(text.contains("text/event-stream"), "{text}");
+            return serde_json::from_str(&text[i + 6..i + end]).unwrap();
+        }
+    }
+    panic!("no event: {}", String::from_utf8_lossy(&got));
+}
+
+/// A ChromeDriver (Debian's chromium-driver) driving headless Chromium over WebDriver.
+struct Driver {
+    child: std::process::Child,
+    port: u16,
+    session: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.call("DELETE", &format!("/session/{}", self.session), None);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    fn start() -> Self {
+        let port = free_port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("Debian's chromium-driver (./scripts/setup.sh installs it)");
+        let mut d = Self {
+            child,
+            port,
+            session: String::new(),
+        };
+        wait_for("chromedriver", || d.call("GET", "/status", None).is_ok());
+        let caps = r#"{"capabilities":{"alwaysMatch":{"goog:chromeOptions":{"binary":"/usr/bin/chromium","args":["--headless","--no-sandbox","--disable-gpu","--window-size=1280,800"]}}}}"#;
+        let v = d.call("POST", "/session", Some(caps)).expect("a session");
+        d.session = v["value"]["sessionId"]
+            .as_str()
+            .expect("a session id")
+            .to_owned();
+        d
+    }
+
+    /// One WebDriver command: its JSON answer.
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> std::io::Result<serde_json::Value> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let body = body.unwrap_or("");
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
+        // ChromeDriver keeps the connection open: read the head, then Content-Length bytes.
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        let body_at = loop {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            out.extend_from_slice(&buf[..n]);
+            if let Some(p) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&out[..body_at]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while out.len() < body_at + len {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        serde_json::from_slice(&out[body_at..]).map_err(std::io::Error::other)
+    }
+
+    fn go(&self, url: &str) {
+        let body = serde_json::json!({ "url": url }).to_string();
+        self.call(
+            "POST",
+            &format!("/session/{}/url", self.session),
+            Some(&body),
+        )
+        .unwrap();
+    }
+
+    fn source(&self) -> String {
+        let v = self
+            .call("GET", &format!("/session/{}/source", self.session), None)
+            .unwrap();
+        v["value"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Runs `script` in the page; its return value.
+    fn script(&self, script: &str) -> serde_json::Value {
+        let body = serde_json::json!({ "script": script, "args": [] }).to_string();
+        let v = self
+            .call(
+                "POST",
+                &format!("/session/{}/execute/sync", self.session),
+                Some(&body),
+            )
+            .unwrap();
+        v["value"].clone()
+    }
+
+    fn screenshot(&self) -> Vec<u8> {
+        let v = self
+            .call(
+                "GET",
+                &format!("/session/{}/screenshot", self.session),
+                None,
+            )
+            .unwrap();
+        base64(v["value"].as_str().unwrap())
+    }
+}
+
+fn base64(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let bytes: Vec<u8> = s
+        .bytes()
+        .filter(|c| *c != b'=' && !c.is_ascii_whitespace())
+        .collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, c)| n | (u32::from(val(*c)) << (18 - 6 * i)));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+/// The text of the first element after `marker` with `data-k="key"`.
+fn dom_value(dom: &str, marker: &str, key: &str) -> String {
+    let at = dom
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} not in the page: {dom}"));
+    let rest = &dom[at..];
+    let k = rest.find(&format!("data-k=\"{key}\"")).unwrap();
+    let rest = &rest[k..];
+    let open = rest.find('>').unwrap() + 1;
+    let close = rest[open..].find('<').unwrap();
+    rest[open..open + close].to_owned()
+}
+
+#[test]
+fn the_wallboard_shows_what_the_api_says_in_headless_chromium() {
+    let dir = scratch_dir("wall-files");
+    std::fs::write(dir.join("acd.yaml"), ACD).unwrap();
+    let crest = Crest::start_with(
+        "wall",
+        "  routes:\n    - {number: \"4001\", queue: refund, public: true}\n",
+        &format!("acd:\n  file: \"{}/acd.yaml\"\n", dir.display()),
+    );
+    let lead = crest.token("wall-tv", "supervisor");
+    let mut alice = peer::Phone::new(crest.addr());
+    alice.register("alice");
+    assert_eq!(crest.http("GET", "/api/v1/live", None, None).0, 401);
+    let desk = crest.token("desk", "agent");
+    assert_eq!(crest.http("GET", "/api/v1/live", Some(&desk), None).0, 403);
+    // Bob is on a break, set by the supervisor.
+    let (status, _, body) = crest.http(
+        "POST",
+        "/api/v1/agents/bob/state",
+        Some(&lead),
+        Some(r#"{"state": "away", "reason": "lunch"}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    let ev = first_event(crest.admin, &lead);
+    assert_eq!(ev["agents"][0]["name"], "alice");
+    assert_eq!(ev["agents"][0]["state"], "available");
+
+    let url = format!("http://127.0.0.1:{}/wall#token={lead}", crest.admin);
+    let driver = Driver::start();
+    driver.go(&url);
+    let mut dom = String::new();
+    wait_for("the wallboard filled from the live stream", || {
+        dom = driver.source();
+        dom.contains("data-agent=\"bob\"")
+    });
+    let (_, _, body) = crest.http("GET", "/api/v1/queues", Some(&lead), None);
+    let api: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for q in api["queues"].as_array().unwrap() {
+        let marker = format!("data-queue=\"{}\"", q["name"].as_str().unwrap());
+        assert_eq!(
+            dom_value(&dom, &marker, "waiting"),
+            q["waiting"].to_string()
+        );
+        assert_eq!(
+            dom_value(&dom, &marker, "answered"),
+            q["answered"].to_string()
+        );
+    }
+    assert_eq!(
+        dom_value(&dom, "data-agent=\"alice\"", "state"),
+        "available"
+    );
+    assert_eq!(
+        dom_value(&dom, "data-agent=\"bob\"", "state"),
+        "away (lunch)"
+    );
+    assert!(dom.contains("surge: normal"), "{dom}");
+
+    // A screenshot at the wall's size: a PNG of 1280×800 that is not blank.
+    let bytes = driver.screenshot();
+    std::fs::write(dir.join("wall.png"), &bytes).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    let (w, h) = (
+        u32::from_be_bytes(bytes[16..20].try_into().unwrap()),
+        u32::from_be_bytes(bytes[20..24].try_into().unwrap()),
+    );
+    assert_eq!(w, 1280, "the window's width");
+    assert!(h >= 600, "{h} px high");
+    // The layout: queues left of agents, side by side, nothing wider than the screen.
+    let l = driver.script(
+        "const [q, a] = document.querySelectorAll('main > section');\
+         const r = (e) => e.getBoundingClientRect();\
+         return [r(q).left, r(q).right, r(a).left, r(a).right, Math.abs(r(q).top - r(a).top),\
+                 document.documentElement.scrollWidth, window.innerWidth];",
+    );
+    let n = |i: usize| l[i].as_f64().unwrap();
+    assert!(n(1) <= n(2), "queues then agents: {l}");
+    assert!(n(4) < 1.0, "side by side: {l}");
+    assert!(n(3) <= n(6) && n(5) <= n(6), "no horizontal overflow: {l}");
+    assert!(bytes.len() > 10_000, "{} bytes: a blank page?", bytes.len());
+}
