@@ -8,10 +8,11 @@
 #   espeak-ng, sox - the IVR's TTS, and telephone speech for the IVR tests
 #   prometheus  - a real Prometheus scraping crest in the metrics test (Debian 2.42; not run as a service)
 #   chromium, chromium-driver - headless Chromium driven over WebDriver for the wallboard test
+#   curl        - the HTTPS admin listener's test client
 # and makes sure PostgreSQL answers on 127.0.0.1:5432 (the recording index's tests run against
 # it as well as SQLite): it is started when installed but stopped, installed when missing.
 set -euo pipefail
-PKGS=(cmake sip-tester libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us espeak-ng sox prometheus chromium chromium-driver)
+PKGS=(cmake sip-tester libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us espeak-ng sox prometheus chromium chromium-driver curl)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

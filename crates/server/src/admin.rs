@@ -292,6 +292,7 @@ pub(crate) async fn serve(
     core: mpsc::Sender<oneshot::Sender<Snapshot>>,
     sources: Sources,
     access: Access,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let state = State {
         core,
@@ -319,13 +320,48 @@ pub(crate) async fn serve(
         .route("/api/v1/flows/{name}/canary/{action}", post(canary_action))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .with_state(state);
-    if let Err(e) = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .await
-    {
-        warn!(error = %e, "admin HTTP stopped");
+    match tls {
+        None => {
+            if let Err(e) = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            {
+                warn!(error = %e, "admin HTTP stopped");
+            }
+        }
+        Some(acceptor) => serve_tls(listener, app, acceptor).await,
+    }
+}
+
+/// HTTPS: each connection's TLS handshake (bounded in time), then HTTP/1.1 on it with the
+/// client's address where `ConnectInfo` finds it.
+async fn serve_tls(listener: TcpListener, app: Router, acceptor: tokio_rustls::TlsAcceptor) {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+    loop {
+        let Ok((tcp, remote)) = listener.accept().await else {
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone().layer(axum::Extension(ConnectInfo(remote)));
+        tokio::spawn(async move {
+            let hs = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
+            let stream = match hs.await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%remote, error = %e, "admin TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let service = TowerToHyperService::new(app);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
+                .await;
+        });
     }
 }
 

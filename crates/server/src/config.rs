@@ -52,6 +52,9 @@ pub(crate) struct AdminConfig {
     pub(crate) listen: String,
     /// Client addresses that may read `/metrics` without a token.
     pub(crate) metrics_allow: Vec<String>,
+    /// Serve HTTPS (the certificate of `tls:`, or a self-signed one) instead of plain HTTP:
+    /// for an admin listener reached over a network.
+    pub(crate) tls: bool,
 }
 
 impl Default for AdminConfig {
@@ -59,6 +62,7 @@ impl Default for AdminConfig {
         Self {
             listen: "127.0.0.1:8080".into(),
             metrics_allow: vec!["127.0.0.1".into(), "::1".into()],
+            tls: false,
         }
     }
 }

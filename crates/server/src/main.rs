@@ -530,6 +530,12 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(a)
             .await
             .with_context(|| format!("binding admin {a}"))?;
+        // HTTPS for an admin listener reached over a network (the SIP TLS certificate).
+        let admin_tls = if l.config.admin.tls {
+            Some(tls::acceptor(&l.config.tls, &l.advertise.to_string())?)
+        } else {
+            None
+        };
         // Recordings to decrypt for the API's downloads (keys, tiers, index).
         let admin_recordings = if l.recording.enabled {
             Some(std::sync::Arc::new(
@@ -562,6 +568,7 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
                 service_level_secs: l.config.acd.service_level_secs,
                 recordings: admin_recordings,
             },
+            admin_tls,
         ));
     }
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -573,7 +580,8 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
         info!(transport = %kind, address = %a, "SIP listening");
     }
     if let Some(a) = l.admin {
-        info!(address = %a, "admin HTTP listening (/metrics, /healthz, /readyz, /api/v1)");
+        let scheme = if l.config.admin.tls { "HTTPS" } else { "HTTP" };
+        info!(address = %a, scheme, "admin listening (/metrics, /healthz, /readyz, /api/v1, /wall)");
     }
     // Outbound TLS for sips: routes (and transport=tls), verified against the route's host name.
     let names: std::collections::HashMap<_, _> = l

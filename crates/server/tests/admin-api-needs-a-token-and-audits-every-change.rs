@@ -350,3 +350,30 @@ fn every_endpoint_is_in_the_openapi_document_generated_from_the_types() {
     assert_eq!(pause["required"], serde_json::json!(["reason"]), "{pause}");
     assert!(doc["components"]["schemas"]["ProblemDoc"]["properties"]["field"].is_object());
 }
+
+#[test]
+fn an_https_admin_listener_serves_the_same_api_and_knows_the_client() {
+    let crest = Crest::start_full("admin-tls", "", "", "  tls: true\n");
+    assert_eq!(crest.curl(&["/healthz"]).as_deref(), Some("ok\n"));
+    // Plain HTTP on it gets nothing.
+    assert_eq!(crest.http_get("/healthz"), None);
+    let admin = crest.token("ops", "admin");
+    let auth = format!("Authorization: Bearer {admin}");
+    let problem = crest
+        .curl(&[
+            "-X",
+            "POST",
+            "-H",
+            &auth,
+            "-d",
+            r#"{"reason": "x"}"#,
+            "/api/v1/calls/gone/recording/pause",
+        ])
+        .unwrap();
+    assert!(problem.contains(r#""status":409"#), "{problem}");
+    let audit = crest.curl(&["-H", &auth, "/api/v1/audit"]).unwrap();
+    assert!(
+        audit.contains(r#""remote":"127.0.0.1","status":409"#),
+        "the client's address over TLS: {audit}"
+    );
+}

@@ -97,8 +97,29 @@ impl Crest {
             admin,
             dir,
         };
-        c.wait_ready();
+        if admin_extra.contains("tls: true") {
+            wait_for("crest's HTTPS admin", || {
+                c.curl(&["/healthz"]).is_some_and(|b| b.contains("ok"))
+            });
+        } else {
+            c.wait_ready();
+        }
         c
+    }
+
+    /// curl -sk on the HTTPS admin listener: `args` end with the path; the body when curl
+    /// succeeds.
+    pub fn curl(&self, args: &[&str]) -> Option<String> {
+        let (path, rest) = args.split_last()?;
+        let out = Command::new("curl")
+            .args(["-sk", "--max-time", "5"])
+            .args(rest)
+            .arg(format!("https://127.0.0.1:{}{path}", self.admin))
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     fn wait_ready(&self) {
