@@ -392,6 +392,8 @@ pub(crate) struct AcdMetrics {
     waiting: Mutex<BTreeMap<String, usize>>,
     /// Queue → answered and abandoned callers and their waits.
     queue_stats: Mutex<BTreeMap<String, QueueStats>>,
+    /// (pool, state) → agents.
+    agent_states: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// The router's counters (offers, answers, misses, overflows, abandons, callbacks, wait
     /// estimate error).
     counters: Mutex<crest_acd::Counters>,
@@ -481,6 +483,41 @@ impl AcdMetrics {
                 s.wait_sum_secs,
                 a = s.answered
             );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP crest_acd_agents Agents by pool and state (offline, available, ringing, on_call, wrap_up, away).\n# TYPE crest_acd_agents gauge"
+        );
+        let states = self
+            .agent_states
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default();
+        let mut pools: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        for ((pool, state), n) in &states {
+            let _ = writeln!(
+                out,
+                "crest_acd_agents{{pool=\"{pool}\",state=\"{state}\"}} {n}"
+            );
+            let p = pools.entry(pool).or_default();
+            if !matches!(*state, "offline" | "away") {
+                p.1 += n;
+                if matches!(*state, "on_call" | "ringing" | "wrap_up") {
+                    p.0 += n;
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP crest_acd_pool_occupancy Busy agents (ringing, on a call, wrapping up) over staffed ones, by pool.\n# TYPE crest_acd_pool_occupancy gauge"
+        );
+        for (pool, (busy, staffed)) in pools {
+            let occ = if staffed == 0 {
+                0.0
+            } else {
+                busy as f64 / staffed as f64
+            };
+            let _ = writeln!(out, "crest_acd_pool_occupancy{{pool=\"{pool}\"}} {occ:.3}");
         }
         let _ = writeln!(
             out,
@@ -707,6 +744,12 @@ impl AcdService {
         if let Ok(mut w) = m.waiting.lock() {
             for (i, q) in c.acd().model().queues.iter().enumerate() {
                 w.insert(q.name.clone(), c.acd().waiting(QueueId(i as u16)));
+            }
+        }
+        if let Ok(mut a) = m.agent_states.lock() {
+            a.clear();
+            for v in c.agents() {
+                *a.entry((v.pool, v.state)).or_default() += 1;
             }
         }
         if let Ok(mut w) = m.queue_stats.lock() {

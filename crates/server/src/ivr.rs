@@ -24,6 +24,8 @@ pub(crate) struct Flows {
     refused: AtomicU64,
     /// Calls that ran a flow to its end: (flow, outcome) → count.
     outcomes: Mutex<std::collections::BTreeMap<(String, String), u64>>,
+    /// The same by version: (flow, version, outcome) → count.
+    by_version: Mutex<std::collections::BTreeMap<(String, String, String), u64>>,
     /// Versions staged in `flows_dir/canary/`.
     staged: Mutex<Registry>,
     /// Where staged versions are written.
@@ -89,6 +91,7 @@ impl Flows {
             loaded: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             outcomes: Mutex::default(),
+            by_version: Mutex::default(),
             staged: Mutex::new(staged),
             canary_dir,
             rule: s.canary.clone(),
@@ -283,6 +286,10 @@ impl Flows {
         if let Ok(mut o) = self.outcomes.lock() {
             *o.entry((flow.to_owned(), outcome.to_owned())).or_default() += 1;
         }
+        if let Ok(mut o) = self.by_version.lock() {
+            *o.entry((flow.to_owned(), version.to_owned(), outcome.to_owned()))
+                .or_default() += 1;
+        }
         if let Ok(mut c) = self.canaries.lock()
             && let Some(c) = c.get_mut(flow)
             && let Some(why) = c.record(version, outcome)
@@ -384,6 +391,18 @@ impl Flows {
                         );
                     }
                 }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP crest_ivr_version_calls_total Calls that ran a flow to its end, by version and how they left it (containment per version: outcome=\"hangup\").\n# TYPE crest_ivr_version_calls_total counter"
+        );
+        if let Ok(o) = self.by_version.lock() {
+            for ((flow, version, outcome), n) in o.iter() {
+                let _ = writeln!(
+                    out,
+                    "crest_ivr_version_calls_total{{flow=\"{flow}\",version=\"{version}\",outcome=\"{outcome}\"}} {n}"
+                );
             }
         }
         let _ = writeln!(

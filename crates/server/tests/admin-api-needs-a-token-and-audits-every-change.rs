@@ -177,6 +177,20 @@ fn supervisors_see_agents_and_queues_and_set_agents_ready_away_or_out() {
     assert_eq!(state_of(&crest, "alice"), ("available".into(), true));
     assert_eq!(state_of(&crest, "bob"), ("offline".into(), false));
     assert_eq!(
+        crest.metric("crest_acd_agents{pool=\"office\",state=\"available\"}"),
+        1
+    );
+    assert_eq!(
+        crest.metric("crest_acd_agents{pool=\"office\",state=\"offline\"}"),
+        1
+    );
+    assert!(
+        crest
+            .http_get("/metrics")
+            .unwrap()
+            .contains("crest_acd_pool_occupancy{pool=\"office\"} 0.000")
+    );
+    assert_eq!(
         crest.http("GET", "/api/v1/agents", Some(&agent), None).0,
         403
     );

@@ -113,6 +113,12 @@ fn a_staged_version_takes_its_share_is_rolled_back_then_promoted() {
         f["canary"]["stable"]["calls"], 0,
         "share 100 %: nobody on the stable"
     );
+    assert_eq!(
+        crest.metric(
+            "crest_ivr_version_calls_total{flow=\"greet\",version=\"2\",outcome=\"abandoned\"}"
+        ),
+        1
+    );
 
     // A supervisor may look, not change; the admin rolls it back.
     let rollback = "/api/v1/flows/greet/canary/rollback";
