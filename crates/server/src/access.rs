@@ -59,6 +59,20 @@ pub(crate) enum Permission {
     ReadRecords,
 }
 
+impl Permission {
+    /// Every permission, in the table's order.
+    #[cfg(test)]
+    const ALL: [Self; 7] = [
+        Self::ReadMetrics,
+        Self::PauseRecording,
+        Self::ReadAudit,
+        Self::ReadLive,
+        Self::ChangeFloor,
+        Self::ChangeFlows,
+        Self::ReadRecords,
+    ];
+}
+
 impl Role {
     /// The permission table (module docs).
     pub(crate) fn may(self, p: Permission) -> bool {
@@ -167,19 +181,9 @@ mod tests {
 
     #[test]
     fn the_permission_table() {
-        use Permission::*;
-        let all = [
-            ReadMetrics,
-            PauseRecording,
-            ReadAudit,
-            ReadLive,
-            ChangeFloor,
-            ChangeFlows,
-            ReadRecords,
-        ];
         let table: Vec<(Role, Vec<bool>)> = [Role::Admin, Role::Supervisor, Role::Agent]
             .into_iter()
-            .map(|r| (r, all.iter().map(|p| r.may(*p)).collect()))
+            .map(|r| (r, Permission::ALL.iter().map(|p| r.may(*p)).collect()))
             .collect();
         assert_eq!(
             table,

@@ -493,6 +493,40 @@ impl State {
         }
     }
 
+    /// Runs `f` for a caller whose role may `p`, then writes the audit log's line for the
+    /// request, a refusal's too: the status answered, and `f`'s detail or the problem's. A
+    /// refused caller is named when their token is known.
+    async fn audited<T>(
+        &self,
+        headers: &HeaderMap,
+        remote: SocketAddr,
+        p: Permission,
+        action: &str,
+        target: &str,
+        f: impl AsyncFnOnce(&Caller) -> Result<(T, String), Problem>,
+    ) -> Result<T, Problem> {
+        let (who, result) = match self.authorize(headers, p).await {
+            Ok(who) => {
+                let r = f(&who).await;
+                (who, r)
+            }
+            Err(e) => {
+                let who = self.caller(headers).await.unwrap_or(Caller {
+                    name: Caller::NOBODY.into(),
+                    role: None,
+                });
+                (who, Err(e))
+            }
+        };
+        let (status, detail) = match &result {
+            Ok((_, d)) => (StatusCode::OK, d.clone()),
+            Err(e) => (e.status, e.detail.clone()),
+        };
+        self.audit(&who, action, target, remote, status, &detail)
+            .await;
+        result.map(|(v, _)| v)
+    }
+
     /// Writes the audit log's line for a request (a failure to is logged: the answer stands).
     async fn audit(
         &self,
@@ -608,26 +642,21 @@ async fn pause(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let who = st.authorize(&headers, Permission::PauseRecording).await;
-    let (who, result) = match who {
-        Ok(who) => {
-            let r = match parse_pause(&body) {
-                Ok(reason) => pci(&st, &call_id, Some(reason.clone())).map(|()| reason),
-                Err(p) => Err(p),
-            };
-            (who, r)
-        }
-        Err(p) => (unknown_caller(&st, &headers).await, Err(p)),
-    };
-    let detail = result
-        .as_ref()
-        .map_or_else(|p| p.detail.clone(), Clone::clone);
-    let status = result
-        .as_ref()
-        .map_or_else(|p| p.status, |_| StatusCode::OK);
-    st.audit(&who, "recording.pause", &call_id, remote, status, &detail)
+    let reason = st
+        .audited(
+            &headers,
+            remote,
+            Permission::PauseRecording,
+            "recording.pause",
+            &call_id,
+            async |_| {
+                let reason = parse_pause(&body)?;
+                pci(&st, &call_id, Some(reason.clone()))?;
+                Ok(((), reason))
+            },
+        )
         .await;
-    result.map(|_| {
+    reason.map(|()| {
         Json(PciAnswer {
             call_id,
             paused: true,
@@ -649,30 +678,21 @@ async fn resume(
     Path(call_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let (who, result) = match st.authorize(&headers, Permission::PauseRecording).await {
-        Ok(who) => (who, pci(&st, &call_id, None)),
-        Err(p) => (unknown_caller(&st, &headers).await, Err(p)),
-    };
-    let (status, detail) = match &result {
-        Ok(()) => (StatusCode::OK, String::new()),
-        Err(p) => (p.status, p.detail.clone()),
-    };
-    st.audit(&who, "recording.resume", &call_id, remote, status, &detail)
-        .await;
-    result.map(|()| {
+    st.audited(
+        &headers,
+        remote,
+        Permission::PauseRecording,
+        "recording.resume",
+        &call_id,
+        async |_| pci(&st, &call_id, None).map(|()| ((), String::new())),
+    )
+    .await
+    .map(|()| {
         Json(PciAnswer {
             call_id,
             paused: false,
         })
         .into_response()
-    })
-}
-
-/// Who a refused request came from, for the audit log: the token's name when it is known.
-async fn unknown_caller(st: &State, headers: &HeaderMap) -> Caller {
-    st.caller(headers).await.unwrap_or(Caller {
-        name: Caller::NOBODY.into(),
-        role: None,
     })
 }
 
@@ -810,31 +830,22 @@ async fn set_agent(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let (who, result) = match st.authorize(&headers, Permission::ChangeFloor).await {
-        Ok(who) => {
-            let r = match parse_agent_state(&body) {
-                Ok(change) => change_agent(&st, &name, change.clone())
-                    .await
-                    .map(|()| change),
-                Err(p) => Err(p),
-            };
-            (who, r)
-        }
-        Err(p) => (unknown_caller(&st, &headers).await, Err(p)),
-    };
-    let (status, detail) = match &result {
-        Ok(c) => (StatusCode::OK, format!("{c:?}")),
-        Err(p) => (p.status, p.detail.clone()),
-    };
-    st.audit(&who, "agent.state", &name, remote, status, &detail)
-        .await;
-    result.map(|c| {
-        Json(AgentSet {
-            agent: name,
-            set: format!("{c:?}"),
-        })
-        .into_response()
-    })
+    let set = st
+        .audited(
+            &headers,
+            remote,
+            Permission::ChangeFloor,
+            "agent.state",
+            &name,
+            async |_| {
+                let change = parse_agent_state(&body)?;
+                let set = format!("{change:?}");
+                change_agent(&st, &name, change).await?;
+                Ok((set.clone(), set))
+            },
+        )
+        .await?;
+    Ok(Json(AgentSet { agent: name, set }).into_response())
 }
 
 /// An agent's state as set.
@@ -1042,42 +1053,33 @@ async fn set_surge(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let (who, result) = match st.authorize(&headers, Permission::ChangeFloor).await {
-        Ok(who) => {
-            let r = match parse_json::<SurgeRequest>(&body) {
-                Ok(req) => match surge_level(&req.level) {
-                    Some(level) => {
-                        let (reply, rx) = oneshot::channel();
-                        match acd(&st).and_then(|a| {
-                            a.send(AcdMsg::SetSurge { level, reply })
-                                .map_err(|_| acd_gone())
-                        }) {
-                            Ok(()) => rx.await.map_err(|_| acd_gone()).map(|()| req.level),
-                            Err(p) => Err(p),
-                        }
-                    }
-                    None => Err(Problem::field(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "level",
-                        format!(
-                            "{:?}: use normal, self_service_first, standby_agents, circuit_breaker or auto",
-                            req.level
-                        ),
-                    )),
-                },
-                Err(p) => Err(p),
-            };
-            (who, r)
-        }
-        Err(p) => (unknown_caller(&st, &headers).await, Err(p)),
-    };
-    let (status, detail) = match &result {
-        Ok(level) => (StatusCode::OK, level.clone()),
-        Err(p) => (p.status, p.detail.clone()),
-    };
-    st.audit(&who, "surge.set", "surge", remote, status, &detail)
-        .await;
-    result?;
+    st.audited(
+        &headers,
+        remote,
+        Permission::ChangeFloor,
+        "surge.set",
+        "surge",
+        async |_| {
+            let req: SurgeRequest = parse_json(&body)?;
+            let level = surge_level(&req.level).ok_or_else(|| {
+            Problem::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "level",
+                format!(
+                    "{:?}: use normal, self_service_first, standby_agents, circuit_breaker or auto",
+                    req.level
+                ),
+            )
+        })?;
+            let (reply, rx) = oneshot::channel();
+            acd(&st)?
+                .send(AcdMsg::SetSurge { level, reply })
+                .map_err(|_| acd_gone())?;
+            rx.await.map_err(|_| acd_gone())?;
+            Ok(((), req.level))
+        },
+    )
+    .await?;
     // What the ACD publishes after its turn (the level is in force already).
     queues(AxState(st), headers).await
 }
@@ -1221,31 +1223,25 @@ async fn download(
     Path(call_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let (who, result) = match st.authorize(&headers, Permission::ReadRecords).await {
-        Ok(who) => (who, fetch_recording(&st, &call_id).await),
-        Err(p) => (unknown_caller(&st, &headers).await, Err(p)),
-    };
-    let (status, detail) = match &result {
-        Ok((id, bytes, _, marks)) => (
-            StatusCode::OK,
-            format!(
-                "recording {id}, {} bytes, {} PCI pauses",
-                bytes.len(),
-                marks.len()
-            ),
-        ),
-        Err(p) => (p.status, p.detail.clone()),
-    };
-    st.audit(
-        &who,
-        "recording.download",
-        &call_id,
-        remote,
-        status,
-        &detail,
-    )
-    .await;
-    let (id, bytes, ogg, marks) = result?;
+    let (id, bytes, ogg, marks) = st
+        .audited(
+            &headers,
+            remote,
+            Permission::ReadRecords,
+            "recording.download",
+            &call_id,
+            async |_| {
+                let r = fetch_recording(&st, &call_id).await?;
+                let detail = format!(
+                    "recording {}, {} bytes, {} PCI pauses",
+                    r.0,
+                    r.1.len(),
+                    r.3.len()
+                );
+                Ok((r, detail))
+            },
+        )
+        .await?;
     let pauses = marks
         .iter()
         .map(|m| {
@@ -1468,27 +1464,25 @@ async fn stage_canary(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let (who, result) = match st.authorize(&headers, Permission::ChangeFlows).await {
-        Ok(who) => {
-            let r = flows_of(&st).and_then(|f| {
-                let text = std::str::from_utf8(&body).map_err(|_| {
-                    Problem::new(StatusCode::BAD_REQUEST, "the body is not UTF-8 text".into())
-                })?;
-                f.stage(&name, text, &who.name)
-                    .map(|v| (v, flow_items(f)))
-                    .map_err(|e| canary_problem(&e))
-            });
-            (who, r)
-        }
-        Err(p) => (unknown_caller(&st, &headers).await, Err(p)),
-    };
-    let (status, detail) = match &result {
-        Ok((v, _)) => (StatusCode::OK, format!("version {v}")),
-        Err(p) => (p.status, p.detail.clone()),
-    };
-    st.audit(&who, "flow.stage", &name, remote, status, &detail)
-        .await;
-    result.map(|(_, items)| Json(items).into_response())
+    st.audited(
+        &headers,
+        remote,
+        Permission::ChangeFlows,
+        "flow.stage",
+        &name,
+        async |who| {
+            let f = flows_of(&st)?;
+            let text = std::str::from_utf8(&body).map_err(|_| {
+                Problem::new(StatusCode::BAD_REQUEST, "the body is not UTF-8 text".into())
+            })?;
+            let v = f
+                .stage(&name, text, &who.name)
+                .map_err(|e| canary_problem(&e))?;
+            Ok((flow_items(f), format!("version {v}")))
+        },
+    )
+    .await
+    .map(|items| Json(items).into_response())
 }
 
 /// A canary request's failure as problem details; a flow that does not check lists every
@@ -1529,39 +1523,31 @@ async fn canary_action(
     Path((name, action)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let (who, result) = match st.authorize(&headers, Permission::ChangeFlows).await {
-        Ok(who) => {
-            let r = flows_of(&st).and_then(|f| {
-                let done = match action.as_str() {
-                    "rollback" => f.roll_back(&name, &who.name),
-                    "promote" => f.promote(&name, &who.name),
-                    _ => {
-                        return Err(Problem::new(
-                            StatusCode::NOT_FOUND,
-                            format!("no canary action {action:?}: rollback or promote"),
-                        ));
-                    }
-                };
-                done.map(|()| flow_items(f)).map_err(|e| canary_problem(&e))
-            });
-            (who, r)
-        }
-        Err(p) => (unknown_caller(&st, &headers).await, Err(p)),
-    };
-    let (status, detail) = match &result {
-        Ok(_) => (StatusCode::OK, String::new()),
-        Err(p) => (p.status, p.detail.clone()),
-    };
-    st.audit(
-        &who,
-        &format!("flow.{action}"),
-        &name,
+    let action_name = format!("flow.{action}");
+    st.audited(
+        &headers,
         remote,
-        status,
-        &detail,
+        Permission::ChangeFlows,
+        &action_name,
+        &name,
+        async |who| {
+            let f = flows_of(&st)?;
+            let done = match action.as_str() {
+                "rollback" => f.roll_back(&name, &who.name),
+                "promote" => f.promote(&name, &who.name),
+                _ => {
+                    return Err(Problem::new(
+                        StatusCode::NOT_FOUND,
+                        format!("no canary action {action:?}: rollback or promote"),
+                    ));
+                }
+            };
+            done.map_err(|e| canary_problem(&e))?;
+            Ok((flow_items(f), String::new()))
+        },
     )
-    .await;
-    result.map(|items| Json(items).into_response())
+    .await
+    .map(|items| Json(items).into_response())
 }
 
 /// One line of the audit log.

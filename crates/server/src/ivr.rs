@@ -80,7 +80,7 @@ impl Flows {
             info!(file = %file.display(), flow, version, "IVR flow loaded");
         }
         let canary_dir = s.flows_dir.join("canary");
-        let staged = Registry::open(&canary_dir, ctx_of(&registry)).map_err(|errs| {
+        let staged = Registry::open(&canary_dir, registry.context()).map_err(|errs| {
             errs.iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
@@ -163,12 +163,7 @@ impl Flows {
                 .registry
                 .lock()
                 .map_err(|_| CanaryError::NoStable(flow.into()))?;
-            let v = r
-                .flows()
-                .into_iter()
-                .find(|(_, f, _)| f == flow)
-                .map(|(_, _, v)| v);
-            (r.context(), v)
+            (r.context(), in_force(&r, flow).map(|(_, v)| v))
         };
         let stable = stable.ok_or_else(|| CanaryError::NoStable(flow.to_owned()))?;
         let f = crest_ivr::check(&file, text, &ctx).map_err(CanaryError::Invalid)?;
@@ -228,16 +223,8 @@ impl Flows {
                 .registry
                 .lock()
                 .map_err(|_| CanaryError::NoCanary(flow.into()))?;
-            let from = staged
-                .flows()
-                .into_iter()
-                .find(|(_, f, _)| f == flow)
-                .map(|(p, ..)| p);
-            let to = stable
-                .flows()
-                .into_iter()
-                .find(|(_, f, _)| f == flow)
-                .map(|(p, ..)| p);
+            let from = in_force(&staged, flow).map(|(p, _)| p);
+            let to = in_force(&stable, flow).map(|(p, _)| p);
             (from, to)
         };
         let (Some(from), Some(to)) = (from, to) else {
@@ -431,8 +418,10 @@ pub(crate) async fn watch(flows: Arc<Flows>, every: Duration) {
     }
 }
 
-/// The context the stable flows were checked in, for the staged ones (a canary may call the
-/// stable flows by name).
-fn ctx_of(r: &Registry) -> crest_ivr::Context {
-    r.context()
+/// Flow `flow`'s file and version in `r`, if it is in force there.
+fn in_force(r: &Registry, flow: &str) -> Option<(std::path::PathBuf, String)> {
+    r.flows()
+        .into_iter()
+        .find(|(_, f, _)| f == flow)
+        .map(|(p, _, v)| (p, v))
 }
