@@ -18,6 +18,10 @@ pub mod sim;
 pub mod surge;
 
 pub use admission::{Admission, AdmissionConfig, Reason, Situation};
-pub use model::{AcdConfig, AgentId, CallId, Caller, Model, ModelError, PoolId, QueueId, SkillId};
-pub use router::{Acd, AgentState, Counters, Input, Output, QueueStats, WAIT_BUCKETS};
+pub use model::{
+    AcdConfig, AgentConfig, AgentId, CallId, Caller, Model, ModelError, PoolId, QueueId, SkillId,
+};
+pub use router::{
+    Acd, AgentState, Counters, Input, Output, QueueStats, RECENT_MINUTES, WAIT_BUCKETS,
+};
 pub use surge::{Surge, SurgeChange, SurgeConfig, SurgeLevel};

@@ -71,8 +71,8 @@ impl Strategy {
     }
 }
 
-/// One agent in `acd.yaml`.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+/// One agent in `acd.yaml` (and in the admin API's agent edits, as JSON).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     /// Login name (also the SIP user whose phone rings).
@@ -231,6 +231,9 @@ pub struct Agent {
     pub rating: f64,
     /// Languages (primary tags, lower case); empty: any.
     pub languages: Vec<String>,
+    /// Removed through the admin API: takes no calls and is not listed (its id stays, and
+    /// putting an agent of the same name back reuses it).
+    pub retired: bool,
 }
 
 /// A language tag's primary subtag, lower case: `zh-CN` → `zh`.
@@ -360,47 +363,11 @@ impl Model {
                 aht: Duration::from_secs(q.aht_secs.max(1)),
             });
         }
-        let mut agents = Vec::with_capacity(cfg.agents.len());
-        let mut names = std::collections::HashSet::new();
-        for (i, a) in cfg.agents.iter().enumerate() {
-            if !names.insert(a.name.as_str()) {
-                return Err(err(
-                    format!("agents[{i}].name"),
-                    format!("{:?} appears twice", a.name),
-                ));
-            }
-            if !(0.0..=1.0).contains(&a.rating) {
-                return Err(err(
-                    format!("agents[{i}].rating"),
-                    "must be within 0..1".into(),
-                ));
-            }
-            let mut sk = Vec::new();
-            let mut entries: Vec<_> = a.skills.iter().collect();
-            entries.sort_by(|x, y| x.0.cmp(y.0));
-            for (name, level) in entries {
-                if !(0.0..=1.0).contains(level) {
-                    return Err(err(
-                        format!("agents[{i}].skills.{name}"),
-                        "level must be within 0..1".into(),
-                    ));
-                }
-                sk.push((skill_id(name), *level));
-            }
-            sk.sort_by_key(|s| s.0);
-            agents.push(Agent {
-                name: a.name.clone(),
-                pool: pool(format!("agents[{i}].pool"), &a.pool)?,
-                skills: sk,
-                rating: a.rating,
-                languages: a.languages.iter().map(|l| primary_language(l)).collect(),
-            });
-        }
-        Ok(Self {
+        let mut model = Self {
             skills,
             pools,
             queues,
-            agents,
+            agents: Vec::with_capacity(cfg.agents.len()),
             ring: Duration::from_secs(cfg.ring_secs.max(1)),
             wrap_up: Duration::from_secs(cfg.wrap_up_secs),
             max_misses: cfg.max_misses.max(1),
@@ -411,7 +378,105 @@ impl Model {
                 .collect(),
             load_window: Duration::from_secs(cfg.load_window_secs.max(1)),
             strategy: cfg.strategy,
-        })
+        };
+        for (i, a) in cfg.agents.iter().enumerate() {
+            let key = format!("agents[{i}]");
+            if cfg.agents[..i].iter().any(|o| o.name == a.name) {
+                return Err(err(
+                    format!("{key}.name"),
+                    format!("{:?} appears twice", a.name),
+                ));
+            }
+            model.check_agent(&key, a)?;
+            let agent = model.resolve_agent(a);
+            model.agents.push(agent);
+        }
+        Ok(model)
+    }
+
+    /// Checks one agent's entry against the model (its pool exists, levels and rating within
+    /// 0..=1, a name); errors name keys under `key` (`agents[3]`, or `agent` for an edit).
+    pub fn check_agent(&self, key: &str, a: &AgentConfig) -> Result<(), ModelError> {
+        let err = |k: String, message: String| ModelError {
+            key: format!("{key}.{k}"),
+            message,
+        };
+        if a.name.trim().is_empty() || a.name.len() > 64 || a.name.contains(char::is_whitespace) {
+            return Err(err(
+                "name".into(),
+                "1 to 64 characters, no spaces (the agent's SIP user)".into(),
+            ));
+        }
+        if !self.pools.iter().any(|p| p.name == a.pool) {
+            return Err(err("pool".into(), format!("no pool named {:?}", a.pool)));
+        }
+        if !(0.0..=1.0).contains(&a.rating) {
+            return Err(err("rating".into(), "must be within 0..1".into()));
+        }
+        let mut names: Vec<&String> = a.skills.keys().collect();
+        names.sort();
+        for name in names {
+            if name.trim().is_empty() {
+                return Err(err("skills".into(), "a skill needs a name".into()));
+            }
+            if !(0.0..=1.0).contains(&a.skills[name]) {
+                return Err(err(
+                    format!("skills.{name}"),
+                    "level must be within 0..1".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The checked agent of a [`Self::check_agent`]ed entry; skills no queue asks for get
+    /// new ids.
+    pub(crate) fn resolve_agent(&mut self, a: &AgentConfig) -> Agent {
+        let mut entries: Vec<_> = a.skills.iter().collect();
+        entries.sort_by(|x, y| x.0.cmp(y.0));
+        let mut skills: Vec<(SkillId, f64)> = entries
+            .into_iter()
+            .map(|(name, level)| {
+                let id = match self.skills.iter().position(|s| s == name) {
+                    Some(i) => SkillId(i as u16),
+                    None => {
+                        self.skills.push(name.clone());
+                        SkillId((self.skills.len() - 1) as u16)
+                    }
+                };
+                (id, *level)
+            })
+            .collect();
+        skills.sort_by_key(|s| s.0);
+        Agent {
+            name: a.name.clone(),
+            pool: PoolId(
+                self.pools
+                    .iter()
+                    .position(|p| p.name == a.pool)
+                    .expect("checked") as u16,
+            ),
+            skills,
+            rating: a.rating,
+            languages: a.languages.iter().map(|l| primary_language(l)).collect(),
+            retired: false,
+        }
+    }
+
+    /// An agent's entry as `acd.yaml` (and the API) write it.
+    pub fn agent_config(&self, a: AgentId) -> AgentConfig {
+        let agent = &self.agents[a.0 as usize];
+        AgentConfig {
+            name: agent.name.clone(),
+            pool: self.pools[agent.pool.0 as usize].name.clone(),
+            skills: agent
+                .skills
+                .iter()
+                .map(|(s, l)| (self.skills[s.0 as usize].clone(), *l))
+                .collect(),
+            rating: agent.rating,
+            languages: agent.languages.clone(),
+        }
     }
 
     /// The queue named `name`.
@@ -427,13 +492,19 @@ impl Model {
         self.agents
             .iter()
             .enumerate()
-            .filter(|(_, a)| self.pools[a.pool.0 as usize].standby)
+            .filter(|(_, a)| self.pools[a.pool.0 as usize].standby && !a.retired)
             .map(|(i, _)| AgentId(i as u32))
             .collect()
     }
 
-    /// The agent named `name`.
+    /// The agent named `name` (not a retired one).
     pub fn agent(&self, name: &str) -> Option<AgentId> {
+        self.slot(name)
+            .filter(|a| !self.agents[a.0 as usize].retired)
+    }
+
+    /// The id of the agent named `name`, retired or not.
+    pub(crate) fn slot(&self, name: &str) -> Option<AgentId> {
         self.agents
             .iter()
             .position(|a| a.name == name)

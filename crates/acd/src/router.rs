@@ -17,7 +17,9 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::model::{AgentId, CallId, Caller, Model, PoolId, QueueId, Strategy};
+use crate::model::{
+    AgentConfig, AgentId, CallId, Caller, Model, ModelError, PoolId, QueueId, Strategy,
+};
 
 /// Weight of each leaving caller in a queue's measured share of callers who stay.
 const STAY_WEIGHT: f64 = 0.02;
@@ -220,6 +222,23 @@ pub struct QueueStats {
 }
 
 impl QueueStats {
+    fn answered(&mut self, waited: f64) {
+        self.answered += 1;
+        self.wait_sum_secs += waited;
+        for (n, b) in self.waited_at_most.iter_mut().zip(WAIT_BUCKETS) {
+            *n += u64::from(waited <= b as f64);
+        }
+    }
+
+    fn add(&mut self, o: &Self) {
+        self.answered += o.answered;
+        self.abandoned += o.abandoned;
+        self.wait_sum_secs += o.wait_sum_secs;
+        for (n, m) in self.waited_at_most.iter_mut().zip(o.waited_at_most) {
+            *n += m;
+        }
+    }
+
     /// Average speed of answer.
     pub fn asa(&self) -> Option<Duration> {
         (self.answered > 0)
@@ -230,6 +249,36 @@ impl QueueStats {
     pub fn service_level(&self, secs: u64) -> Option<f64> {
         let i = WAIT_BUCKETS.iter().position(|b| *b == secs)?;
         (self.answered > 0).then(|| self.waited_at_most[i] as f64 / self.answered as f64)
+    }
+}
+
+/// How far back [`Acd::recent_stats`] looks: the minute now and the 14 before it.
+pub const RECENT_MINUTES: u64 = 15;
+
+/// One queue's figures per minute, for the last [`RECENT_MINUTES`].
+#[derive(Debug, Clone, Default)]
+struct Recent {
+    /// `[minute % RECENT_MINUTES]`: the minute (since the ACD's epoch) and its figures.
+    slots: [(u64, QueueStats); RECENT_MINUTES as usize],
+}
+
+impl Recent {
+    fn at(&mut self, minute: u64) -> &mut QueueStats {
+        let slot = &mut self.slots[(minute % RECENT_MINUTES) as usize];
+        if slot.0 != minute {
+            *slot = (minute, QueueStats::default());
+        }
+        &mut slot.1
+    }
+
+    fn sum(&self, minute: u64) -> QueueStats {
+        let mut out = QueueStats::default();
+        for (m, s) in &self.slots {
+            if *m <= minute && minute - m < RECENT_MINUTES {
+                out.add(s);
+            }
+        }
+        out
     }
 }
 
@@ -267,26 +316,15 @@ pub struct Acd {
     counters: Counters,
     /// Per queue (index = `QueueId`).
     queue_stats: Vec<QueueStats>,
+    /// Per queue: the last minutes'.
+    recent: Vec<Recent>,
 }
 
 impl Acd {
     /// An ACD over `model`; `now` is its epoch.
     pub fn new(now: Instant, model: Model) -> Self {
-        let agent_queues = model
-            .agents
-            .iter()
-            .map(|a| {
-                model
-                    .queues
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, q)| a.level(q.skill) > 0.0)
-                    .filter_map(|(i, q)| {
-                        let pos = q.pools.iter().position(|p| *p == a.pool)?;
-                        Some((QueueId(i as u16), pos))
-                    })
-                    .collect()
-            })
+        let agent_queues = (0..model.agents.len())
+            .map(|i| queues_of(&model, AgentId(i as u32)))
             .collect();
         Self {
             epoch: now,
@@ -323,6 +361,7 @@ impl Acd {
             out: VecDeque::new(),
             counters: Counters::default(),
             queue_stats: vec![QueueStats::default(); model.queues.len()],
+            recent: vec![Recent::default(); model.queues.len()],
             model,
         }
     }
@@ -330,6 +369,66 @@ impl Acd {
     /// The model.
     pub fn model(&self) -> &Model {
         &self.model
+    }
+
+    /// Puts an agent's entry (pool, skills, rating, languages) in force at once, as an
+    /// admin edits it: a new agent is added logged out; an agent already known keeps its
+    /// state, its call and its place (an available agent is offered at once a waiting caller
+    /// its new skills or pool let it take; a ringing or talking agent's call goes on). A
+    /// retired agent of that name is brought back, logged out.
+    pub fn put_agent(&mut self, now: Instant, spec: &AgentConfig) -> Result<AgentId, ModelError> {
+        self.model.check_agent("agent", spec)?;
+        let agent = self.model.resolve_agent(spec);
+        let a = match self.model.slot(&spec.name) {
+            Some(a) => a,
+            None => {
+                self.model.agents.push(agent.clone());
+                self.agents.push(AgentRt {
+                    last_offer: now,
+                    state: AgentState::Offline,
+                    misses: 0,
+                    load: 0.0,
+                    load_at: None,
+                    after_call: None,
+                });
+                self.agent_queues.push(Vec::new());
+                AgentId((self.agents.len() - 1) as u32)
+            }
+        };
+        let i = a.0 as usize;
+        let state = self.agents[i].state.clone();
+        // Out of the indexes and the staffing counts under the old entry, back in under the
+        // new one.
+        self.unindex(a);
+        let staffed = !matches!(state, AgentState::Offline | AgentState::Away(_));
+        self.restaff(a, staffed, false);
+        self.model.agents[i] = agent;
+        self.agent_queues[i] = queues_of(&self.model, a);
+        self.restaff(a, staffed, true);
+        if let AgentState::Available(since) = state {
+            match self.best_caller_for(a) {
+                Some(call) => self.offer(now, call, a),
+                None => self.index_agent(a, since, true),
+            }
+        }
+        Ok(a)
+    }
+
+    /// Takes an agent out of service (removed by an admin): logged out at once, or when
+    /// the call they are on ends; never offered a call again unless put back.
+    pub fn retire_agent(&mut self, now: Instant, a: AgentId) {
+        self.leave(now, a, AgentState::Offline);
+        self.model.agents[a.0 as usize].retired = true;
+    }
+
+    fn restaff(&mut self, a: AgentId, staffed: bool, add: bool) {
+        if !staffed {
+            return;
+        }
+        for &(q, pos) in &self.agent_queues[a.0 as usize] {
+            let n = &mut self.staffed[q.0 as usize][pos];
+            *n = if add { *n + 1 } else { n.saturating_sub(1) };
+        }
     }
 
     /// An agent's state.
@@ -360,6 +459,17 @@ impl Acd {
         self.queue_stats.get(q.0 as usize)
     }
 
+    /// Queue `q`'s callers over the last [`RECENT_MINUTES`] (whole minutes since the ACD's
+    /// epoch: the window is 14 to 15 minutes long) as seen at `now`.
+    pub fn recent_stats(&self, now: Instant, q: QueueId) -> Option<QueueStats> {
+        let minute = self.minute(now);
+        self.recent.get(q.0 as usize).map(|r| r.sum(minute))
+    }
+
+    fn minute(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_secs() / 60
+    }
+
     /// Counters so far.
     pub fn counters(&self) -> &Counters {
         &self.counters
@@ -379,6 +489,9 @@ impl Acd {
     pub fn handle(&mut self, now: Instant, input: Input) {
         match input {
             Input::AgentLogin(a) | Input::AgentReady(a) => {
+                if self.model.agents[a.0 as usize].retired {
+                    return;
+                }
                 self.agents[a.0 as usize].after_call = None;
                 if matches!(
                     self.agent(a).state,
@@ -411,12 +524,10 @@ impl Acd {
                     self.agents[a.0 as usize].misses = 0;
                     if let Some(c) = self.calls.remove(&call) {
                         let waited = now.saturating_duration_since(c.arrived).as_secs_f64();
-                        if let Some(q) = self.queue_stats.get_mut(c.caller.queue.0 as usize) {
-                            q.answered += 1;
-                            q.wait_sum_secs += waited;
-                            for (n, b) in q.waited_at_most.iter_mut().zip(WAIT_BUCKETS) {
-                                *n += u64::from(waited <= b as f64);
-                            }
+                        let (qi, minute) = (c.caller.queue.0 as usize, self.minute(now));
+                        if let Some(q) = self.queue_stats.get_mut(qi) {
+                            q.answered(waited);
+                            self.recent[qi].at(minute).answered(waited);
                         }
                         let stay = &mut self.stay[c.caller.queue.0 as usize];
                         *stay += STAY_WEIGHT * (1.0 - *stay);
@@ -509,10 +620,7 @@ impl Acd {
         let staffed = |s: &AgentState| !matches!(s, AgentState::Offline | AgentState::Away(_));
         let (was, is) = (staffed(&self.agents[a.0 as usize].state), staffed(&state));
         if was != is {
-            for &(q, pos) in &self.agent_queues[a.0 as usize] {
-                let n = &mut self.staffed[q.0 as usize][pos];
-                *n = if is { *n + 1 } else { n.saturating_sub(1) };
-            }
+            self.restaff(a, true, is);
         }
         let rt = &mut self.agents[a.0 as usize];
         let busy = matches!(
@@ -804,8 +912,10 @@ impl Acd {
             return;
         };
         self.counters.abandoned += 1;
-        if let Some(q) = self.queue_stats.get_mut(c.caller.queue.0 as usize) {
+        let (qi, minute) = (c.caller.queue.0 as usize, self.minute(now));
+        if let Some(q) = self.queue_stats.get_mut(qi) {
             q.abandoned += 1;
+            self.recent[qi].at(minute).abandoned += 1;
         }
         // Callers who leave at once (served by self-service, refused) say nothing about
         // patience; those who waited and gave up do.
@@ -936,6 +1046,21 @@ impl Acd {
         }
         Ok(())
     }
+}
+
+/// The queues agent `a` can serve, with the position of its pool in each queue's order.
+fn queues_of(model: &Model, a: AgentId) -> Vec<(QueueId, usize)> {
+    let agent = &model.agents[a.0 as usize];
+    model
+        .queues
+        .iter()
+        .enumerate()
+        .filter(|(_, q)| agent.level(q.skill) > 0.0)
+        .filter_map(|(i, q)| {
+            let pos = q.pools.iter().position(|p| *p == agent.pool)?;
+            Some((QueueId(i as u16), pos))
+        })
+        .collect()
 }
 
 impl AgentState {

@@ -12,10 +12,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use crest_acd::AgentConfig;
 use crest_acd::admission::{self, Admission, AdmissionConfig, Reason, Situation};
 use crest_acd::{
-    Acd, AgentId, AgentState, CallId, Caller, Input as AcdInput, Model, Output as AcdOutput,
-    QueueId, Surge, SurgeChange, SurgeConfig, SurgeLevel,
+    Acd, AgentId, AgentState, CallId, Caller, Input as AcdInput, Model, ModelError,
+    Output as AcdOutput, QueueId, Surge, SurgeChange, SurgeConfig, SurgeLevel,
 };
 use tracing::{info, warn};
 
@@ -132,7 +133,7 @@ pub enum AgentChange {
 }
 
 /// One agent as the center sees them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AgentView {
     /// The agent's name (their SIP user).
     pub name: String,
@@ -144,6 +145,12 @@ pub struct AgentView {
     pub reason: Option<String>,
     /// Their phone is registered.
     pub registered: bool,
+    /// Skill name → level in 0..=1.
+    pub skills: std::collections::HashMap<String, f64>,
+    /// Languages they take calls in (primary tags); none: any.
+    pub languages: Vec<String>,
+    /// Rating, 0..=1.
+    pub rating: f64,
 }
 
 /// The agent named is not in the ACD's file.
@@ -188,7 +195,8 @@ pub struct Center {
     surge_changes: u64,
     standby_activations: u64,
     admissions: BTreeMap<(&'static str, String), u64>,
-    registered: HashSet<AgentId>,
+    /// SIP users whose phones are registered (agents, and users not agents yet).
+    registered: HashSet<String>,
     /// Logged out by a supervisor: registrations do not log them in.
     forced_out: HashSet<AgentId>,
     standby: Vec<AgentId>,
@@ -301,8 +309,10 @@ impl Center {
             .agents
             .iter()
             .enumerate()
+            .filter(|(_, a)| !a.retired)
             .map(|(i, a)| {
                 let id = AgentId(i as u32);
+                let spec = model.agent_config(id);
                 let (state, reason) = match self.acd.agent_state(id) {
                     AgentState::Offline => ("offline", None),
                     AgentState::Available(_) => ("available", None),
@@ -316,10 +326,53 @@ impl Center {
                     pool: model.pools[a.pool.0 as usize].name.clone(),
                     state,
                     reason,
-                    registered: self.registered.contains(&id),
+                    registered: self.registered.contains(&a.name),
+                    skills: spec.skills,
+                    languages: spec.languages,
+                    rating: spec.rating,
                 }
             })
             .collect()
+    }
+
+    /// An admin adds or edits an agent (pool, skills, languages, rating), in force at once
+    /// (see [`Acd::put_agent`]): a new agent whose phone is registered logs in; an agent
+    /// moved into a standby pool while it is not called in logs out, and one moved out of it
+    /// logs in. Returns whether the agent is new.
+    pub fn put_agent(&mut self, now: Instant, spec: &AgentConfig) -> Result<bool, ModelError> {
+        let new = self.acd.model().agent(&spec.name).is_none();
+        let a = self.acd.put_agent(now, spec)?;
+        info!(agent = %spec.name, pool = %spec.pool, new, "agent put in force by an admin");
+        self.standby = self.acd.model().standby_agents();
+        let standing_by = self.standby.contains(&a) && !self.standby_on;
+        let offline = *self.acd.agent_state(a) == AgentState::Offline;
+        if standing_by && !offline {
+            self.acd.handle(now, AcdInput::AgentLogout(a));
+        } else if !standing_by
+            && offline
+            && self.registered.contains(&spec.name)
+            && !self.forced_out.contains(&a)
+        {
+            self.acd.handle(now, AcdInput::AgentLogin(a));
+        }
+        self.step(now);
+        Ok(new)
+    }
+
+    /// An admin removes agent `name`: logged out (after the call they are on) and offered
+    /// no call again until put back.
+    pub fn remove_agent(&mut self, now: Instant, name: &str) -> Result<(), UnknownAgent> {
+        let a = self
+            .acd
+            .model()
+            .agent(name)
+            .ok_or_else(|| UnknownAgent(name.to_owned()))?;
+        info!(agent = name, "agent removed by an admin");
+        self.acd.retire_agent(now, a);
+        self.forced_out.remove(&a);
+        self.standby = self.acd.model().standby_agents();
+        self.step(now);
+        Ok(())
     }
 
     /// A supervisor's change to agent `name`.
@@ -339,7 +392,7 @@ impl Center {
             AgentChange::Ready => {
                 self.forced_out.remove(&a);
                 // An agent without a phone is logged in when it registers.
-                if self.registered.contains(&a) {
+                if self.registered.contains(name) {
                     self.acd.handle(now, AcdInput::AgentReady(a));
                 }
             }
@@ -506,14 +559,14 @@ impl Center {
     }
 
     fn registration(&mut self, now: Instant, user: &str, on: bool) {
+        if on {
+            self.registered.insert(user.to_owned());
+        } else {
+            self.registered.remove(user);
+        }
         let Some(a) = self.acd.model().agent(user) else {
             return;
         };
-        if on {
-            self.registered.insert(a);
-        } else {
-            self.registered.remove(&a);
-        }
         // Standby agents take calls only while their pools are called in.
         if self.standby.contains(&a) && !self.standby_on {
             return;
@@ -621,7 +674,7 @@ impl Center {
             }
             info!(on = want, agents = self.standby.len(), "standby pools");
             for a in self.standby.clone() {
-                if want && self.registered.contains(&a) {
+                if want && self.registered.contains(&self.name(a)) {
                     self.acd.handle(now, AcdInput::AgentLogin(a));
                 } else if !want {
                     self.acd.handle(now, AcdInput::AgentLogout(a));

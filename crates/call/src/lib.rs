@@ -315,6 +315,8 @@ pub struct IvrSummary {
     pub path: Vec<String>,
     /// The language the caller spoke (the flow's `language` variable, or the flow's own).
     pub language: String,
+    /// Time in the flow.
+    pub duration: Duration,
 }
 
 /// Where a call ended: the stage it was in.
@@ -381,6 +383,8 @@ pub struct Call {
     session: Option<Session>,
     /// The flow's language, for the caller's language when they leave the IVR.
     flow_language: String,
+    /// When the IVR session started.
+    ivr_at: Option<Instant>,
     listening: bool,
     /// The ACD knows the call (it must hear of its end).
     in_acd: bool,
@@ -423,6 +427,7 @@ impl Call {
             start: Some(start),
             session: None,
             flow_language: String::new(),
+            ivr_at: None,
             listening: false,
             holding: false,
             retry_after: 0,
@@ -570,6 +575,7 @@ impl Call {
                 vars,
             } => {
                 self.stage = Stage::Ivr;
+                self.ivr_at = Some(now);
                 self.flow_language.clone_from(&flow.language);
                 let mut session = Session::new(library, flow, vars);
                 let (name, version) = session.flow();
@@ -680,7 +686,7 @@ impl Call {
     fn end(&mut self, now: Instant) {
         let ended_in = self.stage;
         if self.session.is_some() {
-            self.leave_flow(Some("abandoned".into()));
+            self.leave_flow(now, Some("abandoned".into()));
         }
         if self.listening {
             self.listening = false;
@@ -767,7 +773,7 @@ impl Call {
                 }),
                 FlowCommand::Enqueue { queue, tier, .. } => {
                     let language = self.language();
-                    self.leave_flow(None);
+                    self.leave_flow(now, None);
                     self.join(now, queue, tier_of(tier.as_deref()), Some(language), None);
                 }
                 FlowCommand::Callback { queue, number } => {
@@ -776,7 +782,7 @@ impl Call {
                     self.join(now, queue, 0, None, Some(number));
                 }
                 FlowCommand::Transfer { uri } => {
-                    self.leave_flow(None);
+                    self.leave_flow(now, None);
                     self.stage = Stage::Transferring;
                     self.hold();
                     self.out.push_back(Output::Connect {
@@ -789,7 +795,7 @@ impl Call {
                     self.sync_recording();
                 }
                 FlowCommand::Hangup { reason } => {
-                    self.leave_flow(None);
+                    self.leave_flow(now, None);
                     if self.record.outcome.is_empty() && self.in_acd {
                         self.record.outcome = "callback".into();
                     }
@@ -848,7 +854,7 @@ impl Call {
     }
 
     /// The caller leaves the IVR (`outcome` when the flow did not end it: `abandoned`).
-    fn leave_flow(&mut self, outcome: Option<String>) {
+    fn leave_flow(&mut self, now: Instant, outcome: Option<String>) {
         let language = self.language();
         self.stop_listening();
         let Some(s) = self.session.take() else {
@@ -867,6 +873,9 @@ impl Call {
             outcome,
             path: s.path().to_vec(),
             language,
+            duration: self
+                .ivr_at
+                .map_or(Duration::ZERO, |at| now.saturating_duration_since(at)),
         }));
     }
 

@@ -9,7 +9,7 @@ mod switch;
 use std::time::Duration;
 
 use crest_acd::admission::AdmissionConfig;
-use crest_acd::{AgentState, SurgeConfig};
+use crest_acd::{AgentConfig, AgentState, SurgeConfig};
 use crest_call::{ALREADY_BOOKED, AgentChange, CallId, FromAcd, Input, Stage, Start, UnknownAgent};
 use switch::{Sip, Switch};
 
@@ -474,6 +474,71 @@ fn a_supervisor_brings_an_away_agent_back_and_a_forced_logout_outlasts_reregistr
         sw.center.set_agent(now, "mallory", AgentChange::Ready),
         Err(UnknownAgent("mallory".into()))
     );
+    sw.advance(Duration::from_secs(10));
+    sw.assert_idle();
+}
+
+#[test]
+fn an_agent_added_while_their_phone_is_registered_takes_the_waiting_caller_and_a_removed_one_stops()
+{
+    let mut sw = Switch::new(AdmissionConfig::default(), false);
+    // carol's phone registers before she is an agent: nothing happens yet.
+    sw.register("carol");
+    let waiting = queued(&mut sw);
+    assert!(rings(&sw, waiting).is_empty());
+    let carol = AgentConfig {
+        name: "carol".into(),
+        pool: "office".into(),
+        skills: [("refund".to_owned(), 0.7)].into(),
+        rating: 0.5,
+        languages: vec!["en".into()],
+    };
+    let now = sw.now;
+    assert_eq!(sw.center.put_agent(now, &carol), Ok(true));
+    sw.settle();
+    assert_eq!(
+        rings(&sw, waiting),
+        ["carol"],
+        "logged in by her registration"
+    );
+    let view = sw.center.agents();
+    let v = view.iter().find(|a| a.name == "carol").unwrap();
+    assert_eq!(
+        (
+            v.state,
+            v.registered,
+            v.languages.clone(),
+            v.skills["refund"]
+        ),
+        ("ringing", true, vec!["en".to_owned()], 0.7)
+    );
+    sw.agent_answers(waiting);
+    // Removed while talking: the call goes on to its end, then she is logged out.
+    let now = sw.now;
+    sw.center.remove_agent(now, "carol").unwrap();
+    sw.settle();
+    assert!(sw.center.agents().iter().all(|a| a.name != "carol"));
+    assert_eq!(sw.agent_state("carol"), AgentState::OnCall(waiting));
+    sw.hang_up(waiting);
+    assert_eq!(sw.agent_state("carol"), AgentState::Offline);
+    sw.register("carol");
+    let next = queued(&mut sw);
+    assert!(rings(&sw, next).is_empty(), "a removed agent takes no call");
+    // A bad edit changes nothing.
+    let bad = AgentConfig {
+        pool: "nowhere".into(),
+        ..carol
+    };
+    let now = sw.now;
+    assert_eq!(
+        sw.center.put_agent(now, &bad).unwrap_err().key,
+        "agent.pool"
+    );
+    assert_eq!(
+        sw.center.remove_agent(now, "carol"),
+        Err(UnknownAgent("carol".into()))
+    );
+    sw.hang_up(next);
     sw.advance(Duration::from_secs(10));
     sw.assert_idle();
 }

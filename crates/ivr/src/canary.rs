@@ -1,14 +1,17 @@
 //! Canary flows: a staged version of a flow takes a share of new calls, chosen by a stable
 //! hash of the caller's number (a caller who calls back gets the same version), while the
-//! stable version takes the rest. Both arms' outcomes are counted; once each arm has
-//! `min_calls`, a canary that abandons more or contains less than the stable version by more
-//! than the rule's margins is rolled back by itself. Sans-IO: the host feeds it outcomes and
+//! stable version takes the rest. Both arms' outcomes and times in the flow are counted; once
+//! each arm has `min_calls`, a canary that abandons more, contains less, hands more callers
+//! to agents or keeps them longer than the stable version, by more than the rule's margins, is
+//! rolled back by itself. Sans-IO: the host feeds it outcomes and
 //! asks it which arm a caller takes.
 //!
 //! ```text
 //!  caller's number ─► FNV-1a % 100 < share? ─► canary version : stable version
 //!  IvrDone(flow, version, outcome) ─► record ─► KPIs per arm ─► rule ─► RolledBack(why)
 //! ```
+
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -26,6 +29,12 @@ pub struct CanaryRule {
     /// Roll back when the canary's containment (callers served by the IVR alone) is below the
     /// stable one's by more than this.
     pub max_containment_drop: f64,
+    /// Roll back when the canary hands a larger share of callers to agents (a queue) than the
+    /// stable one, by more than this.
+    pub max_to_agent_increase: f64,
+    /// Roll back when callers spend longer in the canary, on average, than in the stable
+    /// version, by more than this many seconds.
+    pub max_ivr_time_increase_secs: f64,
 }
 
 impl Default for CanaryRule {
@@ -35,12 +44,14 @@ impl Default for CanaryRule {
             min_calls: 200,
             max_abandon_increase: 0.05,
             max_containment_drop: 0.05,
+            max_to_agent_increase: 0.05,
+            max_ivr_time_increase_secs: 20.0,
         }
     }
 }
 
 /// What callers of one arm did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Kpis {
     /// Calls that left the flow.
     pub calls: u64,
@@ -52,11 +63,14 @@ pub struct Kpis {
     pub to_agent: u64,
     /// Transferred or booked a callback.
     pub other: u64,
+    /// Seconds the calls spent in the flow, all together.
+    pub ivr_secs: f64,
 }
 
 impl Kpis {
-    fn record(&mut self, outcome: &str) {
+    fn record(&mut self, outcome: &str, time: Duration) {
         self.calls += 1;
+        self.ivr_secs += time.as_secs_f64();
         match outcome {
             "hangup" => self.contained += 1,
             "abandoned" => self.abandoned += 1,
@@ -73,6 +87,16 @@ impl Kpis {
     /// Share of calls served by the IVR alone.
     pub fn containment(&self) -> f64 {
         self.contained as f64 / self.calls.max(1) as f64
+    }
+
+    /// Share of calls handed to a queue.
+    pub fn to_agent_rate(&self) -> f64 {
+        self.to_agent as f64 / self.calls.max(1) as f64
+    }
+
+    /// Average time in the flow, seconds.
+    pub fn average_ivr_secs(&self) -> f64 {
+        self.ivr_secs / self.calls.max(1) as f64
     }
 }
 
@@ -127,12 +151,13 @@ impl Canary {
     }
 
     /// A call of `version` left the flow with `outcome` (`hangup`, `abandoned`,
-    /// `queue:NAME`, …). Returns why, when this call made the rule roll the canary back.
-    pub fn record(&mut self, version: &str, outcome: &str) -> Option<String> {
+    /// `queue:NAME`, …) after `time` in it. Returns why, when this call made the rule roll
+    /// the canary back.
+    pub fn record(&mut self, version: &str, outcome: &str, time: Duration) -> Option<String> {
         if version == self.canary_version {
-            self.canary.record(outcome);
+            self.canary.record(outcome, time);
         } else if version == self.stable_version {
-            self.stable.record(outcome);
+            self.stable.record(outcome, time);
         } else {
             return None;
         }
@@ -156,6 +181,21 @@ impl Canary {
                 "containment {} against {} for version {}",
                 pct(c.containment()),
                 pct(s.containment()),
+                self.stable_version
+            )
+        } else if c.to_agent_rate() - s.to_agent_rate() > self.rule.max_to_agent_increase {
+            format!(
+                "handed to agents {} against {} for version {}",
+                pct(c.to_agent_rate()),
+                pct(s.to_agent_rate()),
+                self.stable_version
+            )
+        } else if c.average_ivr_secs() - s.average_ivr_secs() > self.rule.max_ivr_time_increase_secs
+        {
+            format!(
+                "average time in the flow {:.1} s against {:.1} s for version {}",
+                c.average_ivr_secs(),
+                s.average_ivr_secs(),
                 self.stable_version
             )
         } else {
@@ -209,6 +249,8 @@ impl Canary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SECS: Duration = Duration::from_secs(40);
 
     fn number(i: u32) -> String {
         format!("+86138{i:08}")
@@ -264,7 +306,7 @@ mod tests {
                 "hangup"
             };
             for (v, o) in [("7", s), ("8", k)] {
-                if let Some(why) = c.record(v, o)
+                if let Some(why) = c.record(v, o, SECS)
                     && verdict.is_none()
                 {
                     verdict = Some((i + 1, why));
@@ -301,20 +343,53 @@ mod tests {
         let mut c = Canary::new("main", "7", "8", CanaryRule::default());
         let mut why = None;
         for i in 0..200 {
-            c.record("7", "hangup");
+            c.record("7", "hangup", SECS);
             let o = if i % 10 == 0 {
                 "hangup"
             } else {
                 "queue:refund"
             };
-            why = why.or(c.record("8", o));
+            why = why.or(c.record("8", o, SECS));
         }
         assert_eq!(
             why.as_deref(),
             Some("containment 10.0 % against 100.0 % for version 7")
         );
         assert_eq!(c.canary().to_agent, 180);
-        assert_eq!(c.record("6", "abandoned"), None);
+        assert_eq!(c.record("6", "abandoned", SECS), None);
         assert_eq!(c.stable().calls, 200);
+    }
+
+    /// 200 calls per arm: `(served, to a queue)` of every 100 (the rest transferred) and the
+    /// seconds each spends in the flow; the stable arm is (70, 20) at 40 s.
+    fn judge(canary: (u64, u64), secs: u64) -> Option<String> {
+        let outcome = |i: u64, (served, queued): (u64, u64)| match i % 100 {
+            n if n < served => "hangup",
+            n if n < served + queued => "queue:refund",
+            _ => "transfer",
+        };
+        let mut c = Canary::new("main", "7", "8", CanaryRule::default());
+        let mut why = None;
+        for i in 0..200 {
+            why = why.or(c.record("7", outcome(i, (70, 20)), SECS));
+            why = why.or(c.record("8", outcome(i, canary), Duration::from_secs(secs)));
+        }
+        why
+    }
+
+    #[test]
+    fn more_callers_to_agents_or_a_longer_flow_roll_back_each_by_its_margin() {
+        // 2 points fewer served, 2 more to agents, 15 s longer: within every margin.
+        assert_eq!(judge((68, 22), 55), None);
+        // 4 points fewer served (within), but 10 more handed to agents.
+        assert_eq!(
+            judge((66, 30), 40).as_deref(),
+            Some("handed to agents 30.0 % against 20.0 % for version 7")
+        );
+        // The same outcomes, 25 s longer in the flow.
+        assert_eq!(
+            judge((70, 20), 65).as_deref(),
+            Some("average time in the flow 65.0 s against 40.0 s for version 7")
+        );
     }
 }

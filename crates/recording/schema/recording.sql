@@ -88,4 +88,12 @@ CREATE TABLE IF NOT EXISTS audit_log (
     status BIGINT NOT NULL,
     detail TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log (at_ms)
+CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log (at_ms);
+-- Agents added, edited or removed through the admin API, put in force over acd.yaml at start.
+CREATE TABLE IF NOT EXISTS agent_edits (
+    name TEXT PRIMARY KEY,
+    -- The agent's entry as JSON (acd.yaml's fields), NULL once removed.
+    spec TEXT,
+    updated_ms BIGINT NOT NULL,
+    updated_by TEXT NOT NULL
+);

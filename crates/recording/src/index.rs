@@ -128,6 +128,19 @@ pub struct ApiToken {
     pub created_ms: i64,
 }
 
+/// An agent added, edited or removed through the admin API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentEdit {
+    /// The agent's name.
+    pub name: String,
+    /// The agent's entry as JSON (`acd.yaml`'s fields); `None`: removed.
+    pub spec: Option<String>,
+    /// When.
+    pub updated_ms: i64,
+    /// Who (the token's name).
+    pub updated_by: String,
+}
+
 /// Which journeys a search wants (every field optional but `limit`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JourneyFilter {
@@ -657,6 +670,42 @@ impl Index {
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() > 0)
+    }
+
+    /// Keeps an agent edit (the last one per agent counts).
+    pub async fn put_agent_edit(&self, e: &AgentEdit) -> Result<(), IndexError> {
+        sqlx::query(
+            "INSERT INTO agent_edits (name, spec, updated_ms, updated_by) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, \
+             updated_ms = excluded.updated_ms, updated_by = excluded.updated_by",
+        )
+        .bind(&e.name)
+        .bind(e.spec.clone())
+        .bind(e.updated_ms)
+        .bind(&e.updated_by)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every agent edit, oldest first.
+    pub async fn agent_edits(&self) -> Result<Vec<AgentEdit>, IndexError> {
+        let rows = sqlx::query(
+            "SELECT name, spec, updated_ms, updated_by FROM agent_edits ORDER BY updated_ms, name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AgentEdit {
+                    name: r.try_get("name")?,
+                    spec: r.try_get("spec")?,
+                    updated_ms: r.try_get("updated_ms")?,
+                    updated_by: r.try_get("updated_by")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(IndexError::Db)
     }
 
     /// Writes one line of the audit log.

@@ -490,6 +490,29 @@ async fn round_trip_damage_and_keys(backend: &str) {
     let one = crest_recording::JourneyFilter { limit: 1, ..all };
     assert_eq!(search(one).await, [served]);
 
+    // Agent edits: the last one per agent counts; a removal keeps no entry.
+    let edit = |name: &str, spec: Option<&str>, at: i64| crest_recording::AgentEdit {
+        name: name.into(),
+        spec: spec.map(str::to_owned),
+        updated_ms: at,
+        updated_by: "ops".into(),
+    };
+    let idx = s.rec.index();
+    idx.put_agent_edit(&edit("carol", Some(r#"{"pool":"a"}"#), 1))
+        .await
+        .unwrap();
+    idx.put_agent_edit(&edit("dave", Some(r#"{"pool":"b"}"#), 2))
+        .await
+        .unwrap();
+    idx.put_agent_edit(&edit("carol", None, 3)).await.unwrap();
+    assert_eq!(
+        idx.agent_edits().await.unwrap(),
+        [
+            edit("dave", Some(r#"{"pool":"b"}"#), 2),
+            edit("carol", None, 3)
+        ]
+    );
+
     // Crypto-shredding.
     only_k2.shred(&row.id, 6_000).await.unwrap();
     let row = s.rec.index().get(&row.id).await.unwrap().unwrap();

@@ -8,6 +8,7 @@
 //! | read the audit log    |   ✓   |            |       |
 //! | read agents', queues' and flows' live state | ✓ | ✓ |  |
 //! | set an agent ready, away or logged out; set the surge level by hand | ✓ | ✓ |  |
+//! | add, edit or remove an agent (pool, skills, languages, rating) | ✓ | ✓ |  |
 //! | roll back or promote a canary flow | ✓ |         |       |
 //! | search call records, download a recording (audited) | ✓ | ✓ |  |
 
@@ -55,6 +56,7 @@ pub(crate) enum Permission {
     ReadAudit,
     ReadLive,
     ChangeFloor,
+    EditAgents,
     ChangeFlows,
     ReadRecords,
 }
@@ -62,12 +64,13 @@ pub(crate) enum Permission {
 impl Permission {
     /// Every permission, in the table's order.
     #[cfg(test)]
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 8] = [
         Self::ReadMetrics,
         Self::PauseRecording,
         Self::ReadAudit,
         Self::ReadLive,
         Self::ChangeFloor,
+        Self::EditAgents,
         Self::ChangeFlows,
         Self::ReadRecords,
     ];
@@ -80,7 +83,10 @@ impl Role {
             Permission::ReadMetrics => matches!(self, Self::Admin | Self::Supervisor),
             Permission::PauseRecording => true,
             Permission::ReadAudit | Permission::ChangeFlows => self == Self::Admin,
-            Permission::ReadLive | Permission::ChangeFloor | Permission::ReadRecords => {
+            Permission::ReadLive
+            | Permission::ChangeFloor
+            | Permission::EditAgents
+            | Permission::ReadRecords => {
                 matches!(self, Self::Admin | Self::Supervisor)
             }
         }
@@ -188,14 +194,14 @@ mod tests {
         assert_eq!(
             table,
             [
-                (Role::Admin, vec![true; 7]),
+                (Role::Admin, vec![true; 8]),
                 (
                     Role::Supervisor,
-                    vec![true, true, false, true, true, false, true]
+                    vec![true, true, false, true, true, true, false, true]
                 ),
                 (
                     Role::Agent,
-                    vec![false, true, false, false, false, false, false]
+                    vec![false, true, false, false, false, false, false, false]
                 ),
             ]
         );

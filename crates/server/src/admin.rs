@@ -2,7 +2,6 @@
 //! and the API under `/api/v1` with bearer tokens, roles (crate::access), an audit log of every
 //! change and refusal, and errors as `application/problem+json`.
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,231 +24,186 @@ use crate::app::AcdMsg;
 use crest_call::AgentChange;
 
 use crate::media::MediaShared;
+use crate::metrics::{Exposition, Source};
 use crate::recording::RecorderHandle;
 use crate::sip_io::Snapshot;
 
-/// Renders the snapshot in the Prometheus text exposition format.
-pub(crate) fn render_metrics(s: &Snapshot) -> String {
-    let mut out = String::with_capacity(2048);
-    let mut metric = |name: &str, kind: &str, help: &str, v: u64| {
-        let _ = write!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
-        );
-    };
-    let st = &s.stats;
-    metric(
-        "crest_sip_requests_received_total",
-        "counter",
-        "SIP requests received, retransmissions included.",
-        st.requests_in,
-    );
-    metric(
-        "crest_sip_responses_received_total",
-        "counter",
-        "SIP responses received.",
-        st.responses_in,
-    );
-    metric(
-        "crest_sip_bad_messages_total",
-        "counter",
-        "Messages that failed to parse or validate.",
-        st.bad_messages,
-    );
-    metric(
-        "crest_calls_started_total",
-        "counter",
-        "Calls routed to a target.",
-        st.calls_started,
-    );
-    metric(
-        "crest_calls_answered_total",
-        "counter",
-        "Calls answered.",
-        st.calls_answered,
-    );
-    metric(
-        "crest_calls_ended_total",
-        "counter",
-        "Calls ended.",
-        st.calls_ended,
-    );
-    metric(
-        "crest_registrations_total",
-        "counter",
-        "Successful REGISTER requests.",
-        st.registrations,
-    );
-    metric(
-        "crest_sip_rate_limited_total",
-        "counter",
-        "Requests refused by the per-source rate limit.",
-        st.rate_limited,
-    );
-    metric(
-        "crest_sip_overload_rejected_total",
-        "counter",
-        "Requests refused with 503 for overload or draining.",
-        st.overload_rejected,
-    );
-    metric(
-        "crest_sip_auth_rejected_total",
-        "counter",
-        "Requests refused with 401 or 403.",
-        st.auth_rejected,
-    );
-    metric(
-        "crest_calls_active",
-        "gauge",
-        "Calls in progress.",
-        s.active_calls as u64,
-    );
-    metric(
-        "crest_registered_aors",
-        "gauge",
-        "Addresses-of-record with a live binding.",
-        s.registered as u64,
-    );
-    metric(
-        "crest_sip_transactions",
-        "gauge",
-        "Live SIP transactions.",
-        s.transactions as u64,
-    );
-    metric(
-        "crest_sip_connections",
-        "gauge",
-        "Open TCP/TLS connections.",
-        s.connections as u64,
-    );
-    metric(
-        "crest_draining",
-        "gauge",
-        "1 while shutting down.",
-        u64::from(s.draining),
-    );
-    out
+impl Source for Snapshot {
+    fn expose(&self, out: &mut Exposition<'_, '_>) {
+        let st = &self.stats;
+        for (name, help, v) in [
+            (
+                "crest_sip_requests_received_total",
+                "SIP requests received, retransmissions included.",
+                st.requests_in,
+            ),
+            (
+                "crest_sip_responses_received_total",
+                "SIP responses received.",
+                st.responses_in,
+            ),
+            (
+                "crest_sip_bad_messages_total",
+                "Messages that failed to parse or validate.",
+                st.bad_messages,
+            ),
+            (
+                "crest_calls_started_total",
+                "Calls routed to a target.",
+                st.calls_started,
+            ),
+            (
+                "crest_calls_answered_total",
+                "Calls answered.",
+                st.calls_answered,
+            ),
+            ("crest_calls_ended_total", "Calls ended.", st.calls_ended),
+            (
+                "crest_registrations_total",
+                "Successful REGISTER requests.",
+                st.registrations,
+            ),
+            (
+                "crest_sip_rate_limited_total",
+                "Requests refused by the per-source rate limit.",
+                st.rate_limited,
+            ),
+            (
+                "crest_sip_overload_rejected_total",
+                "Requests refused with 503 for overload or draining.",
+                st.overload_rejected,
+            ),
+            (
+                "crest_sip_auth_rejected_total",
+                "Requests refused with 401 or 403.",
+                st.auth_rejected,
+            ),
+        ] {
+            out.counter(name, help, v);
+        }
+        for (name, help, v) in [
+            (
+                "crest_calls_active",
+                "Calls in progress.",
+                self.active_calls,
+            ),
+            (
+                "crest_registered_aors",
+                "Addresses-of-record with a live binding.",
+                self.registered,
+            ),
+            (
+                "crest_sip_transactions",
+                "Live SIP transactions.",
+                self.transactions,
+            ),
+            (
+                "crest_sip_connections",
+                "Open TCP/TLS connections.",
+                self.connections,
+            ),
+            (
+                "crest_draining",
+                "1 while shutting down.",
+                usize::from(self.draining),
+            ),
+        ] {
+            out.gauge(name, help, v);
+        }
+    }
 }
 
-/// Renders the media plane's counters and bandwidth usage.
-pub(crate) fn render_media(m: &MediaShared) -> String {
-    let mut out = String::with_capacity(2048);
-    let mut metric = |name: &str, kind: &str, help: &str, v: &AtomicU64| {
-        let v = v.load(Ordering::Relaxed);
-        let _ = write!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+impl Source for MediaShared {
+    fn expose(&self, out: &mut Exposition<'_, '_>) {
+        let g = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        let c = &self.metrics;
+        out.gauge(
+            "crest_media_calls_active",
+            "Calls with anchored media.",
+            g(&c.calls_active),
         );
-    };
-    let c = &m.metrics;
-    metric(
-        "crest_media_calls_active",
-        "gauge",
-        "Calls with anchored media.",
-        &c.calls_active,
-    );
-    metric(
-        "crest_media_calls_transcoding",
-        "gauge",
-        "Anchored calls whose legs differ in codec.",
-        &c.calls_transcoded,
-    );
-    metric(
-        "crest_rtp_packets_received_total",
-        "counter",
-        "RTP packets received on anchored legs.",
-        &c.packets_received,
-    );
-    metric(
-        "crest_rtp_packets_forwarded_total",
-        "counter",
-        "RTP packets forwarded with a rewritten header.",
-        &c.packets_forwarded,
-    );
-    metric(
-        "crest_rtp_packets_generated_total",
-        "counter",
-        "RTP packets Crest encoded (transcoding, prompts, DTMF).",
-        &c.packets_generated,
-    );
-    metric(
-        "crest_media_timeouts_total",
-        "counter",
-        "Calls ended because a leg sent no RTP.",
-        &c.media_timeouts,
-    );
-    metric(
-        "crest_rtp_packets_lost_total",
-        "counter",
-        "Packets lost on ended legs (RTP sequence gaps).",
-        &c.packets_lost,
-    );
-    metric(
-        "crest_media_legs_measured_total",
-        "counter",
-        "Ended legs with a quality estimate.",
-        &c.legs_measured,
-    );
-    metric(
-        "crest_media_rtp_port_busy_total",
-        "counter",
-        "RTP ports skipped because another program held them.",
-        &c.port_failures,
-    );
-    metric(
-        "crest_media_bandwidth_refused_total",
-        "counter",
-        "Calls refused because a bandwidth budget was spent.",
-        &c.bandwidth_refused,
-    );
-    let mos = c.mos_milli_sum.load(Ordering::Relaxed) as f64 / 1000.0;
-    let _ = write!(
-        out,
-        "# HELP crest_media_mos_sum Sum of the ended legs' E-model MOS (divide by crest_media_legs_measured_total).\n# TYPE crest_media_mos_sum counter\ncrest_media_mos_sum {mos}\n"
-    );
-    let _ = write!(
-        out,
-        "# HELP crest_dtmf_keys_total DTMF keys received, by how they came.\n# TYPE crest_dtmf_keys_total counter\n"
-    );
-    for (source, v) in [
-        ("rfc4733", &c.dtmf_rfc4733),
-        ("inband", &c.dtmf_inband),
-        ("info", &c.dtmf_info),
-    ] {
-        let _ = writeln!(
-            out,
-            "crest_dtmf_keys_total{{source=\"{source}\"}} {}",
-            v.load(Ordering::Relaxed)
+        out.gauge(
+            "crest_media_calls_transcoding",
+            "Anchored calls whose legs differ in codec.",
+            g(&c.calls_transcoded),
         );
-    }
-    if let Ok(ledger) = m.ledger.lock() {
-        let _ = write!(
-            out,
-            "# HELP crest_bandwidth_used_bps Bandwidth of anchored legs (IP layer, both directions), by scope.\n# TYPE crest_bandwidth_used_bps gauge\n"
+        for (name, help, v) in [
+            (
+                "crest_rtp_packets_received_total",
+                "RTP packets received on anchored legs.",
+                &c.packets_received,
+            ),
+            (
+                "crest_rtp_packets_forwarded_total",
+                "RTP packets forwarded with a rewritten header.",
+                &c.packets_forwarded,
+            ),
+            (
+                "crest_rtp_packets_generated_total",
+                "RTP packets Crest encoded (transcoding, prompts, DTMF).",
+                &c.packets_generated,
+            ),
+            (
+                "crest_media_timeouts_total",
+                "Calls ended because a leg sent no RTP.",
+                &c.media_timeouts,
+            ),
+            (
+                "crest_rtp_packets_lost_total",
+                "Packets lost on ended legs (RTP sequence gaps).",
+                &c.packets_lost,
+            ),
+            (
+                "crest_media_legs_measured_total",
+                "Ended legs with a quality estimate.",
+                &c.legs_measured,
+            ),
+            (
+                "crest_media_rtp_port_busy_total",
+                "RTP ports skipped because another program held them.",
+                &c.port_failures,
+            ),
+            (
+                "crest_media_bandwidth_refused_total",
+                "Calls refused because a bandwidth budget was spent.",
+                &c.bandwidth_refused,
+            ),
+        ] {
+            out.counter(name, help, g(v));
+        }
+        out.counter(
+            "crest_media_mos_sum_total",
+            "Sum of the ended legs' E-model MOS (divide by crest_media_legs_measured_total).",
+            g(&c.mos_milli_sum) as f64 / 1000.0,
         );
-        let usage = ledger.usage();
-        for u in &usage {
-            let _ = writeln!(
-                out,
-                "crest_bandwidth_used_bps{{scope=\"{}\"}} {}",
-                u.scope, u.used
+        out.counters(
+            "crest_dtmf_keys_total",
+            "DTMF keys received, by how they came.",
+            [
+                ("rfc4733", &c.dtmf_rfc4733),
+                ("inband", &c.dtmf_inband),
+                ("info", &c.dtmf_info),
+            ]
+            .map(|(source, v)| (vec![("source", source)], g(v))),
+        );
+        if let Ok(ledger) = self.ledger.lock() {
+            let usage = ledger.usage();
+            out.gauges(
+                "crest_bandwidth_used_bps",
+                "Bandwidth of anchored legs (IP layer, both directions), by scope.",
+                usage
+                    .iter()
+                    .map(|u| (vec![("scope", u.scope.as_str())], u.used)),
+            );
+            out.gauges(
+                "crest_bandwidth_budget_bps",
+                "Configured bandwidth budget, by scope.",
+                usage
+                    .iter()
+                    .filter_map(|u| Some((vec![("scope", u.scope.as_str())], u.budget?))),
             );
         }
-        let _ = write!(
-            out,
-            "# HELP crest_bandwidth_budget_bps Configured bandwidth budget, by scope.\n# TYPE crest_bandwidth_budget_bps gauge\n"
-        );
-        for u in &usage {
-            if let Some(b) = u.budget {
-                let _ = writeln!(
-                    out,
-                    "crest_bandwidth_budget_bps{{scope=\"{}\"}} {b}",
-                    u.scope
-                );
-            }
-        }
     }
-    out
 }
 
 /// The admin HTTP server's settings and the index that keeps tokens and the audit log.
@@ -308,6 +262,10 @@ pub(crate) async fn serve(
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/agents", get(agents))
         .route("/api/v1/agents/{name}/state", post(set_agent))
+        .route(
+            "/api/v1/agents/{name}",
+            axum::routing::put(put_agent).delete(remove_agent),
+        )
         .route("/api/v1/queues", get(queues))
         .route("/api/v1/surge", post(set_surge))
         .route("/api/v1/live", get(live))
@@ -586,21 +544,21 @@ async fn metrics(
         flows,
         app,
     } = &st.sources;
-    let mut body = render_metrics(&st.snapshot().await);
+    let mut parts: Vec<Box<dyn Source>> = vec![Box::new(st.snapshot().await)];
     if let Some(m) = media {
-        body.push_str(&render_media(m));
+        parts.push(Box::new(m.clone()));
     }
     if let Some(r) = recorder {
-        r.metrics.render(&mut body);
+        parts.push(Box::new(r.metrics.clone()));
     }
     if let Some(f) = flows {
-        f.render(&mut body);
+        parts.push(Box::new(f.clone()));
     }
     if let Some(a) = app {
-        a.metrics.render(&mut body);
-        a.render_ivr(&mut body);
+        parts.push(Box::new(a.clone()));
     }
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+    let body = crate::metrics::encode(parts);
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response())
 }
 
 /// The body of a PCI pause.
@@ -777,9 +735,31 @@ struct AgentItem {
     reason: Option<String>,
     /// Their phone is registered.
     registered: bool,
+    /// Skill name → level in 0..=1.
+    skills: std::collections::BTreeMap<String, f64>,
+    /// Languages they take calls in (primary tags); none: any.
+    languages: Vec<String>,
+    /// Rating, 0..=1.
+    rating: f64,
 }
 
-/// `GET /api/v1/agents` (admin, supervisor): every agent's state, pool and registration.
+impl From<crest_call::AgentView> for AgentItem {
+    fn from(a: crest_call::AgentView) -> Self {
+        Self {
+            name: a.name,
+            pool: a.pool,
+            state: a.state,
+            reason: a.reason,
+            registered: a.registered,
+            skills: a.skills.into_iter().collect(),
+            languages: a.languages,
+            rating: a.rating,
+        }
+    }
+}
+
+/// `GET /api/v1/agents` (admin, supervisor): every agent's state, pool, registration and
+/// skills.
 #[utoipa::path(get, path = "/api/v1/agents", tag = "agents",
     responses((status = 200, body = [AgentItem]), (status = 401, body = ProblemDoc),
         (status = 403, body = ProblemDoc), (status = 409, body = ProblemDoc)),
@@ -789,17 +769,171 @@ async fn agents(AxState(st): AxState<State>, headers: HeaderMap) -> Result<Respo
     let (tx, rx) = oneshot::channel();
     acd(&st)?.send(AcdMsg::Agents(tx)).map_err(|_| acd_gone())?;
     let list = rx.await.map_err(|_| acd_gone())?;
-    let list: Vec<AgentItem> = list
-        .into_iter()
-        .map(|a| AgentItem {
-            name: a.name,
-            pool: a.pool,
-            state: a.state,
-            reason: a.reason,
-            registered: a.registered,
-        })
-        .collect();
+    let list: Vec<AgentItem> = list.into_iter().map(AgentItem::from).collect();
     Ok(Json(list).into_response())
+}
+
+/// An agent's entry: what `acd.yaml` says of an agent, but its name.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct AgentRequest {
+    /// The seat pool (one `acd.yaml` names).
+    pool: String,
+    /// Skill name → level in 0..=1 (a skill no queue asks for is kept and routes nothing).
+    skills: std::collections::BTreeMap<String, f64>,
+    /// Languages the agent takes calls in (`en`, `zh-CN`); none: any. Default none.
+    #[serde(default)]
+    languages: Vec<String>,
+    /// Rating from customer satisfaction, 0..=1. Default 0.5.
+    rating: Option<f64>,
+}
+
+/// `PUT /api/v1/agents/{name}` (admin, supervisor): adds the agent or replaces its pool,
+/// skills, languages and rating, in force at once (a call in progress goes on; an available
+/// agent takes a waiting caller its new skills allow) and kept in the index database, over
+/// `acd.yaml`, across restarts. 201 for a new agent, 200 for an edit.
+#[utoipa::path(put, path = "/api/v1/agents/{name}", tag = "agents",
+    params(("name" = String, Path, description = "The agent's name (their SIP user)")),
+    request_body = AgentRequest,
+    responses((status = 200, body = AgentItem), (status = 201, body = AgentItem),
+        (status = 400, body = ProblemDoc), (status = 401, body = ProblemDoc),
+        (status = 403, body = ProblemDoc), (status = 409, body = ProblemDoc),
+        (status = 422, body = ProblemDoc)),
+    security(("bearer" = [])))]
+async fn put_agent(
+    AxState(st): AxState<State>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let (new, item) = st
+        .audited(
+            &headers,
+            remote,
+            Permission::EditAgents,
+            "agent.put",
+            &name,
+            async |who| {
+                let req: AgentRequest = parse_json(&body)?;
+                let spec = crest_acd::AgentConfig {
+                    name: name.clone(),
+                    pool: req.pool,
+                    skills: req.skills.into_iter().collect(),
+                    rating: req.rating.unwrap_or(0.5),
+                    languages: req.languages,
+                };
+                // Checked, kept, then put in force: nothing is kept that the ACD refuses,
+                // and nothing is in force that a restart would lose.
+                put_agent_msg(&st, &spec, false).await?;
+                let json = serde_json::to_string(&spec).unwrap_or_default();
+                st.access
+                    .index
+                    .put_agent_edit(&crest_recording::AgentEdit {
+                        name: name.clone(),
+                        spec: Some(json.clone()),
+                        updated_ms: crate::recording::unix_ms(),
+                        updated_by: who.name.clone(),
+                    })
+                    .await
+                    .map_err(|e| Problem::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+                let new = put_agent_msg(&st, &spec, true).await?;
+                let item = agent_item(&st, &name).await?;
+                Ok(((new, item), json))
+            },
+        )
+        .await?;
+    let status = if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(item)).into_response())
+}
+
+async fn put_agent_msg(
+    st: &State,
+    spec: &crest_acd::AgentConfig,
+    apply: bool,
+) -> Result<bool, Problem> {
+    let (reply, rx) = oneshot::channel();
+    acd(st)?
+        .send(AcdMsg::PutAgent {
+            spec: spec.clone(),
+            apply,
+            reply,
+        })
+        .map_err(|_| acd_gone())?;
+    rx.await.map_err(|_| acd_gone())?.map_err(|e| {
+        // The ACD names `agent.skills.x`: the request's field is `skills.x`.
+        let field = e.key.strip_prefix("agent.").unwrap_or(&e.key);
+        Problem::field(StatusCode::UNPROCESSABLE_ENTITY, field, e.to_string())
+    })
+}
+
+async fn agent_item(st: &State, name: &str) -> Result<AgentItem, Problem> {
+    let (tx, rx) = oneshot::channel();
+    acd(st)?.send(AcdMsg::Agents(tx)).map_err(|_| acd_gone())?;
+    rx.await
+        .map_err(|_| acd_gone())?
+        .into_iter()
+        .find(|a| a.name == name)
+        .map(AgentItem::from)
+        .ok_or_else(|| unknown_agent(name))
+}
+
+fn unknown_agent(name: &str) -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, format!("no agent named {name:?}"))
+}
+
+/// `DELETE /api/v1/agents/{name}` (admin, supervisor): the agent is logged out (after the
+/// call they are on) and offered no call again; kept in the index database across restarts
+/// (`PUT` brings them back).
+#[utoipa::path(delete, path = "/api/v1/agents/{name}", tag = "agents",
+    params(("name" = String, Path, description = "The agent's name")),
+    responses((status = 204, description = "Removed"), (status = 401, body = ProblemDoc),
+        (status = 403, body = ProblemDoc), (status = 404, body = ProblemDoc),
+        (status = 409, body = ProblemDoc)),
+    security(("bearer" = [])))]
+async fn remove_agent(
+    AxState(st): AxState<State>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    st.audited(
+        &headers,
+        remote,
+        Permission::EditAgents,
+        "agent.remove",
+        &name,
+        async |who| {
+            agent_item(&st, &name).await?;
+            st.access
+                .index
+                .put_agent_edit(&crest_recording::AgentEdit {
+                    name: name.clone(),
+                    spec: None,
+                    updated_ms: crate::recording::unix_ms(),
+                    updated_by: who.name.clone(),
+                })
+                .await
+                .map_err(|e| Problem::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+            let (reply, rx) = oneshot::channel();
+            acd(&st)?
+                .send(AcdMsg::RemoveAgent {
+                    name: name.clone(),
+                    reply,
+                })
+                .map_err(|_| acd_gone())?;
+            rx.await
+                .map_err(|_| acd_gone())?
+                .map_err(|_| unknown_agent(&name))?;
+            Ok(((), "removed".to_owned()))
+        },
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// The body of an agent state change.
@@ -916,6 +1050,21 @@ struct QueueItem {
     service_level: Option<f64>,
     /// The service level's threshold (`acd.service_level_secs`).
     service_level_secs: u64,
+    /// The same figures over the last 15 minutes.
+    last_15m: QueueWindow,
+}
+
+/// A queue's callers over a window of time.
+#[derive(Debug, serde::Serialize, ToSchema)]
+struct QueueWindow {
+    /// Callers answered by an agent.
+    answered: u64,
+    /// Callers who hung up before an agent answered.
+    abandoned: u64,
+    /// Average speed of answer, seconds (none without an answer).
+    asa_secs: Option<f64>,
+    /// Share of answered callers who waited at most `service_level_secs`.
+    service_level: Option<f64>,
 }
 
 /// The queues and the surge.
@@ -951,13 +1100,7 @@ async fn live_view(st: &State) -> Result<LiveView, Problem> {
         .await
         .map_err(|_| acd_gone())?
         .into_iter()
-        .map(|a| AgentItem {
-            name: a.name,
-            pool: a.pool,
-            state: a.state,
-            reason: a.reason,
-            registered: a.registered,
-        })
+        .map(AgentItem::from)
         .collect();
     Ok(LiveView {
         at_ms: crate::recording::unix_ms(),
@@ -1006,7 +1149,7 @@ fn queues_view(st: &State) -> Result<QueuesView, Problem> {
         return Err(acd_gone());
     };
     let m = &app.metrics;
-    let stats = m.queue_stats();
+    let (stats, recent) = (m.queue_stats(), m.recent_stats());
     let sl = st.access.service_level_secs;
     Ok(QueuesView {
         queues: m
@@ -1014,7 +1157,14 @@ fn queues_view(st: &State) -> Result<QueuesView, Problem> {
             .into_iter()
             .map(|(name, waiting)| {
                 let s = stats.get(&name).cloned().unwrap_or_default();
+                let r = recent.get(&name).cloned().unwrap_or_default();
                 QueueItem {
+                    last_15m: QueueWindow {
+                        answered: r.answered,
+                        abandoned: r.abandoned,
+                        asa_secs: r.asa().map(|d| d.as_secs_f64()),
+                        service_level: r.service_level(sl),
+                    },
                     waiting,
                     answered: s.answered,
                     abandoned: s.abandoned,
@@ -1367,6 +1517,8 @@ struct ArmKpis {
     to_agent: u64,
     /// Transferred or booked a callback.
     other: u64,
+    /// Average time in the flow, seconds.
+    average_ivr_secs: f64,
 }
 
 impl From<crest_ivr::canary::Kpis> for ArmKpis {
@@ -1377,6 +1529,7 @@ impl From<crest_ivr::canary::Kpis> for ArmKpis {
             abandoned: k.abandoned,
             to_agent: k.to_agent,
             other: k.other,
+            average_ivr_secs: k.average_ivr_secs(),
         }
     }
 }
@@ -1575,7 +1728,7 @@ struct AuditRow {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Crest admin API", description = "Bearer tokens from `crest token create`; errors are application/problem+json."),
-    paths(pause, resume, agents, set_agent, queues, set_surge, live, calls, download, audit,
+    paths(pause, resume, agents, set_agent, put_agent, remove_agent, queues, set_surge, live, calls, download, audit,
         openapi, flows, stage_canary, canary_action),
     modifiers(&BearerScheme)
 )]

@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crest_acd::{AgentId, CallId, Model, QueueId, QueueStats, SurgeLevel};
+use crest_acd::{AgentConfig, AgentId, CallId, Model, ModelError, QueueId, QueueStats, SurgeLevel};
 use crest_call::{
     AgentChange, AgentView, Center, CenterConfig, CenterInput, CenterOutput, FromAcd, Start, ToAcd,
     UnknownAgent,
@@ -298,43 +298,68 @@ impl AppRuntime {
             }
         });
     }
+}
 
-    /// Prometheus lines of the IVR and its recognisers.
-    pub(crate) fn render_ivr(&self, out: &mut String) {
-        use std::fmt::Write as _;
+impl crate::metrics::Source for AppRuntime {
+    /// The IVR, its recognisers, and the ACD.
+    fn expose(&self, out: &mut crate::metrics::Exposition<'_, '_>) {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let i = &self.ivr;
-        let _ = writeln!(
-            out,
-            "# HELP crest_ivr_sessions_active Callers in an IVR flow now.\n# TYPE crest_ivr_sessions_active gauge\ncrest_ivr_sessions_active {}\n\
-             # HELP crest_ivr_sessions_total IVR sessions started.\n# TYPE crest_ivr_sessions_total counter\ncrest_ivr_sessions_total {}\n\
-             # HELP crest_ivr_lookups_active IVR lookups waiting for an answer.\n# TYPE crest_ivr_lookups_active gauge\ncrest_ivr_lookups_active {}\n\
-             # HELP crest_ivr_renders_active Prompts being rendered.\n# TYPE crest_ivr_renders_active gauge\ncrest_ivr_renders_active {}\n\
-             # HELP crest_ivr_prompts_cached Prompts rendered and kept, shared by every call.\n# TYPE crest_ivr_prompts_cached gauge\ncrest_ivr_prompts_cached {}",
+        out.gauge(
+            "crest_ivr_sessions_active",
+            "Callers in an IVR flow now.",
             g(&i.sessions_active),
+        );
+        out.counter(
+            "crest_ivr_sessions_total",
+            "IVR sessions started.",
             g(&i.sessions_total),
+        );
+        out.gauge(
+            "crest_ivr_lookups_active",
+            "IVR lookups waiting for an answer.",
             g(&i.lookups_active),
+        );
+        out.gauge(
+            "crest_ivr_renders_active",
+            "Prompts being rendered.",
             g(&i.renders_active),
+        );
+        out.gauge(
+            "crest_ivr_prompts_cached",
+            "Prompts rendered and kept, shared by every call.",
             self.tts.cached_count(),
         );
         if let Some(s) = &self.speech {
             let m = &s.metrics;
-            let _ = writeln!(
-                out,
-                "# HELP crest_ivr_recognizers_active Callers a recogniser listens to now.\n# TYPE crest_ivr_recognizers_active gauge\ncrest_ivr_recognizers_active {}\n\
-                 # HELP crest_ivr_recognizers_limit Callers that may be listened to at once (ivr.recognizers).\n# TYPE crest_ivr_recognizers_limit gauge\ncrest_ivr_recognizers_limit {}\n\
-                 # HELP crest_ivr_listens_total Listens started.\n# TYPE crest_ivr_listens_total counter\ncrest_ivr_listens_total {}\n\
-                 # HELP crest_ivr_listens_refused_total Listens refused: every recogniser was busy (the caller can still press keys).\n# TYPE crest_ivr_listens_refused_total counter\ncrest_ivr_listens_refused_total {}\n\
-                 # HELP crest_ivr_utterances_total Utterances heard.\n# TYPE crest_ivr_utterances_total counter\ncrest_ivr_utterances_total {}\n\
-                 # HELP crest_ivr_audio_frames_dropped_total Caller audio frames dropped because a recogniser fell behind.\n# TYPE crest_ivr_audio_frames_dropped_total counter\ncrest_ivr_audio_frames_dropped_total {}",
+            out.gauge(
+                "crest_ivr_recognizers_active",
+                "Callers a recogniser listens to now.",
                 g(&m.active),
-                s.limit(),
-                g(&m.started),
-                g(&m.refused),
-                g(&m.heard),
-                g(&m.frames_dropped),
             );
+            out.gauge(
+                "crest_ivr_recognizers_limit",
+                "Callers that may be listened to at once (ivr.recognizers).",
+                s.limit(),
+            );
+            for (name, help, v) in [
+                ("crest_ivr_listens_total", "Listens started.", &m.started),
+                (
+                    "crest_ivr_listens_refused_total",
+                    "Listens refused: every recogniser was busy (the caller can still press keys).",
+                    &m.refused,
+                ),
+                ("crest_ivr_utterances_total", "Utterances heard.", &m.heard),
+                (
+                    "crest_ivr_audio_frames_dropped_total",
+                    "Caller audio frames dropped because a recogniser fell behind.",
+                    &m.frames_dropped,
+                ),
+            ] {
+                out.counter(name, help, g(v));
+            }
         }
+        self.metrics.expose(out);
     }
 }
 
@@ -374,6 +399,25 @@ pub(crate) enum AcdMsg {
         change: AgentChange,
         reply: oneshot::Sender<Result<(), UnknownAgent>>,
     },
+    /// An admin's agent entry: checked only (`apply: false`, before it is stored) or put in
+    /// force; the answer says whether the agent is new.
+    PutAgent {
+        spec: AgentConfig,
+        apply: bool,
+        reply: oneshot::Sender<Result<bool, ModelError>>,
+    },
+    /// An admin removes an agent.
+    RemoveAgent {
+        name: String,
+        reply: oneshot::Sender<Result<(), UnknownAgent>>,
+    },
+}
+
+/// An agent edit kept in the index database, as the ACD takes it at start.
+#[derive(Debug, Clone)]
+pub(crate) enum StoredEdit {
+    Put(AgentConfig),
+    Remove(String),
 }
 
 /// The ACD's counters for `/metrics`, shared with the admin endpoint (and the IVR, which
@@ -392,6 +436,8 @@ pub(crate) struct AcdMetrics {
     waiting: Mutex<BTreeMap<String, usize>>,
     /// Queue → answered and abandoned callers and their waits.
     queue_stats: Mutex<BTreeMap<String, QueueStats>>,
+    /// The same over the last 15 minutes.
+    recent_stats: Mutex<BTreeMap<String, QueueStats>>,
     /// (pool, state) → agents.
     agent_states: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// The router's counters (offers, answers, misses, overflows, abandons, callbacks, wait
@@ -413,6 +459,14 @@ impl AcdMetrics {
             .unwrap_or_default()
     }
 
+    /// Queue → its callers over the last 15 minutes (as of the last change).
+    pub(crate) fn recent_stats(&self) -> BTreeMap<String, QueueStats> {
+        self.recent_stats
+            .lock()
+            .map(|w| w.clone())
+            .unwrap_or_default()
+    }
+
     /// The surge level: 0 normal … 3 circuit breaker.
     pub(crate) fn surge_level(&self) -> u64 {
         self.surge_level.load(Ordering::Relaxed)
@@ -427,78 +481,81 @@ impl AcdMetrics {
     pub(crate) fn ratio(&self) -> f64 {
         self.surge_ratio_milli.load(Ordering::Relaxed) as f64 / 1000.0
     }
+}
 
-    /// Prometheus lines.
-    pub(crate) fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let _ = writeln!(
-            out,
-            "# HELP crest_acd_surge_level Surge level: 0 normal, 1 self-service first (3x), 2 standby agents (5x), 3 circuit breaker (8x).\n# TYPE crest_acd_surge_level gauge\ncrest_acd_surge_level {}\n\
-             # HELP crest_acd_surge_ratio Arrival rate over the sliding window divided by the baseline.\n# TYPE crest_acd_surge_ratio gauge\ncrest_acd_surge_ratio {:.3}\n\
-             # HELP crest_acd_surge_set_by_hand 1 while a supervisor has set the surge level by hand.\n# TYPE crest_acd_surge_set_by_hand gauge\ncrest_acd_surge_set_by_hand {}\n\
-             # HELP crest_acd_surge_changes_total Surge level changes.\n# TYPE crest_acd_surge_changes_total counter\ncrest_acd_surge_changes_total {}\n\
-             # HELP crest_acd_standby_activations_total Times the standby pools were called in.\n# TYPE crest_acd_standby_activations_total counter\ncrest_acd_standby_activations_total {}",
-            self.surge_level.load(Ordering::Relaxed),
-            self.ratio(),
-            self.surge_by_hand.load(Ordering::Relaxed),
-            self.surge_changes.load(Ordering::Relaxed),
-            self.standby_activations.load(Ordering::Relaxed),
+impl crate::metrics::Source for AcdMetrics {
+    fn expose(&self, out: &mut crate::metrics::Exposition<'_, '_>) {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        out.gauge(
+            "crest_acd_surge_level",
+            "Surge level: 0 normal, 1 self-service first (3x), 2 standby agents (5x), 3 circuit breaker (8x).",
+            g(&self.surge_level),
         );
-        let _ = writeln!(
-            out,
-            "# HELP crest_acd_admissions_total Admission decisions before a caller joins a queue, by decision and reason.\n# TYPE crest_acd_admissions_total counter"
+        out.gauge(
+            "crest_acd_surge_ratio",
+            "Arrival rate over the sliding window divided by the baseline.",
+            self.ratio(),
+        );
+        out.gauge(
+            "crest_acd_surge_set_by_hand",
+            "1 while a supervisor has set the surge level by hand.",
+            g(&self.surge_by_hand),
+        );
+        out.counter(
+            "crest_acd_surge_changes_total",
+            "Surge level changes.",
+            g(&self.surge_changes),
+        );
+        out.counter(
+            "crest_acd_standby_activations_total",
+            "Times the standby pools were called in.",
+            g(&self.standby_activations),
         );
         if let Ok(a) = self.admissions.lock() {
-            for ((decision, reason), n) in a.iter() {
-                let _ = writeln!(
-                    out,
-                    "crest_acd_admissions_total{{decision=\"{decision}\",reason=\"{reason}\"}} {n}"
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP crest_acd_waiting Callers waiting, by queue.\n# TYPE crest_acd_waiting gauge"
-        );
-        if let Ok(w) = self.waiting.lock() {
-            for (q, n) in w.iter() {
-                let _ = writeln!(out, "crest_acd_waiting{{queue=\"{q}\"}} {n}");
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP crest_acd_wait_seconds How long answered callers waited for an agent, by queue (service level: le=\"20\" over count; ASA: sum over count).\n# TYPE crest_acd_wait_seconds histogram"
-        );
-        let stats = self.queue_stats();
-        for (q, s) in &stats {
-            for (b, n) in crest_acd::WAIT_BUCKETS.iter().zip(s.waited_at_most) {
-                let _ = writeln!(
-                    out,
-                    "crest_acd_wait_seconds_bucket{{queue=\"{q}\",le=\"{b}\"}} {n}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "crest_acd_wait_seconds_bucket{{queue=\"{q}\",le=\"+Inf\"}} {a}\ncrest_acd_wait_seconds_sum{{queue=\"{q}\"}} {:.3}\ncrest_acd_wait_seconds_count{{queue=\"{q}\"}} {a}",
-                s.wait_sum_secs,
-                a = s.answered
+            out.counters(
+                "crest_acd_admissions_total",
+                "Admission decisions before a caller joins a queue, by decision and reason.",
+                a.iter().map(|((decision, reason), n)| {
+                    (vec![("decision", *decision), ("reason", &reason[..])], *n)
+                }),
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP crest_acd_agents Agents by pool and state (offline, available, ringing, on_call, wrap_up, away).\n# TYPE crest_acd_agents gauge"
+        if let Ok(w) = self.waiting.lock() {
+            out.gauges(
+                "crest_acd_waiting",
+                "Callers waiting, by queue.",
+                w.iter().map(|(q, n)| (vec![("queue", &q[..])], *n)),
+            );
+        }
+        let stats = self.queue_stats();
+        let bounds = crest_acd::WAIT_BUCKETS.map(|b| b as f64);
+        out.histograms(
+            "crest_acd_wait_seconds",
+            "How long answered callers waited for an agent, by queue (service level: the le=\"20\" bucket over the count; ASA: the sum over the count).",
+            &bounds,
+            stats.iter().map(|(q, s)| {
+                (
+                    vec![("queue", &q[..])],
+                    s.wait_sum_secs,
+                    s.waited_at_most.to_vec(),
+                    s.answered,
+                )
+            }),
         );
         let states = self
             .agent_states
             .lock()
             .map(|a| a.clone())
             .unwrap_or_default();
+        out.gauges(
+            "crest_acd_agents",
+            "Agents by pool and state (offline, available, ringing, on_call, wrap_up, away).",
+            states
+                .iter()
+                .map(|((pool, state), n)| (vec![("pool", &pool[..]), ("state", *state)], *n)),
+        );
         let mut pools: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
         for ((pool, state), n) in &states {
-            let _ = writeln!(
-                out,
-                "crest_acd_agents{{pool=\"{pool}\",state=\"{state}\"}} {n}"
-            );
             let p = pools.entry(pool).or_default();
             if !matches!(*state, "offline" | "away") {
                 p.1 += n;
@@ -507,73 +564,86 @@ impl AcdMetrics {
                 }
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP crest_acd_pool_occupancy Busy agents (ringing, on a call, wrapping up) over staffed ones, by pool.\n# TYPE crest_acd_pool_occupancy gauge"
+        out.gauges(
+            "crest_acd_pool_occupancy",
+            "Busy agents (ringing, on a call, wrapping up) over staffed ones, by pool.",
+            pools.iter().map(|(pool, (busy, staffed))| {
+                let occ = if *staffed == 0 {
+                    0.0
+                } else {
+                    *busy as f64 / *staffed as f64
+                };
+                (vec![("pool", *pool)], occ)
+            }),
         );
-        for (pool, (busy, staffed)) in pools {
-            let occ = if staffed == 0 {
-                0.0
-            } else {
-                busy as f64 / staffed as f64
-            };
-            let _ = writeln!(out, "crest_acd_pool_occupancy{{pool=\"{pool}\"}} {occ:.3}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP crest_acd_queue_abandoned_total Callers who hung up before an agent answered, by queue.\n# TYPE crest_acd_queue_abandoned_total counter"
+        out.counters(
+            "crest_acd_queue_abandoned_total",
+            "Callers who hung up before an agent answered, by queue.",
+            stats
+                .iter()
+                .map(|(q, s)| (vec![("queue", &q[..])], s.abandoned)),
         );
-        for (q, s) in &stats {
-            let _ = writeln!(
-                out,
-                "crest_acd_queue_abandoned_total{{queue=\"{q}\"}} {}",
-                s.abandoned
-            );
-        }
         let Ok(c) = self.counters.lock() else {
             return;
         };
         for (name, help, v) in [
-            ("offers", "Calls offered to an agent.", c.offers),
-            ("answered", "Offers an agent answered.", c.answered),
-            ("missed", "Offers that rang out or failed.", c.missed),
             (
-                "overflows",
+                "crest_acd_offers_total",
+                "Calls offered to an agent.",
+                c.offers,
+            ),
+            (
+                "crest_acd_answered_total",
+                "Offers an agent answered.",
+                c.answered,
+            ),
+            (
+                "crest_acd_missed_total",
+                "Offers that rang out or failed.",
+                c.missed,
+            ),
+            (
+                "crest_acd_overflows_total",
                 "Overflow steps to a neighbouring pool.",
                 c.overflows,
             ),
             (
-                "abandoned",
+                "crest_acd_abandoned_total",
                 "Callers who hung up while waiting or ringing.",
                 c.abandoned,
             ),
             (
-                "set_away",
+                "crest_acd_set_away_total",
                 "Agents set away after missed calls.",
                 c.set_away,
             ),
-            ("callbacks", "Callbacks scheduled.", c.callbacks),
             (
-                "callbacks_unanswered",
+                "crest_acd_callbacks_total",
+                "Callbacks scheduled.",
+                c.callbacks,
+            ),
+            (
+                "crest_acd_callbacks_unanswered_total",
                 "Callbacks the customer did not answer.",
                 c.callbacks_unanswered,
             ),
             (
-                "ewt_samples",
+                "crest_acd_ewt_samples_total",
                 "Answered calls that had a wait estimate.",
                 c.ewt_samples,
             ),
         ] {
-            let _ = writeln!(
-                out,
-                "# HELP crest_acd_{name}_total {help}\n# TYPE crest_acd_{name}_total counter\ncrest_acd_{name}_total {v}"
-            );
+            out.counter(name, help, v);
         }
-        let _ = writeln!(
-            out,
-            "# HELP crest_acd_ewt_abs_error_seconds_total Sum of |actual wait - estimate| over answered calls (divide by crest_acd_ewt_samples_total).\n# TYPE crest_acd_ewt_abs_error_seconds_total counter\ncrest_acd_ewt_abs_error_seconds_total {:.3}\n\
-             # HELP crest_acd_ewt_bias_seconds_total Sum of (actual wait - estimate): positive when estimates are too short.\n# TYPE crest_acd_ewt_bias_seconds_total gauge\ncrest_acd_ewt_bias_seconds_total {:.3}",
-            c.ewt_abs_error_secs, c.ewt_bias_secs
+        out.counter(
+            "crest_acd_ewt_abs_error_seconds_total",
+            "Sum of |actual wait - estimate| over answered calls (divide by crest_acd_ewt_samples_total).",
+            c.ewt_abs_error_secs,
+        );
+        out.gauge(
+            "crest_acd_ewt_bias_seconds",
+            "Sum of (actual wait - estimate) over answered calls: positive when estimates are too short.",
+            c.ewt_bias_secs,
         );
     }
 }
@@ -590,9 +660,12 @@ pub(crate) struct AcdService {
 }
 
 impl AcdService {
-    /// The service on `model`; agents are offline until their phones register.
+    /// The service on `model` with the admin API's stored agent `edits` put in force over
+    /// it (an edit that no longer fits `acd.yaml`, such as a pool since removed, is skipped
+    /// with a warning); agents are offline until their phones register.
     pub(crate) fn new(
         model: Model,
+        edits: &[StoredEdit],
         section: &AcdSection,
         core: mpsc::UnboundedSender<CoreRequest>,
         rt: &AppRuntime,
@@ -603,8 +676,24 @@ impl AcdService {
             admission: section.admission.clone(),
             callback_uri: section.callback_uri.clone(),
         };
+        let now = Instant::now();
+        let mut center = Center::new(now, model, config);
+        for e in edits {
+            let r = match e {
+                StoredEdit::Put(spec) => center
+                    .put_agent(now, spec)
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+                StoredEdit::Remove(name) => {
+                    center.remove_agent(now, name).map_err(|e| e.to_string())
+                }
+            };
+            if let Err(error) = r {
+                warn!(?e, %error, "a stored agent edit no longer fits acd.yaml: skipped");
+            }
+        }
         Self {
-            center: Center::new(Instant::now(), model, config),
+            center,
             tasks: HashMap::new(),
             core,
             metrics: rt.metrics.clone(),
@@ -678,6 +767,20 @@ impl AcdService {
                 reply,
             } => {
                 let _ = reply.send(c.set_agent(now, &name, change));
+            }
+            AcdMsg::PutAgent { spec, apply, reply } => {
+                let r = if apply {
+                    c.put_agent(now, &spec)
+                } else {
+                    let model = c.acd().model();
+                    model
+                        .check_agent("agent", &spec)
+                        .map(|()| model.agent(&spec.name).is_none())
+                };
+                let _ = reply.send(r);
+            }
+            AcdMsg::RemoveAgent { name, reply } => {
+                let _ = reply.send(c.remove_agent(now, &name));
             }
         }
     }
@@ -756,6 +859,13 @@ impl AcdService {
             for (i, q) in c.acd().model().queues.iter().enumerate() {
                 if let Some(s) = c.acd().queue_stats(QueueId(i as u16)) {
                     w.insert(q.name.clone(), s.clone());
+                }
+            }
+        }
+        if let Ok(mut w) = m.recent_stats.lock() {
+            for (i, q) in c.acd().model().queues.iter().enumerate() {
+                if let Some(s) = c.acd().recent_stats(now, QueueId(i as u16)) {
+                    w.insert(q.name.clone(), s);
                 }
             }
         }

@@ -269,7 +269,7 @@ impl Flows {
     }
 
     /// A call left version `version` of flow `flow` this way (`queue:refund`, `hangup`, …).
-    pub(crate) fn count_outcome(&self, flow: &str, version: &str, outcome: &str) {
+    pub(crate) fn count_outcome(&self, flow: &str, version: &str, outcome: &str, time: Duration) {
         if let Ok(mut o) = self.outcomes.lock() {
             *o.entry((flow.to_owned(), outcome.to_owned())).or_default() += 1;
         }
@@ -279,7 +279,7 @@ impl Flows {
         }
         if let Ok(mut c) = self.canaries.lock()
             && let Some(c) = c.get_mut(flow)
-            && let Some(why) = c.record(version, outcome)
+            && let Some(why) = c.record(version, outcome, time)
         {
             warn!(
                 flow,
@@ -328,81 +328,78 @@ impl Flows {
             }
         }
     }
+}
 
-    /// Prometheus lines: the flows in force and the reloads.
-    pub(crate) fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let _ = writeln!(
-            out,
-            "# HELP crest_ivr_flow IVR flows in force (1 per flow and version).\n# TYPE crest_ivr_flow gauge"
-        );
+impl crate::metrics::Source for Flows {
+    /// The flows in force, the reloads, the canaries and how calls left each flow version.
+    fn expose(&self, out: &mut crate::metrics::Exposition<'_, '_>) {
         if let Ok(r) = self.registry.lock() {
-            for (_, flow, version) in r.flows() {
-                let _ = writeln!(
-                    out,
-                    "crest_ivr_flow{{flow=\"{flow}\",version=\"{version}\"}} 1"
-                );
-            }
+            let flows = r.flows();
+            out.gauges(
+                "crest_ivr_flow",
+                "IVR flows in force (1 per flow and version).",
+                flows.iter().map(|(_, flow, version)| {
+                    (vec![("flow", &flow[..]), ("version", &version[..])], 1)
+                }),
+            );
         }
-        let _ = writeln!(
-            out,
-            "# HELP crest_ivr_reloads_total Flow file changes, by result.\n# TYPE crest_ivr_reloads_total counter\ncrest_ivr_reloads_total{{result=\"loaded\"}} {}\ncrest_ivr_reloads_total{{result=\"refused\"}} {}",
-            self.loaded.load(Ordering::Relaxed),
-            self.refused.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP crest_ivr_canary Staged canary versions: 1 running, 0 rolled back.\n# TYPE crest_ivr_canary gauge\n\
-             # HELP crest_ivr_canary_calls_total Calls that left a flow with a canary, by arm and outcome.\n# TYPE crest_ivr_canary_calls_total counter"
+        out.counters(
+            "crest_ivr_reloads_total",
+            "Flow file changes, by result.",
+            [("loaded", &self.loaded), ("refused", &self.refused)]
+                .map(|(result, v)| (vec![("result", result)], v.load(Ordering::Relaxed))),
         );
         if let Ok(c) = self.canaries.lock() {
-            for c in c.values() {
-                let running = u8::from(*c.state() == CanaryState::Running);
-                let _ = writeln!(
-                    out,
-                    "crest_ivr_canary{{flow=\"{}\",version=\"{}\"}} {running}",
-                    c.flow(),
-                    c.canary_version()
-                );
-                for (arm, k) in [("stable", c.stable()), ("canary", c.canary())] {
-                    for (o, n) in [
-                        ("contained", k.contained),
-                        ("abandoned", k.abandoned),
-                        ("to_agent", k.to_agent),
-                        ("other", k.other),
-                    ] {
-                        let _ = writeln!(
-                            out,
-                            "crest_ivr_canary_calls_total{{flow=\"{}\",arm=\"{arm}\",outcome=\"{o}\"}} {n}",
-                            c.flow()
-                        );
-                    }
-                }
-            }
+            out.gauges(
+                "crest_ivr_canary",
+                "Staged canary versions: 1 running, 0 rolled back.",
+                c.values().map(|c| {
+                    (
+                        vec![("flow", c.flow()), ("version", c.canary_version())],
+                        i64::from(*c.state() == CanaryState::Running),
+                    )
+                }),
+            );
+            out.counters(
+                "crest_ivr_canary_calls_total",
+                "Calls that left a flow with a canary, by arm and outcome.",
+                c.values().flat_map(|c| {
+                    [("stable", c.stable()), ("canary", c.canary())]
+                        .into_iter()
+                        .flat_map(move |(arm, k)| {
+                            [
+                                ("contained", k.contained),
+                                ("abandoned", k.abandoned),
+                                ("to_agent", k.to_agent),
+                                ("other", k.other),
+                            ]
+                            .map(|(o, n)| {
+                                (vec![("flow", c.flow()), ("arm", arm), ("outcome", o)], n)
+                            })
+                        })
+                }),
+            );
         }
-        let _ = writeln!(
-            out,
-            "# HELP crest_ivr_version_calls_total Calls that ran a flow to its end, by version and how they left it (containment per version: outcome=\"hangup\").\n# TYPE crest_ivr_version_calls_total counter"
-        );
         if let Ok(o) = self.by_version.lock() {
-            for ((flow, version, outcome), n) in o.iter() {
-                let _ = writeln!(
-                    out,
-                    "crest_ivr_version_calls_total{{flow=\"{flow}\",version=\"{version}\",outcome=\"{outcome}\"}} {n}"
-                );
-            }
+            out.counters(
+                "crest_ivr_version_calls_total",
+                "Calls that ran a flow to its end, by version and how they left it (containment per version: outcome=\"hangup\").",
+                o.iter().map(|((flow, version, outcome), n)| {
+                    (
+                        vec![("flow", &flow[..]), ("version", &version[..]), ("outcome", &outcome[..])],
+                        *n,
+                    )
+                }),
+            );
         }
-        let _ = writeln!(
-            out,
-            "# HELP crest_ivr_calls_total Calls that ran a flow to its end, by how they left it.\n# TYPE crest_ivr_calls_total counter"
-        );
         if let Ok(o) = self.outcomes.lock() {
-            for ((flow, outcome), n) in o.iter() {
-                let _ = writeln!(
-                    out,
-                    "crest_ivr_calls_total{{flow=\"{flow}\",outcome=\"{outcome}\"}} {n}"
-                );
-            }
+            out.counters(
+                "crest_ivr_calls_total",
+                "Calls that ran a flow to its end, by how they left it.",
+                o.iter().map(|((flow, outcome), n)| {
+                    (vec![("flow", &flow[..]), ("outcome", &outcome[..])], *n)
+                }),
+            );
         }
     }
 }

@@ -12,6 +12,7 @@ mod flow;
 mod ivr;
 mod load;
 mod media;
+mod metrics;
 mod recording;
 mod simulate;
 mod sip_io;
@@ -498,12 +499,28 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
     } else {
         None
     };
+    // Tokens, the audit log and the agent edits live in the index database, recorded calls
+    // or not.
+    let index = match l.admin {
+        Some(_) => Some(std::sync::Arc::new(
+            l.recording
+                .open_index()
+                .await
+                .context("opening the index database for the admin API")?,
+        )),
+        None => None,
+    };
     let (acd_tx, acd_rx) = tokio::sync::mpsc::unbounded_channel();
     let app = app_runtime(&l, flows.clone(), acd_tx.clone())?;
     let acd_tx = match (&l.acd, &app) {
         (Some(model), Some(rt)) => {
+            let edits = match &index {
+                Some(i) => stored_agent_edits(i).await?,
+                None => Vec::new(),
+            };
             tokio::spawn(
-                app::AcdService::new(model.clone(), &l.config.acd, core_tx.clone(), rt).run(acd_rx),
+                app::AcdService::new(model.clone(), &edits, &l.config.acd, core_tx.clone(), rt)
+                    .run(acd_rx),
             );
             Some(acd_tx)
         }
@@ -547,12 +564,6 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
         } else {
             None
         };
-        // Tokens and the audit log live in the index database, recorded calls or not.
-        let index = l
-            .recording
-            .open_index()
-            .await
-            .context("opening the index database for the admin API's tokens")?;
         tokio::spawn(admin::serve(
             listener,
             snap_tx,
@@ -563,7 +574,7 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
                 app: app.clone(),
             },
             admin::Access {
-                index: std::sync::Arc::new(index),
+                index: index.clone().expect("opened with the admin listener"),
                 metrics_allow: l.metrics_allow.clone(),
                 service_level_secs: l.config.acd.service_level_secs,
                 recordings: admin_recordings,
@@ -616,6 +627,30 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
 
 /// What the calls Crest answers itself share (`ivr:` and `queue:` routes): the flows, the
 /// recogniser's model, the synthesiser, the ACD and the hold music. `None` without such routes.
+/// The admin API's agent edits, oldest first (an entry that does not parse is skipped with a
+/// warning).
+async fn stored_agent_edits(
+    index: &crest_recording::Index,
+) -> anyhow::Result<Vec<app::StoredEdit>> {
+    let rows = index
+        .agent_edits()
+        .await
+        .context("reading the agent edits from the index database")?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| match r.spec {
+            None => Some(app::StoredEdit::Remove(r.name)),
+            Some(json) => match serde_json::from_str(&json) {
+                Ok(spec) => Some(app::StoredEdit::Put(spec)),
+                Err(e) => {
+                    tracing::warn!(agent = %r.name, error = %e, "a stored agent edit does not parse: skipped");
+                    None
+                }
+            },
+        })
+        .collect())
+}
+
 fn app_runtime(
     l: &Loaded,
     flows: Option<std::sync::Arc<ivr::Flows>>,

@@ -1092,7 +1092,7 @@ impl CallTask {
                 Output::IvrDone(s) => {
                     app.rt.ivr.sessions_active.fetch_sub(1, Ordering::Relaxed);
                     if let Some(f) = &app.rt.flows {
-                        f.count_outcome(&s.flow, &s.version, &s.outcome);
+                        f.count_outcome(&s.flow, &s.version, &s.outcome, s.duration);
                     }
                     info!(
                         flow = s.flow,

@@ -448,58 +448,47 @@ pub(crate) struct RecordingMetrics {
     pub(crate) deleted: AtomicU64,
 }
 
-impl RecordingMetrics {
-    pub(crate) fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        for (name, help, kind, v) in [
-            (
-                "crest_recordings_active",
-                "Recordings being written.",
-                "gauge",
-                &self.active,
-            ),
+impl crate::metrics::Source for RecordingMetrics {
+    fn expose(&self, out: &mut crate::metrics::Exposition<'_, '_>) {
+        let g = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        out.gauge(
+            "crest_recordings_active",
+            "Recordings being written.",
+            g(&self.active),
+        );
+        for (name, help, v) in [
             (
                 "crest_recordings_started_total",
                 "Recordings started.",
-                "counter",
                 &self.started,
             ),
             (
                 "crest_recordings_completed_total",
                 "Recordings closed.",
-                "counter",
                 &self.completed,
             ),
             (
                 "crest_recordings_failed_total",
                 "Recordings that could not be started or written.",
-                "counter",
                 &self.failed,
             ),
             (
                 "crest_recording_bytes_written_total",
                 "Sealed bytes written to the hot tier.",
-                "counter",
                 &self.bytes,
             ),
             (
                 "crest_recordings_moved_total",
                 "Recordings moved to the cold tier.",
-                "counter",
                 &self.moved,
             ),
             (
                 "crest_recordings_deleted_total",
                 "Recordings deleted by retention.",
-                "counter",
                 &self.deleted,
             ),
         ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
-                v.load(Ordering::Relaxed)
-            );
+            out.counter(name, help, g(v));
         }
     }
 }

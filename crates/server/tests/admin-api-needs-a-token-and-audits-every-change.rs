@@ -188,7 +188,7 @@ fn supervisors_see_agents_and_queues_and_set_agents_ready_away_or_out() {
         crest
             .http_get("/metrics")
             .unwrap()
-            .contains("crest_acd_pool_occupancy{pool=\"office\"} 0.000")
+            .contains("crest_acd_pool_occupancy{pool=\"office\"} 0.0\n")
     );
     assert_eq!(
         crest.http("GET", "/api/v1/agents", Some(&agent), None).0,
@@ -329,6 +329,7 @@ fn every_endpoint_is_in_the_openapi_document_generated_from_the_types() {
     assert_eq!(
         paths,
         [
+            ("DELETE", "/api/v1/agents/{name}"),
             ("GET", "/api/v1/agents"),
             ("GET", "/api/v1/audit"),
             ("GET", "/api/v1/calls"),
@@ -342,6 +343,7 @@ fn every_endpoint_is_in_the_openapi_document_generated_from_the_types() {
             ("POST", "/api/v1/calls/{call_id}/recording/resume"),
             ("POST", "/api/v1/flows/{name}/canary/{action}"),
             ("POST", "/api/v1/surge"),
+            ("PUT", "/api/v1/agents/{name}"),
             ("PUT", "/api/v1/flows/{name}/canary"),
         ]
         .map(|(m, p)| (m.to_owned(), p.to_owned()))
@@ -389,5 +391,182 @@ fn an_https_admin_listener_serves_the_same_api_and_knows_the_client() {
     assert!(
         audit.contains(r#""remote":"127.0.0.1","status":409"#),
         "the client's address over TLS: {audit}"
+    );
+}
+
+#[test]
+fn admins_add_edit_and_remove_agents_live_and_the_edits_outlast_a_restart() {
+    let dir = scratch_dir("admin-agent-edits-files");
+    let acd = dir.join("acd.yaml");
+    std::fs::write(
+        &acd,
+        "ring_secs: 10\nwrap_up_secs: 1\nmax_misses: 2\n\
+         pools:\n  - {name: office, neighbours: []}\n  - {name: night, neighbours: []}\n\
+         queues:\n  - {name: refund, skill: refund, pool: office}\n\
+         agents:\n  - {name: alice, pool: office, skills: {refund: 0.9}, rating: 0.9}\n",
+    )
+    .unwrap();
+    let top = format!(
+        "acd:\n  file: \"{}\"\nrecording:\n  index: \"sqlite:{}/index.db\"\n",
+        acd.display(),
+        dir.display()
+    );
+    let routes = "  routes:\n    - {number: \"4001\", queue: refund, public: true}\n";
+    let mut crest = Crest::start_with("admin-agent-edits", routes, &top);
+    let (admin, supervisor, agent) = (
+        crest.token("ops", "admin"),
+        crest.token("lead", "supervisor"),
+        crest.token("desk", "agent"),
+    );
+    let put = |crest: &Crest, token: &str, who: &str, body: &str| {
+        crest.http(
+            "PUT",
+            &format!("/api/v1/agents/{who}"),
+            Some(token),
+            Some(body),
+        )
+    };
+    let agents = |crest: &Crest| -> Vec<serde_json::Value> {
+        let (status, _, body) = crest.http("GET", "/api/v1/agents", Some(&supervisor), None);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    // bob's phone is registered, but he is not an agent yet; a caller waits for refunds
+    // (alice is not logged in).
+    let mut bob = peer::Phone::new(crest.addr());
+    bob.register("bob");
+    let mut caller = peer::Phone::new(crest.addr());
+    let rtp = peer::Rtp::new(crest_media::codec::CodecKind::Pcmu, 0);
+    caller.invite("4001", &peer::sdp(rtp.port(), "0 101", ""));
+
+    // Bad requests change nothing.
+    for (token, body, status, field) in [
+        (&agent, r#"{"pool": "office", "skills": {}}"#, 403, None),
+        (
+            &supervisor,
+            r#"{"pool": "attic", "skills": {}}"#,
+            422,
+            Some("pool"),
+        ),
+        (
+            &supervisor,
+            r#"{"pool": "office", "skills": {"refund": 7}}"#,
+            422,
+            Some("skills.refund"),
+        ),
+        (&supervisor, r#"{"pool": "office"}"#, 400, Some("skills")),
+        (
+            &supervisor,
+            r#"{"pool": "office", "skills": {}, "shoe_size": 9}"#,
+            400,
+            Some("shoe_size"),
+        ),
+        (&supervisor, "{not json", 400, None),
+    ] {
+        let (s, ctype, body) = put(&crest, token, "bob", body);
+        assert_eq!((s, ctype.as_str()), (status, PROBLEM), "{body}");
+        if let Some(f) = field {
+            assert!(body.contains(&format!(r#""field":"{f}""#)), "{body}");
+        }
+    }
+    assert_eq!(agents(&crest).len(), 1, "bob was not added");
+
+    // Added: logged in by his registration, he rings for the waiting caller at once.
+    let (status, _, body) = put(
+        &crest,
+        &supervisor,
+        "bob",
+        r#"{"pool": "office", "skills": {"refund": 0.6}, "languages": ["en-GB"]}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let item: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (
+            &item["skills"]["refund"],
+            &item["languages"],
+            &item["rating"]
+        ),
+        (
+            &serde_json::json!(0.6),
+            &serde_json::json!(["en"]),
+            &serde_json::json!(0.5)
+        )
+    );
+    let (invite, from) = bob.expect_request("INVITE", std::time::Duration::from_secs(5));
+    let busy = bob.respond(&invite, 486, None);
+    bob.sip.send_to(busy.as_bytes(), from).unwrap();
+    caller.bye();
+    // Edited: moved to the night pool (which no queue uses), skills kept as given.
+    let (status, _, body) = put(
+        &crest,
+        &admin,
+        "bob",
+        r#"{"pool": "night", "skills": {"refund": 0.8, "vip": 1}, "rating": 0.7}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    // Removed: alice is gone from the list; an unknown agent is a 404.
+    let del = |crest: &Crest, token: &str, who: &str| {
+        crest.http(
+            "DELETE",
+            &format!("/api/v1/agents/{who}"),
+            Some(token),
+            None,
+        )
+    };
+    assert_eq!(del(&crest, &agent, "alice").0, 403);
+    assert_eq!(del(&crest, &supervisor, "alice").0, 204);
+    assert_eq!(del(&crest, &supervisor, "alice").0, 404);
+    assert_eq!(del(&crest, &supervisor, "mallory").0, 404);
+    let names = |crest: &Crest| -> Vec<(String, String, f64)> {
+        agents(crest)
+            .iter()
+            .map(|a| {
+                (
+                    a["name"].as_str().unwrap().to_owned(),
+                    a["pool"].as_str().unwrap().to_owned(),
+                    a["skills"]["refund"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(names(&crest), [("bob".into(), "night".into(), 0.8)]);
+
+    // A restart keeps every edit (acd.yaml still lists alice, and not bob).
+    drop(crest);
+    crest = Crest::start_with("admin-agent-edits", routes, &top);
+    assert_eq!(names(&crest), [("bob".into(), "night".into(), 0.8)]);
+    let (_, _, body) = crest.http("GET", "/api/v1/audit", Some(&admin), None);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let mut edits: Vec<(String, String, i64)> = rows
+        .iter()
+        .filter(|r| {
+            r["action"].as_str().unwrap().starts_with("agent.p") || r["action"] == "agent.remove"
+        })
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap().to_owned(),
+                r["target"].as_str().unwrap().to_owned(),
+                r["status"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    edits.sort();
+    let e = |a: &str, t: &str, s: i64| (a.to_owned(), t.to_owned(), s);
+    assert_eq!(
+        edits,
+        [
+            e("agent.put", "bob", 200),
+            e("agent.put", "bob", 200),
+            e("agent.put", "bob", 400),
+            e("agent.put", "bob", 400),
+            e("agent.put", "bob", 400),
+            e("agent.put", "bob", 403),
+            e("agent.put", "bob", 422),
+            e("agent.put", "bob", 422),
+            e("agent.remove", "alice", 200),
+            e("agent.remove", "alice", 403),
+            e("agent.remove", "alice", 404),
+            e("agent.remove", "mallory", 404),
+        ]
     );
 }

@@ -104,10 +104,15 @@ fn the_board_names_exported_metrics_and_prometheus_scrapes_crest_with_a_token() 
     let reader = crest.token("board-check", "admin");
     let (status, _, metrics) = crest.http("GET", "/metrics", Some(&reader), None);
     assert_eq!(status, 200);
-    let families: BTreeSet<&str> = metrics
+    // OpenMetrics names a counter's family without its `_total`, which its samples carry.
+    let families: BTreeSet<String> = metrics
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            [name, "counter"] => Some(format!("{name}_total")),
+            [name, _] => Some(name.to_owned()),
+            _ => None,
+        })
         .collect();
     let queries = board_queries();
     for q in &queries {
@@ -115,7 +120,7 @@ fn the_board_names_exported_metrics_and_prometheus_scrapes_crest_with_a_token() 
             // A histogram's series are its family's name with a suffix.
             let family = ["_bucket", "_sum", "_count"]
                 .iter()
-                .find_map(|s| n.strip_suffix(s).filter(|f| families.contains(f)))
+                .find_map(|s| n.strip_suffix(s).filter(|f| families.contains(*f)))
                 .unwrap_or(&n);
             assert!(
                 families.contains(family),
@@ -171,6 +176,15 @@ fn the_board_names_exported_metrics_and_prometheus_scrapes_crest_with_a_token() 
     let r = query(port, "crest_calls_active");
     assert_eq!(r["data"]["result"][0]["value"][1], "0", "{r}");
     let r = query(port, "crest_acd_waiting");
+    assert!(
+        r["data"]["result"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "{r}"
+    );
+    // The service level's bucket, whichever way the Prometheus writes `le` (2.x keeps the
+    // exposition's "20.0", 3.x normalises).
+    let r = query(port, "crest_acd_wait_seconds_bucket{le=~\"20(\\\\.0)?\"}");
     assert!(
         r["data"]["result"]
             .as_array()

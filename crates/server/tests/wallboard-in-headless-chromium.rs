@@ -230,6 +230,22 @@ fn the_wallboard_shows_what_the_api_says_in_headless_chromium() {
         Some(r#"{"state": "away", "reason": "lunch"}"#),
     );
     assert_eq!(status, 200, "{body}");
+    // One caller, answered by alice at once and hung up: today's and the last 15 minutes'
+    // service level are 100 %.
+    let pcmu = crest_media::codec::CodecKind::Pcmu;
+    let mut caller = peer::Phone::new(crest.addr());
+    let (a, b) = (peer::Rtp::new(pcmu, 0), peer::Rtp::new(pcmu, 0));
+    caller.invite("4001", &peer::sdp(a.port(), "0 101", ""));
+    let (invite, from) = alice.expect_request("INVITE", Duration::from_secs(5));
+    let ok = alice.respond(&invite, 200, Some(&peer::sdp(b.port(), "0 101", "")));
+    alice.sip.send_to(ok.as_bytes(), from).unwrap();
+    alice.expect_request("ACK", Duration::from_secs(5));
+    caller.bye();
+    alice.answer("BYE", None);
+    wait_for("alice free after her wrap-up", || {
+        let (_, _, body) = crest.http("GET", "/api/v1/agents", Some(&lead), None);
+        body.contains(r#""name":"alice","pool":"office","state":"available""#)
+    });
     let ev = first_event(crest.admin, &lead);
     assert_eq!(ev["agents"][0]["name"], "alice");
     assert_eq!(ev["agents"][0]["state"], "available");
@@ -254,6 +270,15 @@ fn the_wallboard_shows_what_the_api_says_in_headless_chromium() {
             dom_value(&dom, &marker, "answered"),
             q["answered"].to_string()
         );
+    }
+    let refund = &api["queues"][0];
+    assert_eq!(
+        (&refund["answered"], &refund["last_15m"]["service_level"]),
+        (&serde_json::json!(1), &serde_json::json!(1.0)),
+        "{api}"
+    );
+    for key in ["service_level", "service_level_15m"] {
+        assert_eq!(dom_value(&dom, "data-queue=\"refund\"", key), "100 %");
     }
     assert_eq!(
         dom_value(&dom, "data-agent=\"alice\"", "state"),

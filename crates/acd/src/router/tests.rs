@@ -644,3 +644,121 @@ fn per_queue_waits_give_service_level_and_speed_of_answer() {
     assert_eq!(q.waited_at_most, [1, 1, 1, 2, 2, 3, 3, 3]);
     assert_eq!(a.queue_stats(QueueId(9)), None);
 }
+
+#[test]
+fn an_agent_edited_live_keeps_its_state_and_takes_waiting_callers_its_new_skills_allow() {
+    let t0 = Instant::now();
+    let mut a = acd(
+        t0,
+        vec![
+            agent("talker", "north", &[("refund", 1.0)], 0.5),
+            agent("learner", "north", &[("sales", 1.0)], 0.5),
+        ],
+    );
+    a.handle(t0, Input::AgentLogin(AgentId(0)));
+    a.handle(t0, Input::AgentLogin(AgentId(1)));
+    a.handle(secs(t0, 1), Input::CallArrived(caller(1, 0)));
+    a.handle(secs(t0, 2), Input::Answered(AgentId(0), CallId(1)));
+    a.handle(secs(t0, 3), Input::CallArrived(caller(2, 0)));
+    assert_eq!(outputs(&mut a), [offer(1, 0)]);
+    assert_eq!(a.waiting(QueueId(0)), 1, "nobody free can take refunds");
+    // The talker's rating changes mid-call: the call goes on.
+    let talker = agent("talker", "north", &[("refund", 1.0)], 0.9);
+    assert_eq!(a.put_agent(secs(t0, 4), &talker), Ok(AgentId(0)));
+    assert_eq!(*a.agent_state(AgentId(0)), AgentState::OnCall(CallId(1)));
+    // The learner gains refunds while available: the waiting caller rings them at once.
+    let learner = agent("learner", "north", &[("refund", 0.5), ("sales", 1.0)], 0.5);
+    assert_eq!(a.put_agent(secs(t0, 5), &learner), Ok(AgentId(1)));
+    assert_eq!(outputs(&mut a), [offer(2, 1)]);
+    assert_eq!(a.model().agent_config(AgentId(1)), learner);
+    a.check_invariants().unwrap();
+    // Estimates count the learner as staffed for refunds now.
+    a.handle(secs(t0, 6), Input::CallArrived(caller(3, 0)));
+    assert_eq!(a.staffed[0][0], 2);
+    a.check_invariants().unwrap();
+}
+
+#[test]
+fn a_new_agent_starts_logged_out_and_a_removed_one_finishes_its_call_then_takes_no_more() {
+    let t0 = Instant::now();
+    let mut a = acd(t0, vec![agent("old", "north", &[("refund", 1.0)], 0.5)]);
+    a.handle(t0, Input::AgentLogin(AgentId(0)));
+    a.handle(secs(t0, 1), Input::CallArrived(caller(1, 0)));
+    a.handle(secs(t0, 2), Input::Answered(AgentId(0), CallId(1)));
+    let new = agent("new", "south", &[("refund", 1.0)], 0.5);
+    assert_eq!(a.put_agent(secs(t0, 3), &new), Ok(AgentId(1)));
+    assert_eq!(*a.agent_state(AgentId(1)), AgentState::Offline);
+    a.handle(secs(t0, 3), Input::AgentLogin(AgentId(1)));
+    assert_eq!(a.staffed[0][1], 1, "south is refund's overflow pool");
+    // Removed mid-call: the call goes on; then logged out, no wrap-up, no next caller.
+    a.retire_agent(secs(t0, 4), AgentId(0));
+    assert_eq!(*a.agent_state(AgentId(0)), AgentState::OnCall(CallId(1)));
+    assert_eq!(a.model().agent("old"), None);
+    a.handle(secs(t0, 5), Input::CallEnded(AgentId(0), CallId(1)));
+    assert_eq!(*a.agent_state(AgentId(0)), AgentState::Offline);
+    a.handle(secs(t0, 6), Input::AgentLogin(AgentId(0)));
+    assert_eq!(*a.agent_state(AgentId(0)), AgentState::Offline, "retired");
+    a.handle(secs(t0, 7), Input::CallArrived(caller(2, 0)));
+    a.handle_timeout(secs(t0, 40));
+    assert_eq!(routing(&mut a), [offer(1, 0), offer(2, 1)]);
+    // Put back: the same id, logged out until they log in.
+    assert_eq!(
+        a.put_agent(
+            secs(t0, 41),
+            &agent("old", "north", &[("refund", 1.0)], 0.5)
+        ),
+        Ok(AgentId(0))
+    );
+    assert_eq!(a.model().agent("old"), Some(AgentId(0)));
+    a.check_invariants().unwrap();
+}
+
+#[test]
+fn a_bad_agent_edit_names_the_key_and_changes_nothing() {
+    let t0 = Instant::now();
+    let mut a = acd(t0, vec![agent("x", "north", &[("refund", 1.0)], 0.5)]);
+    let before = a.model().clone();
+    for (spec, key) in [
+        (agent("x", "west", &[], 0.5), "agent.pool"),
+        (
+            agent("x", "north", &[("refund", 2.0)], 0.5),
+            "agent.skills.refund",
+        ),
+        (agent("x", "north", &[], -1.0), "agent.rating"),
+        (agent("two words", "north", &[], 0.5), "agent.name"),
+    ] {
+        assert_eq!(a.put_agent(t0, &spec).unwrap_err().key, key);
+    }
+    assert_eq!(*a.model(), before);
+}
+
+#[test]
+fn the_last_fifteen_minutes_forget_older_callers() {
+    let t0 = Instant::now();
+    let mut a = acd(t0, vec![agent("x", "north", &[("refund", 1.0)], 0.5)]);
+    // Minute 0: one caller answered after 30 s, one who gave up.
+    a.handle(t0, Input::CallArrived(caller(1, 0)));
+    a.handle(t0, Input::CallArrived(caller(2, 0)));
+    a.handle(secs(t0, 10), Input::CallAbandoned(CallId(2)));
+    a.handle(secs(t0, 30), Input::AgentLogin(AgentId(0)));
+    a.handle(secs(t0, 30), Input::Answered(AgentId(0), CallId(1)));
+    a.handle(secs(t0, 40), Input::CallEnded(AgentId(0), CallId(1)));
+    // Minute 10 (the wrap-up long over): one answered at once.
+    a.handle_timeout(secs(t0, 600));
+    a.handle(secs(t0, 600), Input::CallArrived(caller(3, 0)));
+    a.handle(secs(t0, 600), Input::Answered(AgentId(0), CallId(3)));
+    let q = QueueId(0);
+    let at_11 = a.recent_stats(secs(t0, 660), q).unwrap();
+    assert_eq!((at_11.answered, at_11.abandoned), (2, 1));
+    assert_eq!(at_11.service_level(20), Some(0.5));
+    // At 15 minutes, minute 0 has left the window; the totals keep it.
+    let at_15 = a.recent_stats(secs(t0, 900), q).unwrap();
+    assert_eq!((at_15.answered, at_15.abandoned), (1, 0));
+    assert_eq!(at_15.service_level(20), Some(1.0));
+    assert_eq!(a.queue_stats(q).unwrap().answered, 2);
+    // Nothing within the last 15 minutes: no service level to show.
+    assert_eq!(
+        a.recent_stats(secs(t0, 2000), q).unwrap().service_level(20),
+        None
+    );
+}

@@ -295,13 +295,19 @@ impl Switch {
     }
 
     pub fn agent_state(&self, name: &str) -> AgentState {
-        let a = self
+        // Removed agents too: their last call may still be going.
+        let i = self
             .center
             .acd()
             .model()
-            .agent(name)
+            .agents
+            .iter()
+            .position(|a| a.name == name)
             .expect("a known agent");
-        self.center.acd().agent_state(a).clone()
+        self.center
+            .acd()
+            .agent_state(crest_acd::AgentId(i as u32))
+            .clone()
     }
 
     pub fn counters(&self) -> Counters {
