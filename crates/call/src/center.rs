@@ -810,7 +810,8 @@ impl Center {
             return;
         };
         match event {
-            LegEvent::Ringing => {}
+            // The call tells its end as `ToAcd::Ended`.
+            LegEvent::Ringing | LegEvent::Ended => {}
             LegEvent::Answered => {
                 c.connected = true;
                 if c.reachable {

@@ -334,6 +334,8 @@ pub enum Stage {
     Transferring,
     /// Talking to an agent or a transfer target.
     Bridged,
+    /// In the satisfaction survey after the agent hung up.
+    Survey,
     /// Hearing the goodbye before a callback.
     Leaving,
     /// Hearing why admission refused them.
@@ -370,6 +372,8 @@ pub struct Record {
     pub outcome: String,
     /// The stage the call ended in.
     pub ended_in: Stage,
+    /// The caller's satisfaction score (1 to 5) from the survey after the agent's call.
+    pub csat: Option<u8>,
 }
 
 /// One call Crest answers itself (see the crate docs).
@@ -385,6 +389,12 @@ pub struct Call {
     flow_language: String,
     /// When the IVR session started.
     ivr_at: Option<Instant>,
+    /// Every flow, for the survey after the agent's call.
+    library: Option<Arc<Library>>,
+    /// The survey flow the queue node named.
+    survey: Option<String>,
+    /// The wall clock when the caller's leg came up (seconds), and that instant.
+    up_unix: i64,
     listening: bool,
     /// The ACD knows the call (it must hear of its end).
     in_acd: bool,
@@ -428,6 +438,9 @@ impl Call {
             session: None,
             flow_language: String::new(),
             ivr_at: None,
+            library: None,
+            survey: None,
+            up_unix: 0,
             listening: false,
             holding: false,
             retry_after: 0,
@@ -450,6 +463,7 @@ impl Call {
                 duration: Duration::ZERO,
                 outcome: String::new(),
                 ended_in: Stage::Answering,
+                csat: None,
             },
             out: VecDeque::new(),
         }
@@ -545,9 +559,9 @@ impl Call {
                 LegEvent::Failed(status) => self
                     .out
                     .push_back(Output::Acd(ToAcd::CustomerUnanswered(status))),
-                LegEvent::Ringing => {}
+                LegEvent::Ringing | LegEvent::Ended => {}
             },
-            Input::LegB(ev) => self.leg_b(ev),
+            Input::LegB(ev) => self.leg_b(now, ev),
             Input::Pause(reason) => {
                 self.agent_pause = Some((reason.to_owned(), now + self.config.pci_limit));
                 self.sync_recording();
@@ -565,6 +579,7 @@ impl Call {
             return;
         };
         self.up_at = Some(now);
+        self.up_unix = unix_secs;
         if self.config.record == RecordFrom::Answer {
             self.start_recording();
         }
@@ -577,6 +592,7 @@ impl Call {
                 self.stage = Stage::Ivr;
                 self.ivr_at = Some(now);
                 self.flow_language.clone_from(&flow.language);
+                self.library = Some(library.clone());
                 let mut session = Session::new(library, flow, vars);
                 let (name, version) = session.flow();
                 let (name, version) = (name.to_owned(), version.to_owned());
@@ -663,8 +679,10 @@ impl Call {
         }
     }
 
-    fn leg_b(&mut self, ev: LegEvent) {
-        if self.in_acd {
+    fn leg_b(&mut self, now: Instant, ev: LegEvent) {
+        if ev == LegEvent::Ended {
+            self.far_end_left(now);
+        } else if self.in_acd {
             self.out.push_back(Output::Acd(ToAcd::Leg(ev)));
         } else if self.stage == Stage::Transferring {
             match ev {
@@ -678,9 +696,64 @@ impl Call {
                     self.record.outcome = "failed-transfer".into();
                     self.out.push_back(Output::HangUp("transfer failed".into()));
                 }
-                LegEvent::Ringing => {}
+                LegEvent::Ringing | LegEvent::Ended => {}
             }
         }
+    }
+
+    /// The agent (or the transfer target) hung up while the caller stays: the survey the
+    /// queue node named, or the caller's hang-up.
+    fn far_end_left(&mut self, now: Instant) {
+        if self.stage != Stage::Bridged {
+            return;
+        }
+        if self.in_acd {
+            // The agent's call is over for the ACD (wrap-up), whatever the caller does now.
+            self.in_acd = false;
+            self.out.push_back(Output::Acd(ToAcd::Ended));
+        }
+        if self.recording {
+            // The recording is of the conversation.
+            self.recording = false;
+            self.paused = None;
+            self.out.push_back(Output::Recording(Recording::Stop));
+        }
+        let flow = self
+            .survey
+            .take()
+            .filter(|_| self.record.agent.is_some())
+            .and_then(|name| self.library.as_ref()?.get(&name).cloned());
+        let (Some(flow), Some(library)) = (flow, self.library.clone()) else {
+            self.out
+                .push_back(Output::HangUp("the other party hung up".into()));
+            return;
+        };
+        self.stage = Stage::Survey;
+        let mut vars = Vars::new();
+        vars.insert("caller".into(), self.caller.clone());
+        for (k, v) in [("agent", &self.record.agent), ("queue", &self.record.queue)] {
+            if let Some(v) = v {
+                vars.insert(k.into(), v.clone());
+            }
+        }
+        let mut session = Session::new(library, flow, vars);
+        let (name, version) = session.flow();
+        self.out.push_back(Output::IvrStarted {
+            flow: name.to_owned(),
+            version: version.to_owned(),
+        });
+        let since_up = self
+            .up_at
+            .map_or(0, |u| now.saturating_duration_since(u).as_secs());
+        session.handle(
+            now,
+            FlowInput::Start {
+                unix_secs: self.up_unix + since_up as i64,
+            },
+        );
+        self.ivr_at = Some(now);
+        self.session = Some(session);
+        self.drain_flow(now);
     }
 
     fn end(&mut self, now: Instant) {
@@ -714,7 +787,7 @@ impl Call {
         }
         if r.outcome.is_empty() {
             r.outcome = match (ended_in, &self.ivr_outcome) {
-                (Stage::Bridged, _) if r.agent.is_some() => "answered".into(),
+                (Stage::Bridged | Stage::Survey, _) if r.agent.is_some() => "answered".into(),
                 (Stage::Bridged, _) => "transferred".into(),
                 (Stage::Ivr | Stage::Answering, Some(o)) if o == "hangup" => "self-service".into(),
                 (s, _) => format!("abandoned-{}", stage_name(s)),
@@ -771,7 +844,13 @@ impl Call {
                     body,
                     timeout,
                 }),
-                FlowCommand::Enqueue { queue, tier, .. } => {
+                FlowCommand::Enqueue {
+                    queue,
+                    tier,
+                    survey,
+                    ..
+                } => {
+                    self.survey = survey;
                     let language = self.language();
                     self.leave_flow(now, None);
                     self.join(now, queue, tier_of(tier.as_deref()), Some(language), None);
@@ -864,9 +943,18 @@ impl Call {
             .or_else(|| s.outcome().map(outcome_label))
             .unwrap_or_else(|| "abandoned".into());
         let (flow, version) = s.flow();
-        self.record.path = s.path().to_vec();
-        self.record.intent = s.vars().get("intent").cloned();
-        self.ivr_outcome = Some(outcome.clone());
+        if self.stage == Stage::Survey {
+            // The survey keeps the journey's path and intent; its answer is the score.
+            self.record.csat = s
+                .vars()
+                .get("csat")
+                .and_then(|v| v.trim().parse().ok())
+                .filter(|n| (1..=5).contains(n));
+        } else {
+            self.record.path = s.path().to_vec();
+            self.record.intent = s.vars().get("intent").cloned();
+            self.ivr_outcome = Some(outcome.clone());
+        }
         self.out.push_back(Output::IvrDone(IvrSummary {
             flow: flow.to_owned(),
             version: version.to_owned(),
@@ -935,6 +1023,7 @@ fn stage_name(s: Stage) -> &'static str {
         Stage::Queued => "queued",
         Stage::Transferring => "transferring",
         Stage::Bridged => "bridged",
+        Stage::Survey => "survey",
         Stage::Leaving => "leaving",
         Stage::Refusing => "refusing",
         Stage::Dialling => "dialling",

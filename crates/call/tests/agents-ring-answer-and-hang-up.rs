@@ -579,3 +579,109 @@ fn a_supervisor_opens_the_circuit_breaker_by_hand_and_gives_it_back() {
     assert_eq!(sw.center.surge_changes(), 2);
     sw.assert_idle();
 }
+
+/// The journey flow with a satisfaction survey after the refund queue's calls.
+fn surveyed() -> crest_call::Start {
+    use std::sync::Arc;
+    const SURVEY: &str = r#"
+flow: csat
+version: "1"
+language: en-US
+voice: en-us
+start: rate
+nodes:
+  - ask:
+      name: rate
+      prompt: "How satisfied were you with your agent? Press 1 to 5."
+      digits: {min: 1, max: 1, into: csat, next: thanks}
+      timeout_secs: 5
+      no_input: {prompt: "", retries: 0, then: bye}
+      no_match: {prompt: "Please press a key from 1 to 5.", retries: 1, then: bye}
+  - say: {name: thanks, text: "Thank you. Goodbye.", next: bye}
+  - hangup: {name: bye, reason: survey}
+"#;
+    let ctx = crest_ivr::Context::default();
+    let check = |name: &str, yaml: &str| {
+        Arc::new(crest_ivr::check(std::path::Path::new(name), yaml, &ctx).expect("checks"))
+    };
+    let main = common::FLOW.replace(
+        "queue: {name: refund_queue, queue: refund, tier: gold}",
+        "queue: {name: refund_queue, queue: refund, tier: gold, survey: csat}",
+    );
+    let flow = check("journey.yaml", &main);
+    crest_call::Start::Ivr {
+        library: Arc::new(crest_ivr::Library::new([
+            flow.clone(),
+            check("csat.yaml", SURVEY),
+        ])),
+        flow,
+        vars: [("caller".to_owned(), "+8613800000000".to_owned())].into(),
+    }
+}
+
+#[test]
+fn when_the_agent_hangs_up_first_the_caller_rates_the_call_and_the_agent_wraps_up() {
+    let mut sw = Switch::new(AdmissionConfig::default(), false);
+    sw.register("alice");
+    let id = sw.arrive(surveyed());
+    sw.prompt_done(id); // "Welcome."
+    sw.input(id, Input::Key('2')); // refund
+    assert_eq!(rings(&sw, id), ["alice"]);
+    sw.agent_answers(id);
+    sw.advance(Duration::from_secs(30));
+    sw.agent_hangs_up(id);
+    // The agent's call is over for the ACD; the caller is not hung up on.
+    assert!(matches!(sw.agent_state("alice"), AgentState::WrapUp(_)));
+    assert_eq!(sw.calls[&id].stage(), Stage::Survey);
+    assert!(
+        !sw.sip
+            .iter()
+            .any(|s| matches!(s, Sip::End(c, _) if *c == id))
+    );
+    sw.input(id, Input::Key('4'));
+    sw.prompt_done(id); // "Thank you. Goodbye."
+    let r = &sw.records[&id];
+    assert_eq!(
+        (r.csat, r.outcome.as_str(), r.agent.as_deref(), r.ended_in),
+        (Some(4), "answered", Some("alice"), Stage::Survey)
+    );
+    assert_eq!(
+        r.path.first().map(String::as_str),
+        Some("welcome"),
+        "the journey's own path"
+    );
+    sw.advance(Duration::from_secs(10));
+    assert!(matches!(sw.agent_state("alice"), AgentState::Available(_)));
+    sw.assert_idle();
+}
+
+#[test]
+fn without_a_survey_the_agents_hang_up_ends_the_call_and_a_bad_score_is_not_kept() {
+    // No survey named: the caller is hung up on.
+    let mut sw = Switch::new(AdmissionConfig::default(), false);
+    sw.register("alice");
+    let id = queued(&mut sw);
+    sw.agent_answers(id);
+    sw.agent_hangs_up(id);
+    assert!(
+        sw.sip
+            .iter()
+            .any(|s| matches!(s, Sip::End(c, _) if *c == id))
+    );
+    assert_eq!(
+        (sw.records[&id].csat, sw.records[&id].outcome.as_str()),
+        (None, "answered")
+    );
+    // A survey answered with 9, then the caller hangs up: no score.
+    let id = sw.arrive(surveyed());
+    sw.prompt_done(id);
+    sw.input(id, Input::Key('2'));
+    sw.advance(Duration::from_secs(5)); // alice's wrap-up
+    sw.agent_answers(id);
+    sw.agent_hangs_up(id);
+    sw.input(id, Input::Key('9'));
+    sw.hang_up(id);
+    assert_eq!(sw.records[&id].csat, None);
+    sw.advance(Duration::from_secs(10));
+    sw.assert_idle();
+}

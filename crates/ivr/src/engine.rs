@@ -129,6 +129,8 @@ pub enum Command {
         tier: Option<String>,
         /// Extra skills.
         skills: Vec<String>,
+        /// The survey flow for when the agent hangs up first.
+        survey: Option<String>,
     },
     /// Send the call to a SIP URI.
     Transfer {
@@ -494,6 +496,7 @@ impl Session {
                             problem_type: q.problem_type.clone(),
                             tier,
                             skills: q.skills.clone(),
+                            survey: q.survey.clone(),
                         },
                         Some(Outcome::Queued(q.queue.clone())),
                     );

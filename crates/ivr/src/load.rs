@@ -350,6 +350,11 @@ pub fn check(path: &Path, text: &str, ctx: &Context) -> Result<Flow, Vec<FlowErr
                         q.queue
                     ));
                 }
+                if let (Some(fs), Some(survey)) = (&ctx.flows, &q.survey)
+                    && !fs.contains(survey)
+                {
+                    e(format!("survey: no flow named {survey:?}"));
+                }
                 texts.extend(q.tier.as_deref());
             }
             Node::Callback(c) => {

@@ -385,6 +385,11 @@ pub struct Queue {
     /// Extra skills required.
     #[serde(default)]
     pub skills: Vec<String>,
+    /// A flow the caller is put in when the agent hangs up first: a satisfaction survey (an
+    /// `ask` whose digits go into `csat`, 1 to 5, kept with the call's record and in
+    /// `crest_csat_*`). Without it the call ends with the agent's BYE.
+    #[serde(default)]
+    pub survey: Option<String>,
 }
 
 /// `transfer`.

@@ -411,6 +411,8 @@ pub struct CallMedia {
     events: VecDeque<MediaEvent>,
     out: VecDeque<Datagram>,
     pcm: Vec<i16>,
+    /// What a released leg received (its far end hung up and the other leg stayed).
+    released: [Option<Quality>; 2],
 }
 
 impl CallMedia {
@@ -423,7 +425,18 @@ impl CallMedia {
             events: VecDeque::new(),
             out: VecDeque::new(),
             pcm: Vec::new(),
+            released: [None; 2],
         }
+    }
+
+    /// Stops `side`: its far end hung up while the other leg stays with Crest (a survey after
+    /// the agent's BYE). Nothing more is sent to it or expected from it (no media timeout);
+    /// what it received stays for [`Self::quality`].
+    pub fn release(&mut self, now: Instant, side: Side) {
+        self.released[side.index()] = self.quality(side);
+        let ssrc = self.leg(side).ssrc;
+        *self.leg_mut(side) = Leg::new(ssrc);
+        self.update_paths(now);
     }
 
     fn leg(&self, side: Side) -> &Leg {
@@ -914,7 +927,9 @@ impl CallMedia {
     /// What `side` received so far.
     pub fn quality(&self, side: Side) -> Option<Quality> {
         let leg = self.leg(side);
-        let (setup, s) = (leg.setup.as_ref()?, leg.session.as_ref()?);
+        let (Some(setup), Some(s)) = (leg.setup.as_ref(), leg.session.as_ref()) else {
+            return self.released[side.index()];
+        };
         let stats = s.stats();
         let expected = stats.expected();
         let lost = stats.lost();

@@ -97,3 +97,12 @@ CREATE TABLE IF NOT EXISTS agent_edits (
     updated_ms BIGINT NOT NULL,
     updated_by TEXT NOT NULL
 );
+-- Satisfaction scores (1 to 5) callers gave in a flow's survey after an agent's call.
+CREATE TABLE IF NOT EXISTS csat_responses (
+    call_id TEXT NOT NULL,
+    ended_ms BIGINT NOT NULL,
+    queue TEXT,
+    agent TEXT,
+    score BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS csat_responses_by_end ON csat_responses (ended_ms);

@@ -128,6 +128,21 @@ pub struct ApiToken {
     pub created_ms: i64,
 }
 
+/// A caller's satisfaction score from the survey after an agent's call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsatResponse {
+    /// The caller's SIP Call-ID.
+    pub call_id: String,
+    /// When the call ended.
+    pub ended_ms: i64,
+    /// The queue.
+    pub queue: Option<String>,
+    /// The agent.
+    pub agent: Option<String>,
+    /// 1 to 5.
+    pub score: i64,
+}
+
 /// An agent added, edited or removed through the admin API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentEdit {
@@ -670,6 +685,45 @@ impl Index {
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() > 0)
+    }
+
+    /// Keeps a survey's score.
+    pub async fn add_csat(&self, c: &CsatResponse) -> Result<(), IndexError> {
+        sqlx::query(
+            "INSERT INTO csat_responses (call_id, ended_ms, queue, agent, score) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&c.call_id)
+        .bind(c.ended_ms)
+        .bind(c.queue.clone())
+        .bind(c.agent.clone())
+        .bind(c.score)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The scores of calls that ended at or after `from_ms`, oldest first.
+    pub async fn csat_responses(&self, from_ms: i64) -> Result<Vec<CsatResponse>, IndexError> {
+        let rows = sqlx::query(
+            "SELECT call_id, ended_ms, queue, agent, score FROM csat_responses \
+             WHERE ended_ms >= $1 ORDER BY ended_ms, call_id",
+        )
+        .bind(from_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CsatResponse {
+                    call_id: r.try_get("call_id")?,
+                    ended_ms: r.try_get("ended_ms")?,
+                    queue: r.try_get("queue")?,
+                    agent: r.try_get("agent")?,
+                    score: r.try_get("score")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(IndexError::Db)
     }
 
     /// Keeps an agent edit (the last one per agent counts).

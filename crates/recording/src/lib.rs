@@ -28,8 +28,8 @@ use std::str::FromStr;
 pub use encode::{EncodeError, Encoder, Format, duration_ms, finalize_wav};
 pub use hot::{HotFile, HotTier, RecoverError, Recovered};
 pub use index::{
-    AgentEdit, ApiToken, AuditEntry, Backend, CallJourney, CallLeg, Index, IndexError,
-    JourneyFilter, RecordingRow, State, Tier,
+    AgentEdit, ApiToken, AuditEntry, Backend, CallJourney, CallLeg, CsatResponse, Index,
+    IndexError, JourneyFilter, RecordingRow, State, Tier,
 };
 pub use keys::{DataKey, KEY_LEN, Kek, KeyError, KeyProvider, KeyRing};
 pub use recorder::{MAX_SKEW_MS, Mark, Recorder, RecorderConfig, RecorderError, Summary};

@@ -513,6 +513,22 @@ async fn round_trip_damage_and_keys(backend: &str) {
         ]
     );
 
+    // Survey scores, from a time on.
+    let csat = |id: &str, at: i64, score: i64| crest_recording::CsatResponse {
+        call_id: id.into(),
+        ended_ms: at,
+        queue: Some("refund".into()),
+        agent: Some("alice".into()),
+        score,
+    };
+    idx.add_csat(&csat("c1", 1_000, 5)).await.unwrap();
+    idx.add_csat(&csat("c2", 2_000, 2)).await.unwrap();
+    assert_eq!(
+        idx.csat_responses(1_500).await.unwrap(),
+        [csat("c2", 2_000, 2)]
+    );
+    assert_eq!(idx.csat_responses(0).await.unwrap().len(), 2);
+
     // Crypto-shredding.
     only_k2.shred(&row.id, 6_000).await.unwrap();
     let row = s.rec.index().get(&row.id).await.unwrap().unwrap();

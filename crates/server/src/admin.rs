@@ -234,6 +234,41 @@ struct State {
     core: mpsc::Sender<oneshot::Sender<Snapshot>>,
     sources: Sources,
     access: Access,
+    /// `/api/v1/live` streams open now.
+    live_streams: Arc<AtomicU64>,
+}
+
+/// One open live stream, counted until the stream is dropped (the client went).
+#[derive(Debug)]
+struct LiveStream(Arc<AtomicU64>);
+
+impl LiveStream {
+    fn open(n: &Arc<AtomicU64>) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        Self(n.clone())
+    }
+}
+
+impl Drop for LiveStream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The admin listener's own figures.
+#[derive(Debug)]
+struct AdminFigures {
+    live_streams: u64,
+}
+
+impl Source for AdminFigures {
+    fn expose(&self, out: &mut Exposition<'_, '_>) {
+        out.gauge(
+            "crest_admin_live_streams",
+            "Live streams (/api/v1/live, the wallboards) open now.",
+            self.live_streams,
+        );
+    }
 }
 
 /// Serves the admin endpoints until the process exits; `core` answers snapshot requests.
@@ -252,6 +287,7 @@ pub(crate) async fn serve(
         core,
         sources,
         access,
+        live_streams: Arc::new(AtomicU64::new(0)),
     };
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -544,7 +580,12 @@ async fn metrics(
         flows,
         app,
     } = &st.sources;
-    let mut parts: Vec<Box<dyn Source>> = vec![Box::new(st.snapshot().await)];
+    let mut parts: Vec<Box<dyn Source>> = vec![
+        Box::new(st.snapshot().await),
+        Box::new(AdminFigures {
+            live_streams: st.live_streams.load(Ordering::Relaxed),
+        }),
+    ];
     if let Some(m) = media {
         parts.push(Box::new(m.clone()));
     }
@@ -1052,6 +1093,10 @@ struct QueueItem {
     service_level_secs: u64,
     /// The same figures over the last 15 minutes.
     last_15m: QueueWindow,
+    /// Callers who rated their call in the survey after it (a flow's `survey`).
+    csat_responses: u64,
+    /// Their average score, 1 to 5 (none without a response).
+    csat_average: Option<f64>,
 }
 
 /// A queue's callers over a window of time.
@@ -1120,13 +1165,15 @@ async fn live(AxState(st): AxState<State>, headers: HeaderMap) -> Result<Respons
     use axum::response::sse::{Event, KeepAlive, Sse};
     st.authorize(&headers, Permission::ReadLive).await?;
     acd(&st)?;
-    let stream = futures_util::stream::unfold((st, true), |(st, first)| async move {
+    // The guard lives in the stream's state: axum drops the stream when the client goes.
+    let open = LiveStream::open(&st.live_streams);
+    let stream = futures_util::stream::unfold((st, true, open), |(st, first, open)| async move {
         if !first {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
         let v = live_view(&st).await.ok()?;
         let ev = Event::default().json_data(&v).ok()?;
-        Some((Ok::<_, std::convert::Infallible>(ev), (st, false)))
+        Some((Ok::<_, std::convert::Infallible>(ev), (st, false, open)))
     });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
@@ -1150,6 +1197,7 @@ fn queues_view(st: &State) -> Result<QueuesView, Problem> {
     };
     let m = &app.metrics;
     let (stats, recent) = (m.queue_stats(), m.recent_stats());
+    let csat = app.ivr.csat_by_queue();
     let sl = st.access.service_level_secs;
     Ok(QueuesView {
         queues: m
@@ -1158,7 +1206,10 @@ fn queues_view(st: &State) -> Result<QueuesView, Problem> {
             .map(|(name, waiting)| {
                 let s = stats.get(&name).cloned().unwrap_or_default();
                 let r = recent.get(&name).cloned().unwrap_or_default();
+                let (n, sum) = csat.get(&name).copied().unwrap_or_default();
                 QueueItem {
+                    csat_responses: n,
+                    csat_average: (n > 0).then(|| sum as f64 / n as f64),
                     last_15m: QueueWindow {
                         answered: r.answered,
                         abandoned: r.abandoned,

@@ -95,6 +95,24 @@ pub(crate) struct IvrMetrics {
     pub(crate) sessions_total: AtomicU64,
     pub(crate) lookups_active: AtomicU64,
     pub(crate) renders_active: AtomicU64,
+    /// Queue → survey answers after agents' calls: (responses, sum of scores).
+    pub(crate) csat: Mutex<BTreeMap<String, (u64, u64)>>,
+}
+
+impl IvrMetrics {
+    /// A caller of `queue` rated their call `score` (1 to 5).
+    pub(crate) fn csat(&self, queue: &str, score: u8) {
+        if let Ok(mut c) = self.csat.lock() {
+            let e = c.entry(queue.to_owned()).or_default();
+            e.0 += 1;
+            e.1 += u64::from(score);
+        }
+    }
+
+    /// Queue → (responses, sum of scores).
+    pub(crate) fn csat_by_queue(&self) -> BTreeMap<String, (u64, u64)> {
+        self.csat.lock().map(|c| c.clone()).unwrap_or_default()
+    }
 }
 
 /// What every call Crest answers shares.
@@ -329,6 +347,17 @@ impl crate::metrics::Source for AppRuntime {
             "crest_ivr_prompts_cached",
             "Prompts rendered and kept, shared by every call.",
             self.tts.cached_count(),
+        );
+        let csat = i.csat_by_queue();
+        out.counters(
+            "crest_csat_responses_total",
+            "Callers who rated their call with an agent in a survey, by queue.",
+            csat.iter().map(|(q, (n, _))| (vec![("queue", &q[..])], *n)),
+        );
+        out.counters(
+            "crest_csat_score_total",
+            "Sum of the survey scores (1 to 5), by queue: over crest_csat_responses_total, the average.",
+            csat.iter().map(|(q, (_, sum))| (vec![("queue", &q[..])], *sum)),
         );
         if let Some(s) = &self.speech {
             let m = &s.metrics;

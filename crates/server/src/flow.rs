@@ -11,7 +11,8 @@ use crest_ivr::{Context, Flow, Library};
 use crate::config::{parse_yaml, read_file};
 
 /// What flows are checked against: the ACD's queues (when its file is there) and the names of
-/// the flows checked together.
+/// the flows checked together or lying beside them (a running crest loads its whole flows
+/// directory, so a flow may call, or survey with, any flow there).
 fn context(acd: Option<&Path>, flows: &[PathBuf]) -> Result<Context, String> {
     let queues = match acd {
         Some(p) => {
@@ -26,10 +27,25 @@ fn context(acd: Option<&Path>, flows: &[PathBuf]) -> Result<Context, String> {
         }
         None => None,
     };
+    let mut known: Vec<PathBuf> = flows.to_vec();
+    let dirs: BTreeSet<&Path> = flows.iter().filter_map(|f| f.parent()).collect();
+    for d in dirs {
+        let d = if d.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            d
+        };
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let name = p.to_string_lossy();
+            if name.ends_with(".yaml") && !name.ends_with(".test.yaml") && !known.contains(&p) {
+                known.push(p);
+            }
+        }
+    }
     Ok(Context {
         queues,
-        // A flow may call any flow checked with it.
-        flows: Some(crest_ivr::load::flow_names(flows)),
+        flows: Some(crest_ivr::load::flow_names(&known)),
         dictionary: dictionary(),
         voices: voices(),
     })

@@ -521,6 +521,11 @@ impl MediaHook for MediaPlane {
     }
 
     fn leg_b(&mut self, _now: std::time::Instant, call: CallId, event: LegEvent) {
+        if event == LegEvent::Ended
+            && let Ok(mut l) = self.shared.ledger.lock()
+        {
+            l.update(call, 1, 0);
+        }
         self.leg(call, Side::B, event);
     }
 
@@ -846,6 +851,10 @@ impl CallTask {
                     }
                 }
                 Some(Some(Command::Leg(Side::B, ev))) => {
+                    if ev == LegEvent::Ended {
+                        // The agent hung up; the caller stays (a survey, or the hang-up).
+                        self.media.release(now.into_std(), Side::B);
+                    }
                     self.app_input(now.into_std(), Input::LegB(ev));
                 }
                 Some(Some(Command::Leg(Side::A, ev))) => {
@@ -1113,10 +1122,26 @@ impl CallTask {
                         agent = r.agent,
                         wait_ms = r.wait.map(|w| w.as_millis() as u64),
                         duration_ms = r.duration.as_millis() as u64,
+                        csat = r.csat,
                         path = r.path.join(">"),
                         "call journey"
                     );
+                    if let Some(score) = r.csat {
+                        app.rt
+                            .ivr
+                            .csat(r.queue.as_deref().unwrap_or_default(), score);
+                    }
                     if let Some((tx, number, call_id)) = &self.cdr {
+                        if let Some(score) = r.csat {
+                            let _ =
+                                tx.send(RecMsg::Csat(Box::new(crest_recording::CsatResponse {
+                                    call_id: call_id.clone(),
+                                    ended_ms: crate::recording::unix_ms(),
+                                    queue: r.queue.clone(),
+                                    agent: r.agent.clone(),
+                                    score: i64::from(score),
+                                })));
+                        }
                         let _ = tx.send(RecMsg::Journey(Box::new(journey(call_id, number, r))));
                     }
                 }

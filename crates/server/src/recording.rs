@@ -431,6 +431,8 @@ pub(crate) enum RecMsg {
     Cdr(Vec<crest_recording::CallLeg>),
     /// The journey of a call Crest answered itself.
     Journey(Box<crest_recording::CallJourney>),
+    /// A survey's score.
+    Csat(Box<crest_recording::CsatResponse>),
     /// Crest is stopping: take what the calls still send for a moment, close every recording,
     /// then say so.
     Shutdown(std::sync::mpsc::Sender<()>),
@@ -765,6 +767,11 @@ async fn handle(
         RecMsg::Journey(j) => {
             if let Err(e) = rec.index().add_call_journey(&j).await {
                 warn!(call_id = %j.call_id, "call journey not stored: {e}");
+            }
+        }
+        RecMsg::Csat(c) => {
+            if let Err(e) = rec.index().add_csat(&c).await {
+                warn!(call_id = %c.call_id, "satisfaction score not stored: {e}");
             }
         }
     }

@@ -76,6 +76,8 @@ fn flows_with_hours(dir: &Path, port: u16, hours: &str) -> PathBuf {
     let out = dir.join("flows");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("main.yaml"), text).unwrap();
+    // The survey its queues name.
+    std::fs::copy(root.join("csat.yaml"), out.join("csat.yaml")).unwrap();
     out
 }
 
@@ -518,4 +520,73 @@ fn under_the_circuit_breaker_a_waiting_caller_takes_the_callback_offer_with_a_ke
     let (to_alice, _) = alice.expect_request("INVITE", Duration::from_secs(10));
     assert!(to_alice.contains("From: <sip:crest@"), "{to_alice}");
     assert_eq!(crest.metric("crest_acd_callbacks_total"), 1);
+}
+
+#[test]
+fn when_the_agent_hangs_up_first_the_caller_rates_the_call_with_a_key() {
+    let (backend, _) = orders_backend();
+    let crest = start("csat-live", 42800, backend);
+    let (alice, mut b) = agent(&crest, "alice");
+    let (caller, mut a) = call(&crest, "4000");
+    // "Welcome to Crest Shop." and the menu; 0 for an agent: the order-status queue, whose
+    // node names the survey `csat`.
+    a.hear_prompt(5.0, GAP, Duration::from_secs(30));
+    a.press(101, '0');
+    let (invite, from) = alice.expect_request("INVITE", Duration::from_secs(15));
+    let (crest_port, _) = sdp_audio(body(&invite));
+    let ok = alice.respond(&invite, 200, Some(&sdp(b.port(), "0", "")));
+    alice.sip.send_to(ok.as_bytes(), from).unwrap();
+    alice.expect_request("ACK", Duration::from_secs(5));
+    b.remote = Some(([127, 0, 0, 1], crest_port).into());
+    b.speak_until(&[], Duration::from_millis(500), |_| false);
+    // Alice hangs up first: the caller is not hung up on, but asked to rate the call.
+    alice.hang_up_answered(&invite, &ok, from);
+    let question = a.hear_prompt(3.0, GAP, Duration::from_secs(20));
+    assert!(speech_secs(&question) > 3.0);
+    a.press(101, '4');
+    // "Thank you for your answer. Goodbye." and the BYE.
+    let (bye, from) = caller.expect_request("BYE", Duration::from_secs(20));
+    caller
+        .sip
+        .send_to(caller.respond(&bye, 200, None).as_bytes(), from)
+        .unwrap();
+    wait_for("the score counted", || {
+        crest
+            .http_get("/metrics")
+            .is_some_and(|m| m.contains("crest_csat_responses_total{queue=\"order-status\"} 1"))
+    });
+    assert_eq!(
+        crest.metric("crest_csat_score_total{queue=\"order-status\"}"),
+        4
+    );
+    let lead = crest.token("lead", "supervisor");
+    let (_, _, body) = crest.http("GET", "/api/v1/queues", Some(&lead), None);
+    let q: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let order = q["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "order-status")
+        .unwrap();
+    assert_eq!(
+        (&order["csat_responses"], &order["csat_average"]),
+        (&serde_json::json!(1), &serde_json::json!(4.0)),
+        "{q}"
+    );
+    let log = crest.log();
+    let journey = log
+        .lines()
+        .find(|l| l.contains("call journey"))
+        .expect("the journey is logged");
+    assert!(
+        journey.contains("outcome=\"answered\"") && journey.contains("csat=4"),
+        "{journey}"
+    );
+    // The agent's call ended with her BYE: she wrapped up (1 s) and is free again, and the
+    // survey left nothing behind.
+    wait_for("alice free", || {
+        crest.metric("crest_acd_agents{pool=\"office\",state=\"available\"}") == 1
+            && crest.metric("crest_calls_active") == 0
+            && crest.metric("crest_ivr_sessions_active") == 0
+    });
 }

@@ -45,6 +45,7 @@ fn start(backend: u16) -> Crest {
     let flows = dir.join("flows");
     std::fs::create_dir_all(&flows).unwrap();
     std::fs::write(flows.join("main.yaml"), text).unwrap();
+    std::fs::copy(root.join("csat.yaml"), flows.join("csat.yaml")).unwrap();
     // One queue, nobody staffed: callers who reach it hold until they hang up.
     let acd = dir.join("acd.yaml");
     std::fs::write(

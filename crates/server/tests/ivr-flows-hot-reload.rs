@@ -14,6 +14,7 @@ fn flows_reload_when_they_check_and_stay_when_they_do_not() {
     let main = std::fs::read_to_string(root.join("config/flows/main.yaml")).unwrap();
     let file = flows.join("main.yaml");
     std::fs::write(&file, &main).unwrap();
+    std::fs::copy(root.join("config/flows/csat.yaml"), flows.join("csat.yaml")).unwrap();
     let ivr = format!(
         "ivr:\n  enabled: true\n  flows_dir: \"{}\"\n  reload_secs: 1\n  acd_file: \"{}\"\n",
         flows.display(),

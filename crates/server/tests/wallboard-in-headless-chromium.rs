@@ -312,4 +312,13 @@ fn the_wallboard_shows_what_the_api_says_in_headless_chromium() {
     assert!(n(4) < 1.0, "side by side: {l}");
     assert!(n(3) <= n(6) && n(5) <= n(6), "no horizontal overflow: {l}");
     assert!(bytes.len() > 10_000, "{} bytes: a blank page?", bytes.len());
+    // The page's stream is the only one open (the test's own ended with its socket), and it
+    // ends when the browser goes.
+    wait_for("one live stream", || {
+        crest.metric("crest_admin_live_streams") == 1
+    });
+    drop(driver);
+    wait_for("no live stream", || {
+        crest.metric("crest_admin_live_streams") == 0
+    });
 }

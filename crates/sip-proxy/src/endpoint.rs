@@ -1996,8 +1996,11 @@ impl Endpoint {
                     }
                     self.end_call(now, key, "caller hung up");
                 } else if b == BState::Up {
-                    self.send_bye(now, key, Side::A, "agent hung up");
-                    self.end_call(now, key, "agent hung up");
+                    // The caller stays with the application (a survey, or its hang-up).
+                    self.drop_b(key);
+                    if let Some(hook) = self.media.as_mut() {
+                        hook.leg_b(now, key, LegEvent::Ended);
+                    }
                 } else {
                     self.b_failed(now, key, 480);
                 }

@@ -46,6 +46,9 @@ pub enum LegEvent {
     /// The far end did not answer: its status (480 when it rang out, 408 when it never
     /// responded, 486 busy, …). The caller stays with Crest.
     Failed(u16),
+    /// The far end hung up after answering (its BYE was answered): the caller stays with
+    /// Crest, which plays to them again or hangs up.
+    Ended,
 }
 
 /// What the media layer does for the SIP core.

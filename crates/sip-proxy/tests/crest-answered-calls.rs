@@ -190,7 +190,8 @@ fn crest_answers_then_rings_an_agent_who_lets_it_ring_out_then_one_who_answers()
 }
 
 #[test]
-fn the_caller_hanging_up_cancels_the_ringing_agent_and_an_agent_hang_up_ends_the_call() {
+fn the_caller_hanging_up_cancels_the_ringing_agent_and_an_agent_hang_up_leaves_the_caller_to_crest()
+{
     let (mut h, log) = harness();
     h.register_alice();
     let ok = answered(&mut h, &log);
@@ -215,12 +216,23 @@ fn the_caller_hanging_up_cancels_the_ringing_agent_and_an_agent_hang_up_ends_the
     let inv = h.take(CALLEE).remove(0);
     h.recv(CALLEE, &reply(&inv, 200, "a2", "", "v=0\r\ns=agent\r\n"));
     assert_eq!(h.take_summary(CALLEE), ["ACK"]);
+    log.take();
     h.recv(CALLEE, &callee_request(&inv, "a2", "BYE", 1, ""));
     assert_eq!(h.take_summary(CALLEE), ["200"]);
+    // The caller stays with the application (a survey, or its hang-up), told of the end.
+    assert!(h.take(CALLER).is_empty());
+    assert_eq!(log.take(), ["leg_b 2 Ended"]);
+    assert_eq!(h.ep.active_calls(), 1);
+    // The agent's leg is gone: a disconnect sends nothing.
+    let now = h.now;
+    h.ep.disconnect(now, CallId(2));
+    h.collect();
+    assert!(h.take(CALLEE).is_empty());
+    h.hang_up(CallId(2), "survey done");
     let bye = h.take(CALLER).remove(0);
     assert_eq!(bye.method(), Some("BYE"));
     assert_eq!(bye.call_id(), Some("ivr2".into()));
-    assert_eq!(h.ep.active_calls(), 0);
+    assert!(h.take(CALLEE).is_empty(), "no second BYE to the agent");
 }
 
 #[test]

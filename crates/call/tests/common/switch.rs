@@ -145,7 +145,13 @@ impl Switch {
         self.input(id, Input::LegB(LegEvent::Failed(486)));
     }
 
-    /// The caller (or the agent: the SIP core ends both legs either way) hangs up.
+    /// The agent hangs up first (their BYE): the caller stays with Crest.
+    pub fn agent_hangs_up(&mut self, id: CallId) {
+        self.agent_leg.remove(&id).expect("an agent talks");
+        self.input(id, Input::LegB(LegEvent::Ended));
+    }
+
+    /// The caller hangs up (both legs end).
     pub fn hang_up(&mut self, id: CallId) {
         self.end(id, "BYE".into());
     }

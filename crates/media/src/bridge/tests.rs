@@ -585,3 +585,50 @@ fn a_prompt_after_a_silence_starts_a_talkspurt_whose_timestamp_counts_the_silenc
     );
     assert!(!second[1].0);
 }
+
+#[test]
+fn a_released_leg_takes_nothing_more_and_keeps_what_it_received() {
+    let t0 = Instant::now();
+    let mut m = call(
+        t0,
+        setup(A_PEER, CodecKind::Pcmu, 0, Some(101)),
+        setup(B_PEER, CodecKind::Pcmu, 0, Some(101)),
+    );
+    for n in 0..50u16 {
+        let now = t0 + Duration::from_millis(20 * u64::from(n));
+        let mut buf = rtp(0, n, 160 * u32::from(n), 88, &[0xAA; 160]);
+        m.handle_rtp(now, Side::B, addr(B_PEER), &mut buf).unwrap();
+    }
+    let before = m.quality(Side::B).expect("B received");
+    assert_eq!(before.expected, 50);
+    // The agent hangs up; the caller stays for a survey.
+    let t1 = t0 + Duration::from_secs(1);
+    m.release(t1, Side::B);
+    drain(&mut m);
+    assert_eq!(
+        m.quality(Side::B),
+        Some(before),
+        "kept for the call's record"
+    );
+    // The caller's packets go nowhere, and B never times out.
+    let mut buf = rtp(0, 1, 160, 77, &[0x55; 160]);
+    assert_eq!(m.handle_rtp(t1, Side::A, addr(A_PEER), &mut buf), None);
+    run_until(&mut m, t1 + Duration::from_secs(120));
+    let (out, events) = drain(&mut m);
+    assert!(out.iter().all(|d| d.side == Side::A), "{out:?}");
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, MediaEvent::MediaTimeout { side: Side::B })),
+        "{events:?}"
+    );
+    // A prompt still reaches the caller.
+    let prompt = Prompt {
+        rate: 8000,
+        pcm: vec![1000i16; 1600].into(),
+    };
+    m.play(t1, Side::A, &prompt, false);
+    run_until(&mut m, t1 + Duration::from_millis(300));
+    let (out, _) = drain(&mut m);
+    assert!(out.iter().any(|d| d.side == Side::A && !d.rtcp), "{out:?}");
+}

@@ -215,6 +215,31 @@ impl Phone {
         r
     }
 
+    /// Hangs up a call this phone answered (`ok` to `invite`, from `crest`): BYE in the dialog.
+    pub fn hang_up_answered(&self, invite: &str, ok: &str, crest: SocketAddr) {
+        let target = header(invite, "Contact")
+            .unwrap()
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .unwrap()
+            .to_owned();
+        let bye = format!(
+            "BYE {target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKcalleebye;rport\r\n\
+             Max-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: 1 BYE\r\n\
+             Content-Length: 0\r\n\r\n",
+            port = self.port(),
+            from = header(ok, "To").unwrap(),
+            to = header(invite, "From").unwrap(),
+            cid = header(invite, "Call-ID").unwrap(),
+        );
+        self.sip.send_to(bye.as_bytes(), crest).unwrap();
+        let ok = self.recv_where(Duration::from_secs(5), |m| {
+            !(m.starts_with("SIP/2.0 ") && header(m, "CSeq") == Some("1 BYE"))
+        });
+        assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    }
+
     /// Waits for a request of `method`; returns it and where it came from.
     pub fn expect_request(&self, method: &str, limit: Duration) -> (String, SocketAddr) {
         let deadline = Instant::now() + limit;
