@@ -22,6 +22,6 @@ pub use model::{
     AcdConfig, AgentConfig, AgentId, CallId, Caller, Model, ModelError, PoolId, QueueId, SkillId,
 };
 pub use router::{
-    Acd, AgentState, Counters, Input, Output, QueueStats, RECENT_MINUTES, WAIT_BUCKETS,
+    Acd, AgentState, Counters, HeldCaller, Input, Output, QueueStats, RECENT_MINUTES, WAIT_BUCKETS,
 };
 pub use surge::{Surge, SurgeChange, SurgeConfig, SurgeLevel};

@@ -113,6 +113,23 @@ pub enum Output {
     },
 }
 
+/// A caller the ACD holds, as a wallboard lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldCaller {
+    /// The call.
+    pub call: CallId,
+    /// Its queue.
+    pub queue: QueueId,
+    /// The caller's number.
+    pub number: String,
+    /// How long they have waited.
+    pub waited: Duration,
+    /// An agent rings for them (or is held for their callback).
+    pub offered: bool,
+    /// Waiting by callback (they hung up and keep their place).
+    pub callback: bool,
+}
+
 /// An agent's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentState {
@@ -998,6 +1015,25 @@ impl Acd {
         if waiting {
             self.route_call(now, call);
         }
+    }
+
+    /// Every caller waiting for an agent (ringing one, or booked for a callback), longest
+    /// wait first.
+    pub fn held_callers(&self, now: Instant) -> Vec<HeldCaller> {
+        let mut v: Vec<HeldCaller> = self
+            .calls
+            .iter()
+            .map(|(call, c)| HeldCaller {
+                call: *call,
+                queue: c.caller.queue,
+                number: c.caller.number.clone(),
+                waited: now.saturating_duration_since(c.arrived),
+                offered: c.offered.is_some(),
+                callback: c.callback,
+            })
+            .collect();
+        v.sort_by(|a, b| b.waited.cmp(&a.waited).then(a.call.cmp(&b.call)));
+        v
     }
 
     /// How long `call` has waited.

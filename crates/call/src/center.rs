@@ -153,6 +153,20 @@ pub struct AgentView {
     pub rating: f64,
 }
 
+/// A caller waiting for an agent, as the wallboard shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitingView {
+    /// The queue.
+    pub queue: String,
+    /// Their number, masked ([`crest_ids::mask`]).
+    pub number: String,
+    /// How long they have waited.
+    pub waited: Duration,
+    /// `waiting`, `ringing` (an agent is offered the call) or `callback` (they hung up and
+    /// keep their place; `ringing` again while Crest dials them).
+    pub state: &'static str,
+}
+
 /// The agent named is not in the ACD's file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("no agent named {0:?}")]
@@ -373,6 +387,25 @@ impl Center {
         self.standby = self.acd.model().standby_agents();
         self.step(now);
         Ok(())
+    }
+
+    /// Every caller waiting for an agent, longest wait first.
+    pub fn waiting(&self, now: Instant) -> Vec<WaitingView> {
+        let model = self.acd.model();
+        self.acd
+            .held_callers(now)
+            .into_iter()
+            .map(|c| WaitingView {
+                queue: model.queues[c.queue.0 as usize].name.clone(),
+                number: crest_ids::mask(&c.number),
+                waited: c.waited,
+                state: match (c.offered, c.callback) {
+                    (true, _) => "ringing",
+                    (false, true) => "callback",
+                    (false, false) => "waiting",
+                },
+            })
+            .collect()
     }
 
     /// A supervisor's change to agent `name`.

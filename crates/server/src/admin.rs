@@ -236,6 +236,8 @@ struct State {
     access: Access,
     /// `/api/v1/live` streams open now.
     live_streams: Arc<AtomicU64>,
+    /// Where `/sip` WebSockets hand their SIP messages, and as what transport.
+    sip: (crate::sip_io::Hub, crest_sip_proxy::TransportKind),
 }
 
 /// One open live stream, counted until the stream is dropped (the client went).
@@ -282,12 +284,21 @@ pub(crate) async fn serve(
     sources: Sources,
     access: Access,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    sip: crate::sip_io::Hub,
 ) {
     let state = State {
         core,
         sources,
         access,
         live_streams: Arc::new(AtomicU64::new(0)),
+        sip: (
+            sip,
+            if tls.is_some() {
+                crest_sip_proxy::TransportKind::Wss
+            } else {
+                crest_sip_proxy::TransportKind::Ws
+            },
+        ),
     };
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -306,6 +317,7 @@ pub(crate) async fn serve(
         .route("/api/v1/surge", post(set_surge))
         .route("/api/v1/live", get(live))
         .route("/wall", get(|| async { axum::response::Html(WALL) }))
+        .route("/sip", get(sip_websocket))
         .route("/api/v1/calls", get(calls))
         .route("/api/v1/calls/{call_id}/recording", get(download))
         .route("/api/v1/openapi.json", get(openapi))
@@ -1093,6 +1105,8 @@ struct QueueItem {
     service_level_secs: u64,
     /// The same figures over the last 15 minutes.
     last_15m: QueueWindow,
+    /// The longest wait of a caller waiting now, seconds (none when nobody waits).
+    longest_wait_secs: Option<f64>,
     /// Callers who rated their call in the survey after it (a flow's `survey`).
     csat_responses: u64,
     /// Their average score, 1 to 5 (none without a response).
@@ -1123,7 +1137,45 @@ struct QueuesView {
     surge_ratio: f64,
     /// The level was set by hand (`POST /api/v1/surge`).
     surge_set_by_hand: bool,
+    /// Every seat pool.
+    pools: Vec<PoolItem>,
 }
+
+/// A seat pool's agents.
+#[derive(Debug, serde::Serialize, ToSchema)]
+struct PoolItem {
+    /// Its name.
+    name: String,
+    /// Agents logged in and not away.
+    staffed: u64,
+    /// Waiting for a call.
+    available: u64,
+    /// Ringing, on a call or wrapping up.
+    busy: u64,
+    /// Away (a break, or set away after missed calls).
+    away: u64,
+    /// Logged out.
+    offline: u64,
+    /// Busy over staffed (0 when nobody is staffed).
+    occupancy: f64,
+}
+
+/// A caller waiting for an agent.
+#[derive(Debug, serde::Serialize, ToSchema)]
+struct WaitingItem {
+    /// The queue.
+    queue: String,
+    /// Their number, masked (first two and last two characters).
+    number: String,
+    /// Seconds waited so far.
+    waited_secs: f64,
+    /// `waiting`, `ringing` (an agent is offered the call) or `callback` (hung up, keeps the
+    /// place).
+    state: &'static str,
+}
+
+/// The most waiting callers a live view lists (the longest waits).
+const WAITING_SHOWN: usize = 50;
 
 /// The supervisor's wallboard page (it reads `/api/v1/live` with the token in its URL's
 /// fragment).
@@ -1136,6 +1188,8 @@ struct LiveView {
     at_ms: i64,
     queues: QueuesView,
     agents: Vec<AgentItem>,
+    /// The callers waiting longest (at most 50), longest first.
+    waiting: Vec<WaitingItem>,
 }
 
 async fn live_view(st: &State) -> Result<LiveView, Problem> {
@@ -1147,9 +1201,20 @@ async fn live_view(st: &State) -> Result<LiveView, Problem> {
         .into_iter()
         .map(AgentItem::from)
         .collect();
+    let waiting = waiting_callers(st).await?;
     Ok(LiveView {
         at_ms: crate::recording::unix_ms(),
-        queues: queues_view(st)?,
+        queues: queues_view(st, &waiting).await?,
+        waiting: waiting
+            .into_iter()
+            .take(WAITING_SHOWN)
+            .map(|w| WaitingItem {
+                queue: w.queue,
+                number: w.number,
+                waited_secs: w.waited.as_secs_f64(),
+                state: w.state,
+            })
+            .collect(),
         agents,
     })
 }
@@ -1180,6 +1245,26 @@ async fn live(AxState(st): AxState<State>, headers: HeaderMap) -> Result<Respons
         .into_response())
 }
 
+/// `GET /sip`: SIP over WebSocket (RFC 7118) for browser phones: the upgrade must ask for the
+/// `sip` subprotocol (426 otherwise); each frame is then one SIP message for the SIP core, which
+/// challenges a REGISTER or an INVITE as on any other transport.
+async fn sip_websocket(
+    AxState(st): AxState<State>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    let ws = ws.protocols(["sip"]);
+    if ws.selected_protocol().is_none() {
+        return Problem::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "a SIP WebSocket needs the subprotocol sip (Sec-WebSocket-Protocol: sip)".into(),
+        )
+        .into_response();
+    }
+    let (hub, kind) = st.sip;
+    ws.on_upgrade(move |socket| crate::sip_io::run_websocket(socket, (kind, remote), hub))
+}
+
 /// `GET /api/v1/queues` (admin, supervisor): callers waiting per queue and the surge level.
 #[utoipa::path(get, path = "/api/v1/queues", tag = "agents",
     responses((status = 200, body = QueuesView), (status = 401, body = ProblemDoc),
@@ -1187,10 +1272,21 @@ async fn live(AxState(st): AxState<State>, headers: HeaderMap) -> Result<Respons
     security(("bearer" = [])))]
 async fn queues(AxState(st): AxState<State>, headers: HeaderMap) -> Result<Response, Problem> {
     st.authorize(&headers, Permission::ReadLive).await?;
-    Ok(Json(queues_view(&st)?).into_response())
+    let waiting = waiting_callers(&st).await?;
+    Ok(Json(queues_view(&st, &waiting).await?).into_response())
 }
 
-fn queues_view(st: &State) -> Result<QueuesView, Problem> {
+/// The callers waiting for an agent, longest first.
+async fn waiting_callers(st: &State) -> Result<Vec<crest_call::WaitingView>, Problem> {
+    let (tx, rx) = oneshot::channel();
+    acd(st)?.send(AcdMsg::Waiting(tx)).map_err(|_| acd_gone())?;
+    rx.await.map_err(|_| acd_gone())
+}
+
+async fn queues_view(
+    st: &State,
+    waiting_now: &[crest_call::WaitingView],
+) -> Result<QueuesView, Problem> {
     acd(st)?;
     let Some(app) = &st.sources.app else {
         return Err(acd_gone());
@@ -1208,6 +1304,10 @@ fn queues_view(st: &State) -> Result<QueuesView, Problem> {
                 let r = recent.get(&name).cloned().unwrap_or_default();
                 let (n, sum) = csat.get(&name).copied().unwrap_or_default();
                 QueueItem {
+                    longest_wait_secs: waiting_now
+                        .iter()
+                        .find(|w| w.queue == name && w.state == "waiting")
+                        .map(|w| w.waited.as_secs_f64()),
                     csat_responses: n,
                     csat_average: (n > 0).then(|| sum as f64 / n as f64),
                     last_15m: QueueWindow {
@@ -1229,7 +1329,41 @@ fn queues_view(st: &State) -> Result<QueuesView, Problem> {
         surge_level: m.surge_level(),
         surge_ratio: m.ratio(),
         surge_set_by_hand: m.surge_by_hand(),
+        pools: pools(&m.agent_states()),
     })
+}
+
+fn pools(states: &std::collections::BTreeMap<(String, &'static str), u64>) -> Vec<PoolItem> {
+    let mut out: Vec<PoolItem> = Vec::new();
+    for ((pool, state), n) in states {
+        if out.last().is_none_or(|p| p.name != *pool) {
+            out.push(PoolItem {
+                name: pool.clone(),
+                staffed: 0,
+                available: 0,
+                busy: 0,
+                away: 0,
+                offline: 0,
+                occupancy: 0.0,
+            });
+        }
+        let p = out.last_mut().expect("pushed");
+        match *state {
+            "offline" => p.offline += n,
+            "away" => p.away += n,
+            "available" => p.available += n,
+            _ => p.busy += n,
+        }
+    }
+    for p in &mut out {
+        p.staffed = p.available + p.busy;
+        p.occupancy = if p.staffed == 0 {
+            0.0
+        } else {
+            p.busy as f64 / p.staffed as f64
+        };
+    }
+    out
 }
 
 /// The body of a surge level set by hand.

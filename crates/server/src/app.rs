@@ -417,6 +417,8 @@ pub(crate) enum AcdMsg {
     Registration { user: String, on: bool },
     /// The admin API asks for every agent's state.
     Agents(oneshot::Sender<Vec<AgentView>>),
+    /// The admin API asks for the callers waiting for an agent.
+    Waiting(oneshot::Sender<Vec<crest_call::WaitingView>>),
     /// A supervisor sets the surge level by hand (`None`: back to the measurement).
     SetSurge {
         level: Option<SurgeLevel>,
@@ -478,6 +480,14 @@ impl AcdMetrics {
     /// Callers waiting, by queue (as of the ACD task's last turn).
     pub(crate) fn waiting(&self) -> BTreeMap<String, usize> {
         self.waiting.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    /// (pool, state) → agents.
+    pub(crate) fn agent_states(&self) -> BTreeMap<(String, &'static str), u64> {
+        self.agent_states
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default()
     }
 
     /// Answered and abandoned callers and their waits, by queue.
@@ -571,11 +581,7 @@ impl crate::metrics::Source for AcdMetrics {
                 )
             }),
         );
-        let states = self
-            .agent_states
-            .lock()
-            .map(|a| a.clone())
-            .unwrap_or_default();
+        let states = self.agent_states();
         out.gauges(
             "crest_acd_agents",
             "Agents by pool and state (offline, available, ringing, on_call, wrap_up, away).",
@@ -789,6 +795,9 @@ impl AcdService {
             }
             AcdMsg::Agents(reply) => {
                 let _ = reply.send(c.agents());
+            }
+            AcdMsg::Waiting(reply) => {
+                let _ = reply.send(c.waiting(now));
             }
             AcdMsg::SetAgent {
                 name,

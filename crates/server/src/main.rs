@@ -543,6 +543,7 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
         None => None,
     };
     let (snap_tx, snap_rx) = tokio::sync::mpsc::channel(64);
+    let (hub, hub_rx) = sip_io::hub();
     if let Some(a) = l.admin {
         let listener = tokio::net::TcpListener::bind(a)
             .await
@@ -580,6 +581,7 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
                 recordings: admin_recordings,
             },
             admin_tls,
+            hub.clone(),
         ));
     }
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -616,7 +618,10 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
         tls,
         overload_utilization: cfg.sockets.overload_utilization,
     };
-    sip_io::run(ep, sockets, snap_rx, core_rx, acd_tx, stop_rx, l.drain).await;
+    sip_io::run(
+        hub, hub_rx, ep, sockets, snap_rx, core_rx, acd_tx, stop_rx, l.drain,
+    )
+    .await;
     if let Some(h) = recorder_at_exit {
         tokio::task::spawn_blocking(move || h.shut_down(std::time::Duration::from_secs(10)))
             .await?;

@@ -40,7 +40,7 @@ pub(crate) struct Snapshot {
     pub(crate) draining: bool,
 }
 
-enum StreamEvent {
+pub(crate) enum StreamEvent {
     Opened {
         id: ConnectionId,
         key: (TransportKind, SocketAddr),
@@ -210,6 +210,7 @@ impl Core {
             StreamEvent::Message(flow, data) => self.ep.handle_input(now.into_std(), flow, data),
             StreamEvent::Closed(id, key) => {
                 self.conns.remove(&id);
+                self.ep.connection_closed(id);
                 if self.by_remote.get(&key) == Some(&id) {
                     self.by_remote.remove(&key);
                 }
@@ -290,8 +291,119 @@ impl Core {
     }
 }
 
+/// Where connections (TCP, TLS, and WebSockets the admin listener upgrades) hand their
+/// messages to the SIP core.
+#[derive(Debug, Clone)]
+pub(crate) struct Hub {
+    events: mpsc::Sender<StreamEvent>,
+    next: Arc<AtomicU64>,
+}
+
+/// The hub, and its receiving end for [`run`].
+pub(crate) fn hub() -> (Hub, mpsc::Receiver<StreamEvent>) {
+    let (events, rx) = mpsc::channel::<StreamEvent>(8192);
+    (
+        Hub {
+            events,
+            next: Arc::new(AtomicU64::new(1)),
+        },
+        rx,
+    )
+}
+
+/// How often a WebSocket is pinged, and how long it may stay silent before it is closed.
+const WS_PING: Duration = Duration::from_secs(30);
+const WS_SILENCE: Duration = Duration::from_secs(75);
+
+/// One SIP-over-WebSocket connection (RFC 7118), upgraded by the admin listener with the `sip`
+/// subprotocol: each text or binary frame is one SIP message; a `\r\n\r\n` keep-alive gets
+/// `\r\n` back; Crest pings every 30 s and closes a socket silent for 75 s. Contacts registered
+/// over it go when it closes (`Endpoint::connection_closed`).
+pub(crate) async fn run_websocket(
+    socket: axum::extract::ws::WebSocket,
+    key: (TransportKind, SocketAddr),
+    hub: Hub,
+) {
+    use axum::extract::ws::Message as Ws;
+    use futures_util::{SinkExt as _, StreamExt as _};
+    let id = ConnectionId(hub.next.fetch_add(1, Ordering::Relaxed));
+    let (wtx, mut wrx) = mpsc::channel::<Bytes>(1024);
+    if hub
+        .events
+        .send(StreamEvent::Opened {
+            id,
+            key,
+            writer: wtx.clone(),
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    info!(remote = %key.1, transport = %key.0, connection = id.0, "SIP WebSocket open");
+    let (mut sink, mut stream) = socket.split();
+    let flow = Flow {
+        transport: key.0,
+        remote: key.1,
+        connection: Some(id),
+    };
+    let mut ping = tokio::time::interval(WS_PING);
+    ping.tick().await;
+    let mut heard = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            out = wrx.recv() => {
+                let Some(b) = out else { break };
+                let frame = match std::str::from_utf8(&b) {
+                    Ok(t) => Ws::Text(t.into()),
+                    Err(_) => Ws::Binary(b),
+                };
+                if sink.send(frame).await.is_err() {
+                    break;
+                }
+            }
+            m = stream.next() => {
+                let data = match m {
+                    Some(Ok(Ws::Text(t))) => Bytes::from(t.as_str().to_owned()),
+                    Some(Ok(Ws::Binary(b))) => b,
+                    Some(Ok(Ws::Ping(_) | Ws::Pong(_))) => {
+                        heard = tokio::time::Instant::now();
+                        continue;
+                    }
+                    Some(Ok(Ws::Close(_)) | Err(_)) | None => break,
+                };
+                heard = tokio::time::Instant::now();
+                if data.as_ref() == b"\r\n\r\n" {
+                    if sink.send(Ws::Text("\r\n".into())).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                if hub.events.send(StreamEvent::Message(flow, data)).await.is_err() {
+                    break;
+                }
+            }
+            _ = ping.tick() => {
+                if heard.elapsed() > WS_SILENCE {
+                    debug!(remote = %key.1, "SIP WebSocket silent: closing");
+                    break;
+                }
+                if sink.send(Ws::Ping(Bytes::new())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = sink.close().await;
+    info!(remote = %key.1, connection = id.0, "SIP WebSocket closed");
+    let _ = hub.events.send(StreamEvent::Closed(id, key)).await;
+}
+
 /// Runs the SIP core until shutdown is signalled and calls have drained (or `drain` passed).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run(
+    hub: Hub,
+    mut events_rx: mpsc::Receiver<StreamEvent>,
     ep: Endpoint,
     sockets: Sockets,
     mut snapshots: mpsc::Receiver<oneshot::Sender<Snapshot>>,
@@ -300,8 +412,10 @@ pub(crate) async fn run(
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
-    let (events_tx, mut events_rx) = mpsc::channel::<StreamEvent>(8192);
-    let next_conn = Arc::new(AtomicU64::new(1));
+    let Hub {
+        events: events_tx,
+        next: next_conn,
+    } = hub;
     if let Some(l) = sockets.tcp {
         tokio::spawn(accept_loop(
             l,

@@ -213,7 +213,7 @@ fn the_wallboard_shows_what_the_api_says_in_headless_chromium() {
     std::fs::write(dir.join("acd.yaml"), ACD).unwrap();
     let crest = Crest::start_with(
         "wall",
-        "  routes:\n    - {number: \"4001\", queue: refund, public: true}\n",
+        "  routes:\n    - {number: \"4001\", queue: refund, public: true}\n    - {number: \"4002\", queue: vip, public: true}\n",
         &format!("acd:\n  file: \"{}/acd.yaml\"\n", dir.display()),
     );
     let lead = crest.token("wall-tv", "supervisor");
@@ -246,7 +246,24 @@ fn the_wallboard_shows_what_the_api_says_in_headless_chromium() {
         let (_, _, body) = crest.http("GET", "/api/v1/agents", Some(&lead), None);
         body.contains(r#""name":"alice","pool":"office","state":"available""#)
     });
+    // A VIP caller waits: bob, the only VIP agent, is on his break.
+    let mut vip = peer::Phone::new(crest.addr());
+    let v = peer::Rtp::new(pcmu, 0);
+    vip.invite("4002", &peer::sdp(v.port(), "0 101", ""));
     let ev = first_event(crest.admin, &lead);
+    assert_eq!(
+        (
+            &ev["waiting"][0]["number"],
+            &ev["waiting"][0]["queue"],
+            &ev["waiting"][0]["state"]
+        ),
+        (
+            &serde_json::json!("ca**er"),
+            &serde_json::json!("vip"),
+            &serde_json::json!("waiting")
+        ),
+        "the caller's number masked: {ev}"
+    );
     assert_eq!(ev["agents"][0]["name"], "alice");
     assert_eq!(ev["agents"][0]["state"], "available");
 
@@ -289,6 +306,12 @@ fn the_wallboard_shows_what_the_api_says_in_headless_chromium() {
         "away (lunch)"
     );
     assert!(dom.contains("surge: normal"), "{dom}");
+    assert!(
+        dom.contains(">ca**er<"),
+        "the waiting caller, masked: {dom}"
+    );
+    assert_eq!(dom_value(&dom, "data-waiting=\"0\"", "state"), "waiting");
+    assert_ne!(dom_value(&dom, "data-queue=\"vip\"", "longest_wait"), "–");
 
     // A screenshot at the wall's size: a PNG of 1280×800 that is not blank.
     let bytes = driver.screenshot();

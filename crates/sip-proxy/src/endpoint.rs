@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use crest_ids::CallId;
+use crest_ids::{CallId, mask};
 use tracing::{debug, info, info_span, warn};
 
 use crate::auth::{Algorithm, AuthError, Credentials, DigestAuth};
@@ -23,7 +23,7 @@ use crate::registrar::{RegisterError, Registrar};
 use crate::transaction::{
     RequestMatch, ResponseMatch, TimeoutKind, TimerConfig, TransactionLayer, TxEvent, TxId,
 };
-use crate::transport::{Flow, Transmit, TransportKind};
+use crate::transport::{ConnectionId, Flow, Transmit, TransportKind};
 use crate::uri::Uri;
 
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE";
@@ -157,17 +157,6 @@ impl std::fmt::Debug for Endpoint {
             .field("transactions", &self.tx.len())
             .finish()
     }
-}
-
-fn mask(user: &str) -> String {
-    let n = user.chars().count();
-    if n <= 4 {
-        return "*".repeat(n);
-    }
-    user.chars()
-        .enumerate()
-        .map(|(i, c)| if i < 2 || i >= n - 2 { c } else { '*' })
-        .collect()
 }
 
 impl Endpoint {
@@ -667,6 +656,16 @@ impl Endpoint {
     /// (`false`), in order: agents' phones log them in and out of the ACD.
     pub fn poll_registration(&mut self) -> Option<(String, bool)> {
         self.registrations.pop_front()
+    }
+
+    /// Connection `conn` closed: the contacts registered over it, if it was a WebSocket, are
+    /// gone (a browser is reachable only through its socket); a user left with none is
+    /// reported by [`Self::poll_registration`] (an agent is logged out).
+    pub fn connection_closed(&mut self, conn: ConnectionId) {
+        for aor in self.registrar.drop_connection(conn) {
+            info!(aor = %mask(&aor), "unregistered: its WebSocket closed");
+            self.registrations.push_back((aor, false));
+        }
     }
 
     /// The next message to send.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::header::{HeaderName, NameAddr};
 use crate::message::{Message, parse_u32};
-use crate::transport::Flow;
+use crate::transport::{ConnectionId, Flow, TransportKind};
 
 /// Registrar limits (seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -241,6 +241,26 @@ impl Registrar {
         }
     }
 
+    /// Drops the bindings made over WebSocket connection `conn`, which closed (RFC 7118 §5: a
+    /// browser's contact is reachable only through its socket); returns the AoRs left with
+    /// no binding.
+    pub fn drop_connection(&mut self, conn: ConnectionId) -> Vec<String> {
+        let mut gone = Vec::new();
+        self.bindings.retain(|aor, list| {
+            let before = list.len();
+            list.retain(|b| {
+                b.flow.connection != Some(conn)
+                    || !matches!(b.flow.transport, TransportKind::Ws | TransportKind::Wss)
+            });
+            if list.is_empty() && before > 0 {
+                gone.push(aor.to_string());
+            }
+            !list.is_empty()
+        });
+        gone.sort();
+        gone
+    }
+
     /// How many AoRs have at least one binding.
     pub fn len(&self) -> usize {
         self.bindings.len()
@@ -272,6 +292,44 @@ mod tests {
 
     fn flow() -> Flow {
         Flow::udp("10.0.0.1:5060".parse().unwrap())
+    }
+
+    #[test]
+    fn a_closed_websocket_takes_its_bindings_and_nothing_else() {
+        let t0 = Instant::now();
+        let mut r = Registrar::new(RegistrarConfig::default());
+        let ws = |conn: u64| Flow {
+            transport: TransportKind::Wss,
+            remote: "127.0.0.1:40000".parse().unwrap(),
+            connection: Some(ConnectionId(conn)),
+        };
+        let tcp = Flow {
+            transport: TransportKind::Tcp,
+            connection: Some(ConnectionId(7)),
+            ..ws(7)
+        };
+        let reg = |r: &mut Registrar, aor: &str, contact: &str, f: Flow| {
+            r.handle_register(t0, aor, &register(aor, 1, contact, Some(300)), f)
+                .unwrap();
+        };
+        reg(
+            &mut r,
+            "alice",
+            "<sip:a1@df7jal23ls0d.invalid;transport=ws>",
+            ws(7),
+        );
+        reg(&mut r, "bob", "<sip:b1@x.invalid;transport=ws>", ws(7));
+        reg(&mut r, "bob", "<sip:b2@10.0.0.2>", flow());
+        reg(&mut r, "carol", "<sip:c@10.0.0.3;transport=tcp>", tcp);
+        reg(&mut r, "dave", "<sip:d@y.invalid;transport=ws>", ws(8));
+        // Alice had only that socket; bob keeps his desk phone; carol's TCP (the same
+        // connection number on another transport) and dave's other socket stay.
+        assert_eq!(r.drop_connection(ConnectionId(7)), ["alice"]);
+        assert!(r.lookup(t0, "alice").is_empty());
+        assert_eq!(r.lookup(t0, "bob").len(), 1);
+        assert_eq!(r.lookup(t0, "carol").len(), 1);
+        assert_eq!(r.lookup(t0, "dave").len(), 1);
+        assert!(r.drop_connection(ConnectionId(7)).is_empty());
     }
 
     #[test]
