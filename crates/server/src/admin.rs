@@ -318,6 +318,19 @@ pub(crate) async fn serve(
         .route("/api/v1/live", get(live))
         .route("/wall", get(|| async { axum::response::Html(WALL) }))
         .route("/sip", get(sip_websocket))
+        .route("/agent", get(|| async { axum::response::Html(AGENT) }))
+        .route(
+            "/agent/jssip.js",
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                        (header::CACHE_CONTROL, "max-age=3600"),
+                    ],
+                    JSSIP,
+                )
+            }),
+        )
         .route("/api/v1/calls", get(calls))
         .route("/api/v1/calls/{call_id}/recording", get(download))
         .route("/api/v1/openapi.json", get(openapi))
@@ -1181,6 +1194,13 @@ const WAITING_SHOWN: usize = 50;
 /// fragment).
 const WALL: &str = include_str!("wall.html");
 
+/// The agent desktop page (its SIP stack registers over `/sip`).
+const AGENT: &str = include_str!("../web/agent.html");
+
+/// JsSIP 3.13.8 bundled by `scripts/bundle-web.sh` (its SHA-256 in `web/jssip.min.js.sha256`,
+/// checked by a test).
+const JSSIP: &str = include_str!("../web/jssip.min.js");
+
 /// What the wallboard shows, at one moment.
 #[derive(Debug, serde::Serialize, ToSchema)]
 struct LiveView {
@@ -1941,4 +1961,21 @@ impl utoipa::Modify for BearerScheme {
 async fn openapi(AxState(st): AxState<State>, headers: HeaderMap) -> Result<Response, Problem> {
     st.caller(&headers).await?;
     Ok(Json(<ApiDoc as utoipa::OpenApi>::openapi()).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use sha2::{Digest, Sha256};
+
+    #[test]
+    fn the_embedded_jssip_bundle_is_the_one_its_checksum_names() {
+        let want = include_str!("../web/jssip.min.js.sha256");
+        let got = hex::encode(Sha256::digest(super::JSSIP.as_bytes()));
+        assert_eq!(
+            want.split_whitespace().next(),
+            Some(got.as_str()),
+            "rebuild with scripts/bundle-web.sh and commit the bundle and its checksum"
+        );
+        assert!(super::JSSIP.contains("JsSIP"), "the bundle exposes JsSIP");
+    }
 }

@@ -394,9 +394,9 @@ pub(crate) async fn run_websocket(
             }
         }
     }
-    let _ = sink.close().await;
     info!(remote = %key.1, connection = id.0, "SIP WebSocket closed");
     let _ = hub.events.send(StreamEvent::Closed(id, key)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
 }
 
 /// Runs the SIP core until shutdown is signalled and calls have drained (or `drain` passed).

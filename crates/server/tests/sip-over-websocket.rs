@@ -106,6 +106,13 @@ fn a_browser_phone_registers_over_a_websocket_takes_a_call_and_leaves_with_its_s
         challenge.contains("Via: SIP/2.0/WS df7jal23ls0d.invalid;branch=z9hG4bK1ws"),
         "{challenge}"
     );
+    // JsSIP reads only the last challenge and speaks only MD5: MD5 comes last on a WebSocket
+    // (this crest prefers MD5 first elsewhere).
+    let last = challenge
+        .lines()
+        .rfind(|l| l.starts_with("WWW-Authenticate:"))
+        .unwrap();
+    assert!(last.contains("algorithm=MD5"), "{challenge}");
     let auth = register_authorization(&challenge, "alice", "sip:127.0.0.1");
     ws.send(Message::Text(register(2, &auth, 600).into()))
         .unwrap();

@@ -260,8 +260,26 @@ impl DigestAuth {
 
     /// The `WWW-Authenticate` values to send, one per algorithm in order of preference.
     pub fn challenges(&self, now: Instant, stale: bool) -> Vec<String> {
+        self.challenges_ending_with(now, stale, None)
+    }
+
+    /// The same with `last`'s challenge (when configured) moved to the end: browser SIP stacks
+    /// (JsSIP 3.13) read only the last `WWW-Authenticate` and speak only MD5.
+    pub fn challenges_ending_with(
+        &self,
+        now: Instant,
+        stale: bool,
+        last: Option<Algorithm>,
+    ) -> Vec<String> {
         let nonce = self.nonce(now);
-        self.algorithms
+        let mut order: Vec<Algorithm> = self.algorithms.clone();
+        if let Some(l) = last
+            && let Some(i) = order.iter().position(|a| *a == l)
+        {
+            let a = order.remove(i);
+            order.push(a);
+        }
+        order
             .iter()
             .map(|a| {
                 format!(
@@ -386,6 +404,43 @@ impl DigestClient<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn browsers_get_the_md5_challenge_last() {
+        let t0 = Instant::now();
+        let a = DigestAuth::new(
+            "crest",
+            [7; 32],
+            t0,
+            Duration::from_secs(30),
+            vec![Algorithm::Md5, Algorithm::Sha256],
+        );
+        let algs = |v: Vec<String>| -> Vec<Algorithm> {
+            v.iter()
+                .map(|c| Challenge::parse(c).unwrap().algorithm.unwrap())
+                .collect()
+        };
+        assert_eq!(
+            algs(a.challenges(t0, false)),
+            [Algorithm::Md5, Algorithm::Sha256]
+        );
+        assert_eq!(
+            algs(a.challenges_ending_with(t0, false, Some(Algorithm::Md5))),
+            [Algorithm::Sha256, Algorithm::Md5]
+        );
+        let sha_only = DigestAuth::new(
+            "crest",
+            [7; 32],
+            t0,
+            Duration::from_secs(30),
+            vec![Algorithm::Sha256],
+        );
+        assert_eq!(
+            algs(sha_only.challenges_ending_with(t0, false, Some(Algorithm::Md5))),
+            [Algorithm::Sha256],
+            "not offered when not configured"
+        );
+    }
 
     fn creds(
         auth: &DigestAuth,

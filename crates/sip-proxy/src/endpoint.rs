@@ -988,7 +988,10 @@ impl Endpoint {
         };
         let mut extra = String::new();
         if code == 401 {
-            for c in self.auth.challenges(now, stale) {
+            // Browsers' SIP stacks read the last challenge only, and speak MD5 only.
+            let last = matches!(flow.transport, TransportKind::Ws | TransportKind::Wss)
+                .then_some(Algorithm::Md5);
+            for c in self.auth.challenges_ending_with(now, stale, last) {
                 extra.push_str("WWW-Authenticate: ");
                 extra.push_str(&c);
                 extra.push_str("\r\n");

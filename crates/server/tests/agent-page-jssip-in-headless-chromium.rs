@@ -1,0 +1,138 @@
+//! The agent desktop (`/agent`) in a real browser with its real SIP stack: Debian's headless
+//! Chromium loads the page, which loads JsSIP (the bundle embedded in crest) and registers the
+//! agent over SIP on a WebSocket (`/sip`) with her SIP password; the ACD logs her in. A caller
+//! for her queue rings her page (the incoming call's card), she rejects it (486: the ACD counts
+//! the miss), logs out (REGISTER with Expires 0; JsSIP closes its socket two seconds later),
+//! logs in again, and reloading the tab (its socket closes) logs her out too. JsSIP reads only
+//! the last `WWW-Authenticate` and speaks only MD5: over WebSocket the MD5 challenge comes last.
+
+mod common;
+#[path = "common/driver.rs"]
+mod driver;
+#[path = "common/peer.rs"]
+mod peer;
+
+use common::*;
+use driver::Driver;
+
+const ACD: &str = "ring_secs: 20\nwrap_up_secs: 1\nmax_misses: 3\n\
+pools:\n  - {name: office, neighbours: []}\n\
+queues:\n  - {name: refund, skill: refund, pool: office}\n\
+agents:\n  - {name: alice, pool: office, skills: {refund: 0.9}, rating: 0.9}\n";
+
+fn alice(crest: &Crest, token: &str) -> (String, bool) {
+    let (status, _, body) = crest.http("GET", "/api/v1/agents", Some(token), None);
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    (
+        v[0]["state"].as_str().unwrap().to_owned(),
+        v[0]["registered"].as_bool().unwrap(),
+    )
+}
+
+fn page_state(d: &Driver) -> String {
+    d.script("return document.getElementById('state').dataset.state;")
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn log_in(d: &Driver, crest: &Crest) {
+    d.script(
+        "document.getElementById('user').value = 'alice';\
+         document.getElementById('password').value = 'secret';\
+         document.getElementById('login-form').requestSubmit(); return true;",
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while page_state(d) != "registered" {
+        if std::time::Instant::now() > deadline {
+            let page = d.script("return document.body.innerText;");
+            panic!("the page did not register: {page}\n{}", crest.log());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_agent_logs_in_with_jssip_in_chromium_sees_a_call_rejects_it_and_logs_out() {
+    let dir = scratch_dir("agent-page-files");
+    std::fs::write(dir.join("acd.yaml"), ACD).unwrap();
+    let crest = Crest::start_with(
+        "agent-page",
+        "  routes:\n    - {number: \"4001\", queue: refund, public: true}\n",
+        &format!("acd:\n  file: \"{}/acd.yaml\"\n", dir.display()),
+    );
+    let lead = crest.token("lead", "supervisor");
+    let (status, head, js) = crest.http_raw("GET", "/agent/jssip.js", None, None);
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("content-type: text/javascript; charset=utf-8"),
+        "{head}"
+    );
+    assert!(js.len() > 200_000, "the bundle: {} bytes", js.len());
+
+    let driver = Driver::start();
+    driver.go(&format!("http://127.0.0.1:{}/agent", crest.admin));
+    assert_eq!(page_state(&driver), "out");
+    log_in(&driver, &crest);
+    wait_for("alice logged in by her page", || {
+        alice(&crest, &lead) == ("available".into(), true)
+    });
+
+    // A caller for refunds rings her page.
+    let mut caller = peer::Phone::new(crest.addr());
+    let rtp = peer::Rtp::new(crest_media::codec::CodecKind::Pcmu, 0);
+    caller.invite("4001", &peer::sdp(rtp.port(), "0 101", ""));
+    wait_for("the incoming call's card", || {
+        driver
+            .script("return !document.getElementById('call').hidden;")
+            .as_bool()
+            == Some(true)
+    });
+    assert_eq!(alice(&crest, &lead).0, "ringing");
+    let from = driver.script("return document.getElementById('caller').textContent;");
+    assert!(
+        from.as_str().is_some_and(|s| !s.is_empty()),
+        "the caller is shown: {from}"
+    );
+    // She rejects it: the ACD counts the miss and she is free again.
+    driver.script("document.getElementById('reject-button').click(); return true;");
+    wait_for("the miss counted", || {
+        crest.metric("crest_acd_missed_total") == 1
+    });
+    wait_for("alice free again", || {
+        alice(&crest, &lead) == ("available".into(), true)
+    });
+    caller.bye();
+
+    // Log out: JsSIP unregisters and the ACD logs her out.
+    driver.script("document.getElementById('logout-button').click(); return true;");
+    wait_for("alice logged out", || {
+        alice(&crest, &lead) == ("offline".into(), false)
+    });
+    // JsSIP closes its socket two seconds after unregistering.
+    wait_for("the socket closed", || {
+        crest.log().contains("SIP WebSocket closed")
+    });
+    // Logged in again, then the tab is reloaded: its socket closes and she is logged out.
+    log_in(&driver, &crest);
+    wait_for("alice back", || {
+        alice(&crest, &lead) == ("available".into(), true)
+    });
+    driver.script("location.reload(); return true;");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    while alice(&crest, &lead) != ("offline".into(), false) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alice not logged out with her page: {:?}\n{}",
+            alice(&crest, &lead),
+            crest.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        crest.log().contains("unregistered: its WebSocket closed"),
+        "{}",
+        crest.log()
+    );
+}
