@@ -1017,6 +1017,11 @@ impl Acd {
         }
     }
 
+    /// The caller of `call`, while the ACD holds them.
+    pub fn caller(&self, call: CallId) -> Option<&Caller> {
+        self.calls.get(&call).map(|c| &c.caller)
+    }
+
     /// Every caller waiting for an agent (ringing one, or booked for a callback), longest
     /// wait first.
     pub fn held_callers(&self, now: Instant) -> Vec<HeldCaller> {

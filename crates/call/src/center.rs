@@ -167,6 +167,21 @@ pub struct WaitingView {
     pub state: &'static str,
 }
 
+/// The call an agent's phone rings for, as the agent's desktop shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferView {
+    /// The queue.
+    pub queue: String,
+    /// The caller's number, masked ([`crest_ids::mask`]).
+    pub number: String,
+    /// How long they waited.
+    pub waited: Duration,
+    /// Customer tier (0 normal, higher is more valuable).
+    pub tier: u8,
+    /// The caller's language, when the IVR knows it.
+    pub language: Option<String>,
+}
+
 /// The agent named is not in the ACD's file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("no agent named {0:?}")]
@@ -387,6 +402,22 @@ impl Center {
         self.standby = self.acd.model().standby_agents();
         self.step(now);
         Ok(())
+    }
+
+    /// The call agent `name` is offered (their phone rings), if any.
+    pub fn offer(&self, now: Instant, name: &str) -> Option<OfferView> {
+        let a = self.acd.model().agent(name)?;
+        let AgentState::Ringing(call, _) = self.acd.agent_state(a) else {
+            return None;
+        };
+        let c = self.acd.caller(*call)?;
+        Some(OfferView {
+            queue: self.acd.model().queues[c.queue.0 as usize].name.clone(),
+            number: crest_ids::mask(&c.number),
+            waited: self.acd.waited(now, *call).unwrap_or_default(),
+            tier: c.tier,
+            language: c.language.clone(),
+        })
     }
 
     /// Every caller waiting for an agent, longest wait first.

@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 
 pub use center::{
     ALREADY_BOOKED, AgentChange, AgentView, Center, CenterConfig, CenterInput, CenterOutput,
-    GOODBYE, REFUSAL, UnknownAgent, WaitingView,
+    GOODBYE, OfferView, REFUSAL, UnknownAgent, WaitingView,
 };
 pub use crest_acd::CallId;
 use crest_ivr::engine::Input as FlowInput;

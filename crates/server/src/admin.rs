@@ -217,6 +217,10 @@ pub(crate) struct Access {
     pub(crate) service_level_secs: u64,
     /// Recordings to decrypt for a download (recording enabled).
     pub(crate) recordings: Option<Arc<crest_recording::Recordings>>,
+    /// The SIP core, which checks an agent desktop's SIP credentials.
+    pub(crate) core_requests: mpsc::UnboundedSender<crate::app::CoreRequest>,
+    /// The ACD's wrap-up after each call (`acd.yaml`), shown counting down on the desktop.
+    pub(crate) wrap_up_secs: u64,
 }
 
 /// What the admin endpoint reports on besides the SIP core.
@@ -319,6 +323,7 @@ pub(crate) async fn serve(
         .route("/wall", get(|| async { axum::response::Html(WALL) }))
         .route("/sip", get(sip_websocket))
         .route("/agent", get(|| async { axum::response::Html(AGENT) }))
+        .route("/agent/ws", get(agent_channel))
         .route(
             "/agent/jssip.js",
             get(|| async {
@@ -1283,6 +1288,176 @@ async fn sip_websocket(
     }
     let (hub, kind) = st.sip;
     ws.on_upgrade(move |socket| crate::sip_io::run_websocket(socket, (kind, remote), hub))
+}
+
+/// `GET /agent/ws`: the agent state channel, JSON text frames over a WebSocket. The first
+/// frame logs in with the agent's SIP credentials (`{"type":"login","user":"…","password":"…"}`,
+/// checked against the SIP user's stored HA1 by the SIP core; a refusal waits a second). Then
+/// the agent sends `{"type":"ready"}`, `{"type":"away","reason":"…"}` (a break, or not ready) or
+/// `{"type":"logout"}`, each audited as the agent's own change; Crest sends `welcome` (the
+/// agent and the wrap-up time), `state` whenever the agent's state changes (ringing, on a call,
+/// wrap-up, away with its reason) and `offer` when their phone rings (the queue, the caller's
+/// number masked, their wait, tier and language). Errors are `{"type":"error","detail":"…"}`.
+async fn agent_channel(
+    AxState(st): AxState<State>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    ws.on_upgrade(move |socket| agent_desk(st, remote, socket))
+}
+
+/// What an agent's desktop sends.
+#[derive(Debug, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum DeskRequest {
+    Login { user: String, password: String },
+    Ready,
+    Away { reason: String },
+    Logout,
+}
+
+async fn agent_desk(st: State, remote: SocketAddr, socket: axum::extract::ws::WebSocket) {
+    use axum::extract::ws::Message as Ws;
+    use futures_util::{SinkExt as _, StreamExt as _};
+    let (mut tx, mut rx) = socket.split();
+    let send = |v: serde_json::Value| Ws::Text(v.to_string().into());
+    let error = |detail: &str| send(serde_json::json!({"type": "error", "detail": detail}));
+    // Log in first, within ten seconds.
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), rx.next()).await;
+    let Ok(Some(Ok(Ws::Text(t)))) = first else {
+        return;
+    };
+    let user = match serde_json::from_str::<DeskRequest>(t.as_str()) {
+        Ok(DeskRequest::Login { user, password }) => {
+            let (reply, ok) = oneshot::channel();
+            let asked = st
+                .access
+                .core_requests
+                .send(crate::app::CoreRequest::CheckPassword {
+                    user: user.clone(),
+                    password,
+                    reply,
+                });
+            if asked.is_err() || !ok.await.unwrap_or(false) {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                let _ = tx.send(error("wrong user or password")).await;
+                return;
+            }
+            user
+        }
+        _ => {
+            let _ = tx
+                .send(error(
+                    "log in first: {\"type\":\"login\",\"user\",\"password\"}",
+                ))
+                .await;
+            return;
+        }
+    };
+    let who = Caller {
+        name: user.clone(),
+        role: Some(Role::Agent),
+    };
+    let Ok((Some(view), _)) = desk(&st, &user).await else {
+        let _ = tx.send(error("not an agent of this ACD")).await;
+        return;
+    };
+    tracing::info!(agent = %user, %remote, "agent desktop logged in");
+    let welcome = serde_json::json!({
+        "type": "welcome",
+        "agent": AgentItem::from(view.clone()),
+        "wrap_up_secs": st.access.wrap_up_secs,
+    });
+    if tx.send(send(welcome)).await.is_err() {
+        return;
+    }
+    let mut last = Some(view);
+    let mut offered = false;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let Ok((view, offer)) = desk(&st, &user).await else { break };
+                if view != last {
+                    if let Some(v) = &view {
+                        let item = serde_json::to_value(AgentItem::from(v.clone())).unwrap_or_default();
+                        if tx.send(send(serde_json::json!({"type": "state", "agent": item}))).await.is_err() {
+                            break;
+                        }
+                    }
+                    last = view;
+                }
+                match offer {
+                    Some(o) if !offered => {
+                        offered = true;
+                        let v = serde_json::json!({
+                            "type": "offer",
+                            "queue": o.queue,
+                            "caller": o.number,
+                            "waited_secs": o.waited.as_secs_f64(),
+                            "tier": o.tier,
+                            "language": o.language,
+                        });
+                        if tx.send(send(v)).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => offered = false,
+                    Some(_) => {}
+                }
+            }
+            m = rx.next() => {
+                let t = match m {
+                    Some(Ok(Ws::Text(t))) => t,
+                    Some(Ok(Ws::Ping(_) | Ws::Pong(_) | Ws::Binary(_))) => continue,
+                    _ => break,
+                };
+                let change = match serde_json::from_str::<DeskRequest>(t.as_str()) {
+                    Ok(DeskRequest::Ready) => AgentChange::Ready,
+                    Ok(DeskRequest::Away { reason }) => {
+                        let r = reason.trim();
+                        if r.is_empty() || r.chars().count() > MAX_REASON {
+                            let _ = tx.send(error("a reason of 1 to 200 characters")).await;
+                            continue;
+                        }
+                        AgentChange::Away(r.to_owned())
+                    }
+                    Ok(DeskRequest::Logout) => AgentChange::Logout,
+                    Ok(DeskRequest::Login { .. }) => {
+                        let _ = tx.send(error("already logged in")).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(error(&format!("not a request: {e}"))).await;
+                        continue;
+                    }
+                };
+                let detail = format!("{change:?} (agent desktop)");
+                let r = change_agent(&st, &user, change).await;
+                let status = r.as_ref().map_or_else(|p| p.status, |()| StatusCode::OK);
+                st.audit(&who, "agent.state", &user, remote, status, &detail).await;
+                if let Err(p) = r {
+                    let _ = tx.send(error(&p.detail)).await;
+                }
+            }
+        }
+    }
+    tracing::info!(agent = %user, "agent desktop closed");
+}
+
+/// What agent `name` sees: their state and the call offered to them.
+async fn desk(
+    st: &State,
+    name: &str,
+) -> Result<(Option<crest_call::AgentView>, Option<crest_call::OfferView>), Problem> {
+    let (reply, rx) = oneshot::channel();
+    acd(st)?
+        .send(AcdMsg::Desk {
+            name: name.to_owned(),
+            reply,
+        })
+        .map_err(|_| acd_gone())?;
+    rx.await.map_err(|_| acd_gone())
 }
 
 /// `GET /api/v1/queues` (admin, supervisor): callers waiting per queue and the surge level.

@@ -53,6 +53,12 @@ pub(crate) enum CoreRequest {
     Accept(CallId),
     /// Refuse a queue caller taken with early media: 503 with Retry-After.
     Refuse { key: CallId, retry_after: u64 },
+    /// Whether `password` is SIP user `user`'s (the agent desktop's login).
+    CheckPassword {
+        user: String,
+        password: String,
+        reply: oneshot::Sender<bool>,
+    },
     /// Call a customer back (the ACD reserved `agent` for the callback `call` of `queue`).
     Originate {
         call: CallId,
@@ -419,6 +425,12 @@ pub(crate) enum AcdMsg {
     Agents(oneshot::Sender<Vec<AgentView>>),
     /// The admin API asks for the callers waiting for an agent.
     Waiting(oneshot::Sender<Vec<crest_call::WaitingView>>),
+    /// The agent desktop asks what agent `name` sees: their state and the call they are
+    /// offered.
+    Desk {
+        name: String,
+        reply: oneshot::Sender<(Option<AgentView>, Option<crest_call::OfferView>)>,
+    },
     /// A supervisor sets the surge level by hand (`None`: back to the measurement).
     SetSurge {
         level: Option<SurgeLevel>,
@@ -798,6 +810,10 @@ impl AcdService {
             }
             AcdMsg::Waiting(reply) => {
                 let _ = reply.send(c.waiting(now));
+            }
+            AcdMsg::Desk { name, reply } => {
+                let view = c.agents().into_iter().find(|a| a.name == name);
+                let _ = reply.send((view, c.offer(now, &name)));
             }
             AcdMsg::SetAgent {
                 name,

@@ -579,6 +579,8 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
                 metrics_allow: l.metrics_allow.clone(),
                 service_level_secs: l.config.acd.service_level_secs,
                 recordings: admin_recordings,
+                core_requests: core_tx.clone(),
+                wrap_up_secs: l.acd.as_ref().map_or(0, |m| m.wrap_up.as_secs()),
             },
             admin_tls,
             hub.clone(),

@@ -247,6 +247,13 @@ impl Core {
                 }
             }
             CoreRequest::Disconnect(key) => self.ep.disconnect(now, key),
+            CoreRequest::CheckPassword {
+                user,
+                password,
+                reply,
+            } => {
+                let _ = reply.send(self.ep.check_password(&user, &password));
+            }
             CoreRequest::Accept(key) => self.ep.accept(now, key),
             CoreRequest::Originate {
                 call,

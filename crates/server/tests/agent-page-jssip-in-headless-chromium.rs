@@ -78,6 +78,22 @@ fn an_agent_logs_in_with_jssip_in_chromium_sees_a_call_rejects_it_and_logs_out()
     wait_for("alice logged in by her page", || {
         alice(&crest, &lead) == ("available".into(), true)
     });
+    // The state channel: her state on the page, a break with its reason, ready again.
+    let shown = |d: &Driver| {
+        d.script("return document.getElementById('agent-state').textContent;")
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    wait_for("her state on the page", || shown(&driver) == "available");
+    driver.script(
+        "document.getElementById('away-reason').value = 'lunch';\
+         document.getElementById('away-button').click(); return true;",
+    );
+    wait_for("away for lunch", || shown(&driver) == "away (lunch)");
+    assert_eq!(alice(&crest, &lead), ("away".into(), true));
+    driver.script("document.getElementById('ready-button').click(); return true;");
+    wait_for("ready again", || shown(&driver) == "available");
 
     // A caller for refunds rings her page.
     let mut caller = peer::Phone::new(crest.addr());
@@ -90,11 +106,20 @@ fn an_agent_logs_in_with_jssip_in_chromium_sees_a_call_rejects_it_and_logs_out()
             == Some(true)
     });
     assert_eq!(alice(&crest, &lead).0, "ringing");
-    let from = driver.script("return document.getElementById('caller').textContent;");
-    assert!(
-        from.as_str().is_some_and(|s| !s.is_empty()),
-        "the caller is shown: {from}"
+    // The offer's context from the ACD: the queue, the caller's number masked.
+    wait_for("the offer's queue", || {
+        driver
+            .script("return document.getElementById('offer-queue').textContent;")
+            .as_str()
+            == Some("refund")
+    });
+    assert_eq!(
+        driver
+            .script("return document.getElementById('caller').textContent;")
+            .as_str(),
+        Some("ca**er")
     );
+    assert_eq!(shown(&driver), "ringing");
     // She rejects it: the ACD counts the miss and she is free again.
     driver.script("document.getElementById('reject-button').click(); return true;");
     wait_for("the miss counted", || {
@@ -134,5 +159,95 @@ fn an_agent_logs_in_with_jssip_in_chromium_sees_a_call_rejects_it_and_logs_out()
         crest.log().contains("unregistered: its WebSocket closed"),
         "{}",
         crest.log()
+    );
+}
+
+/// The state channel refuses a wrong password and a SIP user who is not an agent, and audits
+/// the agent's own changes.
+#[test]
+fn the_state_channel_checks_sip_credentials_and_audits_the_agents_changes() {
+    use tungstenite::Message;
+    let dir = scratch_dir("agent-desk-files");
+    std::fs::write(dir.join("acd.yaml"), ACD).unwrap();
+    let crest = Crest::start_with(
+        "agent-desk",
+        "  routes:\n    - {number: \"4001\", queue: refund, public: true}\n",
+        &format!("acd:\n  file: \"{}/acd.yaml\"\n", dir.display()),
+    );
+    let open = || {
+        let (ws, _) =
+            tungstenite::connect(format!("ws://127.0.0.1:{}/agent/ws", crest.admin)).unwrap();
+        ws
+    };
+    let next = |ws: &mut tungstenite::WebSocket<_>| -> serde_json::Value {
+        loop {
+            if let Message::Text(t) = ws.read().expect("a frame") {
+                return serde_json::from_str(t.as_str()).unwrap();
+            }
+        }
+    };
+    let login = |user: &str, password: &str| {
+        serde_json::json!({"type": "login", "user": user, "password": password})
+            .to_string()
+            .into()
+    };
+    for (user, password, why) in [
+        ("alice", "guess", "wrong user or password"),
+        ("mallory", "secret", "wrong user or password"),
+        ("bob", "secret", "not an agent of this ACD"),
+    ] {
+        let mut ws = open();
+        ws.send(Message::Text(login(user, password))).unwrap();
+        let v = next(&mut ws);
+        assert_eq!(
+            (v["type"].as_str(), v["detail"].as_str()),
+            (Some("error"), Some(why))
+        );
+    }
+    let mut ws = open();
+    ws.send(Message::Text(r#"{"type": "ready"}"#.into()))
+        .unwrap();
+    assert_eq!(next(&mut ws)["type"], "error", "log in first");
+
+    let mut ws = open();
+    ws.send(Message::Text(login("alice", "secret"))).unwrap();
+    let v = next(&mut ws);
+    assert_eq!(
+        (
+            v["type"].as_str(),
+            v["agent"]["name"].as_str(),
+            v["wrap_up_secs"].as_u64()
+        ),
+        (Some("welcome"), Some("alice"), Some(1))
+    );
+    ws.send(Message::Text(r#"{"type": "away", "reason": ""}"#.into()))
+        .unwrap();
+    assert_eq!(next(&mut ws)["detail"], "a reason of 1 to 200 characters");
+    ws.send(Message::Text(r#"{"type": "dance"}"#.into()))
+        .unwrap();
+    assert_eq!(next(&mut ws)["type"], "error");
+    // Her phone is not registered: away still applies (a forced state), audited as hers.
+    ws.send(Message::Text(
+        r#"{"type": "away", "reason": "training"}"#.into(),
+    ))
+    .unwrap();
+    let v = next(&mut ws);
+    assert_eq!(
+        (
+            v["type"].as_str(),
+            v["agent"]["state"].as_str(),
+            v["agent"]["reason"].as_str()
+        ),
+        (Some("state"), Some("away"), Some("training"))
+    );
+    let admin = crest.token("ops", "admin");
+    let (_, _, body) = crest.http("GET", "/api/v1/audit", Some(&admin), None);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert!(
+        rows.iter().any(|r| r["actor"] == "alice"
+            && r["role"] == "agent"
+            && r["action"] == "agent.state"
+            && r["status"] == 200),
+        "{body}"
     );
 }

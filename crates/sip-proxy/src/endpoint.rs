@@ -658,6 +658,25 @@ impl Endpoint {
         self.registrations.pop_front()
     }
 
+    /// Whether `password` is SIP user `user`'s (their stored HA1 in MD5 or SHA-256 matches):
+    /// the agent desktop's login checks the agent's SIP credentials here.
+    pub fn check_password(&self, user: &str, password: &str) -> bool {
+        let Some(u) = self.users.get(user) else {
+            return false;
+        };
+        let realm = self.auth.realm();
+        [
+            (Algorithm::Md5, &u.ha1_md5),
+            (Algorithm::Sha256, &u.ha1_sha256),
+        ]
+        .into_iter()
+        .any(|(alg, stored)| {
+            stored.as_deref().is_some_and(|h| {
+                h.eq_ignore_ascii_case(&crate::auth::ha1(alg, user, realm, password))
+            })
+        })
+    }
+
     /// Connection `conn` closed: the contacts registered over it, if it was a WebSocket, are
     /// gone (a browser is reachable only through its socket); a user left with none is
     /// reported by [`Self::poll_registration`] (an agent is logged out).
