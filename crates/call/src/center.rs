@@ -180,6 +180,9 @@ pub struct OfferView {
     pub tier: u8,
     /// The caller's language, when the IVR knows it.
     pub language: Option<String>,
+    /// What the IVR learned: `path`, `intent`, the lookups' results (see
+    /// [`crate::ToAcd::Enqueue`]).
+    pub context: Vec<(String, String)>,
 }
 
 /// The agent named is not in the ACD's file.
@@ -209,6 +212,8 @@ struct Held {
     early: bool,
     /// The callback to place once this caller (who asked for it) has hung up.
     dial_after: Option<CenterOutput>,
+    /// What the IVR learned, for the agent's screen.
+    context: Vec<(String, String)>,
 }
 
 /// The contact center (see the module docs).
@@ -417,6 +422,11 @@ impl Center {
             waited: self.acd.waited(now, *call).unwrap_or_default(),
             tier: c.tier,
             language: c.language.clone(),
+            context: self
+                .calls
+                .get(call)
+                .map(|h| h.context.clone())
+                .unwrap_or_default(),
         })
     }
 
@@ -528,6 +538,7 @@ impl Center {
                         next_announce: now,
                         early: false,
                         dial_after: None,
+                        context: Vec::new(),
                     },
                 );
             }
@@ -549,6 +560,7 @@ impl Center {
                 language,
                 door,
                 callback,
+                context,
             } => {
                 let caller = Caller {
                     call,
@@ -557,7 +569,7 @@ impl Center {
                     number,
                     language,
                 };
-                self.enqueue(now, caller, &queue, door, callback);
+                self.enqueue(now, caller, &queue, door, callback, context);
             }
             ToAcd::Key(digit) => {
                 let offered = self
@@ -789,6 +801,7 @@ impl Center {
         queue: &str,
         door: bool,
         callback: bool,
+        context: Vec<(String, String)>,
     ) {
         let call = caller.call;
         let tier = caller.tier;
@@ -812,6 +825,7 @@ impl Center {
             next_announce: now,
             early: door,
             dial_after: None,
+            context,
         };
         if callback && self.config.callback_uri.is_some() {
             // The caller asked for it: no admission, their place is kept; an agent free now

@@ -167,6 +167,10 @@ pub enum ToAcd {
         door: bool,
         /// A callback request instead of holding.
         callback: bool,
+        /// What the IVR learned, for the agent's screen: `path` (the nodes visited),
+        /// `intent`, and the results of the flows' lookups (`order.status`…). Never what the
+        /// caller keyed or said (card data is asked into an `ask`'s variable, not a lookup's).
+        context: Vec<(String, String)>,
     },
     /// A key while holding (1 takes a callback offer).
     Key(char),
@@ -391,6 +395,8 @@ pub struct Call {
     ivr_at: Option<Instant>,
     /// Every flow, for the survey after the agent's call.
     library: Option<Arc<Library>>,
+    /// What the IVR learned, for the agent's screen (see [`ToAcd::Enqueue`]).
+    context: Vec<(String, String)>,
     /// The survey flow the queue node named.
     survey: Option<String>,
     /// The wall clock when the caller's leg came up (seconds), and that instant.
@@ -439,6 +445,7 @@ impl Call {
             flow_language: String::new(),
             ivr_at: None,
             library: None,
+            context: Vec::new(),
             survey: None,
             up_unix: 0,
             listening: false,
@@ -852,6 +859,7 @@ impl Call {
                 } => {
                     self.survey = survey;
                     let language = self.language();
+                    self.context = self.caller_context();
                     self.leave_flow(now, None);
                     self.join(now, queue, tier_of(tier.as_deref()), Some(language), None);
                 }
@@ -925,6 +933,51 @@ impl Call {
         }
     }
 
+    /// The IVR's path, the intent and its lookups' results (variables under any flow's
+    /// lookup `into`, but never card data keyed in a `pci` ask), for the agent who takes the
+    /// call.
+    fn caller_context(&self) -> Vec<(String, String)> {
+        let Some(s) = &self.session else {
+            return Vec::new();
+        };
+        let mut out = vec![("path".to_owned(), s.path().join(">"))];
+        let vars = s.vars();
+        if let Some(i) = vars.get("intent") {
+            out.push(("intent".to_owned(), i.clone()));
+        }
+        let nodes: Vec<&crest_ivr::model::Node> = self
+            .library
+            .iter()
+            .flat_map(|l| l.flows())
+            .flat_map(|f| f.def.nodes.iter())
+            .map(|n| &n.value)
+            .collect();
+        let lookups: Vec<&str> = nodes
+            .iter()
+            .filter_map(|n| match n {
+                crest_ivr::model::Node::Lookup(l) => Some(l.into.as_str()),
+                _ => None,
+            })
+            .collect();
+        // Card data never leaves the call, whatever variable it was keyed into.
+        let card: Vec<&str> = nodes
+            .iter()
+            .filter_map(|n| match n {
+                crest_ivr::model::Node::Ask(a) => a.digits.as_ref().filter(|d| d.pci),
+                _ => None,
+            })
+            .map(|d| d.into.as_str())
+            .collect();
+        let under =
+            |k: &str, i: &str| k == i || k.strip_prefix(i).is_some_and(|r| r.starts_with('.'));
+        for (k, v) in vars {
+            if lookups.iter().any(|i| under(k, i)) && !card.iter().any(|c| under(k, c)) {
+                out.push((k.clone(), v.clone()));
+            }
+        }
+        out
+    }
+
     fn language(&self) -> String {
         self.session
             .as_ref()
@@ -992,6 +1045,7 @@ impl Call {
             language,
             door,
             callback: is_callback,
+            context: std::mem::take(&mut self.context),
         }));
         if !is_callback {
             self.stage = Stage::Admission;

@@ -685,3 +685,81 @@ fn without_a_survey_the_agents_hang_up_ends_the_call_and_a_bad_score_is_not_kept
     sw.advance(Duration::from_secs(10));
     sw.assert_idle();
 }
+
+#[test]
+fn the_ringing_agent_sees_what_the_ivr_learned_but_never_card_data() {
+    use std::sync::Arc;
+    const FLOW: &str = r#"
+flow: ctx
+version: "1"
+language: en-US
+voice: en-us
+start: order_number
+backends:
+  orders: {url: "http://127.0.0.1:9", timeout_ms: 2000}
+nodes:
+  - ask:
+      name: order_number
+      prompt: "Key your order number."
+      digits: {min: 4, max: 4, into: order.id, next: card}
+      timeout_secs: 5
+      no_input: {prompt: "", retries: 0, then: q}
+      no_match: {prompt: "", retries: 0, then: q}
+  - ask:
+      name: card
+      prompt: "Key your card number."
+      digits: {min: 4, max: 4, into: order.card, next: lookup, pci: true}
+      timeout_secs: 5
+      no_input: {prompt: "", retries: 0, then: q}
+      no_match: {prompt: "", retries: 0, then: q}
+  - lookup: {name: lookup, backend: orders, path: "/orders/{order.id}", into: order, next: q, on_error: q}
+  - queue: {name: q, queue: refund}
+"#;
+    let flow = Arc::new(
+        crest_ivr::check(
+            std::path::Path::new("ctx.yaml"),
+            FLOW,
+            &crest_ivr::Context::default(),
+        )
+        .expect("checks"),
+    );
+    let start = crest_call::Start::Ivr {
+        library: Arc::new(crest_ivr::Library::new([flow.clone()])),
+        flow,
+        vars: [("caller".to_owned(), "+8613800000000".to_owned())].into(),
+    };
+    let mut sw = Switch::new(AdmissionConfig::default(), false);
+    sw.register("alice");
+    let id = sw.arrive(start);
+    for k in "12344242".chars() {
+        sw.input(id, Input::Key(k));
+    }
+    sw.input(
+        id,
+        Input::LookupDone(Some((200, r#"{"status": "shipped", "eta": "tomorrow"}"#))),
+    );
+    assert_eq!(rings(&sw, id), ["alice"]);
+    let now = sw.now;
+    let offer = sw
+        .center
+        .offer(now, "alice")
+        .expect("alice is offered the call");
+    assert_eq!(offer.queue, "refund");
+    assert_eq!(offer.number, "+8**********00");
+    let ctx: std::collections::BTreeMap<_, _> = offer.context.into_iter().collect();
+    assert_eq!(ctx["path"], "order_number>card>lookup>q");
+    assert_eq!(ctx["order.id"], "1234");
+    assert_eq!(ctx["order.status"], "shipped");
+    assert!(
+        !ctx.contains_key("order.card"),
+        "card data stays in the call: {ctx:?}"
+    );
+    assert!(
+        !ctx.values().any(|v| v.contains("4242")),
+        "card data stays in the call: {ctx:?}"
+    );
+    assert_eq!(sw.center.offer(now, "bob"), None, "bob is not offered it");
+    sw.hang_up(id);
+    sw.advance(Duration::from_secs(10));
+    sw.assert_idle();
+}

@@ -84,6 +84,10 @@ fn to_admission() -> Journey {
         language: Some("en-US".into()),
         door: false,
         callback: false,
+        context: vec![
+            ("path".into(), "welcome>menu>refund_queue".into()),
+            ("intent".into(), "refund".into()),
+        ],
     })));
     assert_eq!(j.call.stage(), Stage::Admission);
     assert_eq!(j.playing, Some(Prompt::HoldMusic));

@@ -102,6 +102,7 @@ fn a_queue_route_caller_is_answered_only_when_admitted() {
             language: None,
             door: true,
             callback: false,
+            context: vec![],
         })
     );
     assert!(!j.answered);
@@ -193,6 +194,7 @@ fn a_callback_asked_in_the_ivr_keeps_the_place_while_the_flow_says_goodbye() {
         language: None,
         door: false,
         callback: true,
+        context: vec![],
     })));
     assert_eq!(j.saying(), Some("We will call you back. Goodbye."));
     assert_ne!(j.playing, Some(Prompt::HoldMusic));

@@ -38,6 +38,11 @@ impl Library {
     pub fn get(&self, name: &str) -> Option<&Arc<Flow>> {
         self.flows.get(name)
     }
+
+    /// Every flow.
+    pub fn flows(&self) -> impl Iterator<Item = &Arc<Flow>> {
+        self.flows.values()
+    }
 }
 
 /// What happened on the call.

@@ -1297,7 +1297,8 @@ async fn sip_websocket(
 /// `{"type":"logout"}`, each audited as the agent's own change; Crest sends `welcome` (the
 /// agent and the wrap-up time), `state` whenever the agent's state changes (ringing, on a call,
 /// wrap-up, away with its reason) and `offer` when their phone rings (the queue, the caller's
-/// number masked, their wait, tier and language). Errors are `{"type":"error","detail":"…"}`.
+/// number masked, their wait, tier and language, and what the IVR learned: its path, the
+/// intent, the lookups' results). Errors are `{"type":"error","detail":"…"}`.
 async fn agent_channel(
     AxState(st): AxState<State>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
@@ -1397,6 +1398,11 @@ async fn agent_desk(st: State, remote: SocketAddr, socket: axum::extract::ws::We
                             "waited_secs": o.waited.as_secs_f64(),
                             "tier": o.tier,
                             "language": o.language,
+                            "context": o
+                                .context
+                                .into_iter()
+                                .map(|(k, v)| (k, serde_json::Value::String(v)))
+                                .collect::<serde_json::Map<_, _>>(),
                         });
                         if tx.send(send(v)).await.is_err() {
                             break;
