@@ -159,6 +159,20 @@ struct AgentRt {
     after_call: Option<AgentState>,
 }
 
+impl AgentRt {
+    /// An agent logged out, never offered a call.
+    fn offline(now: Instant) -> Self {
+        Self {
+            last_offer: now,
+            state: AgentState::Offline,
+            misses: 0,
+            load: 0.0,
+            load_at: None,
+            after_call: None,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct CallRt {
     caller: Caller,
@@ -348,14 +362,7 @@ impl Acd {
             agents: model
                 .agents
                 .iter()
-                .map(|_| AgentRt {
-                    last_offer: now,
-                    state: AgentState::Offline,
-                    misses: 0,
-                    load: 0.0,
-                    load_at: None,
-                    after_call: None,
-                })
+                .map(|_| AgentRt::offline(now))
                 .collect(),
             calls: HashMap::new(),
             connected: HashMap::new(),
@@ -400,14 +407,7 @@ impl Acd {
             Some(a) => a,
             None => {
                 self.model.agents.push(agent.clone());
-                self.agents.push(AgentRt {
-                    last_offer: now,
-                    state: AgentState::Offline,
-                    misses: 0,
-                    load: 0.0,
-                    load_at: None,
-                    after_call: None,
-                });
+                self.agents.push(AgentRt::offline(now));
                 self.agent_queues.push(Vec::new());
                 AgentId((self.agents.len() - 1) as u32)
             }

@@ -306,6 +306,25 @@ pub(crate) struct Hub {
     next: Arc<AtomicU64>,
 }
 
+impl Hub {
+    /// Numbers a new connection and tells the core of it: its id, and the channel the core
+    /// writes to it through (the sender is the connection's own, for its keep-alive answers).
+    async fn open(
+        &self,
+        key: (TransportKind, SocketAddr),
+    ) -> Option<(ConnectionId, mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>)> {
+        let id = ConnectionId(self.next.fetch_add(1, Ordering::Relaxed));
+        let (wtx, wrx) = mpsc::channel::<Bytes>(1024);
+        let opened = StreamEvent::Opened {
+            id,
+            key,
+            writer: wtx.clone(),
+        };
+        self.events.send(opened).await.ok()?;
+        Some((id, wtx, wrx))
+    }
+}
+
 /// The hub, and its receiving end for [`run`].
 pub(crate) fn hub() -> (Hub, mpsc::Receiver<StreamEvent>) {
     let (events, rx) = mpsc::channel::<StreamEvent>(8192);
@@ -333,20 +352,9 @@ pub(crate) async fn run_websocket(
 ) {
     use axum::extract::ws::Message as Ws;
     use futures_util::{SinkExt as _, StreamExt as _};
-    let id = ConnectionId(hub.next.fetch_add(1, Ordering::Relaxed));
-    let (wtx, mut wrx) = mpsc::channel::<Bytes>(1024);
-    if hub
-        .events
-        .send(StreamEvent::Opened {
-            id,
-            key,
-            writer: wtx.clone(),
-        })
-        .await
-        .is_err()
-    {
+    let Some((id, _wtx, mut wrx)) = hub.open(key).await else {
         return;
-    }
+    };
     info!(remote = %key.1, transport = %key.0, connection = id.0, "SIP WebSocket open");
     let (mut sink, mut stream) = socket.split();
     let flow = Flow {
@@ -749,20 +757,12 @@ async fn run_stream<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let id = ConnectionId(next.fetch_add(1, Ordering::Relaxed));
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let (wtx, mut wrx) = mpsc::channel::<Bytes>(1024);
-    if events
-        .send(StreamEvent::Opened {
-            id,
-            key,
-            writer: wtx.clone(),
-        })
-        .await
-        .is_err()
-    {
+    let hub = Hub { next, events };
+    let Some((id, wtx, mut wrx)) = hub.open(key).await else {
         return;
-    }
+    };
+    let Hub { events, .. } = hub;
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let writer = tokio::spawn(async move {
         while let Some(b) = wrx.recv().await {
             if wr.write_all(&b).await.is_err() {
