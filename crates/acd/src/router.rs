@@ -359,11 +359,7 @@ impl Acd {
             .collect();
         Self {
             epoch: now,
-            agents: model
-                .agents
-                .iter()
-                .map(|_| AgentRt::offline(now))
-                .collect(),
+            agents: model.agents.iter().map(|_| AgentRt::offline(now)).collect(),
             calls: HashMap::new(),
             connected: HashMap::new(),
             aht: model.queues.iter().map(|q| q.aht.as_secs_f64()).collect(),

@@ -652,8 +652,9 @@ impl Endpoint {
         self.shedding = on;
     }
 
-    /// A user registered (`true`: they have contacts now) or removed their last contact
-    /// (`false`), in order: agents' phones log them in and out of the ACD.
+    /// A user registered (`true`: they have contacts now) or lost their last contact
+    /// (`false`: removed, lapsed, or its WebSocket closed), in order: agents' phones log them
+    /// in and out of the ACD.
     pub fn poll_registration(&mut self) -> Option<(String, bool)> {
         self.registrations.pop_front()
     }
@@ -729,7 +730,10 @@ impl Endpoint {
         self.drain_tx(now);
         if now >= self.next_sweep {
             self.next_sweep = now + Duration::from_secs(30);
-            self.registrar.sweep(now);
+            for aor in self.registrar.sweep(now) {
+                info!(aor = %mask(&aor), "unregistered: its binding lapsed");
+                self.registrations.push_back((aor, false));
+            }
             self.auth.prune(now);
             self.tx.compact();
             if self.calls.capacity() > 1024 && self.calls.len() < self.calls.capacity() / 4 {

@@ -223,8 +223,10 @@ impl Registrar {
         v
     }
 
-    /// Drops every lapsed binding.
-    pub fn sweep(&mut self, now: Instant) {
+    /// Drops every lapsed binding; returns the AoRs left with none (their phones stopped
+    /// refreshing: an agent's is logged out).
+    pub fn sweep(&mut self, now: Instant) -> Vec<String> {
+        let mut gone = Vec::new();
         while let Some(Reverse((at, _))) = self.expiries.peek() {
             if *at > now {
                 break;
@@ -236,9 +238,11 @@ impl Registrar {
                 list.retain(|b| b.expires_at > now);
                 if list.is_empty() {
                     self.bindings.remove(&aor);
+                    gone.push(aor.to_string());
                 }
             }
         }
+        gone
     }
 
     /// Drops the bindings made over WebSocket connection `conn`, which closed (RFC 7118 §5: a
@@ -408,11 +412,11 @@ mod tests {
             flow(),
         )
         .unwrap();
-        r.sweep(t0 + Duration::from_secs(61));
+        assert!(r.sweep(t0 + Duration::from_secs(61)).is_empty());
         assert_eq!(r.len(), 2);
-        r.sweep(t0 + Duration::from_secs(111));
+        assert_eq!(r.sweep(t0 + Duration::from_secs(111)), ["alice"]);
         assert_eq!(r.len(), 1, "alice lapsed at 110 s");
-        r.sweep(t0 + Duration::from_secs(601));
+        assert_eq!(r.sweep(t0 + Duration::from_secs(601)), ["bob"]);
         assert!(r.is_empty());
     }
 

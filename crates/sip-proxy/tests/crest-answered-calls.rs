@@ -402,3 +402,16 @@ fn crest_places_a_callback_then_bridges_it_to_an_agent_and_a_silent_customer_is_
     );
     assert_eq!(h.ep.active_calls(), 0);
 }
+
+#[test]
+fn a_phone_that_stops_refreshing_is_reported_gone_when_its_binding_lapses() {
+    let (mut h, _log) = harness();
+    h.register_alice();
+    assert_eq!(h.ep.poll_registration(), Some(("alice".into(), true)));
+    // Registered for an hour; nothing refreshes it.
+    h.advance(Duration::from_secs(3_590));
+    assert_eq!(h.ep.poll_registration(), None);
+    h.advance(Duration::from_secs(60));
+    assert_eq!(h.ep.poll_registration(), Some(("alice".into(), false)));
+    assert_eq!(h.ep.registered_users(), 0);
+}
