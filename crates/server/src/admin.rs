@@ -242,6 +242,38 @@ struct State {
     live_streams: Arc<AtomicU64>,
     /// Where `/sip` WebSockets hand their SIP messages, and as what transport.
     sip: (crate::sip_io::Hub, crest_sip_proxy::TransportKind),
+    /// Failed agent-desktop logins per client address: (failures, since).
+    desk_failures:
+        Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, (u32, std::time::Instant)>>>,
+}
+
+/// Failed desktop logins from one address before it must wait, and how long.
+const DESK_FAILURES: u32 = 5;
+const DESK_LOCKOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A browser's WebSocket must come from a page of this listener: its `Origin` (when it sends
+/// one; other clients do not) names the same host and port as `Host`. Refused: 403.
+fn same_origin(headers: &HeaderMap) -> Result<(), Problem> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    if host.is_some() && origin_host == host {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "a WebSocket from another origin ({}) is refused",
+                origin.to_str().unwrap_or("?")
+            ),
+        ))
+    }
 }
 
 /// One open live stream, counted until the stream is dropped (the client went).
@@ -295,6 +327,7 @@ pub(crate) async fn serve(
         sources,
         access,
         live_streams: Arc::new(AtomicU64::new(0)),
+        desk_failures: Arc::default(),
         sip: (
             sip,
             if tls.is_some() {
@@ -1276,8 +1309,12 @@ async fn live(AxState(st): AxState<State>, headers: HeaderMap) -> Result<Respons
 async fn sip_websocket(
     AxState(st): AxState<State>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ws: axum::extract::ws::WebSocketUpgrade,
 ) -> Response {
+    if let Err(p) = same_origin(&headers) {
+        return p.into_response();
+    }
     let ws = ws.protocols(["sip"]);
     if ws.selected_protocol().is_none() {
         return Problem::new(
@@ -1302,9 +1339,31 @@ async fn sip_websocket(
 async fn agent_channel(
     AxState(st): AxState<State>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ws: axum::extract::ws::WebSocketUpgrade,
 ) -> Response {
+    if let Err(p) = same_origin(&headers) {
+        return p.into_response();
+    }
     ws.on_upgrade(move |socket| agent_desk(st, remote, socket))
+}
+
+impl State {
+    /// Whether `ip` may try a desktop login now (fewer than five failures in the last minute).
+    fn desk_login_allowed(&self, ip: IpAddr, now: std::time::Instant) -> bool {
+        let Ok(mut f) = self.desk_failures.lock() else {
+            return false;
+        };
+        f.retain(|_, (_, since)| now.duration_since(*since) < DESK_LOCKOUT);
+        f.get(&ip).is_none_or(|(n, _)| *n < DESK_FAILURES)
+    }
+
+    fn desk_login_failed(&self, ip: IpAddr, now: std::time::Instant) {
+        if let Ok(mut f) = self.desk_failures.lock() {
+            let e = f.entry(ip).or_insert((0, now));
+            e.0 += 1;
+        }
+    }
 }
 
 /// What an agent's desktop sends.
@@ -1330,6 +1389,15 @@ async fn agent_desk(st: State, remote: SocketAddr, socket: axum::extract::ws::We
     };
     let user = match serde_json::from_str::<DeskRequest>(t.as_str()) {
         Ok(DeskRequest::Login { user, password }) => {
+            let now = std::time::Instant::now();
+            if !st.desk_login_allowed(remote.ip(), now) {
+                let _ = tx
+                    .send(error(
+                        "too many failed logins from this address: try again in a minute",
+                    ))
+                    .await;
+                return;
+            }
             let (reply, ok) = oneshot::channel();
             let asked = st
                 .access
@@ -1340,6 +1408,8 @@ async fn agent_desk(st: State, remote: SocketAddr, socket: axum::extract::ws::We
                     reply,
                 });
             if asked.is_err() || !ok.await.unwrap_or(false) {
+                st.desk_login_failed(remote.ip(), now);
+                tracing::warn!(agent = %crest_ids::mask(&user), %remote, "agent desktop login refused");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 let _ = tx.send(error("wrong user or password")).await;
                 return;

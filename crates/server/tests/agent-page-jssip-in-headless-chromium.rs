@@ -250,4 +250,29 @@ fn the_state_channel_checks_sip_credentials_and_audits_the_agents_changes() {
             && r["status"] == 200),
         "{body}"
     );
+    // Logins are rate-limited per address: after five failures in a minute even the right
+    // password waits (two failures above, bob's password was right).
+    for _ in 0..3 {
+        let mut ws = open();
+        ws.send(Message::Text(login("alice", "guess"))).unwrap();
+        assert_eq!(next(&mut ws)["detail"], "wrong user or password");
+    }
+    let mut ws = open();
+    ws.send(Message::Text(login("alice", "secret"))).unwrap();
+    assert_eq!(
+        next(&mut ws)["detail"],
+        "too many failed logins from this address: try again in a minute"
+    );
+    // A page of another origin may not open the channel.
+    let mut req = tungstenite::client::IntoClientRequest::into_client_request(format!(
+        "ws://127.0.0.1:{}/agent/ws",
+        crest.admin
+    ))
+    .unwrap();
+    req.headers_mut()
+        .insert("Origin", "http://evil.example".parse().unwrap());
+    match tungstenite::connect(req) {
+        Err(tungstenite::Error::Http(r)) => assert_eq!(r.status().as_u16(), 403),
+        other => panic!("another origin got in: {:?}", other.map(|_| ())),
+    }
 }

@@ -96,6 +96,18 @@ fn a_browser_phone_registers_over_a_websocket_takes_a_call_and_leaves_with_its_s
         "no sip subprotocol, no socket"
     );
     assert_eq!(connect(&crest, Some("chat")).err().as_deref(), Some("426"));
+    // A page of another origin may not open it; this listener's own pages may.
+    let mut req = format!("ws://127.0.0.1:{}/sip", crest.admin)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "sip".parse().unwrap());
+    req.headers_mut()
+        .insert("Origin", "https://evil.example".parse().unwrap());
+    match tungstenite::connect(req) {
+        Err(tungstenite::Error::Http(r)) => assert_eq!(r.status().as_u16(), 403),
+        other => panic!("another origin got in: {:?}", other.map(|_| ())),
+    }
     let mut ws = connect(&crest, Some("sip")).unwrap();
 
     // Challenged, then bound to this socket.
