@@ -221,6 +221,8 @@ pub(crate) struct Access {
     pub(crate) core_requests: mpsc::UnboundedSender<crate::app::CoreRequest>,
     /// The ACD's wrap-up after each call (`acd.yaml`), shown counting down on the desktop.
     pub(crate) wrap_up_secs: u64,
+    /// How long an agent desktop's state channel lasts (`admin.agent_session_secs`).
+    pub(crate) agent_session: std::time::Duration,
 }
 
 /// What the admin endpoint reports on besides the SIP core.
@@ -1331,11 +1333,13 @@ async fn sip_websocket(
 /// frame logs in with the agent's SIP credentials (`{"type":"login","user":"…","password":"…"}`,
 /// checked against the SIP user's stored HA1 by the SIP core; a refusal waits a second). Then
 /// the agent sends `{"type":"ready"}`, `{"type":"away","reason":"…"}` (a break, or not ready) or
-/// `{"type":"logout"}`, each audited as the agent's own change; Crest sends `welcome` (the
+/// `{"type":"logout"}`, each audited as the agent's own change; the channel ends after
+/// `admin.agent_session_secs` (`the session expired`). Crest sends `welcome` (the
 /// agent and the wrap-up time), `state` whenever the agent's state changes (ringing, on a call,
 /// wrap-up, away with its reason) and `offer` when their phone rings (the queue, the caller's
 /// number masked, their wait, tier and language, and what the IVR learned: its path, the
-/// intent, the lookups' results). Errors are `{"type":"error","detail":"…"}`.
+/// intent, the lookups' results), and `call` for the day's log: `answered`, `missed`, `ended`
+/// (with the talk time). Errors are `{"type":"error","detail":"…"}`.
 async fn agent_channel(
     AxState(st): AxState<State>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
@@ -1443,13 +1447,50 @@ async fn agent_desk(st: State, remote: SocketAddr, socket: axum::extract::ws::We
         return;
     }
     let mut last = Some(view);
-    let mut offered = false;
+    let mut offered: Option<crest_call::OfferView> = None;
+    let mut talking: Option<(crest_call::OfferView, std::time::Instant)> = None;
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    let expires = tokio::time::sleep(st.access.agent_session);
+    tokio::pin!(expires);
     loop {
         tokio::select! {
+            () = &mut expires => {
+                let _ = tx.send(error("the session expired: log in again")).await;
+                break;
+            }
             _ = tick.tick() => {
                 let Ok((view, offer)) = desk(&st, &user).await else { break };
                 if view != last {
+                    // The day's log: answered, ended (with its length), missed.
+                    let state = view.as_ref().map_or("offline", |v| v.state);
+                    let was = last.as_ref().map_or("offline", |v| v.state);
+                    let event = match (was, state, &offered, &talking) {
+                        ("ringing", "on_call", Some(o), _) => {
+                            talking = Some((o.clone(), std::time::Instant::now()));
+                            Some(("answered", o.clone(), None))
+                        }
+                        ("ringing", _, Some(o), _) => Some(("missed", o.clone(), None)),
+                        ("on_call", _, _, Some((o, at))) => {
+                            let secs = at.elapsed().as_secs_f64();
+                            let o = o.clone();
+                            talking = None;
+                            Some(("ended", o, Some(secs)))
+                        }
+                        _ => None,
+                    };
+                    if let Some((event, o, secs)) = event {
+                        let v = serde_json::json!({
+                            "type": "call",
+                            "event": event,
+                            "queue": o.queue,
+                            "caller": o.number,
+                            "talked_secs": secs,
+                            "at_ms": crate::recording::unix_ms(),
+                        });
+                        if tx.send(send(v)).await.is_err() {
+                            break;
+                        }
+                    }
                     if let Some(v) = &view {
                         let item = serde_json::to_value(AgentItem::from(v.clone())).unwrap_or_default();
                         if tx.send(send(serde_json::json!({"type": "state", "agent": item}))).await.is_err() {
@@ -1459,8 +1500,8 @@ async fn agent_desk(st: State, remote: SocketAddr, socket: axum::extract::ws::We
                     last = view;
                 }
                 match offer {
-                    Some(o) if !offered => {
-                        offered = true;
+                    Some(o) if offered.is_none() => {
+                        offered = Some(o.clone());
                         let v = serde_json::json!({
                             "type": "offer",
                             "queue": o.queue,
@@ -1478,8 +1519,9 @@ async fn agent_desk(st: State, remote: SocketAddr, socket: axum::extract::ws::We
                             break;
                         }
                     }
-                    None => offered = false,
-                    Some(_) => {}
+                    // Kept until the state change is logged (answered or missed).
+                    None if last.as_ref().is_none_or(|v| v.state != "ringing") => offered = None,
+                    _ => {}
                 }
             }
             m = rx.next() => {

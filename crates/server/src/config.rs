@@ -55,6 +55,8 @@ pub(crate) struct AdminConfig {
     /// Serve HTTPS (the certificate of `tls:`, or a self-signed one) instead of plain HTTP:
     /// for an admin listener reached over a network.
     pub(crate) tls: bool,
+    /// An agent desktop's state channel ends after this long (the agent logs in again).
+    pub(crate) agent_session_secs: u64,
 }
 
 impl Default for AdminConfig {
@@ -63,6 +65,7 @@ impl Default for AdminConfig {
             listen: "127.0.0.1:8080".into(),
             metrics_allow: vec!["127.0.0.1".into(), "::1".into()],
             tls: false,
+            agent_session_secs: 12 * 3600,
         }
     }
 }

@@ -581,6 +581,9 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
                 recordings: admin_recordings,
                 core_requests: core_tx.clone(),
                 wrap_up_secs: l.acd.as_ref().map_or(0, |m| m.wrap_up.as_secs()),
+                agent_session: std::time::Duration::from_secs(
+                    l.config.admin.agent_session_secs.max(1),
+                ),
             },
             admin_tls,
             hub.clone(),

@@ -30,6 +30,18 @@ fn alice(crest: &Crest, token: &str) -> (String, bool) {
     )
 }
 
+/// The agent channel, read with a timeout (a frame that never comes fails the test).
+fn channel(
+    crest: &Crest,
+) -> tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>> {
+    let (ws, _) = tungstenite::connect(format!("ws://127.0.0.1:{}/agent/ws", crest.admin)).unwrap();
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(std::time::Duration::from_secs(15)))
+            .unwrap();
+    }
+    ws
+}
+
 fn page_state(d: &Driver) -> String {
     d.script("return document.getElementById('state').dataset.state;")
         .as_str()
@@ -128,6 +140,12 @@ fn an_agent_logs_in_with_jssip_in_chromium_sees_a_call_rejects_it_and_logs_out()
     wait_for("alice free again", || {
         alice(&crest, &lead) == ("available".into(), true)
     });
+    wait_for("the missed call in the day's log", || {
+        driver
+            .script("return document.getElementById('log').textContent;")
+            .as_str()
+            .is_some_and(|l| l.contains("missed: refund call from ca**er"))
+    });
     caller.bye();
 
     // Log out: JsSIP unregisters and the ACD logs her out.
@@ -174,11 +192,7 @@ fn the_state_channel_checks_sip_credentials_and_audits_the_agents_changes() {
         "  routes:\n    - {number: \"4001\", queue: refund, public: true}\n",
         &format!("acd:\n  file: \"{}/acd.yaml\"\n", dir.display()),
     );
-    let open = || {
-        let (ws, _) =
-            tungstenite::connect(format!("ws://127.0.0.1:{}/agent/ws", crest.admin)).unwrap();
-        ws
-    };
+    let open = || channel(&crest);
     let next = |ws: &mut tungstenite::WebSocket<_>| -> serde_json::Value {
         loop {
             if let Message::Text(t) = ws.read().expect("a frame") {
@@ -275,4 +289,66 @@ fn the_state_channel_checks_sip_credentials_and_audits_the_agents_changes() {
         Err(tungstenite::Error::Http(r)) => assert_eq!(r.status().as_u16(), 403),
         other => panic!("another origin got in: {:?}", other.map(|_| ())),
     }
+}
+
+/// A desk-phone agent on the same channel: the offer with its caller, then `answered` and
+/// `ended` for the day's log as her SIP phone answers and the caller hangs up; a session that
+/// outlives `admin.agent_session_secs` is ended.
+#[test]
+fn a_desk_phone_agent_logs_her_calls_on_the_channel_and_her_session_expires() {
+    use tungstenite::Message;
+    let dir = scratch_dir("agent-desk-phone-files");
+    std::fs::write(dir.join("acd.yaml"), ACD).unwrap();
+    let crest = Crest::start_full(
+        "agent-desk-phone",
+        "  routes:\n    - {number: \"4001\", queue: refund, public: true}\n",
+        &format!("acd:\n  file: \"{}/acd.yaml\"\n", dir.display()),
+        "  agent_session_secs: 6\n",
+    );
+    let pcmu = crest_media::codec::CodecKind::Pcmu;
+    let mut phone = peer::Phone::new(crest.addr());
+    phone.register("alice");
+    let mut ws = channel(&crest);
+    ws.send(Message::Text(
+        r#"{"type": "login", "user": "alice", "password": "secret"}"#.into(),
+    ))
+    .unwrap();
+    let next_of = |ws: &mut tungstenite::WebSocket<_>, kind: &str| -> serde_json::Value {
+        loop {
+            if let Message::Text(t) = ws.read().expect("a frame") {
+                let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == kind {
+                    return v;
+                }
+            }
+        }
+    };
+    assert_eq!(next_of(&mut ws, "welcome")["agent"]["state"], "available");
+    let mut caller = peer::Phone::new(crest.addr());
+    let a = peer::Rtp::new(pcmu, 0);
+    caller.invite("4001", &peer::sdp(a.port(), "0 101", ""));
+    let offer = next_of(&mut ws, "offer");
+    assert_eq!(
+        (&offer["queue"], &offer["caller"]),
+        (&serde_json::json!("refund"), &serde_json::json!("ca**er"))
+    );
+    let (invite, from) = phone.expect_request("INVITE", std::time::Duration::from_secs(5));
+    let b = peer::Rtp::new(pcmu, 0);
+    let ok = phone.respond(&invite, 200, Some(&peer::sdp(b.port(), "0", "")));
+    phone.sip.send_to(ok.as_bytes(), from).unwrap();
+    phone.expect_request("ACK", std::time::Duration::from_secs(5));
+    let answered = next_of(&mut ws, "call");
+    assert_eq!(
+        (&answered["event"], &answered["caller"]),
+        (&serde_json::json!("answered"), &serde_json::json!("ca**er"))
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    caller.bye();
+    phone.answer("BYE", None);
+    let ended = next_of(&mut ws, "call");
+    assert_eq!(ended["event"], "ended");
+    assert!(ended["talked_secs"].as_f64().unwrap() >= 1.0, "{ended}");
+    // Six seconds after the login the session ends.
+    let v = next_of(&mut ws, "error");
+    assert_eq!(v["detail"], "the session expired: log in again");
 }
