@@ -9,6 +9,11 @@ const KEYS: [char; 16] = [
     '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '*', '#', 'A', 'B', 'C', 'D',
 ];
 
+/// The key of an event code (none for flash and line events).
+pub fn key(code: u8) -> Option<char> {
+    KEYS.get(usize::from(code)).copied()
+}
+
 /// The event code of a key.
 pub fn event_code(key: char) -> Option<u8> {
     KEYS.iter()

@@ -31,6 +31,7 @@ pub mod sdp;
 pub mod session;
 pub mod stats;
 pub mod wav;
+pub mod webrtc;
 
 pub use jitter::{JitterBuffer, JitterConfig, JitterStats, Playout, Push};
 pub use rtp::{RtpError, RtpPacket};
