@@ -439,6 +439,16 @@ fn admins_add_edit_and_remove_agents_live_and_the_edits_outlast_a_restart() {
     let rtp = peer::Rtp::new(crest_media::codec::CodecKind::Pcmu, 0);
     caller.invite("4001", &peer::sdp(rtp.port(), "0 101", ""));
 
+    // No token: 401, nothing changed.
+    let body = r#"{"pool": "office", "skills": {}}"#;
+    assert_eq!(
+        crest.http("PUT", "/api/v1/agents/bob", None, Some(body)).0,
+        401
+    );
+    assert_eq!(
+        crest.http("DELETE", "/api/v1/agents/alice", None, None).0,
+        401
+    );
     // Bad requests change nothing.
     for (token, body, status, field) in [
         (&agent, r#"{"pool": "office", "skills": {}}"#, 403, None),
@@ -560,10 +570,12 @@ fn admins_add_edit_and_remove_agents_live_and_the_edits_outlast_a_restart() {
             e("agent.put", "bob", 400),
             e("agent.put", "bob", 400),
             e("agent.put", "bob", 400),
+            e("agent.put", "bob", 401),
             e("agent.put", "bob", 403),
             e("agent.put", "bob", 422),
             e("agent.put", "bob", 422),
             e("agent.remove", "alice", 200),
+            e("agent.remove", "alice", 401),
             e("agent.remove", "alice", 403),
             e("agent.remove", "alice", 404),
             e("agent.remove", "mallory", 404),
