@@ -242,6 +242,18 @@ pub struct Center {
     out: std::collections::VecDeque<CenterOutput>,
 }
 
+/// The name of an agent state in views and metrics.
+fn state_name(s: &AgentState) -> &'static str {
+    match s {
+        AgentState::Offline => "offline",
+        AgentState::Available(_) => "available",
+        AgentState::Ringing(..) => "ringing",
+        AgentState::OnCall(_) => "on_call",
+        AgentState::WrapUp(_) => "wrap_up",
+        AgentState::Away(_) => "away",
+    }
+}
+
 /// How often the surge level is looked at without arrivals (it comes down by itself).
 const SURGE_CHECK: Duration = Duration::from_secs(1);
 
@@ -338,35 +350,47 @@ impl Center {
 
     /// Every agent: state, pool, registration.
     pub fn agents(&self) -> Vec<AgentView> {
-        let model = self.acd.model();
-        model
-            .agents
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| !a.retired)
-            .map(|(i, a)| {
-                let id = AgentId(i as u32);
-                let spec = model.agent_config(id);
-                let (state, reason) = match self.acd.agent_state(id) {
-                    AgentState::Offline => ("offline", None),
-                    AgentState::Available(_) => ("available", None),
-                    AgentState::Ringing(..) => ("ringing", None),
-                    AgentState::OnCall(_) => ("on_call", None),
-                    AgentState::WrapUp(_) => ("wrap_up", None),
-                    AgentState::Away(r) => ("away", Some(r.clone())),
-                };
-                AgentView {
-                    name: a.name.clone(),
-                    pool: model.pools[a.pool.0 as usize].name.clone(),
-                    state,
-                    reason,
-                    registered: self.registered.contains(&a.name),
-                    skills: spec.skills,
-                    languages: spec.languages,
-                    rating: spec.rating,
-                }
-            })
+        (0..self.acd.model().agents.len())
+            .filter_map(|i| self.view(AgentId(i as u32)))
             .collect()
+    }
+
+    /// Agent `name`, as [`Self::agents`] shows them.
+    pub fn agent(&self, name: &str) -> Option<AgentView> {
+        self.view(self.acd.model().agent(name)?)
+    }
+
+    /// Agents by (pool, state name), without building their views (for metrics after every
+    /// input).
+    pub fn agent_counts(&self) -> BTreeMap<(String, &'static str), u64> {
+        let model = self.acd.model();
+        let mut out = BTreeMap::new();
+        for (i, a) in model.agents.iter().enumerate().filter(|(_, a)| !a.retired) {
+            let state = state_name(self.acd.agent_state(AgentId(i as u32)));
+            let pool = model.pools[a.pool.0 as usize].name.clone();
+            *out.entry((pool, state)).or_default() += 1;
+        }
+        out
+    }
+
+    fn view(&self, id: AgentId) -> Option<AgentView> {
+        let model = self.acd.model();
+        let a = model.agents.get(id.0 as usize).filter(|a| !a.retired)?;
+        let spec = model.agent_config(id);
+        let state = self.acd.agent_state(id);
+        Some(AgentView {
+            name: a.name.clone(),
+            pool: spec.pool,
+            state: state_name(state),
+            reason: match state {
+                AgentState::Away(r) => Some(r.clone()),
+                _ => None,
+            },
+            registered: self.registered.contains(&a.name),
+            skills: spec.skills,
+            languages: spec.languages,
+            rating: spec.rating,
+        })
     }
 
     /// An admin adds or edits an agent (pool, skills, languages, rating), in force at once

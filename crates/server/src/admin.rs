@@ -978,12 +978,9 @@ async fn put_agent_msg(
 }
 
 async fn agent_item(st: &State, name: &str) -> Result<AgentItem, Problem> {
-    let (tx, rx) = oneshot::channel();
-    acd(st)?.send(AcdMsg::Agents(tx)).map_err(|_| acd_gone())?;
-    rx.await
-        .map_err(|_| acd_gone())?
-        .into_iter()
-        .find(|a| a.name == name)
+    desk(st, name)
+        .await?
+        .0
         .map(AgentItem::from)
         .ok_or_else(|| unknown_agent(name))
 }
@@ -1647,36 +1644,18 @@ async fn queues_view(
 }
 
 fn pools(states: &std::collections::BTreeMap<(String, &'static str), u64>) -> Vec<PoolItem> {
-    let mut out: Vec<PoolItem> = Vec::new();
-    for ((pool, state), n) in states {
-        if out.last().is_none_or(|p| p.name != *pool) {
-            out.push(PoolItem {
-                name: pool.clone(),
-                staffed: 0,
-                available: 0,
-                busy: 0,
-                away: 0,
-                offline: 0,
-                occupancy: 0.0,
-            });
-        }
-        let p = out.last_mut().expect("pushed");
-        match *state {
-            "offline" => p.offline += n,
-            "away" => p.away += n,
-            "available" => p.available += n,
-            _ => p.busy += n,
-        }
-    }
-    for p in &mut out {
-        p.staffed = p.available + p.busy;
-        p.occupancy = if p.staffed == 0 {
-            0.0
-        } else {
-            p.busy as f64 / p.staffed as f64
-        };
-    }
-    out
+    crate::app::pool_figures(states)
+        .into_iter()
+        .map(|p| PoolItem {
+            staffed: p.staffed(),
+            occupancy: p.occupancy(),
+            available: p.available,
+            busy: p.busy,
+            away: p.away,
+            offline: p.offline,
+            name: p.name,
+        })
+        .collect()
 }
 
 /// The body of a surge level set by hand.

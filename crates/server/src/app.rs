@@ -398,6 +398,53 @@ impl crate::metrics::Source for AppRuntime {
     }
 }
 
+/// One seat pool's agents by what they do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PoolFigures {
+    pub(crate) name: String,
+    pub(crate) available: u64,
+    /// Ringing, on a call or wrapping up.
+    pub(crate) busy: u64,
+    pub(crate) away: u64,
+    pub(crate) offline: u64,
+}
+
+impl PoolFigures {
+    /// Logged in and not away.
+    pub(crate) fn staffed(&self) -> u64 {
+        self.available + self.busy
+    }
+
+    /// Busy over staffed (0 when nobody is staffed).
+    pub(crate) fn occupancy(&self) -> f64 {
+        match self.staffed() {
+            0 => 0.0,
+            n => self.busy as f64 / n as f64,
+        }
+    }
+}
+
+/// The pools of agents counted by (pool, state), in pool order.
+pub(crate) fn pool_figures(states: &BTreeMap<(String, &'static str), u64>) -> Vec<PoolFigures> {
+    let mut out: Vec<PoolFigures> = Vec::new();
+    for ((pool, state), n) in states {
+        if out.last().is_none_or(|p| p.name != *pool) {
+            out.push(PoolFigures {
+                name: pool.clone(),
+                ..PoolFigures::default()
+            });
+        }
+        let p = out.last_mut().expect("pushed");
+        match *state {
+            "offline" => p.offline += n,
+            "away" => p.away += n,
+            "available" => p.available += n,
+            _ => p.busy += n,
+        }
+    }
+    out
+}
+
 /// What the ACD task hears.
 #[derive(Debug)]
 pub(crate) enum AcdMsg {
@@ -601,27 +648,13 @@ impl crate::metrics::Source for AcdMetrics {
                 .iter()
                 .map(|((pool, state), n)| (vec![("pool", &pool[..]), ("state", *state)], *n)),
         );
-        let mut pools: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-        for ((pool, state), n) in &states {
-            let p = pools.entry(pool).or_default();
-            if !matches!(*state, "offline" | "away") {
-                p.1 += n;
-                if matches!(*state, "on_call" | "ringing" | "wrap_up") {
-                    p.0 += n;
-                }
-            }
-        }
+        let pools = pool_figures(&states);
         out.gauges(
             "crest_acd_pool_occupancy",
             "Busy agents (ringing, on a call, wrapping up) over staffed ones, by pool.",
-            pools.iter().map(|(pool, (busy, staffed))| {
-                let occ = if *staffed == 0 {
-                    0.0
-                } else {
-                    *busy as f64 / *staffed as f64
-                };
-                (vec![("pool", *pool)], occ)
-            }),
+            pools
+                .iter()
+                .map(|p| (vec![("pool", &p.name[..])], p.occupancy())),
         );
         out.counters(
             "crest_acd_queue_abandoned_total",
@@ -812,8 +845,7 @@ impl AcdService {
                 let _ = reply.send(c.waiting(now));
             }
             AcdMsg::Desk { name, reply } => {
-                let view = c.agents().into_iter().find(|a| a.name == name);
-                let _ = reply.send((view, c.offer(now, &name)));
+                let _ = reply.send((c.agent(&name), c.offer(now, &name)));
             }
             AcdMsg::SetAgent {
                 name,
@@ -904,10 +936,7 @@ impl AcdService {
             }
         }
         if let Ok(mut a) = m.agent_states.lock() {
-            a.clear();
-            for v in c.agents() {
-                *a.entry((v.pool, v.state)).or_default() += 1;
-            }
+            *a = c.agent_counts();
         }
         if let Ok(mut w) = m.queue_stats.lock() {
             for (i, q) in c.acd().model().queues.iter().enumerate() {

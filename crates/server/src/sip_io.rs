@@ -135,8 +135,7 @@ struct Core {
     conns: HashMap<ConnectionId, mpsc::Sender<Bytes>>,
     by_remote: HashMap<(TransportKind, SocketAddr), ConnectionId>,
     pending: HashMap<(TransportKind, SocketAddr), Vec<Bytes>>,
-    events: mpsc::Sender<StreamEvent>,
-    next_conn: Arc<AtomicU64>,
+    hub: Hub,
     draining: bool,
     shedding: bool,
 }
@@ -191,8 +190,7 @@ impl Core {
                 let first = !self.pending.contains_key(&key);
                 self.pending.entry(key).or_default().push(t.data);
                 if first {
-                    let (events, next) = (self.events.clone(), self.next_conn.clone());
-                    tokio::spawn(connect(key, connector, events, next));
+                    tokio::spawn(connect(key, connector, self.hub.clone()));
                 }
             }
         }
@@ -427,26 +425,15 @@ pub(crate) async fn run(
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
-    let Hub {
-        events: events_tx,
-        next: next_conn,
-    } = hub;
     if let Some(l) = sockets.tcp {
-        tokio::spawn(accept_loop(
-            l,
-            None,
-            TransportKind::Tcp,
-            next_conn.clone(),
-            events_tx.clone(),
-        ));
+        tokio::spawn(accept_loop(l, None, TransportKind::Tcp, hub.clone()));
     }
     if let Some((l, acceptor)) = sockets.tls {
         tokio::spawn(accept_loop(
             l,
             Some(acceptor),
             TransportKind::Tls,
-            next_conn.clone(),
-            events_tx.clone(),
+            hub.clone(),
         ));
     }
     let mut core = Core {
@@ -458,8 +445,7 @@ pub(crate) async fn run(
         conns: HashMap::new(),
         by_remote: HashMap::new(),
         pending: HashMap::new(),
-        events: events_tx,
-        next_conn,
+        hub,
         draining: false,
         shedding: false,
     };
@@ -663,24 +649,19 @@ impl Load {
 }
 
 /// Opens an outbound TCP (or TLS) connection and runs it; reports failure to the core.
-async fn connect(
-    key: (TransportKind, SocketAddr),
-    tls: Option<TlsOut>,
-    events: mpsc::Sender<StreamEvent>,
-    next: Arc<AtomicU64>,
-) {
+async fn connect(key: (TransportKind, SocketAddr), tls: Option<TlsOut>, hub: Hub) {
     let attempt = async {
         let s = TcpStream::connect(key.1).await?;
         let _ = s.set_nodelay(true);
         match tls {
             None => {
-                run_stream(s, key, next.clone(), events.clone()).await;
+                run_stream(s, key, hub.clone()).await;
                 Ok(())
             }
             Some(tls) => {
                 let name = tls.server_name(key.1);
                 let t = tls.connector.connect(name, s).await?;
-                run_stream(t, key, next.clone(), events.clone()).await;
+                run_stream(t, key, hub.clone()).await;
                 Ok::<(), io::Error>(())
             }
         }
@@ -689,10 +670,10 @@ async fn connect(
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             debug!(remote = %key.1, error = %e, "connect failed");
-            let _ = events.send(StreamEvent::ConnectFailed(key)).await;
+            let _ = hub.events.send(StreamEvent::ConnectFailed(key)).await;
         }
         Err(_) => {
-            let _ = events.send(StreamEvent::ConnectFailed(key)).await;
+            let _ = hub.events.send(StreamEvent::ConnectFailed(key)).await;
         }
     }
 }
@@ -718,8 +699,7 @@ async fn accept_loop(
     l: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     kind: TransportKind,
-    next: Arc<AtomicU64>,
-    events: mpsc::Sender<StreamEvent>,
+    hub: Hub,
 ) {
     loop {
         let (s, remote) = match l.accept().await {
@@ -731,13 +711,13 @@ async fn accept_loop(
             }
         };
         let _ = s.set_nodelay(true);
-        let (next, events, tls) = (next.clone(), events.clone(), tls.clone());
+        let (hub, tls) = (hub.clone(), tls.clone());
         tokio::spawn(async move {
             match tls {
-                None => run_stream(s, (kind, remote), next, events).await,
+                None => run_stream(s, (kind, remote), hub).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(s)).await {
-                        Ok(Ok(t)) => run_stream(t, (kind, remote), next, events).await,
+                        Ok(Ok(t)) => run_stream(t, (kind, remote), hub).await,
                         Ok(Err(e)) => debug!(%remote, error = %e, "TLS handshake failed"),
                         Err(_) => debug!(%remote, "TLS handshake timed out"),
                     }
@@ -749,19 +729,14 @@ async fn accept_loop(
 
 /// One stream connection: frames messages by Content-Length (RFC 3261 §18.3), answers CRLF
 /// keep-alive pings (RFC 5626 §4.4.1), and writes what the core sends.
-async fn run_stream<S>(
-    stream: S,
-    key: (TransportKind, SocketAddr),
-    next: Arc<AtomicU64>,
-    events: mpsc::Sender<StreamEvent>,
-) where
+async fn run_stream<S>(stream: S, key: (TransportKind, SocketAddr), hub: Hub)
+where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let hub = Hub { next, events };
     let Some((id, wtx, mut wrx)) = hub.open(key).await else {
         return;
     };
-    let Hub { events, .. } = hub;
+    let events = hub.events;
     let (mut rd, mut wr) = tokio::io::split(stream);
     let writer = tokio::spawn(async move {
         while let Some(b) = wrx.recv().await {

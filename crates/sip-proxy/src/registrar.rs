@@ -94,6 +94,9 @@ pub struct Registrar {
     /// AoRs by the expiry of a binding they were given, so that a sweep visits only AoRs with
     /// something to expire (a full scan of a million AoRs would pause the core).
     expiries: BinaryHeap<Reverse<(Instant, Box<str>)>>,
+    /// AoRs bound over each open WebSocket connection, so that its close visits only them
+    /// (an entry may name an AoR that since moved: the close checks).
+    by_websocket: HashMap<ConnectionId, Vec<Box<str>>>,
 }
 
 impl Registrar {
@@ -109,6 +112,7 @@ impl Registrar {
             config,
             bindings: HashMap::with_capacity(users),
             expiries: BinaryHeap::new(),
+            by_websocket: HashMap::new(),
         }
     }
 
@@ -209,6 +213,14 @@ impl Registrar {
         if list.is_empty() {
             self.bindings.remove(aor);
         }
+        if let (TransportKind::Ws | TransportKind::Wss, Some(conn)) =
+            (flow.transport, flow.connection)
+        {
+            let aors = self.by_websocket.entry(conn).or_default();
+            if !current.is_empty() && !aors.iter().any(|a| &**a == aor) {
+                aors.push(aor.into());
+            }
+        }
         Ok(current)
     }
 
@@ -250,17 +262,19 @@ impl Registrar {
     /// no binding.
     pub fn drop_connection(&mut self, conn: ConnectionId) -> Vec<String> {
         let mut gone = Vec::new();
-        self.bindings.retain(|aor, list| {
-            let before = list.len();
+        for aor in self.by_websocket.remove(&conn).unwrap_or_default() {
+            let Some(list) = self.bindings.get_mut(&aor) else {
+                continue;
+            };
             list.retain(|b| {
                 b.flow.connection != Some(conn)
                     || !matches!(b.flow.transport, TransportKind::Ws | TransportKind::Wss)
             });
-            if list.is_empty() && before > 0 {
-                gone.push(aor.to_string());
+            if list.is_empty() {
+                self.bindings.remove(&aor);
+                gone.push(aor.into_string());
             }
-            !list.is_empty()
-        });
+        }
         gone.sort();
         gone
     }

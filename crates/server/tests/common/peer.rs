@@ -20,6 +20,17 @@ pub fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
+/// The URI of a message's Contact header (the target of requests in its dialog).
+pub fn contact_uri(msg: &str) -> String {
+    header(msg, "Contact")
+        .unwrap()
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 /// The body of a SIP message.
 pub fn body(msg: &str) -> &str {
     msg.split_once("\r\n\r\n").map_or("", |(_, b)| b)
@@ -145,13 +156,7 @@ impl Phone {
         });
         assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
         let to = header(&ok, "To").unwrap().to_owned();
-        let target = header(&ok, "Contact")
-            .unwrap()
-            .trim_start_matches('<')
-            .split('>')
-            .next()
-            .unwrap()
-            .to_owned();
+        let target = contact_uri(&ok);
         let ack = self.request("ACK", &target, &to, None);
         self.send(&ack);
         self.remote = Some((to, target));
@@ -217,13 +222,7 @@ impl Phone {
 
     /// Hangs up a call this phone answered (`ok` to `invite`, from `crest`): BYE in the dialog.
     pub fn hang_up_answered(&self, invite: &str, ok: &str, crest: SocketAddr) {
-        let target = header(invite, "Contact")
-            .unwrap()
-            .trim_start_matches('<')
-            .split('>')
-            .next()
-            .unwrap()
-            .to_owned();
+        let target = contact_uri(invite);
         let bye = format!(
             "BYE {target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKcalleebye;rport\r\n\
              Max-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: 1 BYE\r\n\
