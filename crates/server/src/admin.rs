@@ -242,6 +242,8 @@ struct State {
     access: Access,
     /// `/api/v1/live` streams open now.
     live_streams: Arc<AtomicU64>,
+    /// Agent desktops' state channels (`/agent/ws`) open now.
+    agent_channels: Arc<AtomicU64>,
     /// Where `/sip` WebSockets hand their SIP messages, and as what transport.
     sip: (crate::sip_io::Hub, crest_sip_proxy::TransportKind),
     /// Failed agent-desktop logins per client address: (failures, since).
@@ -278,18 +280,18 @@ fn same_origin(headers: &HeaderMap) -> Result<(), Problem> {
     }
 }
 
-/// One open live stream, counted until the stream is dropped (the client went).
+/// One open stream or channel, counted until it is dropped (the client went).
 #[derive(Debug)]
-struct LiveStream(Arc<AtomicU64>);
+struct Open(Arc<AtomicU64>);
 
-impl LiveStream {
+impl Open {
     fn open(n: &Arc<AtomicU64>) -> Self {
         n.fetch_add(1, Ordering::Relaxed);
         Self(n.clone())
     }
 }
 
-impl Drop for LiveStream {
+impl Drop for Open {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
@@ -299,6 +301,7 @@ impl Drop for LiveStream {
 #[derive(Debug)]
 struct AdminFigures {
     live_streams: u64,
+    agent_channels: u64,
 }
 
 impl Source for AdminFigures {
@@ -307,6 +310,11 @@ impl Source for AdminFigures {
             "crest_admin_live_streams",
             "Live streams (/api/v1/live, the wallboards) open now.",
             self.live_streams,
+        );
+        out.gauge(
+            "crest_admin_agent_channels",
+            "Agent desktops' state channels (/agent/ws) open now.",
+            self.agent_channels,
         );
     }
 }
@@ -329,6 +337,7 @@ pub(crate) async fn serve(
         sources,
         access,
         live_streams: Arc::new(AtomicU64::new(0)),
+        agent_channels: Arc::new(AtomicU64::new(0)),
         desk_failures: Arc::default(),
         sip: (
             sip,
@@ -649,6 +658,7 @@ async fn metrics(
         Box::new(st.snapshot().await),
         Box::new(AdminFigures {
             live_streams: st.live_streams.load(Ordering::Relaxed),
+            agent_channels: st.agent_channels.load(Ordering::Relaxed),
         }),
     ];
     if let Some(m) = media {
@@ -1288,7 +1298,7 @@ async fn live(AxState(st): AxState<State>, headers: HeaderMap) -> Result<Respons
     st.authorize(&headers, Permission::ReadLive).await?;
     acd(&st)?;
     // The guard lives in the stream's state: axum drops the stream when the client goes.
-    let open = LiveStream::open(&st.live_streams);
+    let open = Open::open(&st.live_streams);
     let stream = futures_util::stream::unfold((st, true, open), |(st, first, open)| async move {
         if !first {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -1378,6 +1388,7 @@ enum DeskRequest {
 }
 
 async fn agent_desk(st: State, remote: SocketAddr, socket: axum::extract::ws::WebSocket) {
+    let _open = Open::open(&st.agent_channels);
     use axum::extract::ws::Message as Ws;
     use futures_util::{SinkExt as _, StreamExt as _};
     let (mut tx, mut rx) = socket.split();

@@ -324,6 +324,7 @@ fn a_desk_phone_agent_logs_her_calls_on_the_channel_and_her_session_expires() {
         }
     };
     assert_eq!(next_of(&mut ws, "welcome")["agent"]["state"], "available");
+    assert_eq!(crest.metric("crest_admin_agent_channels"), 1);
     let mut caller = peer::Phone::new(crest.addr());
     let a = peer::Rtp::new(pcmu, 0);
     caller.invite("4001", &peer::sdp(a.port(), "0 101", ""));
@@ -351,4 +352,9 @@ fn a_desk_phone_agent_logs_her_calls_on_the_channel_and_her_session_expires() {
     // Six seconds after the login the session ends.
     let v = next_of(&mut ws, "error");
     assert_eq!(v["detail"], "the session expired: log in again");
+    // The channel is gone with its session, and the call left nothing.
+    wait_for("no channel left", || {
+        crest.metric("crest_admin_agent_channels") == 0
+    });
+    assert_eq!(crest.metric("crest_calls_active"), 0);
 }

@@ -135,6 +135,11 @@ fn a_browser_phone_registers_over_a_websocket_takes_a_call_and_leaves_with_its_s
             && ok.contains("+sip.instance=\"<urn:uuid:0e3e6f22-0bfd-4d2f-8c8e-1d0f0c6a9f11>\""),
         "the Contact echoed as registered: {ok}"
     );
+    assert_eq!(
+        crest.metric("crest_sip_connections"),
+        1,
+        "the socket is a connection"
+    );
     wait_for("alice logged in by her browser", || {
         agent_state(&crest, &lead) == ("available".into(), true)
     });
@@ -162,6 +167,11 @@ fn a_browser_phone_registers_over_a_websocket_takes_a_call_and_leaves_with_its_s
         agent_state(&crest, &lead) == ("offline".into(), false)
     });
     assert_eq!(crest.metric("crest_registered_aors"), 0);
+    // The socket's connection is gone from the SIP core too (the refused upgrades never made
+    // one).
+    wait_for("no SIP connection left", || {
+        crest.metric("crest_sip_connections") == 0
+    });
     let log = crest.log();
     assert!(
         log.contains("SIP WebSocket open") && log.contains("unregistered: its WebSocket closed"),
