@@ -282,16 +282,16 @@ fn same_origin(headers: &HeaderMap) -> Result<(), Problem> {
 
 /// One open stream or channel, counted until it is dropped (the client went).
 #[derive(Debug)]
-struct Open(Arc<AtomicU64>);
+struct Counted(Arc<AtomicU64>);
 
-impl Open {
+impl Counted {
     fn open(n: &Arc<AtomicU64>) -> Self {
         n.fetch_add(1, Ordering::Relaxed);
         Self(n.clone())
     }
 }
 
-impl Drop for Open {
+impl Drop for Counted {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
@@ -1298,7 +1298,7 @@ async fn live(AxState(st): AxState<State>, headers: HeaderMap) -> Result<Respons
     st.authorize(&headers, Permission::ReadLive).await?;
     acd(&st)?;
     // The guard lives in the stream's state: axum drops the stream when the client goes.
-    let open = Open::open(&st.live_streams);
+    let open = Counted::open(&st.live_streams);
     let stream = futures_util::stream::unfold((st, true, open), |(st, first, open)| async move {
         if !first {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -1388,7 +1388,7 @@ enum DeskRequest {
 }
 
 async fn agent_desk(st: State, remote: SocketAddr, socket: axum::extract::ws::WebSocket) {
-    let _open = Open::open(&st.agent_channels);
+    let _open = Counted::open(&st.agent_channels);
     use axum::extract::ws::Message as Ws;
     use futures_util::{SinkExt as _, StreamExt as _};
     let (mut tx, mut rx) = socket.split();
