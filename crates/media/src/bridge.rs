@@ -583,6 +583,12 @@ impl CallMedia {
         self.key_from(side, key, DtmfSource::Info);
     }
 
+    /// A key `side` sent as RFC 4733 events outside the bridge's RTP (a browser leg's, which
+    /// WebRTC decrypts and reads): reported like the others (and barges in).
+    pub fn event_dtmf(&mut self, side: Side, key: char) {
+        self.key_from(side, key, DtmfSource::Rfc4733);
+    }
+
     fn key_from(&mut self, side: Side, key: char, source: DtmfSource) {
         self.events
             .push_back(MediaEvent::Dtmf { side, key, source });

@@ -11,10 +11,15 @@
 //!   Opus frame for the browser ─► send_audio (only while the browser receives)
 //! ```
 //!
-//! Not yet wired into calls: the media plane still gives agents' phones plain RTP; see
-//! docs/agent.md and docs/research/str0m-ice-lite-with-chromium.md.
+//! In a call the leg stands in for an RTP leg of [`crate::bridge::CallMedia`]: the browser's
+//! Opus frames become RTP packets of that leg ([`WebRtcLeg::rtp_from_browser`]), and what the
+//! bridge sends that leg goes to the browser ([`WebRtcLeg::send_rtp`]), so transcoding to
+//! and from the caller's codec, recording and DTMF stay the bridge's. All browser legs share
+//! one UDP socket: [`Demux`] tells whose a datagram is, by the ICE username fragment of its
+//! STUN binding requests, then by the source address ICE found.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -23,6 +28,11 @@ use str0m::format::{Codec, CodecExtra, FormatParams};
 use str0m::media::{Frequency, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+
+use crate::bridge::LegSetup;
+use crate::codec::CodecKind;
+use crate::rtp::RtpPacket;
+use crate::sdp::Direction;
 
 /// Why an offer was refused.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +86,14 @@ pub struct WebRtcLeg {
     /// The RTP time of the last key reported (a key's packets share it).
     last_key: Option<u64>,
     closed: bool,
+    /// Crest's ICE username fragment in the answer (what [`Demux`] routes by).
+    ufrag: String,
+    /// The browser's fragment in its offer: a re-offer of the same session keeps it.
+    remote_ufrag: Option<String>,
+    /// The browser's address once ICE chose it.
+    remote: Option<SocketAddr>,
+    /// The sequence number of the next RTP packet made of a browser's frame.
+    rtp_seq: u16,
 }
 
 /// The telephone-event payload types Crest answers with, per clock rate.
@@ -95,6 +113,7 @@ impl WebRtcLeg {
         local: SocketAddr,
         offer: &str,
     ) -> Result<(Self, String), WebRtcError> {
+        let remote_ufrag = ice_ufrag(offer).map(str::to_owned);
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| WebRtcError::Sdp(e.to_string()))?;
         let mut cfg = Rtc::builder()
@@ -120,6 +139,10 @@ impl WebRtcLeg {
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| WebRtcError::Refused(e.to_string()))?;
+        let answer = answer.to_sdp_string();
+        let ufrag = ice_ufrag(&answer)
+            .map(str::to_owned)
+            .ok_or_else(|| WebRtcError::Refused("the answer has no ICE ufrag".into()))?;
         let mut leg = Self {
             rtc,
             local,
@@ -130,9 +153,83 @@ impl WebRtcLeg {
             sent_time: 0,
             last_key: None,
             closed: false,
+            ufrag,
+            remote_ufrag,
+            remote: None,
+            rtp_seq: 0,
         };
         leg.drive();
-        Ok((leg, answer.to_sdp_string()))
+        Ok((leg, answer))
+    }
+
+    /// Crest's ICE username fragment: the browser's STUN requests name it.
+    pub fn ufrag(&self) -> &str {
+        &self.ufrag
+    }
+
+    /// Whether `offer` re-offers this session (the same ICE credentials: hold, resume, a
+    /// session refresh) rather than starting a new one.
+    pub fn same_session(&self, offer: &str) -> bool {
+        self.remote_ufrag.is_some() && ice_ufrag(offer) == self.remote_ufrag.as_deref()
+    }
+
+    /// What the bridge's leg toward this browser agrees: Opus at 20 ms in the direction the
+    /// last offer and answer agreed (a held browser neither gets audio nor is expected to
+    /// send it). The remote address is the browser's once known, for the records: the
+    /// bridge's packets for this leg go through [`Self::send_rtp`].
+    pub fn leg_setup(&self) -> LegSetup {
+        let (send, recv) = self
+            .mid
+            .and_then(|m| self.rtc.media(m))
+            .map_or((true, true), |m| {
+                (m.direction().is_sending(), m.direction().is_receiving())
+            });
+        LegSetup {
+            remote: self.remote.unwrap_or(self.local),
+            codec: CodecKind::Opus,
+            pt: CodecKind::Opus.default_pt(),
+            telephone_event: None,
+            ptime: 20,
+            direction: match (send, recv) {
+                (true, true) => Direction::SendRecv,
+                (true, false) => Direction::SendOnly,
+                (false, true) => Direction::RecvOnly,
+                (false, false) => Direction::Inactive,
+            },
+        }
+    }
+
+    /// The browser's address, once it sent from one ICE accepted.
+    pub fn remote(&self) -> Option<SocketAddr> {
+        self.remote
+    }
+
+    /// An RTP packet of the bridge's leg made of the browser's Opus `frame` sent at
+    /// `rtp_time` (an [`WebRtcEvent::Audio`]), written into `out`.
+    pub fn rtp_from_browser(&mut self, frame: &[u8], rtp_time: u64, out: &mut Vec<u8>) {
+        let seq = self.rtp_seq;
+        self.rtp_seq = seq.wrapping_add(1);
+        RtpPacket {
+            marker: false,
+            payload_type: CodecKind::Opus.default_pt(),
+            sequence: seq,
+            // The RTP clock wraps at 32 bits; str0m extends it to 64.
+            timestamp: rtp_time as u32,
+            ssrc: 0x0B0B_0B0B,
+            payload: frame,
+        }
+        .write(out);
+    }
+
+    /// Sends the browser what the bridge sent this leg: an RTP packet whose Opus payload goes
+    /// out as one frame. Other payloads (keys, comfort noise) and RTCP (str0m makes its own)
+    /// are dropped.
+    pub fn send_rtp(&mut self, now: Instant, packet: &[u8]) {
+        if let Ok(p) = RtpPacket::parse(packet)
+            && p.payload_type == CodecKind::Opus.default_pt()
+        {
+            self.send_audio(now, p.payload);
+        }
     }
 
     /// Answers a re-offer (hold, resume) on the same session.
@@ -168,6 +265,9 @@ impl WebRtcLeg {
         if self.rtc.accepts(&input) {
             let _ = self.rtc.handle_input(input);
             self.drive();
+            if self.remote.is_none() && !self.closed && self.rtc.is_connected() {
+                self.remote = Some(from);
+            }
         }
     }
 
@@ -284,6 +384,94 @@ impl WebRtcLeg {
             self.events.push_back(WebRtcEvent::Closed);
         }
     }
+}
+
+/// Which leg a datagram on the shared WebRTC socket belongs to (see the module docs). `K`
+/// names a leg (the call's id).
+#[derive(Debug)]
+pub struct Demux<K> {
+    by_ufrag: HashMap<String, K>,
+    by_addr: HashMap<SocketAddr, K>,
+}
+
+impl<K> Default for Demux<K> {
+    fn default() -> Self {
+        Self {
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Copy + Eq + Hash> Demux<K> {
+    /// Routes STUN requests naming `ufrag` (Crest's fragment of a leg's answer) to `leg`.
+    pub fn insert(&mut self, ufrag: &str, leg: K) {
+        self.by_ufrag.insert(ufrag.to_owned(), leg);
+    }
+
+    /// Forgets `leg`: its fragment and every address learnt for it.
+    pub fn remove(&mut self, leg: K) {
+        self.by_ufrag.retain(|_, k| *k != leg);
+        self.by_addr.retain(|_, k| *k != leg);
+    }
+
+    /// The leg a datagram `from` belongs to: a STUN request names its leg by fragment and
+    /// teaches its source address (what DTLS, SRTP and later requests come from); anything
+    /// else goes by that address. None: nobody's (dropped).
+    pub fn route(&mut self, from: SocketAddr, data: &[u8]) -> Option<K> {
+        if let Some(user) = stun_username(data) {
+            let ours = user.split(':').next().unwrap_or_default();
+            let leg = *self.by_ufrag.get(ours)?;
+            self.by_addr.insert(from, leg);
+            return Some(leg);
+        }
+        self.by_addr.get(&from).copied()
+    }
+
+    /// Legs routed by fragment.
+    pub fn len(&self) -> usize {
+        self.by_ufrag.len()
+    }
+
+    /// Whether no leg is routed.
+    pub fn is_empty(&self) -> bool {
+        self.by_ufrag.is_empty()
+    }
+
+    /// Source addresses learnt (each leg's browser, and any it tried).
+    pub fn addresses(&self) -> usize {
+        self.by_addr.len()
+    }
+}
+
+/// The `a=ice-ufrag` of an SDP.
+fn ice_ufrag(sdp: &str) -> Option<&str> {
+    sdp.lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .map(str::trim)
+}
+
+/// The USERNAME of a STUN message (RFC 8489 §14.3), when `data` is one.
+pub fn stun_username(data: &[u8]) -> Option<&str> {
+    const MAGIC: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
+    const USERNAME: u16 = 0x0006;
+    // A STUN message starts with two zero bits and carries the magic cookie (RFC 7983).
+    if data.len() < 20 || data[0] > 3 || data[4..8] != MAGIC {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([data[2], data[3]]));
+    let body = data.get(20..20 + len)?;
+    let mut at = 0;
+    while at + 4 <= body.len() {
+        let kind = u16::from_be_bytes([body[at], body[at + 1]]);
+        let n = usize::from(u16::from_be_bytes([body[at + 2], body[at + 3]]));
+        let value = body.get(at + 4..at + 4 + n)?;
+        if kind == USERNAME {
+            return std::str::from_utf8(value).ok();
+        }
+        at += 4 + n.div_ceil(4) * 4;
+    }
+    None
 }
 
 #[cfg(test)]

@@ -127,6 +127,22 @@ impl Source for MediaShared {
             "Anchored calls whose legs differ in codec.",
             g(&c.calls_transcoded),
         );
+        out.gauge(
+            "crest_media_browser_legs",
+            "Agents' browser (WebRTC) legs held by calls.",
+            g(&c.browser_legs),
+        );
+        let (routes, addresses) = self.browser_routes();
+        out.gauge(
+            "crest_media_browser_routes",
+            "Browser legs the shared WebRTC socket routes datagrams to.",
+            routes as u64,
+        );
+        out.gauge(
+            "crest_media_browser_addresses",
+            "Browsers' source addresses the shared WebRTC socket learnt (ICE).",
+            addresses as u64,
+        );
         for (name, help, v) in [
             (
                 "crest_rtp_packets_received_total",
@@ -167,6 +183,16 @@ impl Source for MediaShared {
                 "crest_media_bandwidth_refused_total",
                 "Calls refused because a bandwidth budget was spent.",
                 &c.bandwidth_refused,
+            ),
+            (
+                "crest_media_browser_connects_total",
+                "Browser legs whose ICE and DTLS-SRTP came up.",
+                &c.browser_connects,
+            ),
+            (
+                "crest_media_browser_failures_total",
+                "Browser offers refused, and browser legs that closed before connecting.",
+                &c.browser_failures,
             ),
         ] {
             out.counter(name, help, g(v));
@@ -1340,7 +1366,8 @@ async fn sip_websocket(
 /// frame logs in with the agent's SIP credentials (`{"type":"login","user":"…","password":"…"}`,
 /// checked against the SIP user's stored HA1 by the SIP core; a refusal waits a second). Then
 /// the agent sends `{"type":"ready"}`, `{"type":"away","reason":"…"}` (a break, or not ready) or
-/// `{"type":"logout"}`, each audited as the agent's own change; the channel ends after
+/// `{"type":"logout"}`, each audited as the agent's own change (and `audio_check`, what the
+/// page hears on its call, logged only); the channel ends after
 /// `admin.agent_session_secs` (`the session expired`). Crest sends `welcome` (the
 /// agent and the wrap-up time), `state` whenever the agent's state changes (ringing, on a call,
 /// wrap-up, away with its reason) and `offer` when their phone rings (the queue, the caller's
@@ -1381,10 +1408,23 @@ impl State {
 #[derive(Debug, serde::Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum DeskRequest {
-    Login { user: String, password: String },
+    Login {
+        user: String,
+        password: String,
+    },
     Ready,
-    Away { reason: String },
+    Away {
+        reason: String,
+    },
     Logout,
+    /// What the page hears on its call (its audio check): the strongest frequency and the
+    /// levels at 1 and 2 kHz, dB full scale. Logged for support; changes nothing.
+    AudioCheck {
+        peak_hz: f64,
+        peak_db: f64,
+        db_1k: f64,
+        db_2k: f64,
+    },
 }
 
 async fn agent_desk(st: State, remote: SocketAddr, socket: axum::extract::ws::WebSocket) {
@@ -1549,6 +1589,10 @@ async fn agent_desk(st: State, remote: SocketAddr, socket: axum::extract::ws::We
                         AgentChange::Away(r.to_owned())
                     }
                     Ok(DeskRequest::Logout) => AgentChange::Logout,
+                    Ok(DeskRequest::AudioCheck { peak_hz, peak_db, db_1k, db_2k }) => {
+                        tracing::info!(agent = %user, peak_hz, peak_db, db_1k, db_2k, "agent page audio check");
+                        continue;
+                    }
                     Ok(DeskRequest::Login { .. }) => {
                         let _ = tx.send(error("already logged in")).await;
                         continue;

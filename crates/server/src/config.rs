@@ -139,6 +139,9 @@ pub(crate) struct MediaSection {
     pub(crate) port_min: u16,
     /// See `port_min`.
     pub(crate) port_max: u16,
+    /// The one UDP port every browser's WebRTC leg uses (ICE, DTLS-SRTP, RTCP muxed);
+    /// default: the first free port of the RTP range, so the range's firewall rule covers it.
+    pub(crate) webrtc_port: Option<u16>,
     /// Codecs accepted and offered, best first: PCMU, PCMA, G722, opus.
     pub(crate) codecs: Vec<String>,
     /// Packet time Crest asks for, ms.
@@ -179,6 +182,7 @@ impl Default for MediaSection {
             threads: 1,
             port_min: 20_000,
             port_max: 59_999,
+            webrtc_port: None,
             codecs: ["PCMU", "PCMA", "G722", "opus"].map(String::from).to_vec(),
             ptime_ms: 20,
             timeout_secs: 60,

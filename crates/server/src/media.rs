@@ -9,6 +9,12 @@
 //!     ▲                                                       │  RTP/RTCP sockets A, B
 //!     └──────────── hang up (media timeout) ◄─────────────────┘
 //! ```
+//!
+//! An agent in a browser offers WebRTC in the 2xx of Crest's SDP-less INVITE: the plane
+//! answers it with a crest-media `WebRtcLeg` that stands in for the call's leg B. Every
+//! browser leg shares one UDP socket, read by the `crest-webrtc` thread, which hands each
+//! datagram to its call's task (by ICE username fragment, then source address); the task
+//! drives the leg beside its `CallMedia` and sends on the shared socket.
 
 use std::collections::HashMap;
 use std::io;
@@ -22,6 +28,7 @@ use crest_media::anchor::{AnchorConfig, CallAnchor, PortPool, Role};
 use crest_media::bandwidth::{self, Budgets, Ledger, LegUse};
 use crest_media::bridge::{CallMedia, DtmfSource, LegSetup, MediaConfig, MediaEvent, Prompt, Side};
 use crest_media::codec::CodecKind;
+use crest_media::webrtc::{Demux, WebRtcEvent, WebRtcLeg};
 use crest_media::{dtmf, wav};
 use crest_sip_proxy::{CallInfo, LegEvent, MediaHook, SdpRole};
 use tokio::net::UdpSocket;
@@ -44,6 +51,7 @@ pub(crate) struct Settings {
     threads: usize,
     port_min: u16,
     port_max: u16,
+    webrtc_port: Option<u16>,
     budgets: Budgets,
     /// Route number → (caller's pool, callee's pool).
     pools: HashMap<String, (Option<String>, Option<String>)>,
@@ -134,6 +142,7 @@ impl Settings {
             threads: m.threads.max(1),
             port_min: m.port_min,
             port_max: m.port_max,
+            webrtc_port: m.webrtc_port,
             budgets: Budgets {
                 node: m.bandwidth.node_kbps.map(kbps),
                 pools: m
@@ -171,6 +180,12 @@ pub(crate) struct MediaMetrics {
     pub(crate) mos_milli_sum: AtomicU64,
     pub(crate) port_failures: AtomicU64,
     pub(crate) bandwidth_refused: AtomicU64,
+    /// Browser (WebRTC) legs held by calls now.
+    pub(crate) browser_legs: AtomicU64,
+    /// Browser legs whose ICE and DTLS came up.
+    pub(crate) browser_connects: AtomicU64,
+    /// Browser offers refused, and legs that closed before connecting.
+    pub(crate) browser_failures: AtomicU64,
 }
 
 /// What the admin endpoint reads.
@@ -180,9 +195,16 @@ pub(crate) struct MediaShared {
     pub(crate) ledger: Arc<Mutex<Ledger>>,
     /// The calls' tasks by the caller's SIP Call-ID (what the agent's desktop knows).
     by_call_id: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Command>>>>,
+    /// The shared WebRTC socket's routes.
+    browsers: Option<Browsers>,
 }
 
 impl MediaShared {
+    /// Browser legs routed on the shared WebRTC socket, and the addresses learnt for them.
+    pub(crate) fn browser_routes(&self) -> (usize, usize) {
+        self.browsers.as_ref().map_or((0, 0), Browsers::routed)
+    }
+
     /// PCI: pauses (`Some(reason)`) or resumes the recording of the call whose caller's
     /// Call-ID is `call_id`. False when no such call is up.
     pub(crate) fn pci(&self, call_id: &str, pause: Option<String>) -> bool {
@@ -197,6 +219,12 @@ impl MediaShared {
 
 enum Command {
     Configure(Side, LegSetup),
+    /// Leg B is this browser from now on.
+    Browser(Arc<Mutex<WebRtcLeg>>),
+    /// The browser leg has work (a re-offer answered).
+    BrowserChanged,
+    /// A datagram for the call's browser leg, from the shared WebRTC socket.
+    FromBrowser(SocketAddr, Vec<u8>),
     /// A key from SIP INFO on a leg: reported, and sent on in the other leg's media.
     InfoKey(Side, char),
     /// What became of a leg Crest placed: B of a call it answered itself, or A of a callback.
@@ -212,6 +240,109 @@ struct Entry {
     tx: mpsc::UnboundedSender<Command>,
     /// The caller's SIP Call-ID (the key of `MediaShared::by_call_id`).
     call_id: String,
+    /// Leg B's browser, when it is one (shared with the call's task, which drives it).
+    browser: Option<Arc<Mutex<WebRtcLeg>>>,
+}
+
+/// Locks a browser leg (a panic elsewhere does not stop the call's media).
+fn lock(leg: &Mutex<WebRtcLeg>) -> std::sync::MutexGuard<'_, WebRtcLeg> {
+    leg.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The browsers' WebRTC legs: one UDP socket for all of them (see the module docs).
+#[derive(Clone)]
+pub(crate) struct Browsers {
+    /// Crest's address in the answers (the ICE host candidate).
+    local: SocketAddr,
+    socket: Arc<StdUdpSocket>,
+    routes: Arc<Mutex<BrowserRoutes>>,
+}
+
+impl std::fmt::Debug for Browsers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Browsers")
+            .field("local", &self.local)
+            .field("routed", &self.routed())
+            .finish()
+    }
+}
+
+/// Which call's task a datagram on the shared socket goes to.
+#[derive(Default)]
+struct BrowserRoutes {
+    demux: Demux<CallId>,
+    tasks: HashMap<CallId, mpsc::UnboundedSender<Command>>,
+}
+
+impl Browsers {
+    /// Reads `socket` on the `crest-webrtc` thread; Crest's candidate is `local`.
+    fn start(socket: StdUdpSocket, local: SocketAddr) -> io::Result<Self> {
+        socket.set_nonblocking(true)?;
+        let reader = socket.try_clone()?;
+        let me = Self {
+            local,
+            socket: Arc::new(socket),
+            routes: Arc::default(),
+        };
+        let routes = me.routes.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()?;
+        std::thread::Builder::new()
+            .name("crest-webrtc".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    let sock = match UdpSocket::from_std(reader) {
+                        Ok(s) => s,
+                        Err(e) => return warn!(error = %e, "the WebRTC socket cannot be read"),
+                    };
+                    let mut buf = vec![0u8; 2048];
+                    loop {
+                        let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+                            continue;
+                        };
+                        let task = routes.lock().ok().and_then(|mut r| {
+                            let key = r.demux.route(from, &buf[..n])?;
+                            r.tasks.get(&key).cloned()
+                        });
+                        if let Some(tx) = task {
+                            let _ = tx.send(Command::FromBrowser(from, buf[..n].to_vec()));
+                        }
+                    }
+                });
+            })?;
+        Ok(me)
+    }
+
+    /// Routes datagrams for `ufrag` to call `key`'s task (in place of its earlier leg).
+    fn add(&self, key: CallId, ufrag: &str, task: mpsc::UnboundedSender<Command>) {
+        if let Ok(mut r) = self.routes.lock() {
+            r.demux.remove(key);
+            r.demux.insert(ufrag, key);
+            r.tasks.insert(key, task);
+        }
+    }
+
+    /// Forgets call `key`'s browser leg.
+    fn remove(&self, key: CallId) {
+        if let Ok(mut r) = self.routes.lock() {
+            r.demux.remove(key);
+            r.tasks.remove(&key);
+        }
+    }
+
+    /// Legs routed now, and the source addresses learnt for them.
+    fn routed(&self) -> (usize, usize) {
+        self.routes
+            .lock()
+            .map_or((0, 0), |r| (r.tasks.len(), r.demux.addresses()))
+    }
+}
+
+/// Whether an SDP offer is a browser's (DTLS-SRTP with feedback, as WebRTC requires).
+fn is_webrtc(sdp: &str) -> bool {
+    sdp.contains("UDP/TLS/RTP/SAVPF")
 }
 
 /// The SIP core's media hook (see the module docs).
@@ -227,6 +358,8 @@ pub(crate) struct MediaPlane {
     rng: u64,
     /// The recorder and which numbers it records.
     recorder: Option<(RecorderHandle, crate::recording::Settings)>,
+    /// The browsers' shared WebRTC socket.
+    browsers: Option<Browsers>,
 }
 
 impl std::fmt::Debug for MediaPlane {
@@ -253,13 +386,16 @@ impl MediaPlane {
         seed: u64,
     ) -> io::Result<Self> {
         let workers = MediaWorkers::start(settings.threads)?;
+        let mut ports = PortPool::new(settings.port_min, settings.port_max);
+        let browsers = Some(Self::webrtc_socket(&settings, &mut ports)?);
         Ok(Self {
             workers,
-            ports: PortPool::new(settings.port_min, settings.port_max),
+            ports,
             shared: MediaShared {
                 metrics: Arc::default(),
                 ledger: Arc::new(Mutex::new(Ledger::new(settings.budgets.clone()))),
                 by_call_id: Arc::default(),
+                browsers: browsers.clone(),
             },
             settings,
             calls: HashMap::new(),
@@ -267,7 +403,33 @@ impl MediaPlane {
             app: None,
             rng: seed | 1,
             recorder: None,
+            browsers,
         })
+    }
+
+    /// Binds the browsers' WebRTC socket: `media.webrtc_port`, or the first free port of the
+    /// RTP range (taken out of it).
+    fn webrtc_socket(settings: &Settings, ports: &mut PortPool) -> io::Result<Browsers> {
+        let bind = |p: u16| StdUdpSocket::bind(SocketAddr::new(settings.bind, p));
+        let socket = match settings.webrtc_port {
+            Some(p) => bind(p)
+                .map_err(|e| io::Error::new(e.kind(), format!("media.webrtc_port {p}: {e}")))?,
+            None => loop {
+                let Some(p) = ports.take() else {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        "no free port in the RTP range for the WebRTC socket",
+                    ));
+                };
+                if let Ok(s) = bind(p) {
+                    break s;
+                }
+            },
+        };
+        let port = socket.local_addr()?.port();
+        let local = SocketAddr::new(settings.anchor.address, port);
+        info!(%local, "WebRTC socket for browser agents");
+        Browsers::start(socket, local)
     }
 
     /// Runs the calls Crest answers itself (`ivr:` and `queue:` routes) on `app`.
@@ -420,6 +582,8 @@ impl MediaPlane {
                     started: false,
                     by_controller: answered,
                 }),
+            browser: None,
+            browsers: self.browsers.clone(),
         };
         self.workers.spawn([a.1, a.2, b.1, b.2], task);
         let session_id = u64::from(self.random());
@@ -430,9 +594,66 @@ impl MediaPlane {
                 ports,
                 tx,
                 call_id: call.call_id.to_owned(),
+                browser: None,
             },
         );
         Ok(())
+    }
+
+    /// Answers a browser's offer for leg B of call `key`: a new WebRTC leg, or the same one
+    /// re-offered (hold, resume). Refusals are 488.
+    fn browser_offer(
+        &mut self,
+        now: std::time::Instant,
+        key: CallId,
+        call_id: &str,
+        offer: &str,
+    ) -> Result<Vec<u8>, u16> {
+        let browsers = self.browsers.clone().ok_or(488u16)?;
+        let entry = self.calls.get_mut(&key).ok_or(481u16)?;
+        let refused = |e: crest_media::webrtc::WebRtcError| {
+            info!(call_id, leg = "B", error = %e, "browser offer refused");
+            488u16
+        };
+        if let Some(leg) = entry.browser.as_ref()
+            && lock(leg).same_session(offer)
+        {
+            let (answer, setup) = {
+                let mut l = lock(leg);
+                let answer = l.reoffer(offer).map_err(refused)?;
+                (answer, l.leg_setup())
+            };
+            let _ = entry.tx.send(Command::BrowserChanged);
+            self.configure(key, vec![(Side::B, setup)]);
+            return Ok(answer.into_bytes());
+        }
+        let (leg, answer) = match WebRtcLeg::answer(now, browsers.local, offer) {
+            Ok(a) => a,
+            Err(e) => {
+                self.shared
+                    .metrics
+                    .browser_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(refused(e));
+            }
+        };
+        let setup = leg.leg_setup();
+        browsers.add(key, leg.ufrag(), entry.tx.clone());
+        let leg = Arc::new(Mutex::new(leg));
+        entry.browser = Some(leg.clone());
+        let _ = entry.tx.send(Command::Browser(leg));
+        self.configure(key, vec![(Side::B, setup)]);
+        Ok(answer.into_bytes())
+    }
+
+    /// Call `key`'s browser leg is over (its dialog ended, or the call did).
+    fn drop_browser(&mut self, key: CallId) {
+        if let Some(e) = self.calls.get_mut(&key) {
+            e.browser = None;
+        }
+        if let Some(b) = &self.browsers {
+            b.remove(key);
+        }
     }
 
     fn release(&mut self, key: CallId, ports: Option<[u16; 2]>) {
@@ -521,6 +742,9 @@ impl MediaHook for MediaPlane {
     }
 
     fn leg_b(&mut self, _now: std::time::Instant, call: CallId, event: LegEvent) {
+        if matches!(event, LegEvent::Ended | LegEvent::Failed(_)) {
+            self.drop_browser(call);
+        }
         if event == LegEvent::Ended
             && let Ok(mut l) = self.shared.ledger.lock()
         {
@@ -547,7 +771,7 @@ impl MediaHook for MediaPlane {
 
     fn exchange(
         &mut self,
-        _now: std::time::Instant,
+        now: std::time::Instant,
         call: &CallInfo<'_>,
         from: crest_sip_proxy::Side,
         role: SdpRole,
@@ -556,6 +780,14 @@ impl MediaHook for MediaPlane {
         let Ok(text) = sdp.map(std::str::from_utf8).transpose() else {
             return Err(400);
         };
+        // A browser offers WebRTC for leg B (in its 2xx, or re-offering).
+        if let (crest_sip_proxy::Side::B, SdpRole::Offer, Some(offer)) = (from, role, text)
+            && is_webrtc(offer)
+        {
+            return self
+                .browser_offer(now, call.key, call.call_id, offer)
+                .map(Some);
+        }
         let new = !self.calls.contains_key(&call.key);
         if new {
             self.open(call)?;
@@ -603,6 +835,7 @@ impl MediaHook for MediaPlane {
     }
 
     fn ended(&mut self, _now: std::time::Instant, call: CallId) {
+        self.drop_browser(call);
         if let Some(e) = self.calls.remove(&call) {
             let _ = e.tx.send(Command::Stop);
             if let Ok(mut m) = self.shared.by_call_id.lock() {
@@ -752,6 +985,20 @@ struct CallTask {
     recording: Option<Recording>,
     /// Where the call detail record goes: (recorder thread, number, Call-ID).
     cdr: Option<(mpsc::UnboundedSender<RecMsg>, String, String)>,
+    /// Leg B's browser, when it is one.
+    browser: Option<BrowserLeg>,
+    /// The shared WebRTC socket (sends) and its routes.
+    browsers: Option<Browsers>,
+}
+
+/// A call's browser leg, as its task holds it.
+struct BrowserLeg {
+    leg: Arc<Mutex<WebRtcLeg>>,
+    /// When the browser's offer was answered (set-up time is measured from it).
+    since: Instant,
+    connected: bool,
+    /// An RTP packet of the bridge's leg B made of the browser's frame (reused).
+    rtp: Vec<u8>,
 }
 
 impl CallTask {
@@ -775,11 +1022,16 @@ impl CallTask {
         loop {
             let now = Instant::now();
             let app_due = self.app.as_ref().and_then(|a| a.call.poll_timeout());
+            let browser_due = self
+                .browser
+                .as_ref()
+                .and_then(|b| lock(&b.leg).poll_timeout());
             let due = self
                 .media
                 .poll_timeout()
                 .into_iter()
                 .chain(app_due)
+                .chain(browser_due)
                 .min()
                 .map_or(now + Duration::from_secs(1), Instant::from_std);
             if armed.is_none_or(|a| due < a) {
@@ -810,11 +1062,19 @@ impl CallTask {
             })
             .await;
             let media = &mut self.media;
+            let browser = self.browser.as_ref().map(|b| &*b.leg);
             if ready.sockets[0] {
-                receive(media, Side::A, rtp_a, rtp_b, &mut buf, &mut counts);
+                receive(
+                    media,
+                    Side::A,
+                    rtp_a,
+                    (rtp_b, browser),
+                    &mut buf,
+                    &mut counts,
+                );
             }
             if ready.sockets[1] {
-                receive(media, Side::B, rtp_b, rtp_a, &mut buf, &mut counts);
+                receive(media, Side::B, rtp_b, (rtp_a, None), &mut buf, &mut counts);
             }
             for (side, sock, i) in [(Side::A, rtcp_a, 2), (Side::B, rtcp_b, 3)] {
                 while ready.sockets[i]
@@ -850,7 +1110,29 @@ impl CallTask {
                         media.send_dtmf(now.into_std(), s.other(), k);
                     }
                 }
+                Some(Some(Command::Browser(leg))) => {
+                    let _g = self.span.enter();
+                    info!(leg = "B", "browser leg answered");
+                    if self.browser.is_none() {
+                        self.metrics.browser_legs.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.browser = Some(BrowserLeg {
+                        leg,
+                        since: now,
+                        connected: false,
+                        rtp: Vec::new(),
+                    });
+                }
+                Some(Some(Command::BrowserChanged)) => {}
+                Some(Some(Command::FromBrowser(from, data))) => {
+                    if let Some(b) = &self.browser {
+                        lock(&b.leg).handle_receive(now.into_std(), from, &data);
+                    }
+                }
                 Some(Some(Command::Leg(Side::B, ev))) => {
+                    if matches!(ev, LegEvent::Ended | LegEvent::Failed(_)) {
+                        self.drop_browser();
+                    }
                     if ev == LegEvent::Ended {
                         // The agent hung up; the caller stays (a survey, or the hang-up).
                         self.media.release(now.into_std(), Side::B);
@@ -899,8 +1181,21 @@ impl CallTask {
                 app.call.handle_timeout(now.into_std());
                 self.app_outputs(now.into_std());
             }
+            if self.browser.is_some() {
+                self.browser_step(now, rtp_a, &mut counts);
+            }
             let media = &mut self.media;
             while let Some(d) = media.poll_transmit() {
+                if d.side == Side::B
+                    && let Some(b) = &self.browser
+                {
+                    // The browser's own RTCP is str0m's; audio goes out as Opus frames.
+                    if !d.rtcp {
+                        counts.generated += 1;
+                        lock(&b.leg).send_rtp(now.into_std(), &d.data);
+                    }
+                    continue;
+                }
                 let sock = match (d.side, d.rtcp) {
                     (Side::A, false) => rtp_a,
                     (Side::A, true) => rtcp_a,
@@ -910,6 +1205,7 @@ impl CallTask {
                 counts.generated += u64::from(!d.rtcp);
                 let _ = sock.try_send_to(&d.data, d.to);
             }
+            self.browser_transmit();
             while let Some(ev) = self.media.poll_event() {
                 // Keys of card data are not logged (asked before the controller sees the key:
                 // the last digit ends the ask).
@@ -930,6 +1226,7 @@ impl CallTask {
             counts.flush(&metrics, false);
         }
         counts.flush(&metrics, true);
+        self.drop_browser();
         // The controller lets go of everything (the recogniser, the IVR session, the ACD's
         // entry) and gives the call's record.
         self.app_input(Instant::now().into_std(), Input::Ended);
@@ -941,6 +1238,98 @@ impl CallTask {
         }
         self.log_quality(started.elapsed());
         metrics.calls_active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Runs the browser leg's timers and hands what it heard to the bridge: its audio as leg
+    /// B's RTP (forwarded to the caller's socket when both legs run Opus), its keys as keys.
+    fn browser_step(&mut self, now: Instant, rtp_a: &UdpSocket, counts: &mut Counts) {
+        let Some(b) = self.browser.as_mut() else {
+            return;
+        };
+        let mut leg = lock(&b.leg);
+        let std_now = now.into_std();
+        if leg.poll_timeout().is_some_and(|t| t <= std_now) {
+            leg.handle_timeout(std_now);
+        }
+        let from = leg.remote().unwrap_or_else(|| leg.leg_setup().remote);
+        let mut closed = false;
+        while let Some(ev) = leg.poll_event() {
+            match ev {
+                WebRtcEvent::Audio { data, rtp_time } => {
+                    counts.received += 1;
+                    leg.rtp_from_browser(&data, rtp_time, &mut b.rtp);
+                    if let Some((to, len)) =
+                        self.media.handle_rtp(std_now, Side::B, from, &mut b.rtp)
+                        && rtp_a.try_send_to(&b.rtp[..len], to).is_ok()
+                    {
+                        counts.forwarded += 1;
+                    }
+                }
+                WebRtcEvent::Key(k) => {
+                    self.media.event_dtmf(Side::B, k);
+                    if self.media.setup(Side::A).is_some() {
+                        self.media.send_dtmf(std_now, Side::A, k);
+                    }
+                }
+                WebRtcEvent::Connected => {
+                    b.connected = true;
+                    self.metrics
+                        .browser_connects
+                        .fetch_add(1, Ordering::Relaxed);
+                    let _g = self.span.enter();
+                    info!(
+                        leg = "B",
+                        remote = ?leg.remote(),
+                        setup_ms = (now - b.since).as_millis() as u64,
+                        "browser media connected (ICE, DTLS-SRTP)"
+                    );
+                }
+                WebRtcEvent::Closed => closed = true,
+            }
+        }
+        drop(leg);
+        if closed {
+            if b.connected {
+                self.span
+                    .in_scope(|| info!(leg = "B", "browser media closed"));
+            } else {
+                self.metrics
+                    .browser_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                self.span
+                    .in_scope(|| warn!(leg = "B", "browser media never connected"));
+            }
+            self.browser_transmit();
+            self.drop_browser();
+            // The browser went without a BYE (or before it): its leg is hung up, and the
+            // caller stays with the application, as when an agent hangs up.
+            if self.media.setup(Side::B).is_some() {
+                let _ = self.core.send(CoreRequest::Disconnect(self.key));
+                self.media.release(std_now, Side::B);
+                self.app_input(std_now, Input::LegB(LegEvent::Ended));
+            }
+        }
+    }
+
+    /// Sends the browser leg's datagrams on the shared socket.
+    fn browser_transmit(&self) {
+        let (Some(b), Some(bs)) = (&self.browser, &self.browsers) else {
+            return;
+        };
+        let mut leg = lock(&b.leg);
+        while let Some(d) = leg.poll_transmit() {
+            let _ = bs.socket.send_to(&d.data, d.to);
+        }
+    }
+
+    /// Lets go of the browser leg and its routes on the shared socket.
+    fn drop_browser(&mut self) {
+        if self.browser.take().is_some() {
+            self.metrics.browser_legs.fetch_sub(1, Ordering::Relaxed);
+            if let Some(bs) = &self.browsers {
+                bs.remove(self.key);
+            }
+        }
     }
 
     fn report(&self, ev: MediaEvent, card_data: bool, timed_out: &mut bool) {
@@ -1294,22 +1683,29 @@ fn journey(call_id: &str, number: &str, r: crest_call::Record) -> crest_recordin
     }
 }
 
-/// Reads every datagram waiting on `from_sock` and forwards or queues each.
+/// Reads every datagram waiting on `from_sock` and forwards or queues each; what is
+/// forwarded goes out of the other leg's socket, or to its browser when it is one.
 fn receive(
     media: &mut CallMedia,
     side: Side,
     from_sock: &UdpSocket,
-    to_sock: &UdpSocket,
+    (to_sock, browser): (&UdpSocket, Option<&Mutex<WebRtcLeg>>),
     buf: &mut [u8],
     counts: &mut Counts,
 ) {
     let now = Instant::now().into_std();
     while let Ok((n, from)) = from_sock.try_recv_from(buf) {
         counts.received += 1;
-        if let Some((to, len)) = media.handle_rtp(now, side, from, &mut buf[..n])
-            && to_sock.try_send_to(&buf[..len], to).is_ok()
-        {
-            counts.forwarded += 1;
-        }
+        let Some((to, len)) = media.handle_rtp(now, side, from, &mut buf[..n]) else {
+            continue;
+        };
+        let sent = match browser {
+            Some(b) => {
+                lock(b).send_rtp(now, &buf[..len]);
+                true
+            }
+            None => to_sock.try_send_to(&buf[..len], to).is_ok(),
+        };
+        counts.forwarded += u64::from(sent);
     }
 }

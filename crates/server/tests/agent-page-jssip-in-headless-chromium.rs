@@ -358,3 +358,176 @@ fn a_desk_phone_agent_logs_her_calls_on_the_channel_and_her_session_expires() {
     });
     assert_eq!(crest.metric("crest_calls_active"), 0);
 }
+
+/// The call's audio end to end between a G.711 caller and the agent's page: Chromium's fake
+/// microphone plays 2 kHz, the caller plays 1 kHz in PCMU. The page answers (its offer in the
+/// 200 of Crest's SDP-less INVITE, Crest's WebRTC answer in the ACK: ICE-lite, DTLS-SRTP,
+/// Opus), the caller hears 2 kHz and the page hears 1 kHz (its AnalyserNode, reported over
+/// the state channel). A key from the page's keypad reaches the caller as RFC 4733; hold and
+/// resume keep the same ICE/DTLS session; the page hangs up: BYE to the caller, wrap-up, ready,
+/// and the shared WebRTC socket routes nothing more.
+#[test]
+fn a_browser_agent_answers_and_the_caller_and_the_page_hear_each_other() {
+    let dir = scratch_dir("agent-audio-files");
+    std::fs::write(dir.join("acd.yaml"), ACD).unwrap();
+    let tone: Vec<i16> = (0..48_000 * 5)
+        .map(|i| (6000.0 * (std::f64::consts::TAU * 2000.0 * f64::from(i) / 48_000.0).sin()) as i16)
+        .collect();
+    let mic = dir.join("mic-2khz.wav");
+    std::fs::write(&mic, crest_media::wav::write(48_000, &tone)).unwrap();
+    let crest = Crest::start_with(
+        "agent-audio",
+        "  routes:\n    - {number: \"4001\", queue: refund, public: true}\n",
+        &format!("acd:\n  file: \"{}/acd.yaml\"\n", dir.display()),
+    );
+    let lead = crest.token("lead", "supervisor");
+    let fake_mic = format!("--use-file-for-fake-audio-capture={}", mic.display());
+    let driver = Driver::start_with(&[
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        &fake_mic,
+        "--allow-loopback-in-peer-connection",
+        "--autoplay-policy=no-user-gesture-required",
+    ]);
+    driver.go(&format!(
+        "http://127.0.0.1:{}/agent?test=audio",
+        crest.admin
+    ));
+    log_in(&driver, &crest);
+    wait_for("alice available", || {
+        alice(&crest, &lead) == ("available".into(), true)
+    });
+
+    let mut caller = peer::Phone::new(crest.addr());
+    let mut rtp = peer::Rtp::new(crest_media::codec::CodecKind::Pcmu, 0);
+    let te = "a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+    let ok = caller.invite("4001", &peer::sdp(rtp.port(), "0 101", te));
+    let (port, _) = peer::sdp_audio(peer::body(&ok));
+    rtp.remote = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    wait_for("the incoming call's card", || {
+        driver
+            .script("return !document.getElementById('call').hidden;")
+            .as_bool()
+            == Some(true)
+    });
+    driver.script("document.getElementById('answer-button').click(); return true;");
+    let call_state = |d: &Driver| {
+        d.script("return document.getElementById('call-state').dataset.state;")
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while call_state(&driver) != "talking" {
+        let page = driver.script("return document.body.innerText;");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the page did not answer: {page}\n{}",
+            crest.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    wait_for("alice on the call", || alice(&crest, &lead).0 == "on_call");
+    wait_for("the browser's media up", || {
+        crest.metric("crest_media_browser_connects_total") == 1
+    });
+    assert_eq!(crest.metric("crest_media_browser_legs"), 1);
+
+    // The caller plays 1 kHz and hears the page's 2 kHz.
+    let heard_2k = |pcm: &[i16]| {
+        let tail: Vec<f64> = pcm[pcm.len() / 2..].iter().map(|&s| f64::from(s)).collect();
+        let p2 = crest_media::dtmf::goertzel_power(&tail, 2000.0, 8000);
+        let p1 = crest_media::dtmf::goertzel_power(&tail, 1000.0, 8000);
+        let ms = tail.iter().map(|x| x * x).sum::<f64>() / tail.len().max(1) as f64;
+        (ms > 1.0e5 && p2 > 30.0 * p1, ms, p2 / p1.max(1.0))
+    };
+    let (pcm, _) = rtp.run(std::time::Duration::from_secs(3), Some(1000.0));
+    let (ok2k, ms, ratio) = heard_2k(&pcm);
+    assert!(
+        ok2k,
+        "the caller hears the page's 2 kHz: {} samples, mean square {ms:.0}, 2k/1k {ratio:.1}\n{}",
+        pcm.len(),
+        crest.log()
+    );
+    // The page hears the caller's 1 kHz (its audio check over the state channel).
+    let page_hears_1k = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("agent page audio check"))
+            .any(|l| {
+                let field = |k: &str| -> f64 {
+                    l.split(&format!("{k}="))
+                        .nth(1)
+                        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
+                        .unwrap_or(f64::NAN)
+                };
+                (field("peak_hz") - 1000.0).abs() < 30.0 && field("db_1k") > field("db_2k") + 20.0
+            })
+    };
+    let (pcm, _) = rtp.run(std::time::Duration::from_secs(2), Some(1000.0));
+    assert!(heard_2k(&pcm).0);
+    assert!(
+        page_hears_1k(&crest.log()),
+        "the page reports 1 kHz: {}",
+        crest
+            .log()
+            .lines()
+            .filter(|l| l.contains("audio check"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
+    // A key from the page's keypad reaches the caller as RFC 4733 (payload type 101).
+    driver.script(
+        "document.getElementById('keypad-button').click();\
+         document.querySelector('#keypad button[data-key=\"5\"]').click(); return true;",
+    );
+    let (_, raw) = rtp.run(std::time::Duration::from_secs(1), Some(1000.0));
+    let events: Vec<&Vec<u8>> = raw
+        .iter()
+        .filter(|(pt, _)| *pt == 101)
+        .map(|(_, p)| p)
+        .collect();
+    assert!(
+        events.first().is_some_and(|p| p[0] == 5),
+        "key 5 as telephone-event: {} events\n{}",
+        events.len(),
+        crest.log()
+    );
+    assert!(
+        crest.log().contains("key=5 source=Rfc4733"),
+        "the page sent it as RFC 4733 in its SRTP"
+    );
+
+    // Hold, then resume: re-INVITEs Crest answers on the same ICE/DTLS session.
+    driver.script("document.getElementById('hold-button').click(); return true;");
+    wait_for("on hold", || call_state(&driver) == "on hold");
+    driver.script("document.getElementById('hold-button').click(); return true;");
+    wait_for("talking again", || call_state(&driver) == "talking");
+    let (pcm, _) = rtp.run(std::time::Duration::from_secs(2), Some(1000.0));
+    assert!(heard_2k(&pcm).0, "audio again after resume");
+    assert_eq!(
+        crest.metric("crest_media_browser_connects_total"),
+        1,
+        "the same session: no second handshake"
+    );
+
+    // The page hangs up: BYE to the caller (no survey on this queue), wrap-up, then ready.
+    driver.script("document.getElementById('hangup-button').click(); return true;");
+    let (bye, from) = caller.expect_request("BYE", std::time::Duration::from_secs(10));
+    let ok = caller.respond(&bye, 200, None);
+    caller.sip.send_to(ok.as_bytes(), from).unwrap();
+    wait_for("alice ready after her wrap-up", || {
+        alice(&crest, &lead) == ("available".into(), true)
+    });
+    wait_for("the call's media gone", || {
+        crest.metric("crest_media_calls_active") == 0
+    });
+    for m in [
+        "crest_media_browser_legs",
+        "crest_media_browser_routes",
+        "crest_media_browser_addresses",
+    ] {
+        assert_eq!(crest.metric(m), 0, "{m} after the call");
+    }
+    assert_eq!(crest.metric("crest_media_browser_failures_total"), 0);
+}

@@ -116,6 +116,10 @@ pub(crate) struct Call {
     pub(crate) b_invite: Option<Message>,
     pub(crate) b_invite_tx: Option<TxId>,
     pub(crate) b_provisional: bool,
+    /// Leg B is a browser (reached over WebSocket): Crest's INVITE went without SDP, the
+    /// browser offers in its 2xx and Crest answers in the ACK, and its later offers are
+    /// answered by Crest too, not relayed to the caller.
+    pub(crate) b_browser: bool,
     pub(crate) cancel_pending: bool,
     /// Negotiated session interval (RFC 4028), if either leg runs a session timer.
     pub(crate) session_interval: Option<Duration>,
@@ -163,6 +167,7 @@ impl Call {
             b_invite: None,
             b_invite_tx: None,
             b_provisional: false,
+            b_browser: false,
             cancel_pending: false,
             session_interval: None,
             started: now,

@@ -274,7 +274,7 @@ impl Endpoint {
             };
             hook.originate(now, &info)?
         };
-        let Some((invite, tx)) = self.send_invite(now, &a, &offer) else {
+        let Some((invite, tx)) = self.send_invite(now, &a, Some(&offer)) else {
             if let Some(hook) = self.media.as_mut() {
                 hook.ended(now, key);
             }
@@ -424,18 +424,21 @@ impl Endpoint {
             return Err(491);
         }
         let (b_target, b_flow) = self.resolve_target(now, target)?;
+        // A browser offers WebRTC itself (late offer): Crest's INVITE carries no SDP.
+        let browser = b_flow.transport.is_websocket();
         let offer = match self.media.as_mut() {
-            Some(hook) => hook.offer_b(now, key)?,
+            Some(_) if browser => None,
+            Some(hook) => Some(hook.offer_b(now, key)?),
             None => return Err(503),
         };
         let call = &self.calls[&key];
         let _g = call.span.clone().entered();
         let caller = call.caller.clone();
         let b = self.uac_leg(&caller, &b_target, b_flow);
-        let Some((invite, tx)) = self.send_invite(now, &b, &offer) else {
+        let Some((invite, tx)) = self.send_invite(now, &b, offer.as_deref()) else {
             return Err(503);
         };
-        info!(target = %b.remote_target, "connecting the caller");
+        info!(target = %b.remote_target, browser, "connecting the caller");
         self.owners.insert(tx, Owner::BInvite(key));
         self.dialogs.insert(b.call_id.clone(), (key, Side::B));
         let call = self.calls.get_mut(&key).expect("checked above");
@@ -444,6 +447,7 @@ impl Endpoint {
         call.b_invite_tx = Some(tx);
         call.b_state = BState::Calling;
         call.b_provisional = false;
+        call.b_browser = browser;
         call.cancel_pending = false;
         call.ring_deadline = Some(now + ring);
         self.schedule(key);
@@ -471,8 +475,14 @@ impl Endpoint {
         }
     }
 
-    /// Sends the initial INVITE of `leg` with Crest's `offer`: the request and its transaction.
-    fn send_invite(&mut self, now: Instant, leg: &Leg, offer: &[u8]) -> Option<(Message, TxId)> {
+    /// Sends the initial INVITE of `leg` with Crest's `offer` (none: the far end offers in
+    /// its 2xx): the request and its transaction.
+    fn send_invite(
+        &mut self,
+        now: Instant,
+        leg: &Leg,
+        offer: Option<&[u8]>,
+    ) -> Option<(Message, TxId)> {
         let t = leg.flow.transport;
         let (via, contact) = (self.via_prefix(t), self.contact(t));
         let branch = format!("{BRANCH_PREFIX}{}", self.rng.token());
@@ -485,7 +495,7 @@ impl Endpoint {
             contact: Some(&contact),
             max_forwards: 70,
             extra: &extra,
-            body: Some(("application/sdp", offer)),
+            body: offer.map(|o| ("application/sdp", o)),
         }));
         let tx = self.tx.send_request(now, invite.clone(), leg.flow)?;
         Some((invite, tx))
@@ -1284,6 +1294,7 @@ impl Endpoint {
                 b_invite: Some(b_invite),
                 b_invite_tx: Some(b_tx),
                 b_provisional: false,
+                b_browser: false,
                 cancel_pending: false,
                 session_interval,
                 started: now,
@@ -1589,6 +1600,19 @@ impl Endpoint {
             return;
         }
         call.b.learn_from_response(msg);
+        // A browser's 2xx carries its offer: Crest's answer goes in the ACK.
+        let browser = call.app.is_some() && call.b_state == BState::Calling && call.b_browser;
+        let answer = if browser {
+            let body = msg.body();
+            let sdp = (!body.is_empty()).then_some(&body);
+            sdp.ok_or(488u16)
+                .and_then(|sdp| self.media_exchange(now, key, Side::B, SdpRole::Offer, Some(sdp)))
+        } else {
+            Ok(None)
+        };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         let ack = call.b.request(&RequestParts {
             method: "ACK",
             cseq: 1,
@@ -1597,13 +1621,23 @@ impl Endpoint {
             contact: None,
             max_forwards: 70,
             extra: "",
-            body: None,
+            body: answer
+                .as_ref()
+                .ok()
+                .and_then(Option::as_deref)
+                .map(|a| ("application/sdp", a)),
         });
         call.b.ack = Some(ack.clone());
         self.out.push_back(Transmit {
             flow: call.b.flow,
             data: ack,
         });
+        if let Err(code) = answer {
+            // RFC 3261 §13.2.2.4: an unusable offer in a 2xx is ACKed, then hung up.
+            info!(status = code, "the browser's offer refused");
+            self.send_bye(now, key, Side::B, "unusable SDP offer");
+            return self.b_failed(now, key, code);
+        }
         if call.app.is_some() {
             return self.on_connected(now, key, msg);
         }
@@ -1684,8 +1718,11 @@ impl Endpoint {
         }
         let body = msg.body();
         let sdp = (!body.is_empty()).then_some(&body);
-        // Leg A was answered long ago: what the media layer would send there is dropped.
-        if let Err(code) = self.media_exchange(now, key, Side::B, SdpRole::Answer, sdp) {
+        // Leg A was answered long ago: what the media layer would send there is dropped (a
+        // browser's offer was answered in the ACK already).
+        if !call.b_browser
+            && let Err(code) = self.media_exchange(now, key, Side::B, SdpRole::Answer, sdp)
+        {
             info!(status = code, "SDP answer of the connected leg refused");
             self.send_bye(now, key, Side::B, "unusable SDP answer");
             return self.b_failed(now, key, code);
@@ -2066,18 +2103,23 @@ impl Endpoint {
             }
         }
         let call = &self.calls[&key];
-        if call.app.is_some() && call.b_state != BState::Up {
-            return self.answer_in_dialog(now, key, id, flow, &msg, &method);
+        // Nobody to relay to, or a browser on leg B: its WebRTC session is Crest's to answer,
+        // and the caller's re-offers need no browser.
+        if call.app.is_some() && (call.b_state != BState::Up || call.b_browser) {
+            return self.answer_in_dialog(now, key, side, id, flow, &msg, &method);
         }
         self.relay(now, key, side, id, msg, &method);
     }
 
-    /// A request from the caller of a call Crest answered itself, with no leg B to relay it
-    /// to: a re-offer (re-INVITE, UPDATE with SDP) gets Crest's answer, INFO and OPTIONS 200.
+    /// A request on `side` of a call Crest answered itself that is not relayed (no leg B, or
+    /// a browser there): a re-offer (re-INVITE, UPDATE with SDP) gets Crest's answer for that
+    /// leg, INFO and OPTIONS 200.
+    #[allow(clippy::too_many_arguments)] // the request and where it came
     fn answer_in_dialog(
         &mut self,
         now: Instant,
         key: CallId,
+        side: Side,
         id: TxId,
         flow: Flow,
         msg: &Message,
@@ -2090,7 +2132,7 @@ impl Endpoint {
             return self.respond(now, id, msg, flow, 501, None, &extra, None);
         }
         let call = &self.calls[&key];
-        let tag = call.a.local_tag.clone();
+        let tag = call.leg(side).local_tag.clone();
         let mut extra = String::new();
         let mut answer = None;
         if offer {
@@ -2105,7 +2147,14 @@ impl Endpoint {
                 app: call.app.as_ref(),
             };
             let sdp = (!body.is_empty()).then_some(&body[..]);
-            match hook.answer(now, &info, sdp) {
+            let answered = match side {
+                Side::A => hook.answer(now, &info, sdp),
+                // A browser's re-offer (hold, resume): its WebRTC session answers.
+                Side::B => hook
+                    .exchange(now, &info, Side::B, SdpRole::Offer, sdp)
+                    .and_then(|a| a.ok_or(488)),
+            };
+            match answered {
                 Ok(b) => answer = Some(b),
                 Err(code) => return self.respond(now, id, msg, flow, code, Some(&tag), "", None),
             }
@@ -2125,7 +2174,7 @@ impl Endpoint {
             call.session_deadline = Some(now + se - (se / 3).min(Duration::from_secs(32)));
         }
         if method == "INVITE" {
-            call.a.pending_ok = Some(PendingOk {
+            call.leg_mut(side).pending_ok = Some(PendingOk {
                 data: data.clone(),
                 cseq: msg.cseq().map_or(0, |c| c.seq),
                 next: now + t1,

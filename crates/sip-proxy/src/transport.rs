@@ -32,6 +32,12 @@ impl TransportKind {
         self != Self::Udp
     }
 
+    /// Whether the transport is a WebSocket (RFC 7118): in practice a browser, whose media is
+    /// WebRTC.
+    pub fn is_websocket(self) -> bool {
+        matches!(self, Self::Ws | Self::Wss)
+    }
+
     /// The token used in Via.
     pub fn via_token(self) -> &'static str {
         match self {

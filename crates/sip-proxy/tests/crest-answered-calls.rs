@@ -415,3 +415,81 @@ fn a_phone_that_stops_refreshing_is_reported_gone_when_its_binding_lapses() {
     assert_eq!(h.ep.poll_registration(), Some(("alice".into(), false)));
     assert_eq!(h.ep.registered_users(), 0);
 }
+
+#[test]
+fn a_browser_agent_is_invited_without_sdp_and_crest_answers_its_offers_itself() {
+    let (mut h, log) = harness();
+    let browser = h.register_alice_in_a_browser(9);
+    let ok = answered(&mut h, &log);
+    let ring = Duration::from_secs(15);
+    h.connect(CallId(1), ConnectTarget::User("alice".into()), ring)
+        .unwrap();
+    let inv = h.take(CALLEE).remove(0);
+    assert_eq!(inv.method(), Some("INVITE"));
+    assert!(
+        inv.body().is_empty(),
+        "late offer: the browser offers WebRTC"
+    );
+    assert!(log.take().is_empty(), "no RTP offer made for a browser");
+    // The browser offers in its 200; Crest's answer goes in the ACK.
+    h.recv_on(
+        browser,
+        &reply(&inv, 200, "w1", "", "v=0\r\ns=browser-offer\r\n"),
+    );
+    let ack = h.take(CALLEE).remove(0);
+    assert_eq!(ack.method(), Some("ACK"));
+    assert_eq!(
+        &ack.body()[..],
+        b"v=0\r\ns=browser-offer\r\n",
+        "the media's answer"
+    );
+    assert_eq!(log.take(), ["exchange 1 B Offer", "leg_b 1 Answered"]);
+    // A 2xx retransmission gets the same ACK, answer and all.
+    h.recv_on(
+        browser,
+        &reply(&inv, 200, "w1", "", "v=0\r\ns=browser-offer\r\n"),
+    );
+    let again = h.take(CALLEE);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].method(), Some("ACK"));
+    assert_eq!(again[0].body(), ack.body());
+    assert!(log.take().is_empty());
+
+    // Hold from the page: the browser's re-INVITE is answered by Crest, not relayed.
+    let hold = callee_request(&inv, "w1", "INVITE", 1, "Content-Type: application/sdp\n");
+    let held = "v=0\r\ns=held-offer\r\n";
+    let hold = hold.replace(
+        "Content-Length: 0\n\n",
+        &format!("Content-Length: {}\n\n{held}", held.len()),
+    );
+    h.recv_on(browser, &hold);
+    let answer = h.take(CALLEE).remove(0);
+    assert_eq!(answer.status(), Some(200));
+    assert_eq!(&answer.body()[..], b"v=0\r\ns=held-offer\r\n");
+    assert!(h.take(CALLER).is_empty(), "the caller hears nothing of it");
+    assert_eq!(log.take(), ["exchange 1 B Offer"]);
+    // A session refresh (UPDATE without SDP) too.
+    h.recv_on(browser, &callee_request(&inv, "w1", "UPDATE", 2, ""));
+    assert_eq!(h.take_summary(CALLEE), ["200"]);
+    assert!(log.take().is_empty());
+    // The caller's re-INVITE is answered by Crest for leg A: nothing reaches the browser.
+    h.recv(CALLER, &caller_request(&ok, "INVITE", 2, ""));
+    assert_eq!(h.take_summary(CALLER), ["200"]);
+    assert!(h.take(CALLEE).is_empty());
+    assert_eq!(log.take(), ["answer 1 ivr:main from carol offer false"]);
+
+    // The agent hangs up on the page: the caller stays with Crest.
+    h.recv_on(browser, &callee_request(&inv, "w1", "BYE", 3, ""));
+    assert_eq!(h.take_summary(CALLEE), ["200"]);
+    assert_eq!(log.take(), ["leg_b 1 Ended"]);
+
+    // A browser whose 200 has no offer: ACKed, hung up, reported failed.
+    h.connect(CallId(1), ConnectTarget::User("alice".into()), ring)
+        .unwrap();
+    let inv = h.take(CALLEE).remove(0);
+    h.recv_on(browser, &reply(&inv, 200, "w2", "", ""));
+    assert_eq!(h.take_summary(CALLEE), ["ACK", "BYE"]);
+    assert_eq!(log.take(), ["leg_b 1 Failed(488)"]);
+    h.hang_up(CallId(1), "done");
+    assert_eq!(h.take_summary(CALLER), ["BYE"]);
+}

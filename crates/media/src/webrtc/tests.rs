@@ -297,3 +297,170 @@ fn a_browser_that_goes_silent_is_closed() {
     assert!(events.contains(&WebRtcEvent::Closed), "{events:?}");
     assert_eq!(leg.poll_timeout(), None, "a closed leg has no timers");
 }
+
+/// The browser twin's datagrams for Crest over its first 100 ms, without passing them on.
+fn browser_datagrams(b: &mut Browser, t0: Instant) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for ms in 0..100 {
+        b.rtc
+            .handle_input(Input::Timeout(t0 + Duration::from_millis(ms)))
+            .unwrap();
+        out.extend(b.drive().0);
+    }
+    out
+}
+
+#[test]
+fn the_shared_socket_routes_by_ice_fragment_then_by_address() {
+    let t0 = Instant::now();
+    let (mut b, offer) = Browser::new(t0);
+    let (leg, answer) = WebRtcLeg::answer(t0, addr(CREST), &offer).unwrap();
+    assert!(answer.contains(&format!("a=ice-ufrag:{}", leg.ufrag())));
+    b.take_answer(&answer);
+    let mut demux = Demux::default();
+    demux.insert("someone-else", 2u32);
+    demux.insert(leg.ufrag(), 1u32);
+    // The browser's first datagram is its STUN binding request naming Crest's fragment.
+    let stun = browser_datagrams(&mut b, t0)
+        .into_iter()
+        .find(|d| stun_username(d).is_some())
+        .expect("a binding request");
+    let user = stun_username(&stun).unwrap();
+    assert!(user.starts_with(&format!("{}:", leg.ufrag())), "{user}");
+    let other: SocketAddr = "127.0.0.1:50001".parse().unwrap();
+    assert_eq!(demux.route(other, b"\x80\x6f not stun"), None, "unknown");
+    assert_eq!(demux.route(addr(BROWSER), &stun), Some(1));
+    // DTLS and SRTP from the address the request came from go to the same leg.
+    assert_eq!(demux.route(addr(BROWSER), &[22, 254, 253, 0]), Some(1));
+    assert_eq!(demux.route(addr(BROWSER), b"\x80\x6f srtp"), Some(1));
+    // A request naming nobody's fragment teaches nothing.
+    let mut stranger = stun.clone();
+    let at = stranger
+        .windows(leg.ufrag().len())
+        .position(|w| w == leg.ufrag().as_bytes())
+        .unwrap();
+    stranger[at] ^= 0x01;
+    assert_eq!(demux.route(other, &stranger), None);
+    assert_eq!(demux.addresses(), 1);
+    // Cut anywhere, a request is not a panic.
+    for n in 0..stun.len() {
+        let _ = stun_username(&stun[..n]);
+    }
+    demux.remove(1);
+    assert_eq!(
+        (demux.len(), demux.addresses()),
+        (1, 0),
+        "leg 1 left nothing"
+    );
+    assert_eq!(demux.route(addr(BROWSER), b"\x80\x6f srtp"), None);
+}
+
+#[test]
+fn a_pcmu_caller_and_the_browser_hear_each_other_through_the_bridge() {
+    use crate::bridge::{CallMedia, MediaConfig, Side};
+    use crate::codec::{Decoder, Encoder};
+    use crate::dtmf::goertzel_power;
+    use crate::g711;
+
+    let (mut now, mut b, mut leg) = connected();
+    let caller: SocketAddr = "192.0.2.10:4000".parse().unwrap();
+    let mut media = CallMedia::new(MediaConfig::default(), 0xA, 0xB);
+    media.configure(
+        now,
+        Side::A,
+        LegSetup {
+            remote: caller,
+            codec: CodecKind::Pcmu,
+            pt: 0,
+            telephone_event: Some(101),
+            ptime: 20,
+            direction: crate::sdp::Direction::SendRecv,
+        },
+    );
+    media.configure(now, Side::B, leg.leg_setup());
+    assert!(!media.forwarding(), "G.711 ↔ Opus is transcoded");
+    let tone = |freq: f64, rate: u32, start: usize, n: usize| -> Vec<i16> {
+        (start..start + n)
+            .map(|i| {
+                (8000.0 * (std::f64::consts::TAU * freq * i as f64 / f64::from(rate)).sin()) as i16
+            })
+            .collect()
+    };
+    let mut browser_enc = Encoder::new(CodecKind::Opus).unwrap();
+    let mut browser_dec = Decoder::new(CodecKind::Opus).unwrap();
+    let (mut caller_heard, mut browser_heard) = (Vec::new(), Vec::new());
+    let (mut payload, mut rtp) = (Vec::new(), Vec::new());
+    for n in 0..100u32 {
+        // The caller's 1 kHz in PCMU, the browser's 2 kHz in Opus, 20 ms each.
+        let pcmu: Vec<u8> = tone(1000.0, 8000, n as usize * 160, 160)
+            .into_iter()
+            .map(g711::linear_to_ulaw)
+            .collect();
+        let mut pkt = Vec::new();
+        RtpPacket {
+            marker: false,
+            payload_type: 0,
+            sequence: n as u16,
+            timestamp: n * 160,
+            ssrc: 7,
+            payload: &pcmu,
+        }
+        .write(&mut pkt);
+        media.handle_rtp(now, Side::A, caller, &mut pkt);
+        browser_enc
+            .encode(&tone(2000.0, 48_000, n as usize * 960, 960), &mut payload)
+            .unwrap();
+        b.send(now, 111, &payload, u64::from(n) * 960);
+        let until = now + Duration::from_millis(20);
+        for e in run(&mut now, until, &mut b, &mut leg) {
+            if let WebRtcEvent::Audio { data, rtp_time } = e {
+                leg.rtp_from_browser(&data, rtp_time, &mut rtp);
+                assert!(
+                    media
+                        .handle_rtp(now, Side::B, addr(BROWSER), &mut rtp)
+                        .is_none()
+                );
+            }
+        }
+        media.handle_timeout(now);
+        while let Some(d) = media.poll_transmit() {
+            match (d.side, d.rtcp) {
+                (Side::B, false) => leg.send_rtp(now, &d.data),
+                (Side::A, false) => {
+                    let p = RtpPacket::parse(&d.data).unwrap();
+                    caller_heard.extend(p.payload.iter().map(|&u| g711::ulaw_to_linear(u)));
+                }
+                _ => {}
+            }
+        }
+        for frame in b.heard.drain(..) {
+            browser_dec.decode(&frame, &mut browser_heard).unwrap();
+        }
+    }
+    let ratio = |pcm: &[i16], rate: u32, want: f64, other: f64| {
+        let tail: Vec<f64> = pcm[pcm.len() / 3..].iter().map(|&s| f64::from(s)).collect();
+        goertzel_power(&tail, want, rate) / goertzel_power(&tail, other, rate).max(1.0)
+    };
+    assert!(
+        caller_heard.len() >= 8000 * 3 / 2,
+        "{} samples",
+        caller_heard.len()
+    );
+    assert!(
+        browser_heard.len() >= 48_000 * 3 / 2,
+        "{} samples",
+        browser_heard.len()
+    );
+    let (to_caller, to_browser) = (
+        ratio(&caller_heard, 8000, 2000.0, 1000.0),
+        ratio(&browser_heard, 48_000, 1000.0, 2000.0),
+    );
+    assert!(
+        to_caller > 100.0,
+        "the caller hears the browser's 2 kHz: {to_caller}"
+    );
+    assert!(
+        to_browser > 100.0,
+        "the browser hears the caller's 1 kHz: {to_browser}"
+    );
+}

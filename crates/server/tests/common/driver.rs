@@ -26,6 +26,11 @@ impl Drop for Driver {
 
 impl Driver {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With more Chromium switches (`--use-fake-device-for-media-stream`, …).
+    pub fn start_with(extra: &[&str]) -> Self {
         let port = free_port();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -39,8 +44,17 @@ impl Driver {
             session: String::new(),
         };
         wait_for("chromedriver", || d.call("GET", "/status", None).is_ok());
-        let caps = r#"{"capabilities":{"alwaysMatch":{"goog:chromeOptions":{"binary":"/usr/bin/chromium","args":["--headless","--no-sandbox","--disable-gpu","--window-size=1280,800"]}}}}"#;
-        let v = d.call("POST", "/session", Some(caps)).expect("a session");
+        let mut args = vec![
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1280,800",
+        ];
+        args.extend_from_slice(extra);
+        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
+            "binary": "/usr/bin/chromium", "args": args}}}})
+        .to_string();
+        let v = d.call("POST", "/session", Some(&caps)).expect("a session");
         d.session = v["value"]["sessionId"]
             .as_str()
             .expect("a session id")

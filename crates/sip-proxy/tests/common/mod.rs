@@ -107,6 +107,13 @@ impl Harness {
         self.collect();
     }
 
+    /// Delivers a message on `flow` (a WebSocket's, say).
+    pub fn recv_on(&mut self, flow: Flow, text: &str) {
+        let data = Bytes::from(text.replace('\n', "\r\n").replace("\r\r\n", "\r\n"));
+        self.ep.handle_input(self.now, flow, data);
+        self.collect();
+    }
+
     /// Moves the clock forward, firing timers on the way.
     pub fn advance(&mut self, d: Duration) {
         let end = self.now + d;
@@ -298,6 +305,32 @@ pub fn credentials(alg: Algorithm, nonce: &str, nc: u32, password: &str) -> Stri
 
 impl Harness {
     /// Registers alice (password "secret", MD5) at the callee's address.
+    /// Registers alice (MD5) from a browser at the callee's address: over secure WebSocket
+    /// connection `conn`, Via and Contact on a `.invalid` host as JsSIP sends them. Returns
+    /// the flow.
+    pub fn register_alice_in_a_browser(&mut self, conn: u64) -> Flow {
+        let flow = Flow {
+            transport: TransportKind::Wss,
+            remote: addr(CALLEE),
+            connection: Some(crest_sip_proxy::ConnectionId(conn)),
+        };
+        let contact = "<sip:k3j2@df7jal23ls0d.invalid;transport=ws>";
+        let ws = |text: String| {
+            text.replace(
+                &format!("SIP/2.0/UDP {CALLEE}"),
+                "SIP/2.0/WSS df7jal23ls0d.invalid",
+            )
+        };
+        self.recv_on(flow, &ws(register("wreg", 1, contact, Some(600), "")));
+        let challenge = self.take(CALLEE).remove(0);
+        assert_eq!(challenge.status(), Some(401));
+        let (nonce, _) = nonce_of(&challenge, "MD5");
+        let auth = credentials(Algorithm::Md5, &nonce, 1, "secret");
+        self.recv_on(flow, &ws(register("wreg", 2, contact, Some(600), &auth)));
+        assert_eq!(self.take_summary(CALLEE), ["200"]);
+        flow
+    }
+
     pub fn register_alice(&mut self) {
         let contact = format!("<sip:alice@{CALLEE}>");
         self.recv(CALLEE, &register("reg1", 1, &contact, Some(3600), ""));
