@@ -106,6 +106,7 @@ fn busy_center(t0: Instant) -> Acd {
                 tier: (rng.next(4)) as u8,
                 number: String::new(),
                 language: None,
+                agent: None,
             }),
         );
         while let Some(o) = acd.poll_output() {

@@ -526,6 +526,9 @@ pub struct Caller {
     /// The caller's language (a tag such as `zh-CN`), when the IVR knows it: only agents who
     /// take calls in it (or list no languages) are offered the call.
     pub language: Option<String>,
+    /// Only this agent is offered the call (an agent transferred the caller to them); the
+    /// caller waits in the queue until they are free.
+    pub agent: Option<AgentId>,
 }
 
 #[cfg(test)]

@@ -834,6 +834,7 @@ impl Acd {
             .filter_map(|p| {
                 self.available.get(&(q, *p))?.iter().find(|(_, _, a)| {
                     !c.missed_by.contains(a)
+                        && c.caller.agent.is_none_or(|only| only == *a)
                         && (c.language.is_none()
                             || self.model.agents[a.0 as usize].speaks(c.language.as_deref()))
                 })
@@ -852,7 +853,9 @@ impl Acd {
                     .filter_map(|set| {
                         set.iter().find(|(_, c)| {
                             let c = &self.calls[c];
-                            !c.missed_by.contains(&a) && agent.speaks(c.language.as_deref())
+                            !c.missed_by.contains(&a)
+                                && c.caller.agent.is_none_or(|only| only == a)
+                                && agent.speaks(c.language.as_deref())
                         })
                     })
                     .min()

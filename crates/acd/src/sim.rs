@@ -394,6 +394,7 @@ pub fn run(model: Model, traffic: &Traffic) -> Report {
                                 tier,
                                 number: format!("+86{}", call.0),
                                 language: None,
+                                agent: None,
                             }),
                         );
                         let mut stays = true;

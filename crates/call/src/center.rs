@@ -454,6 +454,66 @@ impl Center {
         })
     }
 
+    /// The queue whose calls agent `a` takes in their own pool: `preferred` when they take
+    /// its calls, else the first that they do.
+    fn queue_of(&self, a: AgentId, preferred: &str) -> Option<String> {
+        let model = self.acd.model();
+        let agent = model.agents.get(a.0 as usize)?;
+        let takes = |q: &&crest_acd::model::Queue| {
+            q.pools.first() == Some(&agent.pool) && agent.skills.iter().any(|(s, _)| *s == q.skill)
+        };
+        let queues: Vec<_> = model.queues.iter().filter(takes).collect();
+        queues
+            .iter()
+            .find(|q| q.name == preferred)
+            .or(queues.first())
+            .map(|q| q.name.clone())
+    }
+
+    /// Whether a caller may be transferred `to`: the queue exists, or the agent does and
+    /// takes some queue's calls. The error says why not.
+    pub fn check_transfer(&self, to: &crate::Transfer) -> Result<(), String> {
+        let model = self.acd.model();
+        match to {
+            crate::Transfer::Queue(q) if model.queue(q).is_some() => Ok(()),
+            crate::Transfer::Queue(q) => Err(format!("no queue {q:?}")),
+            crate::Transfer::Agent(name) => {
+                let a = model
+                    .agent(name)
+                    .ok_or_else(|| format!("no agent {name:?}"))?;
+                self.queue_of(a, "")
+                    .map(|_| ())
+                    .ok_or_else(|| format!("{name} takes no queue's calls in their pool"))
+            }
+        }
+    }
+
+    /// The call agent `name` is talking on (its key).
+    pub fn talking(&self, name: &str) -> Option<CallId> {
+        let a = self.acd.model().agent(name)?;
+        let AgentState::OnCall(_) = self.acd.agent_state(a) else {
+            return None;
+        };
+        self.calls
+            .iter()
+            .find(|(_, h)| h.agent == Some(a) && h.connected)
+            .map(|(k, _)| *k)
+    }
+
+    /// Queue and agent names (what an agent may transfer to).
+    pub fn directory(&self) -> (Vec<String>, Vec<String>) {
+        let model = self.acd.model();
+        (
+            model.queues.iter().map(|q| q.name.clone()).collect(),
+            model
+                .agents
+                .iter()
+                .filter(|a| !a.retired)
+                .map(|a| a.name.clone())
+                .collect(),
+        )
+    }
+
     /// Every caller waiting for an agent, longest wait first.
     pub fn waiting(&self, now: Instant) -> Vec<WaitingView> {
         let model = self.acd.model();
@@ -585,13 +645,24 @@ impl Center {
                 door,
                 callback,
                 context,
+                agent,
             } => {
+                // A transfer to one agent: the queue of theirs the caller goes to.
+                let only = agent.as_deref().and_then(|name| {
+                    let a = self.acd.model().agent(name)?;
+                    Some((a, self.queue_of(a, &queue)?))
+                });
+                if agent.is_some() && only.is_none() {
+                    warn!(call = %call, agent, "transfer to an agent who takes no queue's calls");
+                }
+                let queue = only.as_ref().map_or(queue, |(_, q)| q.clone());
                 let caller = Caller {
                     call,
                     queue: QueueId(0),
                     tier,
                     number,
                     language,
+                    agent: only.map(|(a, _)| a),
                 };
                 self.enqueue(now, caller, &queue, door, callback, context);
             }

@@ -171,6 +171,9 @@ pub enum ToAcd {
         /// `intent`, and the results of the flows' lookups (`order.status`…). Never what the
         /// caller keyed or said (card data is asked into an `ask`'s variable, not a lookup's).
         context: Vec<(String, String)>,
+        /// Only this agent is to be offered the caller (an agent transferred them to a
+        /// colleague by name).
+        agent: Option<String>,
     },
     /// A key while holding (1 takes a callback offer).
     Key(char),
@@ -228,8 +231,22 @@ pub enum Input<'a> {
     Pause(&'a str),
     /// Ends the agent's PCI pause.
     Resume,
+    /// The agent on the call sends the caller on (see [`Transfer`]): their leg is hung up
+    /// and the caller holds for the next agent, with what the IVR learned and who sent them.
+    /// Ignored unless the caller is bridged to an agent of the ACD.
+    Transfer(Transfer),
     /// The call ended (either party hung up, a timeout, an error).
     Ended,
+}
+
+/// Where an agent transfers their caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transfer {
+    /// To a queue: its next agent.
+    Queue(String),
+    /// To one agent by name (in the queue the caller was in, or one the agent serves): the
+    /// caller waits for them.
+    Agent(String),
 }
 
 /// What the host does for the call.
@@ -276,6 +293,8 @@ pub enum Output {
         /// How long it may ring.
         ring: Duration,
     },
+    /// Hang up the agent's leg; the caller stays (a transfer).
+    Disconnect,
     /// End the call.
     HangUp(String),
     /// An IVR session started.
@@ -399,6 +418,8 @@ pub struct Call {
     context: Vec<(String, String)>,
     /// The survey flow the queue node named.
     survey: Option<String>,
+    /// The tier and language the caller joined the ACD with (a transfer keeps them).
+    joined: Option<(u8, Option<String>)>,
     /// The wall clock when the caller's leg came up (seconds), and that instant.
     up_unix: i64,
     listening: bool,
@@ -447,6 +468,7 @@ impl Call {
             library: None,
             context: Vec::new(),
             survey: None,
+            joined: None,
             up_unix: 0,
             listening: false,
             holding: false,
@@ -577,6 +599,7 @@ impl Call {
                 self.agent_pause = None;
                 self.sync_recording();
             }
+            Input::Transfer(to) => self.transfer(now, to),
             Input::Ended => self.end(now),
         }
     }
@@ -706,6 +729,27 @@ impl Call {
                 LegEvent::Ringing | LegEvent::Ended => {}
             }
         }
+    }
+
+    /// The agent sends the caller on: their leg goes (wrap-up for them), the caller holds
+    /// for the next agent in the queue named, or for the agent named.
+    fn transfer(&mut self, now: Instant, to: Transfer) {
+        if self.stage != Stage::Bridged || !self.in_acd {
+            return;
+        }
+        let from = self.record.agent.clone().unwrap_or_default();
+        self.out.push_back(Output::Disconnect);
+        self.out.push_back(Output::Acd(ToAcd::Ended));
+        self.in_acd = false;
+        let (tier, language) = self.joined.clone().unwrap_or((0, None));
+        let (queue, agent) = match to {
+            Transfer::Queue(q) => (q, None),
+            Transfer::Agent(a) => (self.record.queue.clone().unwrap_or_default(), Some(a)),
+        };
+        self.context.retain(|(k, _)| k != "transferred_by");
+        self.context.push(("transferred_by".into(), from));
+        self.say("Please hold while I transfer your call.".into());
+        self.join_agent(now, queue, tier, language, agent);
     }
 
     /// The agent (or the transfer target) hung up while the caller stays: the survey the
@@ -1036,6 +1080,7 @@ impl Call {
         }
         self.in_acd = true;
         self.record.queue = Some(queue.clone());
+        self.joined = Some((tier, language.clone()));
         let door = self.early;
         let is_callback = callback.is_some();
         self.out.push_back(Output::Acd(ToAcd::Enqueue {
@@ -1045,13 +1090,41 @@ impl Call {
             language,
             door,
             callback: is_callback,
-            context: std::mem::take(&mut self.context),
+            context: self.context.clone(),
+            agent: None,
         }));
         if !is_callback {
             self.stage = Stage::Admission;
             self.queued_at = Some(now);
             self.hold();
         }
+    }
+
+    /// Joins `queue` again after a transfer, for `agent` only when named; the announcement
+    /// already playing goes on before the hold music.
+    fn join_agent(
+        &mut self,
+        now: Instant,
+        queue: String,
+        tier: u8,
+        language: Option<String>,
+        agent: Option<String>,
+    ) {
+        self.in_acd = true;
+        self.record.queue = Some(queue.clone());
+        self.out.push_back(Output::Acd(ToAcd::Enqueue {
+            queue,
+            tier,
+            number: self.caller.clone(),
+            language,
+            door: false,
+            callback: false,
+            context: self.context.clone(),
+            agent,
+        }));
+        self.stage = Stage::Admission;
+        self.queued_at = Some(now);
+        self.holding = true;
     }
 
     fn hold(&mut self) {

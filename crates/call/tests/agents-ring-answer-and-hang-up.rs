@@ -763,3 +763,76 @@ nodes:
     sw.advance(Duration::from_secs(10));
     sw.assert_idle();
 }
+
+#[test]
+fn an_agent_transfers_to_a_colleague_by_name_then_to_a_queue_with_what_the_ivr_learned() {
+    let mut sw = Switch::new(AdmissionConfig::default(), false);
+    sw.register("alice");
+    sw.register("bob");
+    let id = queued(&mut sw);
+    assert_eq!(rings(&sw, id), ["alice"], "alice is the better at refunds");
+    sw.agent_answers(id);
+    assert_eq!(sw.center.talking("alice"), Some(id));
+    assert_eq!(sw.center.talking("bob"), None);
+    // Checked before anything happens.
+    use crest_call::Transfer;
+    assert!(
+        sw.center
+            .check_transfer(&Transfer::Queue("nope".into()))
+            .is_err()
+    );
+    assert!(
+        sw.center
+            .check_transfer(&Transfer::Agent("carol".into()))
+            .is_err()
+    );
+    assert!(
+        sw.center
+            .check_transfer(&Transfer::Agent("bob".into()))
+            .is_ok()
+    );
+    // Alice sends the caller to bob: her leg goes, she wraps up, bob rings (only bob).
+    sw.input(id, Input::Transfer(Transfer::Agent("bob".into())));
+    assert!(sw.sip.contains(&Sip::Disconnect(id, "alice".into())));
+    assert!(matches!(sw.agent_state("alice"), AgentState::WrapUp(_)));
+    assert_eq!(rings(&sw, id), ["alice", "bob"]);
+    let offer = sw
+        .center
+        .offer(sw.now, "bob")
+        .expect("bob is offered the caller");
+    assert_eq!(offer.queue, "refund");
+    assert!(
+        offer
+            .context
+            .contains(&("transferred_by".into(), "alice".into())),
+        "{:?}",
+        offer.context
+    );
+    assert!(
+        offer.context.iter().any(|(k, _)| k == "intent"),
+        "what the IVR learned goes along: {:?}",
+        offer.context
+    );
+    sw.agent_answers(id);
+    assert_eq!(sw.call_stage(id), Stage::Bridged);
+    // Bob sends them on to the order-status queue: alice is free by now and takes it.
+    sw.advance(Duration::from_secs(6));
+    assert!(matches!(sw.agent_state("alice"), AgentState::Available(_)));
+    sw.input(id, Input::Transfer(Transfer::Queue("order-status".into())));
+    assert!(sw.sip.contains(&Sip::Disconnect(id, "bob".into())));
+    assert_eq!(rings(&sw, id), ["alice", "bob", "alice"]);
+    // A transfer asked while nobody talks to the caller changes nothing.
+    sw.input(id, Input::Transfer(Transfer::Queue("refund".into())));
+    assert_eq!(rings(&sw, id), ["alice", "bob", "alice"]);
+    sw.agent_answers(id);
+    sw.hang_up(id);
+    sw.advance(Duration::from_secs(6));
+    let r = &sw.records[&id];
+    assert_eq!(
+        (r.outcome.as_str(), r.agent.as_deref(), r.queue.as_deref()),
+        ("answered", Some("alice"), Some("order-status"))
+    );
+    let c = sw.counters();
+    assert_eq!((c.answered, c.missed), (3, 0));
+    sw.assert_idle();
+}

@@ -88,6 +88,7 @@ fn to_admission() -> Journey {
             ("path".into(), "welcome>menu>refund_queue".into()),
             ("intent".into(), "refund".into()),
         ],
+        agent: None,
     })));
     assert_eq!(j.call.stage(), Stage::Admission);
     assert_eq!(j.playing, Some(Prompt::HoldMusic));

@@ -103,6 +103,7 @@ fn a_queue_route_caller_is_answered_only_when_admitted() {
             door: true,
             callback: false,
             context: vec![],
+            agent: None,
         })
     );
     assert!(!j.answered);
@@ -195,6 +196,7 @@ fn a_callback_asked_in_the_ivr_keeps_the_place_while_the_flow_says_goodbye() {
         door: false,
         callback: true,
         context: vec![],
+        agent: None,
     })));
     assert_eq!(j.saying(), Some("We will call you back. Goodbye."));
     assert_ne!(j.playing, Some(Prompt::HoldMusic));

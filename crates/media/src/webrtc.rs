@@ -159,6 +159,13 @@ impl WebRtcLeg {
             rtp_seq: 0,
         };
         leg.drive();
+        // The audio's mid, before str0m reports it added (at its first poll after this).
+        if leg.mid.is_none() {
+            leg.mid = answer
+                .lines()
+                .find_map(|l| l.strip_prefix("a=mid:"))
+                .map(|m| Mid::from(m.trim()));
+        }
         Ok((leg, answer))
     }
 

@@ -1366,8 +1366,10 @@ async fn sip_websocket(
 /// frame logs in with the agent's SIP credentials (`{"type":"login","user":"…","password":"…"}`,
 /// checked against the SIP user's stored HA1 by the SIP core; a refusal waits a second). Then
 /// the agent sends `{"type":"ready"}`, `{"type":"away","reason":"…"}` (a break, or not ready) or
-/// `{"type":"logout"}`, each audited as the agent's own change (and `audio_check`, what the
-/// page hears on its call, logged only); the channel ends after
+/// `{"type":"logout"}`, each audited as the agent's own change, `{"type":"transfer","queue":"…"}`
+/// or `{"type":"transfer","agent":"…"}` for the caller they talk to (audited as
+/// `call.transfer`), and `audio_check` (what the page hears on its call, logged only); the
+/// welcome lists the queues and agents to transfer to; the channel ends after
 /// `admin.agent_session_secs` (`the session expired`). Crest sends `welcome` (the
 /// agent and the wrap-up time), `state` whenever the agent's state changes (ringing, on a call,
 /// wrap-up, away with its reason) and `offer` when their phone rings (the queue, the caller's
@@ -1417,6 +1419,13 @@ enum DeskRequest {
         reason: String,
     },
     Logout,
+    /// Send the caller on: to a queue, or to one agent by name (exactly one of them).
+    Transfer {
+        #[serde(default)]
+        queue: Option<String>,
+        #[serde(default)]
+        agent: Option<String>,
+    },
     /// What the page hears on its call (its audio check): the strongest frequency and the
     /// levels at 1 and 2 kHz, dB full scale. Logged for support; changes nothing.
     AudioCheck {
@@ -1486,10 +1495,13 @@ async fn agent_desk(st: State, remote: SocketAddr, socket: axum::extract::ws::We
         return;
     };
     tracing::info!(agent = %user, %remote, "agent desktop logged in");
+    let (queues, agents) = directory(&st).await.unwrap_or_default();
     let welcome = serde_json::json!({
         "type": "welcome",
         "agent": AgentItem::from(view.clone()),
         "wrap_up_secs": st.access.wrap_up_secs,
+        "queues": queues,
+        "agents": agents.into_iter().filter(|a| *a != user).collect::<Vec<_>>(),
     });
     if tx.send(send(welcome)).await.is_err() {
         return;
@@ -1589,6 +1601,24 @@ async fn agent_desk(st: State, remote: SocketAddr, socket: axum::extract::ws::We
                         AgentChange::Away(r.to_owned())
                     }
                     Ok(DeskRequest::Logout) => AgentChange::Logout,
+                    Ok(DeskRequest::Transfer { queue, agent }) => {
+                        let to = match (queue, agent) {
+                            (Some(q), None) => crest_call::Transfer::Queue(q),
+                            (None, Some(a)) => crest_call::Transfer::Agent(a),
+                            _ => {
+                                let _ = tx.send(error("transfer: name a queue or an agent")).await;
+                                continue;
+                            }
+                        };
+                        let detail = format!("{to:?} (agent desktop)");
+                        let r = transfer(&st, &user, to).await;
+                        let status = if r.is_ok() { StatusCode::OK } else { StatusCode::CONFLICT };
+                        st.audit(&who, "call.transfer", &user, remote, status, &detail).await;
+                        if let Err(e) = r {
+                            let _ = tx.send(error(&format!("transfer: {e}"))).await;
+                        }
+                        continue;
+                    }
                     Ok(DeskRequest::AudioCheck { peak_hz, peak_db, db_1k, db_2k }) => {
                         tracing::info!(agent = %user, peak_hz, peak_db, db_1k, db_2k, "agent page audio check");
                         continue;
@@ -1613,6 +1643,29 @@ async fn agent_desk(st: State, remote: SocketAddr, socket: axum::extract::ws::We
         }
     }
     tracing::info!(agent = %user, "agent desktop closed");
+}
+
+/// Agent `agent` transfers the caller they talk to.
+async fn transfer(st: &State, agent: &str, to: crest_call::Transfer) -> Result<(), String> {
+    let (reply, rx) = oneshot::channel();
+    acd(st)
+        .map_err(|p| p.detail)?
+        .send(AcdMsg::Transfer {
+            agent: agent.to_owned(),
+            to,
+            reply,
+        })
+        .map_err(|_| "the ACD is not running".to_owned())?;
+    rx.await.map_err(|_| "the ACD is not running".to_owned())?
+}
+
+/// The queues and agents a caller may be transferred to.
+async fn directory(st: &State) -> Result<(Vec<String>, Vec<String>), Problem> {
+    let (reply, rx) = oneshot::channel();
+    acd(st)?
+        .send(AcdMsg::Directory(reply))
+        .map_err(|_| acd_gone())?;
+    rx.await.map_err(|_| acd_gone())
 }
 
 /// What agent `name` sees: their state and the call offered to them.

@@ -30,7 +30,7 @@ use crest_ivr::tts::{EspeakNg, Tts as _};
 use crest_media::bridge::Prompt;
 use crest_sip_proxy::ConnectTarget;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{Span, warn};
+use tracing::{Span, info, warn};
 
 use crate::config::AcdSection;
 use crate::ivr::Flows;
@@ -85,6 +85,8 @@ pub(crate) enum AppEvent {
         serial: u64,
         prompt: Result<Prompt, String>,
     },
+    /// The agent on the call transfers the caller (from their desktop).
+    Transfer(crest_call::Transfer),
 }
 
 impl From<SpeechEvent> for AppEvent {
@@ -501,6 +503,15 @@ pub(crate) enum AcdMsg {
         name: String,
         reply: oneshot::Sender<Result<(), UnknownAgent>>,
     },
+    /// Agent `agent` transfers the caller they talk to (their desktop); the error says why
+    /// not.
+    Transfer {
+        agent: String,
+        to: crest_call::Transfer,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// The queues and agents a caller may be transferred to.
+    Directory(oneshot::Sender<(Vec<String>, Vec<String>)>),
 }
 
 /// An agent edit kept in the index database, as the ACD takes it at start.
@@ -867,6 +878,25 @@ impl AcdService {
             }
             AcdMsg::RemoveAgent { name, reply } => {
                 let _ = reply.send(c.remove_agent(now, &name));
+            }
+            AcdMsg::Transfer { agent, to, reply } => {
+                let task = c
+                    .check_transfer(&to)
+                    .and_then(|()| c.talking(&agent).ok_or_else(|| "not on a call".to_owned()))
+                    .and_then(|call| {
+                        self.tasks
+                            .get(&call)
+                            .ok_or_else(|| "the call is ending".to_owned())
+                    });
+                let r = task.and_then(|t| {
+                    info!(agent, to = ?to, "transfer asked");
+                    t.send(AppEvent::Transfer(to))
+                        .map_err(|_| "the call is ending".to_owned())
+                });
+                let _ = reply.send(r);
+            }
+            AcdMsg::Directory(reply) => {
+                let _ = reply.send(c.directory());
             }
         }
     }

@@ -1324,12 +1324,12 @@ impl CallTask {
 
     /// Lets go of the browser leg and its routes on the shared socket.
     fn drop_browser(&mut self) {
-        if self.browser.take().is_some() {
-            self.metrics.browser_legs.fetch_sub(1, Ordering::Relaxed);
-            if let Some(bs) = &self.browsers {
-                bs.remove(self.key);
-            }
-        }
+        forget_browser(
+            &mut self.browser,
+            &self.metrics,
+            self.browsers.as_ref(),
+            self.key,
+        );
     }
 
     fn report(&self, ev: MediaEvent, card_data: bool, timed_out: &mut bool) {
@@ -1482,6 +1482,17 @@ impl CallTask {
                 Output::HangUp(why) => {
                     let _ = self.core.send(CoreRequest::HangUp(key, why));
                 }
+                Output::Disconnect => {
+                    // The agent's leg goes; the caller holds for the next one.
+                    let _ = self.core.send(CoreRequest::Disconnect(key));
+                    media.release(now, Side::B);
+                    forget_browser(
+                        &mut self.browser,
+                        &self.metrics,
+                        self.browsers.as_ref(),
+                        key,
+                    );
+                }
                 Output::IvrStarted { flow, version } => {
                     app.rt.ivr.sessions_active.fetch_add(1, Ordering::Relaxed);
                     app.rt.ivr.sessions_total.fetch_add(1, Ordering::Relaxed);
@@ -1586,6 +1597,7 @@ impl CallTask {
                 }
             },
             AppEvent::Rendered { .. } => {}
+            AppEvent::Transfer(to) => self.app_input(now, Input::Transfer(to)),
         }
     }
 
@@ -1659,6 +1671,21 @@ impl CallTask {
             && !cdr.is_empty()
         {
             let _ = tx.send(RecMsg::Cdr(cdr));
+        }
+    }
+}
+
+/// Lets go of call `key`'s browser leg and its routes on the shared socket.
+fn forget_browser(
+    browser: &mut Option<BrowserLeg>,
+    metrics: &MediaMetrics,
+    browsers: Option<&Browsers>,
+    key: CallId,
+) {
+    if browser.take().is_some() {
+        metrics.browser_legs.fetch_sub(1, Ordering::Relaxed);
+        if let Some(bs) = browsers {
+            bs.remove(key);
         }
     }
 }

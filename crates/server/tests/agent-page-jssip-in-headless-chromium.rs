@@ -365,11 +365,16 @@ fn a_desk_phone_agent_logs_her_calls_on_the_channel_and_her_session_expires() {
 /// Opus), the caller hears 2 kHz and the page hears 1 kHz (its AnalyserNode, reported over
 /// the state channel). A key from the page's keypad reaches the caller as RFC 4733; hold and
 /// resume keep the same ICE/DTLS session; the page hangs up: BYE to the caller, wrap-up, ready,
-/// and the shared WebRTC socket routes nothing more.
+/// and the shared WebRTC socket routes nothing more. On the way she transfers the caller to
+/// bob (a desk phone) from her page, and bob sends them back to her from his state channel.
 #[test]
 fn a_browser_agent_answers_and_the_caller_and_the_page_hear_each_other() {
     let dir = scratch_dir("agent-audio-files");
-    std::fs::write(dir.join("acd.yaml"), ACD).unwrap();
+    let acd = ACD.replace(
+        "rating: 0.9}\n",
+        "rating: 0.9}\n  - {name: bob, pool: office, skills: {refund: 0.5}, rating: 0.5}\n",
+    );
+    std::fs::write(dir.join("acd.yaml"), acd).unwrap();
     let tone: Vec<i16> = (0..48_000 * 5)
         .map(|i| (6000.0 * (std::f64::consts::TAU * 2000.0 * f64::from(i) / 48_000.0).sin()) as i16)
         .collect();
@@ -510,6 +515,74 @@ fn a_browser_agent_answers_and_the_caller_and_the_page_hear_each_other() {
         1,
         "the same session: no second handshake"
     );
+
+    // Alice transfers the caller to bob from her page: her leg goes (BYE to the page), bob's
+    // desk phone rings and answers, and the caller hears him (600 Hz).
+    let mut bob = peer::Phone::new(crest.addr());
+    bob.register("bob");
+    let mut bob_rtp = peer::Rtp::new(crest_media::codec::CodecKind::Pcmu, 0);
+    driver.script(
+        "document.getElementById('transfer-to').value = 'agent:bob';\
+         document.getElementById('transfer-button').click(); return true;",
+    );
+    let (invite, from) = bob.expect_request("INVITE", std::time::Duration::from_secs(10));
+    let (crest_port, _) = peer::sdp_audio(peer::body(&invite));
+    bob_rtp.remote = Some(std::net::SocketAddr::from(([127, 0, 0, 1], crest_port)));
+    let answer = bob.respond(&invite, 200, Some(&peer::sdp(bob_rtp.port(), "0", te)));
+    bob.sip.send_to(answer.as_bytes(), from).unwrap();
+    wait_for("the page's call ended", || {
+        driver
+            .script("return document.getElementById('in-call').hidden;")
+            .as_bool()
+            == Some(true)
+    });
+    let heard_bob = std::thread::scope(|s| {
+        s.spawn(|| bob_rtp.run(std::time::Duration::from_secs(3), Some(600.0)));
+        rtp.run(std::time::Duration::from_secs(3), Some(1000.0)).0
+    });
+    let tail: Vec<f64> = heard_bob[heard_bob.len() / 2..]
+        .iter()
+        .map(|&s| f64::from(s))
+        .collect();
+    assert_eq!(peer::which_tone(&tail), Some(600), "the caller hears bob");
+    wait_for("the browser leg let go", || {
+        crest.metric("crest_media_browser_legs") == 0
+    });
+    wait_for("alice ready after her wrap-up", || {
+        alice(&crest, &lead) == ("available".into(), true)
+    });
+    assert!(
+        crest.log().contains("transfer asked"),
+        "the ACD carried it out"
+    );
+    // Bob sends the caller back to alice from his state channel; her page rings and she
+    // answers on a new WebRTC session.
+    let mut ws = channel(&crest);
+    let send = |ws: &mut tungstenite::WebSocket<_>, v: serde_json::Value| {
+        ws.send(tungstenite::Message::Text(v.to_string().into()))
+            .unwrap();
+    };
+    send(
+        &mut ws,
+        serde_json::json!({"type": "login", "user": "bob", "password": "secret"}),
+    );
+    send(
+        &mut ws,
+        serde_json::json!({"type": "transfer", "agent": "alice"}),
+    );
+    wait_for("the caller offered to alice again", || {
+        driver
+            .script("return !document.getElementById('call').hidden;")
+            .as_bool()
+            == Some(true)
+    });
+    bob.answer("BYE", None);
+    driver.script("document.getElementById('answer-button').click(); return true;");
+    wait_for("alice talking again", || call_state(&driver) == "talking");
+    let (pcm, _) = rtp.run(std::time::Duration::from_secs(2), Some(1000.0));
+    assert!(heard_2k(&pcm).0, "the caller hears alice's page again");
+    assert_eq!(crest.metric("crest_media_browser_connects_total"), 2);
+    drop(ws);
 
     // The page hangs up: BYE to the caller (no survey on this queue), wrap-up, then ready.
     driver.script("document.getElementById('hangup-button').click(); return true;");

@@ -57,6 +57,7 @@ fn caller(n: u64, tier: u8) -> Caller {
         tier,
         number: format!("+86138000{n:05}"),
         language: None,
+        agent: None,
     }
 }
 
@@ -540,6 +541,55 @@ fn a_caller_with_a_language_reaches_only_agents_who_take_it() {
     assert!(
         routing(&mut a).contains(&offer(3, 1)),
         "li takes the waiting caller"
+    );
+    a.check_invariants().unwrap();
+}
+
+#[test]
+fn a_caller_transferred_to_one_agent_waits_for_them_and_nobody_else_takes_them() {
+    let t0 = Instant::now();
+    let ann = agent("ann", "north", &[("refund", 1.0)], 0.9);
+    let bob = agent("bob", "north", &[("refund", 0.3)], 0.2);
+    let mut a = acd(t0, vec![ann, bob]);
+    for i in 0..2 {
+        a.handle(t0, Input::AgentLogin(AgentId(i)));
+    }
+    let for_bob = |n: u64| Caller {
+        agent: Some(AgentId(1)),
+        ..caller(n, 0)
+    };
+    // Bob, though ann scores better and is free.
+    a.handle(secs(t0, 1), Input::CallArrived(for_bob(1)));
+    assert_eq!(outputs(&mut a), [offer(1, 1)]);
+    // Bob is ringing: the next caller for him waits, and ann is not offered them.
+    a.handle(secs(t0, 2), Input::CallArrived(for_bob(2)));
+    assert_eq!(routing(&mut a), []);
+    // An ordinary caller still reaches ann.
+    a.handle(secs(t0, 3), Input::CallArrived(caller(3, 0)));
+    assert_eq!(routing(&mut a), [offer(3, 0)]);
+    a.handle(secs(t0, 4), Input::Answered(AgentId(0), CallId(3)));
+    a.handle(secs(t0, 5), Input::CallEnded(AgentId(0), CallId(3)));
+    let freed = routing(&mut a);
+    assert!(
+        !freed.contains(&offer(2, 0)),
+        "ann never takes bob's caller: {freed:?}"
+    );
+    // Bob is free again: his waiting caller is his.
+    a.handle(secs(t0, 6), Input::Answered(AgentId(1), CallId(1)));
+    a.handle(secs(t0, 7), Input::CallEnded(AgentId(1), CallId(1)));
+    let mut later = secs(t0, 7);
+    let mut offered = Vec::new();
+    for _ in 0..120 {
+        later += Duration::from_secs(1);
+        a.handle_timeout(later);
+        offered.extend(routing(&mut a));
+        if offered.contains(&offer(2, 1)) {
+            break;
+        }
+    }
+    assert!(
+        offered.contains(&offer(2, 1)),
+        "bob takes his caller: {offered:?}"
     );
     a.check_invariants().unwrap();
 }

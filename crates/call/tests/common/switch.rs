@@ -29,6 +29,8 @@ pub enum Sip {
     Ring(CallId, String),
     /// CANCEL of that INVITE (the caller stays).
     Cancel(CallId, String),
+    /// BYE to the agent's leg of a call (a transfer; the caller stays).
+    Disconnect(CallId, String),
     /// 200 to a queue caller in early media.
     Accept(CallId),
     /// 503 with Retry-After.
@@ -230,6 +232,11 @@ impl Switch {
                 self.end(id, "503".into());
             }
             Output::HangUp(why) => self.end(id, why),
+            Output::Disconnect => {
+                if let Some((agent, _)) = self.agent_leg.remove(&id) {
+                    self.sip.push(Sip::Disconnect(id, agent));
+                }
+            }
             Output::Record(r) => {
                 self.records.insert(id, r);
                 self.calls.remove(&id);
@@ -314,6 +321,11 @@ impl Switch {
             .acd()
             .agent_state(crest_acd::AgentId(i as u32))
             .clone()
+    }
+
+    /// Where call `id` is now.
+    pub fn call_stage(&self, id: CallId) -> crest_call::Stage {
+        self.calls[&id].stage()
     }
 
     pub fn counters(&self) -> Counters {

@@ -464,3 +464,54 @@ fn a_pcmu_caller_and_the_browser_hear_each_other_through_the_bridge() {
         "the browser hears the caller's 1 kHz: {to_browser}"
     );
 }
+
+/// The offer Chromium 156 (Debian's, headless, fake microphone) makes for one audio track,
+/// with its host candidates gathered.
+const CHROMIUM_OFFER: &str = include_str!("chromium-156-offer.sdp");
+
+#[test]
+fn chromiums_own_offer_is_answered_for_opus_and_its_hold_is_read() {
+    let t0 = Instant::now();
+    let (leg, answer) = WebRtcLeg::answer(t0, addr(CREST), CHROMIUM_OFFER).unwrap();
+    let m = answer.lines().find(|l| l.starts_with("m=audio")).unwrap();
+    let formats: Vec<&str> = m.split_whitespace().skip(3).collect();
+    assert!(formats.contains(&"111"), "Opus: {m}");
+    for refused in ["0", "8", "9", "63", "13"] {
+        assert!(!formats.contains(&refused), "{refused} not answered: {m}");
+    }
+    assert!(
+        formats.contains(&"110") || formats.contains(&"126"),
+        "telephone-event: {m}"
+    );
+    for line in [
+        "a=ice-lite",
+        "a=setup:passive",
+        "a=rtcp-mux",
+        "a=group:BUNDLE 0",
+        "a=mid:0",
+    ] {
+        assert!(answer.contains(line), "{line}: {answer}");
+    }
+    assert_eq!(
+        answer.matches("a=candidate").count(),
+        1,
+        "one host candidate: Crest's shared socket"
+    );
+    assert!(!leg.ufrag().is_empty());
+    assert!(leg.same_session(CHROMIUM_OFFER));
+    assert!(!leg.same_session(&CHROMIUM_OFFER.replace("a=ice-ufrag:M1qe", "a=ice-ufrag:Zz9y")));
+    let setup = leg.leg_setup();
+    assert_eq!((setup.codec, setup.ptime), (CodecKind::Opus, 20));
+    assert_eq!(setup.direction, crate::sdp::Direction::SendRecv);
+
+    // Chromium puts the call on hold: the same session re-offered sendonly.
+    let mut leg = leg;
+    let held = CHROMIUM_OFFER.replace("a=sendrecv", "a=sendonly");
+    let answer = leg.reoffer(&held).unwrap();
+    assert!(answer.contains("a=recvonly"), "{answer}");
+    assert!(!leg.receiving(), "nothing sent to a held browser");
+    assert_eq!(leg.leg_setup().direction, crate::sdp::Direction::RecvOnly);
+    let answer = leg.reoffer(CHROMIUM_OFFER).unwrap();
+    assert!(answer.contains("a=sendrecv"), "{answer}");
+    assert_eq!(leg.leg_setup().direction, crate::sdp::Direction::SendRecv);
+}

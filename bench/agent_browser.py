@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""Browser agents' call set-up, live: a G.711 caller -> `crest run` -> an agent's page in
+headless Chromium (Debian's, over chromedriver) answering at once (?autoanswer=1).
+
+    python3 bench/agent_browser.py [--calls 30] [--crest target/release/crest]
+
+For each call, from crest's own log (by the caller's Call-ID):
+  INVITE -> 200    Crest's SDP-less INVITE to the page until the page's 200 with its offer
+                   (JsSIP: the microphone, the offer, ICE gathering)
+  200 -> DTLS      Crest's answer (in the ACK) until ICE and DTLS-SRTP are up
+  INVITE -> media  until the first audio from the browser reaches the bridge ("RTP latched")
+Prints p50/p95/max of each and a markdown row for docs/benchmarks.md. Bounded: every call and
+wait has a deadline; crest, chromedriver and Chromium are stopped on exit. Loopback only.
+"""
+import argparse, json, os, random, re, shutil, signal, socket, subprocess, sys, tempfile, time
+import http.client
+from datetime import datetime
+
+ACD = """ring_secs: 20
+wrap_up_secs: 1
+max_misses: 3
+pools:
+  - {name: office, neighbours: []}
+queues:
+  - {name: refund, skill: refund, pool: office}
+agents:
+  - {name: alice, pool: office, skills: {refund: 0.9}, rating: 0.9}
+"""
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def webdriver(port, method, path, body=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request(method, path, json.dumps(body) if body is not None else None,
+              {"Content-Type": "application/json"})
+    return json.loads(c.getresponse().read() or b"{}")
+
+
+class Caller:
+    """A UDP SIP caller: INVITE with PCMU, ACK the 200, BYE after `talk` seconds."""
+
+    def __init__(self, crest):
+        self.crest = crest
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+
+    def request(self, method, uri, call_id, cseq, to, body=""):
+        ctype = "Content-Type: application/sdp\r\n" if body else ""
+        return (f"{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bK{random.getrandbits(48):x};rport\r\n"
+                f"Max-Forwards: 70\r\nFrom: <sip:caller@127.0.0.1>;tag=c{cseq}{call_id[:6]}\r\nTo: {to}\r\n"
+                f"Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContact: <sip:caller@127.0.0.1:{self.port}>\r\n"
+                f"{ctype}Content-Length: {len(body)}\r\n\r\n{body}").encode()
+
+    def call(self, number, talk):
+        call_id = f"bench-{random.getrandbits(64):x}@127.0.0.1"
+        sdp = (f"v=0\r\no=bench 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+               f"m=audio {self.port + 2} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n")
+        uri = f"sip:{number}@{self.crest[0]}:{self.crest[1]}"
+        to = f"<{uri}>"
+        invite = self.request("INVITE", uri, call_id, 1, to, sdp)
+        # Keep the From tag stable across the dialog.
+        tag = re.search(rb"From: [^\r]*;tag=([^\r;]+)", invite).group(1).decode()
+        self.sock.sendto(invite, self.crest)
+        deadline = time.time() + 30
+        ok = None
+        while time.time() < deadline and ok is None:
+            try:
+                m = self.sock.recv(65535).decode(errors="replace")
+            except socket.timeout:
+                continue
+            cseq = re.search(r"(?im)^(?:CSeq):\s*(\d+ \w+)", m)
+            if cseq and cseq.group(1) != "1 INVITE":
+                continue
+            if m.startswith("SIP/2.0 200"):
+                ok = m
+            elif m.startswith("SIP/2.0 ") and not m.startswith("SIP/2.0 1"):
+                raise RuntimeError("call refused: " + m.split("\r\n")[0])
+        if ok is None:
+            raise RuntimeError("no 200 within 30 s")
+        to = re.search(r"\r\nTo: ([^\r]+)", ok).group(1)
+        target = re.search(r"\r\nContact: <([^>]+)>", ok).group(1)
+        def dialog(method, cseq):
+            r = self.request(method, target, call_id, cseq, to)
+            return r.replace(f";tag=c{cseq}{call_id[:6]}".encode(), f";tag={tag}".encode())
+        self.sock.sendto(dialog("ACK", 1), self.crest)
+        end = time.time() + talk
+        while time.time() < end:
+            try:
+                self.sock.recv(65535)
+            except socket.timeout:
+                pass
+        self.sock.sendto(dialog("BYE", 2), self.crest)
+        return call_id
+
+
+def stamp(line):
+    return datetime.fromisoformat(line[:26].rstrip("Z")).timestamp()
+
+
+def pct(v, p):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--calls", type=int, default=30)
+    ap.add_argument("--talk", type=float, default=2.0)
+    ap.add_argument("--crest", default="target/release/crest")
+    a = ap.parse_args()
+    a.calls = max(1, min(a.calls, 500))
+    work = tempfile.mkdtemp(prefix="agent-browser-bench-")
+    sip, admin = free_port(), free_port()
+    with open(f"{work}/acd.yaml", "w") as f:
+        f.write(ACD)
+    with open(f"{work}/crest.yaml", "w") as f:
+        f.write(f"""listen:
+  udp: "127.0.0.1:{sip}"
+admin:
+  listen: "127.0.0.1:{admin}"
+log:
+  level: debug
+recording:
+  index: "sqlite:{work}/index.db"
+acd:
+  file: "{work}/acd.yaml"
+sip:
+  auth:
+    algorithms: [MD5]
+  users:  # alice, password "secret" (realm crest)
+    - {{name: alice, ha1_md5: 478a21be558e443c6ae3000c82c55aa2}}
+  routes:
+    - {{number: "4001", queue: refund, public: true}}
+""")
+    procs = []
+    try:
+        log = open(f"{work}/crest.log", "w")
+        procs.append(subprocess.Popen([a.crest, "run", "--config", f"{work}/crest.yaml"], stdout=log, stderr=log))
+        for _ in range(100):
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", admin, timeout=1)
+                c.request("GET", "/healthz")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        wd = free_port()
+        procs.append(subprocess.Popen(["chromedriver", f"--port={wd}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for _ in range(100):
+            try:
+                webdriver(wd, "GET", "/status")
+                break
+            except OSError:
+                time.sleep(0.1)
+        sess = webdriver(wd, "POST", "/session", {"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
+            "binary": "/usr/bin/chromium", "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required"]}}}})["value"]["sessionId"]
+        script = lambda js: webdriver(wd, "POST", f"/session/{sess}/execute/sync", {"script": js, "args": []})["value"]
+        webdriver(wd, "POST", f"/session/{sess}/url", {"url": f"http://127.0.0.1:{admin}/agent?autoanswer=1"})
+        script("document.getElementById('user').value='alice';document.getElementById('password').value='secret';"
+               "document.getElementById('login-form').requestSubmit();return true;")
+        for _ in range(150):
+            if script("return document.getElementById('agent-state').textContent;") == "available":
+                break
+            time.sleep(0.1)
+        else:
+            sys.exit("the page did not log in")
+        caller = Caller(("127.0.0.1", sip))
+        ids = []
+        for i in range(a.calls):
+            ids.append(caller.call("4001", a.talk))
+            for _ in range(100):  # wrap-up (1 s), then available
+                time.sleep(0.1)
+                if script("return document.getElementById('agent-state').textContent;") == "available":
+                    break
+        time.sleep(1)
+        webdriver(wd, "DELETE", f"/session/{sess}")
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    lines = open(f"{work}/crest.log").read().splitlines()
+    rows = {"INVITE -> 200": [], "200 -> DTLS": [], "INVITE -> media": []}
+    for cid in ids:
+        mine = [l for l in lines if cid in l]
+        def at(text):
+            l = next((l for l in mine if text in l), None)
+            return stamp(l) if l else None
+        inv, ans, dtls, media = (at("connecting the caller"), at("browser leg answered"),
+                                 at("browser media connected"), at("RTP latched leg=B"))
+        if None in (inv, ans, dtls, media):
+            print(f"call {cid}: incomplete", file=sys.stderr)
+            continue
+        rows["INVITE -> 200"].append((ans - inv) * 1e3)
+        rows["200 -> DTLS"].append((dtls - ans) * 1e3)
+        rows["INVITE -> media"].append((media - inv) * 1e3)
+    n = len(rows["INVITE -> media"])
+    print(f"{n} of {a.calls} calls measured ({work}/crest.log)")
+    for k, v in rows.items():
+        if v:
+            print(f"| {k} | {pct(v, 50):.0f} ms | {pct(v, 95):.0f} ms | {max(v):.0f} ms |")
+    if n == a.calls:
+        shutil.rmtree(work, ignore_errors=True)
+    sys.exit(0 if n == a.calls else 1)
+
+
+if __name__ == "__main__":
+    main()
