@@ -7,12 +7,14 @@
 #                 (Debian's CMU PocketSphinx and its en-us model; nothing is downloaded at run time)
 #   espeak-ng, sox - the IVR's TTS, and telephone speech for the IVR tests
 #   prometheus  - a real Prometheus scraping crest in the metrics test (Debian 2.42; not run as a service)
-#   chromium, chromium-driver - headless Chromium driven over WebDriver for the wallboard test
+#   chromium, chromium-driver - headless Chromium driven over WebDriver for the wallboard and
+#                 agent desktop tests
+#   firefox-esr - headless Firefox (WebDriver BiDi, no geckodriver) for the agent desktop test
 #   curl        - the HTTPS admin listener's test client
 # and makes sure PostgreSQL answers on 127.0.0.1:5432 (the recording index's tests run against
 # it as well as SQLite): it is started when installed but stopped, installed when missing.
 set -euo pipefail
-PKGS=(cmake sip-tester libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us espeak-ng sox prometheus chromium chromium-driver curl)
+PKGS=(cmake sip-tester libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us espeak-ng sox prometheus chromium chromium-driver firefox-esr curl)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

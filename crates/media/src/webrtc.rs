@@ -315,19 +315,17 @@ impl WebRtcLeg {
         let Some(mid) = self.mid.filter(|_| self.receiving()) else {
             return;
         };
-        let Some(pt) = self
-            .rtc
-            .codec_config()
-            .iter()
-            .find(|p| p.spec().codec == Codec::Opus)
-            .map(|p| p.pt())
-        else {
-            return;
-        };
         let time = MediaTime::new(self.sent_time, Frequency::FORTY_EIGHT_KHZ);
         self.sent_time += FRAME;
         if let Some(w) = self.rtc.writer(mid) {
-            let _ = w.write(pt, now, time, opus.to_vec());
+            // The payload type the browser offered (Chromium 111, Firefox 109).
+            let pt = w
+                .payload_params()
+                .find(|p| p.spec().codec == Codec::Opus)
+                .map(|p| p.pt());
+            if let Some(pt) = pt {
+                let _ = w.write(pt, now, time, opus.to_vec());
+            }
         }
         self.drive();
     }

@@ -356,6 +356,7 @@ pub(crate) async fn serve(
     sources: Sources,
     access: Access,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    desk: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
     sip: crate::sip_io::Hub,
 ) {
     let state = State {
@@ -374,7 +375,17 @@ pub(crate) async fn serve(
             },
         ),
     };
-    let app = Router::new()
+    // The agent desktop's own HTTPS listener: its page, state channel and SIP WebSocket only.
+    if let Some((listener, acceptor)) = desk {
+        let mut st = state.clone();
+        st.sip.1 = crest_sip_proxy::TransportKind::Wss;
+        let desk = desk_routes(Router::new())
+            .route("/healthz", get(|| async { "ok\n" }))
+            .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+            .with_state(st);
+        tokio::spawn(serve_tls(listener, desk, acceptor));
+    }
+    let app = desk_routes(Router::new())
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -391,21 +402,6 @@ pub(crate) async fn serve(
         .route("/api/v1/surge", post(set_surge))
         .route("/api/v1/live", get(live))
         .route("/wall", get(|| async { axum::response::Html(WALL) }))
-        .route("/sip", get(sip_websocket))
-        .route("/agent", get(|| async { axum::response::Html(AGENT) }))
-        .route("/agent/ws", get(agent_channel))
-        .route(
-            "/agent/jssip.js",
-            get(|| async {
-                (
-                    [
-                        (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-                        (header::CACHE_CONTROL, "max-age=3600"),
-                    ],
-                    JSSIP,
-                )
-            }),
-        )
         .route("/api/v1/calls", get(calls))
         .route("/api/v1/calls/{call_id}/recording", get(download))
         .route("/api/v1/openapi.json", get(openapi))
@@ -427,6 +423,25 @@ pub(crate) async fn serve(
         }
         Some(acceptor) => serve_tls(listener, app, acceptor).await,
     }
+}
+
+/// The agent desktop's routes: the page, JsSIP, the state channel and SIP over WebSocket.
+fn desk_routes(r: Router<State>) -> Router<State> {
+    r.route("/sip", get(sip_websocket))
+        .route("/agent", get(|| async { axum::response::Html(AGENT) }))
+        .route("/agent/ws", get(agent_channel))
+        .route(
+            "/agent/jssip.js",
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                        (header::CACHE_CONTROL, "max-age=3600"),
+                    ],
+                    JSSIP,
+                )
+            }),
+        )
 }
 
 /// HTTPS: each connection's TLS handshake (bounded in time), then HTTP/1.1 on it with the
@@ -1364,7 +1379,8 @@ async fn sip_websocket(
 
 /// `GET /agent/ws`: the agent state channel, JSON text frames over a WebSocket. The first
 /// frame logs in with the agent's SIP credentials (`{"type":"login","user":"…","password":"…"}`,
-/// checked against the SIP user's stored HA1 by the SIP core; a refusal waits a second). Then
+/// checked against the SIP user's stored HA1 by the SIP core) or an API token of the `agent`
+/// role named after them (`{"type":"login_token","token":"…"}`); a refusal waits a second. Then
 /// the agent sends `{"type":"ready"}`, `{"type":"away","reason":"…"}` (a break, or not ready) or
 /// `{"type":"logout"}`, each audited as the agent's own change, `{"type":"transfer","queue":"…"}`
 /// or `{"type":"transfer","agent":"…"}` for the caller they talk to (audited as
@@ -1413,6 +1429,10 @@ enum DeskRequest {
     Login {
         user: String,
         password: String,
+    },
+    /// With an API token of the `agent` role: its name is the agent's.
+    LoginToken {
+        token: String,
     },
     Ready,
     Away {
@@ -1477,10 +1497,34 @@ async fn agent_desk(st: State, remote: SocketAddr, socket: axum::extract::ws::We
             }
             user
         }
+        Ok(DeskRequest::LoginToken { token }) => {
+            let now = std::time::Instant::now();
+            if !st.desk_login_allowed(remote.ip(), now) {
+                let _ = tx
+                    .send(error(
+                        "too many failed logins from this address: try again in a minute",
+                    ))
+                    .await;
+                return;
+            }
+            let row = st.access.index.token_by_hash(&token_hash(&token)).await;
+            match row {
+                Ok(Some(t)) if t.role.parse::<Role>().ok() == Some(Role::Agent) => t.name,
+                _ => {
+                    st.desk_login_failed(remote.ip(), now);
+                    tracing::warn!(%remote, "agent desktop token login refused");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    let _ = tx
+                        .send(error("unknown or revoked token, or not an agent's"))
+                        .await;
+                    return;
+                }
+            }
+        }
         _ => {
             let _ = tx
                 .send(error(
-                    "log in first: {\"type\":\"login\",\"user\",\"password\"}",
+                    "log in first: {\"type\":\"login\",\"user\",\"password\"} or {\"type\":\"login_token\",\"token\"}",
                 ))
                 .await;
             return;
@@ -1623,7 +1667,7 @@ async fn agent_desk(st: State, remote: SocketAddr, socket: axum::extract::ws::We
                         tracing::info!(agent = %user, peak_hz, peak_db, db_1k, db_2k, "agent page audio check");
                         continue;
                     }
-                    Ok(DeskRequest::Login { .. }) => {
+                    Ok(DeskRequest::Login { .. } | DeskRequest::LoginToken { .. }) => {
                         let _ = tx.send(error("already logged in")).await;
                         continue;
                     }

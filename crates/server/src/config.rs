@@ -57,6 +57,10 @@ pub(crate) struct AdminConfig {
     pub(crate) tls: bool,
     /// An agent desktop's state channel ends after this long (the agent logs in again).
     pub(crate) agent_session_secs: u64,
+    /// The agent desktop over HTTPS (`/agent`, its state channel, SIP over secure WebSocket)
+    /// on its own listener, always TLS (the `tls:` certificate, or a self-signed one with a
+    /// warning): browsers give a page the microphone only in a secure context. Empty: none.
+    pub(crate) desk_listen: String,
 }
 
 impl Default for AdminConfig {
@@ -66,6 +70,7 @@ impl Default for AdminConfig {
             metrics_allow: vec!["127.0.0.1".into(), "::1".into()],
             tls: false,
             agent_session_secs: 12 * 3600,
+            desk_listen: String::new(),
         }
     }
 }

@@ -18,6 +18,8 @@ pub(crate) struct Loaded {
     pub(crate) tcp: Option<SocketAddr>,
     pub(crate) tls: Option<SocketAddr>,
     pub(crate) admin: Option<SocketAddr>,
+    /// The agent desktop's HTTPS listener.
+    pub(crate) desk: Option<SocketAddr>,
     /// Who may read `/metrics` without a token.
     pub(crate) metrics_allow: Vec<std::net::IpAddr>,
     pub(crate) advertise: std::net::IpAddr,
@@ -60,6 +62,13 @@ pub(crate) fn from_text(file: &str, text: &str) -> Result<Loaded, ConfigError> {
     let tcp = addr("listen.tcp", &config.listen.tcp)?;
     let tls = addr("listen.tls", &config.listen.tls)?;
     let admin = addr("admin.listen", &config.admin.listen)?;
+    let desk = addr("admin.desk_listen", &config.admin.desk_listen)?;
+    if desk.is_some() && admin.is_none() {
+        return Err(err(
+            "admin.desk_listen",
+            "the agent desktop needs admin.listen (its API and state live there)".into(),
+        ));
+    }
     let metrics_allow = config
         .admin
         .metrics_allow
@@ -206,6 +215,7 @@ pub(crate) fn from_text(file: &str, text: &str) -> Result<Loaded, ConfigError> {
         tcp,
         tls,
         admin,
+        desk,
         metrics_allow,
         advertise,
         drain,

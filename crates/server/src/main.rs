@@ -554,6 +554,16 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
         } else {
             None
         };
+        // The agent desktop's own HTTPS listener.
+        let desk = match l.desk {
+            Some(d) => Some((
+                tokio::net::TcpListener::bind(d)
+                    .await
+                    .with_context(|| format!("binding admin.desk_listen {d}"))?,
+                tls::acceptor(&l.config.tls, &l.advertise.to_string())?,
+            )),
+            None => None,
+        };
         // Recordings to decrypt for the API's downloads (keys, tiers, index).
         let admin_recordings = if l.recording.enabled {
             Some(std::sync::Arc::new(
@@ -586,6 +596,7 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
                 ),
             },
             admin_tls,
+            desk,
             hub.clone(),
         ));
     }
@@ -600,6 +611,9 @@ async fn run(mut l: Loaded) -> anyhow::Result<()> {
     if let Some(a) = l.admin {
         let scheme = if l.config.admin.tls { "HTTPS" } else { "HTTP" };
         info!(address = %a, scheme, "admin listening (/metrics, /healthz, /readyz, /api/v1, /wall)");
+    }
+    if let Some(d) = l.desk {
+        info!(address = %d, "agent desktop listening: https://{d}/agent");
     }
     // Outbound TLS for sips: routes (and transport=tls), verified against the route's host name.
     let names: std::collections::HashMap<_, _> = l

@@ -306,8 +306,11 @@ impl Browsers {
                             let key = r.demux.route(from, &buf[..n])?;
                             r.tasks.get(&key).cloned()
                         });
-                        if let Some(tx) = task {
-                            let _ = tx.send(Command::FromBrowser(from, buf[..n].to_vec()));
+                        match task {
+                            Some(tx) => {
+                                let _ = tx.send(Command::FromBrowser(from, buf[..n].to_vec()));
+                            }
+                            None => debug!(%from, len = n, "WebRTC datagram for no call: dropped"),
                         }
                     }
                 });

@@ -234,6 +234,11 @@ fn the_state_channel_checks_sip_credentials_and_audits_the_agents_changes() {
         ),
         (Some("welcome"), Some("alice"), Some(1))
     );
+    assert_eq!(
+        v["queues"],
+        serde_json::json!(["refund"]),
+        "what she may transfer to"
+    );
     ws.send(Message::Text(r#"{"type": "away", "reason": ""}"#.into()))
         .unwrap();
     assert_eq!(next(&mut ws)["detail"], "a reason of 1 to 200 characters");
@@ -264,9 +269,30 @@ fn the_state_channel_checks_sip_credentials_and_audits_the_agents_changes() {
             && r["status"] == 200),
         "{body}"
     );
+    // An API token of the agent role logs its agent in; a supervisor's does not.
+    let token_login = |token: &str| -> serde_json::Value {
+        let mut ws = open();
+        ws.send(Message::Text(
+            serde_json::json!({"type": "login_token", "token": token})
+                .to_string()
+                .into(),
+        ))
+        .unwrap();
+        next(&mut ws)
+    };
+    let v = token_login(&crest.token("alice", "agent"));
+    assert_eq!(
+        (v["type"].as_str(), v["agent"]["name"].as_str()),
+        (Some("welcome"), Some("alice"))
+    );
+    let v = token_login(&crest.token("lead", "supervisor"));
+    assert_eq!(
+        v["detail"].as_str(),
+        Some("unknown or revoked token, or not an agent's")
+    );
     // Logins are rate-limited per address: after five failures in a minute even the right
-    // password waits (two failures above, bob's password was right).
-    for _ in 0..3 {
+    // password waits (three failures above, bob's password was right).
+    for _ in 0..2 {
         let mut ws = open();
         ws.send(Message::Text(login("alice", "guess"))).unwrap();
         assert_eq!(next(&mut ws)["detail"], "wrong user or password");

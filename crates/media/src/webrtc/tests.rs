@@ -515,3 +515,21 @@ fn chromiums_own_offer_is_answered_for_opus_and_its_hold_is_read() {
     assert!(answer.contains("a=sendrecv"), "{answer}");
     assert_eq!(leg.leg_setup().direction, crate::sdp::Direction::SendRecv);
 }
+
+/// The offer Firefox ESR 153 (Debian's, headless, fake microphone) makes through JsSIP:
+/// Opus on payload type 109, telephone-event only at 8 kHz.
+const FIREFOX_OFFER: &str = include_str!("firefox-153-offer.sdp");
+
+#[test]
+fn firefoxs_own_offer_is_answered_and_audio_goes_out_on_its_opus_payload_type() {
+    let t0 = Instant::now();
+    let (mut leg, answer) = WebRtcLeg::answer(t0, addr(CREST), FIREFOX_OFFER).unwrap();
+    let m = answer.lines().find(|l| l.starts_with("m=audio")).unwrap();
+    assert!(m.ends_with(" 109 101"), "Opus as Firefox numbers it: {m}");
+    assert!(leg.receiving(), "Firefox receives");
+    assert_eq!(leg.leg_setup().direction, crate::sdp::Direction::SendRecv);
+    assert!(leg.same_session(FIREFOX_OFFER));
+    // Before ICE, nothing goes out, and nothing breaks.
+    leg.send_audio(t0, &[0xf8, 1, 2]);
+    while leg.poll_transmit().is_some() {}
+}
