@@ -1468,17 +1468,22 @@ async fn agent_desk(st: State, remote: SocketAddr, socket: axum::extract::ws::We
     let Ok(Some(Ok(Ws::Text(t)))) = first else {
         return;
     };
-    let user = match serde_json::from_str::<DeskRequest>(t.as_str()) {
+    let login = serde_json::from_str::<DeskRequest>(t.as_str());
+    let now = std::time::Instant::now();
+    let logs_in = matches!(
+        login,
+        Ok(DeskRequest::Login { .. } | DeskRequest::LoginToken { .. })
+    );
+    if logs_in && !st.desk_login_allowed(remote.ip(), now) {
+        let _ = tx
+            .send(error(
+                "too many failed logins from this address: try again in a minute",
+            ))
+            .await;
+        return;
+    }
+    let user = match login {
         Ok(DeskRequest::Login { user, password }) => {
-            let now = std::time::Instant::now();
-            if !st.desk_login_allowed(remote.ip(), now) {
-                let _ = tx
-                    .send(error(
-                        "too many failed logins from this address: try again in a minute",
-                    ))
-                    .await;
-                return;
-            }
             let (reply, ok) = oneshot::channel();
             let asked = st
                 .access
@@ -1498,15 +1503,6 @@ async fn agent_desk(st: State, remote: SocketAddr, socket: axum::extract::ws::We
             user
         }
         Ok(DeskRequest::LoginToken { token }) => {
-            let now = std::time::Instant::now();
-            if !st.desk_login_allowed(remote.ip(), now) {
-                let _ = tx
-                    .send(error(
-                        "too many failed logins from this address: try again in a minute",
-                    ))
-                    .await;
-                return;
-            }
             let row = st.access.index.token_by_hash(&token_hash(&token)).await;
             match row {
                 Ok(Some(t)) if t.role.parse::<Role>().ok() == Some(Role::Agent) => t.name,

@@ -14,10 +14,7 @@ mod peer;
 use common::*;
 use firefox::Firefox;
 
-const ACD: &str = "ring_secs: 20\nwrap_up_secs: 1\nmax_misses: 3\n\
-pools:\n  - {name: office, neighbours: []}\n\
-queues:\n  - {name: refund, skill: refund, pool: office}\n\
-agents:\n  - {name: alice, pool: office, skills: {refund: 0.9}, rating: 0.9}\n";
+const ACD: &str = ONE_AGENT_ACD;
 
 #[test]
 fn a_firefox_agent_answers_over_https_and_hears_the_caller_who_hears_her() {

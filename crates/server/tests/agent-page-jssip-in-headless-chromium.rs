@@ -15,10 +15,7 @@ mod peer;
 use common::*;
 use driver::Driver;
 
-const ACD: &str = "ring_secs: 20\nwrap_up_secs: 1\nmax_misses: 3\n\
-pools:\n  - {name: office, neighbours: []}\n\
-queues:\n  - {name: refund, skill: refund, pool: office}\n\
-agents:\n  - {name: alice, pool: office, skills: {refund: 0.9}, rating: 0.9}\n";
+const ACD: &str = ONE_AGENT_ACD;
 
 fn alice(crest: &Crest, token: &str) -> (String, bool) {
     let (status, _, body) = crest.http("GET", "/api/v1/agents", Some(token), None);
@@ -395,6 +392,42 @@ fn a_desk_phone_agent_logs_her_calls_on_the_channel_and_her_session_expires() {
 /// bob (a desk phone) from her page, and bob sends them back to her from his state channel.
 #[test]
 fn a_browser_agent_answers_and_the_caller_and_the_page_hear_each_other() {
+    // In a network namespace of its own with loopback only (`unshare -n`): this test runs
+    // again in it, crest, Chromium and the caller with it, and no other interface can take
+    // part in ICE.
+    const INSIDE: &str = "CREST_TEST_IN_NETNS";
+    if std::env::var_os(INSIDE).is_none() {
+        let me = std::env::current_exe().unwrap();
+        let status = std::process::Command::new("unshare")
+            .args([
+                "-n",
+                "--",
+                "sh",
+                "-c",
+                "ip link set lo up && exec \"$0\" \"$@\"",
+            ])
+            .arg(me)
+            .args([
+                "--exact",
+                "a_browser_agent_answers_and_the_caller_and_the_page_hear_each_other",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(INSIDE, "1")
+            .status()
+            .expect("unshare (util-linux) and ip (iproute2); the tests run as root");
+        assert!(status.success(), "the test in its network namespace failed");
+        return;
+    }
+    let ifaces = std::process::Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&ifaces.stdout).lines().count(),
+        1,
+        "loopback only"
+    );
     let dir = scratch_dir("agent-audio-files");
     let acd = ACD.replace(
         "rating: 0.9}\n",

@@ -18,6 +18,13 @@ pub const USERS: &str = "
       ha1_sha256: 2a65f3e49cc48ea18621e2b78bc9e5cf581981f8058e962a8df62c1c2a1846d3
 ";
 
+/// One agent, alice, in one pool taking the refund queue: ring 20 s, wrap-up 1 s (the agent
+/// desktop's tests).
+pub const ONE_AGENT_ACD: &str = "ring_secs: 20\nwrap_up_secs: 1\nmax_misses: 3\n\
+pools:\n  - {name: office, neighbours: []}\n\
+queues:\n  - {name: refund, skill: refund, pool: office}\n\
+agents:\n  - {name: alice, pool: office, skills: {refund: 0.9}, rating: 0.9}\n";
+
 /// A port free for both UDP and TCP right now.
 pub fn free_port() -> u16 {
     loop {
