@@ -2,15 +2,22 @@
 """Browser agents' call set-up, live: a G.711 caller -> `crest run` -> an agent's page in
 headless Chromium (Debian's, over chromedriver) answering at once (?autoanswer=1).
 
-    python3 bench/agent_browser.py [--calls 30] [--crest target/release/crest]
+    python3 bench/agent_browser.py [--calls 30] [--crest target/release/crest] [--shipped]
+
+--shipped runs crest on config/crest.yaml as it is (SIP 127.0.0.1:5060, the page on
+https://127.0.0.1:8443/agent with its self-signed certificate, route 4001, alice / secret): a
+shift on the shipped configuration rather than a measurement of its own.
 
 For each call, from crest's own log (by the caller's Call-ID):
   INVITE -> 200    Crest's SDP-less INVITE to the page until the page's 200 with its offer
                    (JsSIP: the microphone, the offer, ICE gathering)
   200 -> DTLS      Crest's answer (in the ACK) until ICE and DTLS-SRTP are up
   INVITE -> media  until the first audio from the browser reaches the bridge ("RTP latched")
-Prints p50/p95/max of each and a markdown row for docs/benchmarks.md. Bounded: every call and
-wait has a deadline; crest, chromedriver and Chromium are stopped on exit. Loopback only.
+Prints p50/p95/max of each and a markdown row for docs/benchmarks.md, and what the calls left
+behind: crest's threads and RSS after the first call and after the last, and the browser legs,
+the shared WebRTC socket's routes and learnt addresses, and the anchored calls (all must be 0).
+Bounded: every call and wait has a deadline; crest, chromedriver and Chromium are stopped on
+exit. Loopback only.
 """
 import argparse, json, os, random, re, shutil, signal, socket, subprocess, sys, tempfile, time
 import http.client
@@ -102,6 +109,21 @@ class Caller:
         return call_id
 
 
+def proc_status(pid):
+    """(threads, RSS kB) of process `pid`."""
+    fields = dict(l.split(":", 1) for l in open(f"/proc/{pid}/status").read().splitlines() if ":" in l)
+    return int(fields["Threads"]), int(fields["VmRSS"].split()[0])
+
+
+def metric(port, name):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    c.request("GET", "/metrics")
+    for line in c.getresponse().read().decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
 def stamp(line):
     return datetime.fromisoformat(line[:26].rstrip("Z")).timestamp()
 
@@ -116,6 +138,7 @@ def main():
     ap.add_argument("--calls", type=int, default=30)
     ap.add_argument("--talk", type=float, default=2.0)
     ap.add_argument("--crest", default="target/release/crest")
+    ap.add_argument("--shipped", action="store_true")
     a = ap.parse_args()
     a.calls = max(1, min(a.calls, 500))
     work = tempfile.mkdtemp(prefix="agent-browser-bench-")
@@ -141,10 +164,14 @@ sip:
   routes:
     - {{number: "4001", queue: refund, public: true}}
 """)
+    config, page = f"{work}/crest.yaml", f"http://127.0.0.1:{admin}/agent"
+    if a.shipped:
+        config, sip, admin, page = "config/crest.yaml", 5060, 8080, "https://127.0.0.1:8443/agent"
     procs = []
     try:
         log = open(f"{work}/crest.log", "w")
-        procs.append(subprocess.Popen([a.crest, "run", "--config", f"{work}/crest.yaml"], stdout=log, stderr=log))
+        env = dict(os.environ, RUST_LOG="info,crest::media=debug") if a.shipped else None
+        procs.append(subprocess.Popen([a.crest, "run", "--config", config], stdout=log, stderr=log, env=env))
         for _ in range(100):
             try:
                 c = http.client.HTTPConnection("127.0.0.1", admin, timeout=1)
@@ -164,9 +191,10 @@ sip:
         sess = webdriver(wd, "POST", "/session", {"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
             "binary": "/usr/bin/chromium", "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
             "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required"]}}}})["value"]["sessionId"]
+            "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
+            "--ignore-certificate-errors"]}}}})["value"]["sessionId"]
         script = lambda js: webdriver(wd, "POST", f"/session/{sess}/execute/sync", {"script": js, "args": []})["value"]
-        webdriver(wd, "POST", f"/session/{sess}/url", {"url": f"http://127.0.0.1:{admin}/agent?autoanswer=1"})
+        webdriver(wd, "POST", f"/session/{sess}/url", {"url": page + "?autoanswer=1"})
         script("document.getElementById('user').value='alice';document.getElementById('password').value='secret';"
                "document.getElementById('login-form').requestSubmit();return true;")
         for _ in range(150):
@@ -177,13 +205,24 @@ sip:
             sys.exit("the page did not log in")
         caller = Caller(("127.0.0.1", sip))
         ids = []
+        first = None
         for i in range(a.calls):
             ids.append(caller.call("4001", a.talk))
             for _ in range(100):  # wrap-up (1 s), then available
                 time.sleep(0.1)
                 if script("return document.getElementById('agent-state').textContent;") == "available":
                     break
-        time.sleep(1)
+            if i == 0:
+                time.sleep(1)
+                first = proc_status(procs[0].pid)
+        time.sleep(2)
+        last = proc_status(procs[0].pid)
+        left = {m: metric(admin, m) for m in ("crest_media_browser_legs", "crest_media_browser_routes",
+                                               "crest_media_browser_addresses", "crest_media_calls_active")}
+        print(f"after call 1: {first[0]} threads, RSS {first[1]} kB; after call {a.calls}: "
+              f"{last[0]} threads, RSS {last[1]} kB ({(last[1] - first[1]) / max(1, a.calls - 1):+.1f} kB per call)")
+        print("left behind: " + ", ".join(f"{k} {v:g}" for k, v in left.items()))
+        leaked = any(v != 0 for v in left.values())
         webdriver(wd, "DELETE", f"/session/{sess}")
     finally:
         for p in procs:
@@ -215,7 +254,7 @@ sip:
             print(f"| {k} | {pct(v, 50):.0f} ms | {pct(v, 95):.0f} ms | {max(v):.0f} ms |")
     if n == a.calls:
         shutil.rmtree(work, ignore_errors=True)
-    sys.exit(0 if n == a.calls else 1)
+    sys.exit(0 if n == a.calls and not leaked else 1)
 
 
 if __name__ == "__main__":

@@ -562,6 +562,18 @@ fn a_browser_agent_answers_and_the_caller_and_the_page_hear_each_other() {
         "the page sent it as RFC 4733 in its SRTP"
     );
 
+    // Mute: the caller hears her no more; unmute: again.
+    driver.script("document.getElementById('mute-button').click(); return true;");
+    let (pcm, _) = rtp.run(std::time::Duration::from_secs(2), Some(1000.0));
+    let (heard, ms, _) = heard_2k(&pcm);
+    assert!(
+        !heard,
+        "muted, yet the caller hears 2 kHz (mean square {ms:.0})"
+    );
+    driver.script("document.getElementById('mute-button').click(); return true;");
+    let (pcm, _) = rtp.run(std::time::Duration::from_secs(2), Some(1000.0));
+    assert!(heard_2k(&pcm).0, "unmuted: the caller hears her again");
+
     // Hold, then resume: re-INVITEs Crest answers on the same ICE/DTLS session.
     driver.script("document.getElementById('hold-button').click(); return true;");
     wait_for("on hold", || call_state(&driver) == "on hold");
