@@ -2,7 +2,10 @@
 """Browser agents' call set-up, live: a G.711 caller -> `crest run` -> an agent's page in
 headless Chromium (Debian's, over chromedriver) answering at once (?autoanswer=1).
 
-    python3 bench/agent_browser.py [--calls 30] [--crest target/release/crest] [--shipped]
+    python3 bench/agent_browser.py [--calls 30] [--agents 1] [--crest target/release/crest] [--shipped]
+
+--agents N logs N agents in, each in a Chromium of its own, and N callers call at once (a
+soak under load: a warm-up round of N calls, then --calls more).
 
 --shipped runs crest on config/crest.yaml as it is (SIP 127.0.0.1:5060, the page on
 https://127.0.0.1:8443/agent with its self-signed certificate, route 4001, alice / secret): a
@@ -19,7 +22,7 @@ the shared WebRTC socket's routes and learnt addresses, and the anchored calls (
 Bounded: every call and wait has a deadline; crest, chromedriver and Chromium are stopped on
 exit. Loopback only.
 """
-import argparse, json, os, random, re, shutil, signal, socket, subprocess, sys, tempfile, time
+import argparse, hashlib, json, os, random, re, shutil, signal, socket, subprocess, sys, tempfile, threading, time
 import http.client
 from datetime import datetime
 
@@ -31,8 +34,11 @@ pools:
 queues:
   - {name: refund, skill: refund, pool: office}
 agents:
-  - {name: alice, pool: office, skills: {refund: 0.9}, rating: 0.9}
 """
+
+
+def agent_names(n):
+    return ["alice"] + [f"agent{i}" for i in range(2, n + 1)]
 
 
 def free_port():
@@ -139,12 +145,17 @@ def main():
     ap.add_argument("--talk", type=float, default=2.0)
     ap.add_argument("--crest", default="target/release/crest")
     ap.add_argument("--shipped", action="store_true")
+    ap.add_argument("--agents", type=int, default=1)
     a = ap.parse_args()
     a.calls = max(1, min(a.calls, 500))
+    a.agents = 1 if a.shipped else max(1, min(a.agents, 8))
+    names = agent_names(a.agents)
     work = tempfile.mkdtemp(prefix="agent-browser-bench-")
     sip, admin = free_port(), free_port()
     with open(f"{work}/acd.yaml", "w") as f:
-        f.write(ACD)
+        f.write(ACD + "".join(f"  - {{name: {n}, pool: office, skills: {{refund: 0.9}}, rating: 0.9}}\n" for n in names))
+    ha1 = lambda n: hashlib.md5(f"{n}:crest:secret".encode()).hexdigest()
+    users = "".join(f"    - {{name: {n}, ha1_md5: {ha1(n)}}}\n" for n in names)
     with open(f"{work}/crest.yaml", "w") as f:
         f.write(f"""listen:
   udp: "127.0.0.1:{sip}"
@@ -159,9 +170,8 @@ acd:
 sip:
   auth:
     algorithms: [MD5]
-  users:  # alice, password "secret" (realm crest)
-    - {{name: alice, ha1_md5: 478a21be558e443c6ae3000c82c55aa2}}
-  routes:
+  users:  # password "secret" (realm crest)
+""" + users + f"""  routes:
     - {{number: "4001", queue: refund, public: true}}
 """)
     config, page = f"{work}/crest.yaml", f"http://127.0.0.1:{admin}/agent"
@@ -188,42 +198,57 @@ sip:
                 break
             except OSError:
                 time.sleep(0.1)
-        sess = webdriver(wd, "POST", "/session", {"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
-            "binary": "/usr/bin/chromium", "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
-            "--ignore-certificate-errors"]}}}})["value"]["sessionId"]
-        script = lambda js: webdriver(wd, "POST", f"/session/{sess}/execute/sync", {"script": js, "args": []})["value"]
-        webdriver(wd, "POST", f"/session/{sess}/url", {"url": page + "?autoanswer=1"})
-        script("document.getElementById('user').value='alice';document.getElementById('password').value='secret';"
-               "document.getElementById('login-form').requestSubmit();return true;")
-        for _ in range(150):
-            if script("return document.getElementById('agent-state').textContent;") == "available":
-                break
-            time.sleep(0.1)
-        else:
-            sys.exit("the page did not log in")
-        caller = Caller(("127.0.0.1", sip))
-        ids = []
-        first = None
-        for i in range(a.calls):
-            ids.append(caller.call("4001", a.talk))
-            for _ in range(100):  # wrap-up (1 s), then available
-                time.sleep(0.1)
+        sessions = []
+        for name in names:
+            sess = webdriver(wd, "POST", "/session", {"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
+                "binary": "/usr/bin/chromium", "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
+                "--ignore-certificate-errors"]}}}})["value"]["sessionId"]
+            sessions.append(sess)
+            script = lambda js, sess=sess: webdriver(wd, "POST", f"/session/{sess}/execute/sync", {"script": js, "args": []})["value"]
+            webdriver(wd, "POST", f"/session/{sess}/url", {"url": page + "?autoanswer=1"})
+            script(f"document.getElementById('user').value='{name}';document.getElementById('password').value='secret';"
+                   "document.getElementById('login-form').requestSubmit();return true;")
+            for _ in range(150):
                 if script("return document.getElementById('agent-state').textContent;") == "available":
                     break
-            if i == 0:
-                time.sleep(1)
-                first = proc_status(procs[0].pid)
+                time.sleep(0.1)
+            else:
+                sys.exit(f"{name}'s page did not log in")
+        ids = []
+        lock = threading.Lock()
+
+        def calls(n):
+            caller = Caller(("127.0.0.1", sip))
+            for _ in range(n):
+                cid = caller.call("4001", a.talk)
+                with lock:
+                    ids.append(cid)
+                time.sleep(2)  # the agent's wrap-up (1 s), then the next call
+
+        def round_of(total):
+            per = [total // a.agents + (1 if i < total % a.agents else 0) for i in range(a.agents)]
+            threads = [threading.Thread(target=calls, args=(n,)) for n in per if n]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=600)
+
+        round_of(a.agents)  # warm-up: one call per agent
         time.sleep(2)
+        first = proc_status(procs[0].pid)
+        round_of(a.calls)
+        time.sleep(3)
         last = proc_status(procs[0].pid)
         left = {m: metric(admin, m) for m in ("crest_media_browser_legs", "crest_media_browser_routes",
                                                "crest_media_browser_addresses", "crest_media_calls_active")}
-        print(f"after call 1: {first[0]} threads, RSS {first[1]} kB; after call {a.calls}: "
-              f"{last[0]} threads, RSS {last[1]} kB ({(last[1] - first[1]) / max(1, a.calls - 1):+.1f} kB per call)")
+        print(f"{a.agents} agents; after the warm-up ({a.agents} calls): {first[0]} threads, RSS {first[1]} kB; "
+              f"after {a.calls} more: {last[0]} threads, RSS {last[1]} kB ({(last[1] - first[1]) / a.calls:+.1f} kB per call)")
         print("left behind: " + ", ".join(f"{k} {v:g}" for k, v in left.items()))
         leaked = any(v != 0 for v in left.values())
-        webdriver(wd, "DELETE", f"/session/{sess}")
+        for sess in sessions:
+            webdriver(wd, "DELETE", f"/session/{sess}")
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -248,13 +273,14 @@ sip:
         rows["200 -> DTLS"].append((dtls - ans) * 1e3)
         rows["INVITE -> media"].append((media - inv) * 1e3)
     n = len(rows["INVITE -> media"])
-    print(f"{n} of {a.calls} calls measured ({work}/crest.log)")
+    print(f"{n} of {len(ids)} calls measured ({work}/crest.log)")
     for k, v in rows.items():
         if v:
             print(f"| {k} | {pct(v, 50):.0f} ms | {pct(v, 95):.0f} ms | {max(v):.0f} ms |")
-    if n == a.calls:
+    ok = n == len(ids) == a.calls + a.agents and not leaked
+    if ok:
         shutil.rmtree(work, ignore_errors=True)
-    sys.exit(0 if n == a.calls and not leaked else 1)
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":
