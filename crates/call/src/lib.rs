@@ -235,6 +235,9 @@ pub enum Input<'a> {
     /// and the caller holds for the next agent, with what the IVR learned and who sent them.
     /// Ignored unless the caller is bridged to an agent of the ACD.
     Transfer(Transfer),
+    /// The agent put the caller on hold (`true`: the caller hears the hold music) or took
+    /// them back (`false`). Only while bridged to an agent.
+    AgentHold(bool),
     /// The call ended (either party hung up, a timeout, an error).
     Ended,
 }
@@ -600,6 +603,15 @@ impl Call {
                 self.sync_recording();
             }
             Input::Transfer(to) => self.transfer(now, to),
+            Input::AgentHold(on) if self.stage == Stage::Bridged && on != self.holding => {
+                self.holding = on;
+                if on {
+                    self.play(Prompt::HoldMusic, false);
+                } else {
+                    self.out.push_back(Output::StopPrompt);
+                }
+            }
+            Input::AgentHold(_) => {}
             Input::Ended => self.end(now),
         }
     }
@@ -758,6 +770,8 @@ impl Call {
         if self.stage != Stage::Bridged {
             return;
         }
+        // Held by the agent who left: the music ends with them.
+        self.holding = false;
         if self.in_acd {
             // The agent's call is over for the ACD (wrap-up), whatever the caller does now.
             self.in_acd = false;

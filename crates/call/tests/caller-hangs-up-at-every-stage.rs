@@ -193,3 +193,41 @@ fn while_a_transfer_target_rings() {
     let r = j.end();
     assert_eq!(r.outcome, "abandoned-transferring");
 }
+
+#[test]
+fn on_the_agents_hold_the_caller_hears_the_hold_music_until_taken_back() {
+    let mut j = to_admission();
+    j.input(Input::Acd(FromAcd::Admitted));
+    j.input(Input::LegB(LegEvent::Answered));
+    j.input(Input::Acd(FromAcd::Connected {
+        agent: "alice".into(),
+    }));
+    let outs = j.input(Input::AgentHold(true));
+    assert_eq!(
+        outs,
+        [Output::Play {
+            prompt: Prompt::HoldMusic,
+            barge_in: false
+        }]
+    );
+    assert!(j.input(Input::AgentHold(true)).is_empty(), "held already");
+    // The music loops while held.
+    let outs = j.prompt_done();
+    assert!(outs.contains(&Output::Play {
+        prompt: Prompt::HoldMusic,
+        barge_in: false
+    }));
+    assert_eq!(j.input(Input::AgentHold(false)), [Output::StopPrompt]);
+    assert!(j.prompt_done().is_empty(), "no music once taken back");
+    // Held again, then the agent hangs up: the music goes with them (no survey here).
+    j.input(Input::AgentHold(true));
+    let outs = j.input(Input::LegB(LegEvent::Ended));
+    assert!(outs.contains(&Output::HangUp("the other party hung up".into())));
+    assert!(
+        j.prompt_done()
+            .iter()
+            .all(|o| !matches!(o, Output::Play { .. }))
+    );
+    let r = j.end();
+    assert_eq!(r.outcome, "answered");
+}

@@ -28,6 +28,7 @@ use crest_media::anchor::{AnchorConfig, CallAnchor, PortPool, Role};
 use crest_media::bandwidth::{self, Budgets, Ledger, LegUse};
 use crest_media::bridge::{CallMedia, DtmfSource, LegSetup, MediaConfig, MediaEvent, Prompt, Side};
 use crest_media::codec::CodecKind;
+use crest_media::sdp::Direction;
 use crest_media::webrtc::{Demux, WebRtcEvent, WebRtcLeg};
 use crest_media::{dtmf, wav};
 use crest_sip_proxy::{CallInfo, LegEvent, MediaHook, SdpRole};
@@ -586,6 +587,7 @@ impl MediaPlane {
                     by_controller: answered,
                 }),
             browser: None,
+            agent_held: false,
             browsers: self.browsers.clone(),
         };
         self.workers.spawn([a.1, a.2, b.1, b.2], task);
@@ -990,6 +992,8 @@ struct CallTask {
     cdr: Option<(mpsc::UnboundedSender<RecMsg>, String, String)>,
     /// Leg B's browser, when it is one.
     browser: Option<BrowserLeg>,
+    /// The browser put the caller on hold (the controller plays them the hold music).
+    agent_held: bool,
     /// The shared WebRTC socket (sends) and its routes.
     browsers: Option<Browsers>,
 }
@@ -1089,7 +1093,18 @@ impl CallTask {
             match ready.command {
                 None => {}
                 Some(Some(Command::Configure(s, setup))) => {
+                    let direction = setup.direction;
                     media.configure(now.into_std(), s, setup);
+                    // A browser's hold re-offer: Crest stops sending it audio; the caller
+                    // hears the hold music meanwhile.
+                    let held = matches!(direction, Direction::RecvOnly | Direction::Inactive);
+                    if s == Side::B && self.browser.is_some() && held != self.agent_held {
+                        self.agent_held = held;
+                        self.span
+                            .in_scope(|| info!(leg = "B", held, "the agent's hold"));
+                        self.app_input(now.into_std(), Input::AgentHold(held));
+                    }
+                    let media = &mut self.media;
                     // Once both legs are up: the announcement, then the recording.
                     let up = media.setup(Side::A).is_some() && media.setup(Side::B).is_some();
                     if up && let Some((prompt, barge_in)) = self.announce.take() {
@@ -1327,6 +1342,7 @@ impl CallTask {
 
     /// Lets go of the browser leg and its routes on the shared socket.
     fn drop_browser(&mut self) {
+        self.agent_held = false;
         forget_browser(
             &mut self.browser,
             &self.metrics,
@@ -1489,6 +1505,7 @@ impl CallTask {
                     // The agent's leg goes; the caller holds for the next one.
                     let _ = self.core.send(CoreRequest::Disconnect(key));
                     media.release(now, Side::B);
+                    self.agent_held = false;
                     forget_browser(
                         &mut self.browser,
                         &self.metrics,

@@ -577,6 +577,21 @@ fn a_browser_agent_answers_and_the_caller_and_the_page_hear_each_other() {
     // Hold, then resume: re-INVITEs Crest answers on the same ICE/DTLS session.
     driver.script("document.getElementById('hold-button').click(); return true;");
     wait_for("on hold", || call_state(&driver) == "on hold");
+    // Held: the caller hears Crest's hold music (the chime's notes), not her.
+    wait_for("the agent's hold", || {
+        crest.log().contains("the agent's hold leg=\"B\" held=true")
+    });
+    let (pcm, _) = rtp.run(std::time::Duration::from_secs(2), Some(1000.0));
+    let tail: Vec<f64> = pcm.iter().map(|&s| f64::from(s)).collect();
+    let chime: f64 = [523.25, 659.25, 783.99]
+        .iter()
+        .map(|f| crest_media::dtmf::goertzel_power(&tail, *f, 8000))
+        .sum();
+    let her = crest_media::dtmf::goertzel_power(&tail, 2000.0, 8000);
+    assert!(
+        chime > 10.0 * her && !heard_2k(&pcm).0,
+        "on hold the caller hears the music: chime {chime:.0}, 2 kHz {her:.0}"
+    );
     driver.script("document.getElementById('hold-button').click(); return true;");
     wait_for("talking again", || call_state(&driver) == "talking");
     let (pcm, _) = rtp.run(std::time::Duration::from_secs(2), Some(1000.0));
