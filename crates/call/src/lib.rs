@@ -5,22 +5,23 @@
 //! what the recogniser heard, lookup answers, the ACD's decisions, the legs Crest placed, the
 //! call's end — through [`Call::handle_input`]`(now, Input)`, runs the IVR flow's
 //! [`Session`] inside itself, and gives back what to do through [`Call::poll_output`]: play or
-//! stop a prompt, listen to the caller, make a lookup, tell the ACD, answer, refuse, connect or
-//! hang up, start, pause (PCI) or stop the recording. [`Call::poll_timeout`] says when [`Call::handle_timeout`] wants to run (the flow's
+//! stop a prompt, listen to the caller, make a lookup, tell the ACD, answer, refuse, connect,
+//! hang up the agent's leg (a transfer) or the call, start, pause (PCI) or stop the recording. [`Call::poll_timeout`] says when [`Call::handle_timeout`] wants to run (the flow's
 //! timers). It owns no socket, thread or clock: the server's call task drives it, and the
 //! tests drive it in virtual time.
 //!
 //! ```text
 //!             ┌──────────────────────────── Call ────────────────────────────┐
 //!  CallerUp ─►│ Answering ─► Ivr (Session) ─► Admission ─► Queued ─► Bridged  │─► Record
-//!  keys, ──── │     │          │  └► Transferring ─► Bridged                  │
+//!  keys, ──── │     │          │  └► Transferring ─► Bridged   Bridged ─► Admission │
+//!             │     │          │     (the agent's Transfer: Disconnect, join again)│
 //!  prompt end │     │          └► callback: goodbye ─► HangUp                 │
 //!  heard,     │     └► (queue: route) Admission ─► Accept (200) / Refusing ─► 503 / BYE
 //!  lookups,   │ any stage ── Ended ─► StopListening, IvrDone, Acd(Ended), Record
 //!  ACD, legs ►└──────────────────────────────────────────────────────────────┘
 //!                 ▼ poll_output(): Play · StopPrompt · Listen · StopListening · Lookup ·
 //!                   Acd(Enqueue | Key | Leg | CustomerAnswered | …) · Accept · Refuse ·
-//!                   Connect · HangUp · IvrStarted · IvrDone · Recording · Record
+//!                   Connect · Disconnect · HangUp · IvrStarted · IvrDone · Recording · Record
 //! ```
 //!
 //! The controller guarantees the bookkeeping the server's tables rely on: every
@@ -33,6 +34,9 @@
 //! The recording starts at the answer or at the bridge ([`RecordFrom`]); it is paused while an
 //! IVR `ask` collects card data (`pci: true`) and while the agent's pause ([`Input::Pause`])
 //! lasts, at most [`Config::pci_limit`].
+//!
+//! While bridged, the agent may put the caller on hold ([`Input::AgentHold`]: the hold music
+//! loops) and transfer them ([`Input::Transfer`]) to a queue or to one colleague by name.
 
 mod center;
 

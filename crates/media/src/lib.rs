@@ -1,19 +1,20 @@
-//! Crest media plane: the sans-IO pieces of anchored RTP.
+//! Crest media plane: the sans-IO pieces of anchored media. `crest-server` owns the sockets,
+//! threads and clocks and drives these with `(now, input)`.
 //!
-//! This release holds the packet layer and the codecs the B2BUA will anchor with: RTP packets
-//! (RFC 3550), per-source reception statistics (extended sequence numbers, loss, duplicates,
-//! reordering, jitter, RTCP report blocks), an adaptive jitter buffer with concealment
-//! signalling, G.711 μ-law/A-law, DTMF (RFC 4733 events and in-band Goertzel detection), SDP
-//! offer/answer (RFC 3264), RTCP SR/RR with round-trip time, an E-model MOS estimate, and
-//! 8/16/24/48 kHz resampling, and a per-leg RTP/RTCP session (symmetric RTP, reports, media
-//! timeout). Sockets, Opus, G.722 and the bridge come with the rest of the media issue; until
-//! then the SIP core relays SDP between the legs unchanged.
+//! - Packets and timing: RTP (RFC 3550), per-source reception statistics (loss, duplicates,
+//!   reordering, jitter, report blocks), RTCP SR/RR with round-trip time, an adaptive jitter
+//!   buffer with concealment, a per-leg RTP/RTCP session (symmetric RTP, reports, media
+//!   timeout), an E-model MOS estimate.
+//! - Codecs and audio: G.711 μ/A-law, G.722, Opus, 8/16/24/48 kHz resampling, WAV prompts,
+//!   DTMF (RFC 4733 events and in-band Goertzel detection).
+//! - Calls: SDP offer/answer (RFC 3264) with Crest anchoring each leg (`anchor`), the call
+//!   bridge that forwards or transcodes between two legs with prompts, listeners and keys
+//!   (`bridge`), bandwidth admission (`bandwidth`), and a browser's WebRTC leg over str0m that
+//!   stands in for a bridge leg, with the demultiplexer of the shared WebRTC socket (`webrtc`).
 //!
 //! ```text
-//!   datagram ──► RtpPacket::parse ──► ReceiveStats::handle_packet(now, &packet) ──► Arrival
-//!                      │                              └──► report() ──► RTCP RR block
-//!                      ├──► JitterBuffer::push(now, &packet) … pop(now) every ptime ──► Frame | Conceal
-//!                      └──► payload ──► g711::decode_ulaw / decode_alaw ──► PCM
+//!   caller RTP ──► CallMedia (leg A) ══ forward / transcode ══ (leg B) ──► agent's RTP
+//!                                                               └─ WebRtcLeg ──► browser
 //! ```
 
 pub mod anchor;

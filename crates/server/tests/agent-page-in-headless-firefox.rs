@@ -125,39 +125,15 @@ fn a_firefox_agent_answers_over_https_and_hears_the_caller_who_hears_her() {
         pcm.len(),
         crest.log()
     );
-    let hears_600 = crest
-        .log()
-        .lines()
-        .filter(|l| l.contains("agent page audio check"))
-        .any(|l| {
-            l.split("peak_hz=")
-                .nth(1)
-                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-                .is_some_and(|hz| (hz - 600.0).abs() < 30.0)
-        });
+    let checks = crest.audio_checks();
     assert!(
-        hears_600,
-        "the page hears the caller's 600 Hz: {}",
-        crest
-            .log()
-            .lines()
-            .filter(|l| l.contains("audio check"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        checks.iter().any(|r| (r["peak_hz"] - 600.0).abs() < 30.0),
+        "the page hears the caller's 600 Hz: {checks:?}"
     );
     // The page hangs up: BYE to the caller; nothing of the browser leg stays.
     ff.eval("document.getElementById('hangup-button').click(); true");
     let (bye, from) = caller.expect_request("BYE", std::time::Duration::from_secs(10));
     let ok = caller.respond(&bye, 200, None);
     caller.sip.send_to(ok.as_bytes(), from).unwrap();
-    wait_for("the call's media gone", || {
-        crest.metric("crest_media_calls_active") == 0
-    });
-    for m in [
-        "crest_media_browser_legs",
-        "crest_media_browser_routes",
-        "crest_media_browser_addresses",
-    ] {
-        assert_eq!(crest.metric(m), 0, "{m} after the call");
-    }
+    crest.assert_browser_legs_gone();
 }

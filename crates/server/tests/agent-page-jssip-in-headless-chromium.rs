@@ -514,30 +514,14 @@ fn a_browser_agent_answers_and_the_caller_and_the_page_hear_each_other() {
         crest.log()
     );
     // The page hears the caller's 1 kHz (its audio check over the state channel).
-    let page_hears_1k = |log: &str| {
-        log.lines()
-            .filter(|l| l.contains("agent page audio check"))
-            .any(|l| {
-                let field = |k: &str| -> f64 {
-                    l.split(&format!("{k}="))
-                        .nth(1)
-                        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
-                        .unwrap_or(f64::NAN)
-                };
-                (field("peak_hz") - 1000.0).abs() < 30.0 && field("db_1k") > field("db_2k") + 20.0
-            })
-    };
     let (pcm, _) = rtp.run(std::time::Duration::from_secs(2), Some(1000.0));
     assert!(heard_2k(&pcm).0);
+    let checks = crest.audio_checks();
     assert!(
-        page_hears_1k(&crest.log()),
-        "the page reports 1 kHz: {}",
-        crest
-            .log()
-            .lines()
-            .filter(|l| l.contains("audio check"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        checks
+            .iter()
+            .any(|r| (r["peak_hz"] - 1000.0).abs() < 30.0 && r["db_1k"] > r["db_2k"] + 20.0),
+        "the page reports 1 kHz: {checks:?}"
     );
 
     // A key from the page's keypad reaches the caller as RFC 4733 (payload type 101).
@@ -678,15 +662,6 @@ fn a_browser_agent_answers_and_the_caller_and_the_page_hear_each_other() {
     wait_for("alice ready after her wrap-up", || {
         alice(&crest, &lead) == ("available".into(), true)
     });
-    wait_for("the call's media gone", || {
-        crest.metric("crest_media_calls_active") == 0
-    });
-    for m in [
-        "crest_media_browser_legs",
-        "crest_media_browser_routes",
-        "crest_media_browser_addresses",
-    ] {
-        assert_eq!(crest.metric(m), 0, "{m} after the call");
-    }
+    crest.assert_browser_legs_gone();
     assert_eq!(crest.metric("crest_media_browser_failures_total"), 0);
 }

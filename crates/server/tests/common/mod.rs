@@ -25,6 +25,41 @@ pools:\n  - {name: office, neighbours: []}\n\
 queues:\n  - {name: refund, skill: refund, pool: office}\n\
 agents:\n  - {name: alice, pool: office, skills: {refund: 0.9}, rating: 0.9}\n";
 
+impl Crest {
+    /// Waits for the call's media to end, then checks that nothing of a browser leg stays:
+    /// the legs calls hold, the shared WebRTC socket's routes and the addresses it learnt.
+    pub fn assert_browser_legs_gone(&self) {
+        wait_for("the call's media gone", || {
+            self.metric("crest_media_calls_active") == 0
+        });
+        for m in [
+            "crest_media_browser_legs",
+            "crest_media_browser_routes",
+            "crest_media_browser_addresses",
+        ] {
+            assert_eq!(self.metric(m), 0, "{m} after the call");
+        }
+    }
+
+    /// What agent pages reported hearing (`?test=audio`), from the log: each report's
+    /// `peak_hz`, `peak_db`, `db_1k` and `db_2k`.
+    pub fn audio_checks(&self) -> Vec<std::collections::HashMap<String, f64>> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("agent page audio check"))
+            .map(|l| {
+                ["peak_hz", "peak_db", "db_1k", "db_2k"]
+                    .into_iter()
+                    .filter_map(|k| {
+                        let v = l.split(&format!("{k}=")).nth(1)?;
+                        Some((k.to_owned(), v.split_whitespace().next()?.parse().ok()?))
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
 /// A port free for both UDP and TCP right now.
 pub fn free_port() -> u16 {
     loop {
