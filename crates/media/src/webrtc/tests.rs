@@ -521,7 +521,7 @@ fn chromiums_own_offer_is_answered_for_opus_and_its_hold_is_read() {
 const FIREFOX_OFFER: &str = include_str!("firefox-153-offer.sdp");
 
 #[test]
-fn firefoxs_own_offer_is_answered_and_audio_goes_out_on_its_opus_payload_type() {
+fn firefoxs_own_offer_is_answered_on_its_opus_payload_type() {
     let t0 = Instant::now();
     let (mut leg, answer) = WebRtcLeg::answer(t0, addr(CREST), FIREFOX_OFFER).unwrap();
     let m = answer.lines().find(|l| l.starts_with("m=audio")).unwrap();
