@@ -261,6 +261,9 @@ struct Leg {
     jitter: Option<JitterBuffer>,
     decoder: Option<Decoder>,
     next_tick: Option<Instant>,
+    /// How long the packets from this leg last, as decoded (the SDP's ptime until one is):
+    /// the playout clock ticks at this pace, whatever the SDP said.
+    in_frame: Option<Duration>,
     concealed: u32,
     tones: Option<ToneDetector>,
     listen: bool,
@@ -287,6 +290,7 @@ impl Leg {
             jitter: None,
             decoder: None,
             next_tick: None,
+            in_frame: None,
             concealed: 0,
             tones: None,
             listen: false,
@@ -807,40 +811,69 @@ impl CallMedia {
 
     fn tick_playout(&mut self, now: Instant, side: Side) {
         let forwarding = self.forwarding();
-        while self.leg(side).next_tick.is_some_and(|t| t <= now) {
+        while let Some(at) = self.leg(side).next_tick.filter(|t| *t <= now) {
             let leg = &mut self.legs[side.index()];
             let Some(setup) = leg.setup.clone() else {
                 return;
             };
-            let ptime = Duration::from_millis(setup.ptime.into());
-            leg.next_tick = leg.next_tick.map(|t| t + ptime);
+            let rate = setup.codec.sample_rate();
+            let frame = leg
+                .in_frame
+                .unwrap_or(Duration::from_millis(setup.ptime.into()));
+            let frame_samples = (frame.as_secs_f64() * f64::from(rate)).round() as usize;
+            leg.next_tick = Some(at + frame);
             let (Some(jb), Some(dec)) = (leg.jitter.as_mut(), leg.decoder.as_mut()) else {
                 return;
             };
             let mut pcm = std::mem::take(&mut self.pcm);
             pcm.clear();
+            let listen = leg.listen;
             match jb.pop(now) {
                 Playout::Waiting => {
                     self.pcm = pcm;
+                    self.silence_to_listeners(side, listen, rate, frame_samples);
                     continue;
                 }
                 Playout::Frame(payload) => {
                     leg.concealed = 0;
                     if dec.decode(&payload, &mut pcm).is_err() {
-                        dec.conceal(setup.frame_samples(), &mut pcm);
+                        dec.conceal(frame_samples, &mut pcm);
+                    }
+                    // The packet's own duration sets the pace from now on (30 ms packets
+                    // from a phone whose SDP said nothing, a ptime changed mid-call).
+                    let lasted = Duration::from_secs_f64(pcm.len() as f64 / f64::from(rate));
+                    if !pcm.is_empty() && lasted != frame {
+                        leg.in_frame = Some(lasted);
+                        leg.next_tick = Some(at + lasted);
+                        jb.set_ptime(lasted);
                     }
                 }
                 Playout::Conceal => {
                     leg.concealed += 1;
                     if leg.concealed > MAX_CONCEAL {
                         self.pcm = pcm;
-                        continue; // the stream stopped: send nothing
+                        // The stream stopped (silence suppression, a pause): nothing is sent
+                        // on, but the recorder and the recogniser hear the time go by.
+                        self.silence_to_listeners(side, listen, rate, frame_samples);
+                        continue;
                     }
-                    dec.conceal(setup.frame_samples(), &mut pcm);
+                    dec.conceal(frame_samples, &mut pcm);
                 }
             }
             self.decoded(now, side, &setup, forwarding, &pcm);
             self.pcm = pcm;
+        }
+    }
+
+    /// A frame's worth of silence for `side`'s listeners, when they are on: time goes on in
+    /// a recording while the leg sends nothing.
+    fn silence_to_listeners(&mut self, side: Side, listen: bool, rate: u32, samples: usize) {
+        if listen && samples > 0 {
+            self.events.push_back(MediaEvent::Audio {
+                side,
+                rate,
+                pcm: vec![0; samples].into(),
+            });
         }
     }
 
@@ -937,8 +970,9 @@ impl CallMedia {
             return self.released[side.index()];
         };
         let stats = s.stats();
-        let expected = stats.expected();
-        let lost = stats.lost();
+        // The whole leg: every source it sent from (a new SSRC for its keys, a restart).
+        let expected = stats.total_expected();
+        let lost = stats.total_lost();
         let loss = if expected == 0 {
             0.0
         } else {

@@ -115,6 +115,12 @@ impl JitterBuffer {
         }
     }
 
+    /// The packets turned out to last `ptime` (the playout clock follows them): the delay
+    /// targets are counted in frames of that length from now on.
+    pub fn set_ptime(&mut self, ptime: Duration) {
+        self.cfg.ptime = ptime;
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> JitterStats {
         self.stats

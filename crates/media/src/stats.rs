@@ -54,6 +54,9 @@ pub struct ReceiveStats {
     duplicates: u64,
     reordered: u64,
     restarts: u32,
+    /// Expected and received packets of the sources before this one (a leg's totals over
+    /// SSRC changes and restarts: a phone's DTMF or a second recording on a new SSRC).
+    before: (u64, i64),
     expected_prior: u64,
     received_prior: u64,
     epoch: Option<Instant>,
@@ -76,6 +79,7 @@ impl ReceiveStats {
             duplicates: 0,
             reordered: 0,
             restarts: 0,
+            before: (0, 0),
             expected_prior: 0,
             received_prior: 0,
             epoch: None,
@@ -89,8 +93,10 @@ impl ReceiveStats {
             self.clock_rate,
             self.restarts + u32::from(self.ssrc.is_some()),
         );
+        let before = (self.before.0 + self.expected(), self.before.1 + self.lost());
         *self = Self::new(clock);
         self.restarts = restarts;
+        self.before = before;
         self.ssrc = Some(ssrc);
         self.base_seq = u32::from(seq);
         self.max_seq = seq;
@@ -195,6 +201,17 @@ impl ReceiveStats {
     /// Packets that arrived after a later one.
     pub fn reordered(&self) -> u64 {
         self.reordered
+    }
+
+    /// Packets expected from every source so far (the current one and those before a
+    /// restart): the leg's figure for the call's record.
+    pub fn total_expected(&self) -> u64 {
+        self.before.0 + self.expected()
+    }
+
+    /// Packets lost from every source so far.
+    pub fn total_lost(&self) -> i64 {
+        self.before.1 + self.lost()
     }
 
     /// Times the source restarted (SSRC change or confirmed jump).
@@ -306,6 +323,8 @@ mod tests {
         assert_eq!(s.handle_packet(t0, &pkt(40000, 0, 99)), Arrival::Jump);
         assert_eq!(s.handle_packet(t0, &pkt(40001, 160, 99)), Arrival::Restart);
         assert_eq!((s.expected(), s.lost(), s.restarts()), (1, 0, 2));
+        // The leg's totals keep the sources before: 3 + 1 + 1 packets, none lost.
+        assert_eq!((s.total_expected(), s.total_lost()), (5, 0));
     }
 
     #[test]

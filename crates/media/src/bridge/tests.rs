@@ -632,3 +632,86 @@ fn a_released_leg_takes_nothing_more_and_keeps_what_it_received() {
     let (out, _) = drain(&mut m);
     assert!(out.iter().any(|d| d.side == Side::A && !d.rtcp), "{out:?}");
 }
+
+/// Sends `secs` of a 1 kHz tone from `from` in PCMA packets of `ptime_ms` (the SDP said 20 or
+/// nothing); returns what the far leg (PCMU) got in samples, and what a listener on `from` got.
+fn pcma_packets_of(ptime_ms: u32, secs: u32) -> (usize, usize, f64) {
+    let t0 = Instant::now();
+    let mut m = call(
+        t0,
+        setup(A_PEER, CodecKind::Pcma, 8, Some(101)),
+        setup(B_PEER, CodecKind::Pcmu, 0, Some(101)),
+    );
+    m.listen(t0, Side::A, true);
+    let samples = (8 * ptime_ms) as usize;
+    let packets = secs * 1000 / ptime_ms;
+    let (mut far, mut heard) = (Vec::new(), 0usize);
+    for n in 0..packets {
+        let now = t0 + Duration::from_millis(u64::from(ptime_ms * n));
+        run_until(&mut m, now);
+        let pcm = sine(8000, 1000.0, n as usize * samples, samples);
+        let payload: Vec<u8> = pcm.into_iter().map(g711::linear_to_alaw).collect();
+        let mut buf = rtp(8, n as u16, n * samples as u32, 5, &payload);
+        m.handle_rtp(now, Side::A, addr(A_PEER), &mut buf);
+        let (out, events) = drain(&mut m);
+        for d in out.iter().filter(|d| d.side == Side::B && !d.rtcp) {
+            let p = RtpPacket::parse(&d.data).unwrap();
+            if p.payload_type == 0 {
+                far.extend(p.payload.iter().map(|&u| g711::ulaw_to_linear(u)));
+            }
+        }
+        for e in events {
+            if let MediaEvent::Audio {
+                side: Side::A, pcm, ..
+            } = e
+            {
+                heard += pcm.len();
+            }
+        }
+    }
+    let end = t0 + Duration::from_secs(u64::from(secs)) + Duration::from_millis(300);
+    run_until(&mut m, end);
+    let (out, events) = drain(&mut m);
+    for d in out.iter().filter(|d| d.side == Side::B && !d.rtcp) {
+        let p = RtpPacket::parse(&d.data).unwrap();
+        if p.payload_type == 0 {
+            far.extend(p.payload.iter().map(|&u| g711::ulaw_to_linear(u)));
+        }
+    }
+    for e in events {
+        if let MediaEvent::Audio {
+            side: Side::A, pcm, ..
+        } = e
+        {
+            heard += pcm.len();
+        }
+    }
+    let ratio = tone_ratio(&far, 8000);
+    (far.len(), heard, ratio)
+}
+
+#[test]
+fn packets_longer_or_shorter_than_the_sdp_said_are_transcoded_and_heard_whole() {
+    // sipp's g711a.pcap: 30 ms PCMA packets from a caller whose SDP said nothing of ptime.
+    for ptime in [10, 20, 30, 40, 60] {
+        let (far, heard, ratio) = pcma_packets_of(ptime, 3);
+        // 3 s sent: the far leg gets all of it once the buffer has played out, and then the
+        // few frames the decoder conceals after the stream stops (MAX_CONCEAL), nothing more.
+        let frame = (8 * ptime) as usize;
+        let whole = 24_000 - frame..=24_000 + (MAX_CONCEAL as usize + 1) * frame;
+        assert!(
+            whole.contains(&far),
+            "{ptime} ms packets: the far leg got {far} samples for 24,000 sent"
+        );
+        // The listener (the recorder, the recogniser) hears the whole 3.3 s that went by:
+        // the playout delay and the stream's end as silence, not dropped.
+        assert!(
+            (26_400 - 2 * frame..=26_400 + frame).contains(&heard),
+            "{ptime} ms packets: the listener got {heard} samples for 3.3 s"
+        );
+        assert!(
+            ratio > 100.0,
+            "{ptime} ms packets: the tone is clean ({ratio:.0})"
+        );
+    }
+}
