@@ -192,6 +192,16 @@ struct CallRt {
     language: Option<String>,
 }
 
+impl CallRt {
+    /// Whether `agent` (`a`) may be offered this call: they have not let it ring out, it is
+    /// not directed at someone else, and they take its language.
+    fn may_go_to(&self, a: AgentId, agent: &crate::model::Agent) -> bool {
+        !self.missed_by.contains(&a)
+            && self.caller.agent.is_none_or(|only| only == a)
+            && agent.speaks(self.language.as_deref())
+    }
+}
+
 /// An answered call until it ends: for handle times.
 #[derive(Debug, Clone, Copy)]
 struct Connected {
@@ -832,12 +842,10 @@ impl Acd {
         pools
             .iter()
             .filter_map(|p| {
-                self.available.get(&(q, *p))?.iter().find(|(_, _, a)| {
-                    !c.missed_by.contains(a)
-                        && c.caller.agent.is_none_or(|only| only == *a)
-                        && (c.language.is_none()
-                            || self.model.agents[a.0 as usize].speaks(c.language.as_deref()))
-                })
+                self.available
+                    .get(&(q, *p))?
+                    .iter()
+                    .find(|(_, _, a)| c.may_go_to(*a, &self.model.agents[a.0 as usize]))
             })
             .min()
             .map(|(_, _, a)| *a)
@@ -850,14 +858,7 @@ impl Acd {
             .filter_map(|&(q, pos)| {
                 self.waiting[q.0 as usize][pos..]
                     .iter()
-                    .filter_map(|set| {
-                        set.iter().find(|(_, c)| {
-                            let c = &self.calls[c];
-                            !c.missed_by.contains(&a)
-                                && c.caller.agent.is_none_or(|only| only == a)
-                                && agent.speaks(c.language.as_deref())
-                        })
-                    })
+                    .filter_map(|set| set.iter().find(|(_, c)| self.calls[c].may_go_to(a, agent)))
                     .min()
             })
             .min()

@@ -841,7 +841,8 @@ impl CallMedia {
                     }
                     // The packet's own duration sets the pace from now on (30 ms packets
                     // from a phone whose SDP said nothing, a ptime changed mid-call).
-                    let lasted = Duration::from_secs_f64(pcm.len() as f64 / f64::from(rate));
+                    let lasted =
+                        Duration::from_nanos(pcm.len() as u64 * 1_000_000_000 / u64::from(rate));
                     if !pcm.is_empty() && lasted != frame {
                         leg.in_frame = Some(lasted);
                         leg.next_tick = Some(at + lasted);

@@ -192,7 +192,7 @@ impl WebRtcLeg {
                 (m.direction().is_sending(), m.direction().is_receiving())
             });
         LegSetup {
-            remote: self.remote.unwrap_or(self.local),
+            remote: self.source(),
             codec: CodecKind::Opus,
             pt: CodecKind::Opus.default_pt(),
             telephone_event: None,
@@ -209,6 +209,12 @@ impl WebRtcLeg {
     /// The browser's address, once it sent from one ICE accepted.
     pub fn remote(&self) -> Option<SocketAddr> {
         self.remote
+    }
+
+    /// Where the bridge's leg says the browser's packets come from: its address once known,
+    /// else Crest's own.
+    pub fn source(&self) -> SocketAddr {
+        self.remote.unwrap_or(self.local)
     }
 
     /// An RTP packet of the bridge's leg made of the browser's Opus `frame` sent at

@@ -879,6 +879,16 @@ fn acd_gone() -> Problem {
     Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the ACD stopped".into())
 }
 
+/// Asks the ACD task `msg` (made with the reply's sender) and waits for the answer.
+async fn ask_acd<T>(
+    st: &State,
+    msg: impl FnOnce(oneshot::Sender<T>) -> AcdMsg,
+) -> Result<T, Problem> {
+    let (reply, rx) = oneshot::channel();
+    acd(st)?.send(msg(reply)).map_err(|_| acd_gone())?;
+    rx.await.map_err(|_| acd_gone())
+}
+
 /// One agent.
 #[derive(Debug, serde::Serialize, ToSchema)]
 struct AgentItem {
@@ -923,9 +933,7 @@ impl From<crest_call::AgentView> for AgentItem {
     security(("bearer" = [])))]
 async fn agents(AxState(st): AxState<State>, headers: HeaderMap) -> Result<Response, Problem> {
     st.authorize(&headers, Permission::ReadLive).await?;
-    let (tx, rx) = oneshot::channel();
-    acd(&st)?.send(AcdMsg::Agents(tx)).map_err(|_| acd_gone())?;
-    let list = rx.await.map_err(|_| acd_gone())?;
+    let list = ask_acd(&st, AcdMsg::Agents).await?;
     let list: Vec<AgentItem> = list.into_iter().map(AgentItem::from).collect();
     Ok(Json(list).into_response())
 }
@@ -1013,19 +1021,14 @@ async fn put_agent_msg(
     spec: &crest_acd::AgentConfig,
     apply: bool,
 ) -> Result<bool, Problem> {
-    let (reply, rx) = oneshot::channel();
-    acd(st)?
-        .send(AcdMsg::PutAgent {
-            spec: spec.clone(),
-            apply,
-            reply,
+    let spec = spec.clone();
+    ask_acd(st, |reply| AcdMsg::PutAgent { spec, apply, reply })
+        .await?
+        .map_err(|e| {
+            // The ACD names `agent.skills.x`: the request's field is `skills.x`.
+            let field = e.key.strip_prefix("agent.").unwrap_or(&e.key);
+            Problem::field(StatusCode::UNPROCESSABLE_ENTITY, field, e.to_string())
         })
-        .map_err(|_| acd_gone())?;
-    rx.await.map_err(|_| acd_gone())?.map_err(|e| {
-        // The ACD names `agent.skills.x`: the request's field is `skills.x`.
-        let field = e.key.strip_prefix("agent.").unwrap_or(&e.key);
-        Problem::field(StatusCode::UNPROCESSABLE_ENTITY, field, e.to_string())
-    })
 }
 
 async fn agent_item(st: &State, name: &str) -> Result<AgentItem, Problem> {
@@ -1073,15 +1076,9 @@ async fn remove_agent(
                 })
                 .await
                 .map_err(|e| Problem::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-            let (reply, rx) = oneshot::channel();
-            acd(&st)?
-                .send(AcdMsg::RemoveAgent {
-                    name: name.clone(),
-                    reply,
-                })
-                .map_err(|_| acd_gone())?;
-            rx.await
-                .map_err(|_| acd_gone())?
+            let who = name.clone();
+            ask_acd(&st, |reply| AcdMsg::RemoveAgent { name: who, reply })
+                .await?
                 .map_err(|_| unknown_agent(&name))?;
             Ok(((), "removed".to_owned()))
         },
@@ -1174,17 +1171,14 @@ fn parse_agent_state(body: &[u8]) -> Result<AgentChange, Problem> {
 }
 
 async fn change_agent(st: &State, name: &str, change: AgentChange) -> Result<(), Problem> {
-    let (reply, rx) = oneshot::channel();
-    acd(st)?
-        .send(AcdMsg::SetAgent {
-            name: name.to_owned(),
-            change,
-            reply,
-        })
-        .map_err(|_| acd_gone())?;
-    rx.await
-        .map_err(|_| acd_gone())?
-        .map_err(|e| Problem::new(StatusCode::NOT_FOUND, e.to_string()))
+    let name = name.to_owned();
+    ask_acd(st, |reply| AcdMsg::SetAgent {
+        name,
+        change,
+        reply,
+    })
+    .await?
+    .map_err(|e| Problem::new(StatusCode::NOT_FOUND, e.to_string()))
 }
 
 /// One queue.
@@ -1301,11 +1295,8 @@ struct LiveView {
 }
 
 async fn live_view(st: &State) -> Result<LiveView, Problem> {
-    let (tx, rx) = oneshot::channel();
-    acd(st)?.send(AcdMsg::Agents(tx)).map_err(|_| acd_gone())?;
-    let agents = rx
-        .await
-        .map_err(|_| acd_gone())?
+    let agents = ask_acd(st, AcdMsg::Agents)
+        .await?
         .into_iter()
         .map(AgentItem::from)
         .collect();
@@ -1535,7 +1526,8 @@ async fn agent_desk(st: State, remote: SocketAddr, socket: axum::extract::ws::We
         return;
     };
     tracing::info!(agent = %user, %remote, "agent desktop logged in");
-    let (queues, agents) = directory(&st).await.unwrap_or_default();
+    // The queues and agents a caller may be transferred to.
+    let (queues, agents) = ask_acd(&st, AcdMsg::Directory).await.unwrap_or_default();
     let welcome = serde_json::json!({
         "type": "welcome",
         "agent": AgentItem::from(view.clone()),
@@ -1699,28 +1691,13 @@ async fn transfer(st: &State, agent: &str, to: crest_call::Transfer) -> Result<(
     rx.await.map_err(|_| "the ACD is not running".to_owned())?
 }
 
-/// The queues and agents a caller may be transferred to.
-async fn directory(st: &State) -> Result<(Vec<String>, Vec<String>), Problem> {
-    let (reply, rx) = oneshot::channel();
-    acd(st)?
-        .send(AcdMsg::Directory(reply))
-        .map_err(|_| acd_gone())?;
-    rx.await.map_err(|_| acd_gone())
-}
-
 /// What agent `name` sees: their state and the call offered to them.
 async fn desk(
     st: &State,
     name: &str,
 ) -> Result<(Option<crest_call::AgentView>, Option<crest_call::OfferView>), Problem> {
-    let (reply, rx) = oneshot::channel();
-    acd(st)?
-        .send(AcdMsg::Desk {
-            name: name.to_owned(),
-            reply,
-        })
-        .map_err(|_| acd_gone())?;
-    rx.await.map_err(|_| acd_gone())
+    let name = name.to_owned();
+    ask_acd(st, |reply| AcdMsg::Desk { name, reply }).await
 }
 
 /// `GET /api/v1/queues` (admin, supervisor): callers waiting per queue and the surge level.
@@ -1736,9 +1713,7 @@ async fn queues(AxState(st): AxState<State>, headers: HeaderMap) -> Result<Respo
 
 /// The callers waiting for an agent, longest first.
 async fn waiting_callers(st: &State) -> Result<Vec<crest_call::WaitingView>, Problem> {
-    let (tx, rx) = oneshot::channel();
-    acd(st)?.send(AcdMsg::Waiting(tx)).map_err(|_| acd_gone())?;
-    rx.await.map_err(|_| acd_gone())
+    ask_acd(st, AcdMsg::Waiting).await
 }
 
 async fn queues_view(
@@ -1846,11 +1821,7 @@ async fn set_surge(
                 ),
             )
         })?;
-            let (reply, rx) = oneshot::channel();
-            acd(&st)?
-                .send(AcdMsg::SetSurge { level, reply })
-                .map_err(|_| acd_gone())?;
-            rx.await.map_err(|_| acd_gone())?;
+            ask_acd(&st, |reply| AcdMsg::SetSurge { level, reply }).await?;
             Ok(((), req.level))
         },
     )

@@ -1269,7 +1269,7 @@ impl CallTask {
         if leg.poll_timeout().is_some_and(|t| t <= std_now) {
             leg.handle_timeout(std_now);
         }
-        let from = leg.remote().unwrap_or_else(|| leg.leg_setup().remote);
+        let from = leg.source();
         let mut closed = false;
         while let Some(ev) = leg.poll_event() {
             match ev {

@@ -633,8 +633,9 @@ fn a_released_leg_takes_nothing_more_and_keeps_what_it_received() {
     assert!(out.iter().any(|d| d.side == Side::A && !d.rtcp), "{out:?}");
 }
 
-/// Sends `secs` of a 1 kHz tone from `from` in PCMA packets of `ptime_ms` (the SDP said 20 or
-/// nothing); returns what the far leg (PCMU) got in samples, and what a listener on `from` got.
+/// Sends `secs` of a 1 kHz tone from A in PCMA packets of `ptime_ms` (the SDP said 20 or
+/// nothing); returns how many samples the far leg (PCMU) got and a listener on A got, and the
+/// far leg's tone ratio.
 fn pcma_packets_of(ptime_ms: u32, secs: u32) -> (usize, usize, f64) {
     let t0 = Instant::now();
     let mut m = call(
@@ -644,16 +645,10 @@ fn pcma_packets_of(ptime_ms: u32, secs: u32) -> (usize, usize, f64) {
     );
     m.listen(t0, Side::A, true);
     let samples = (8 * ptime_ms) as usize;
-    let packets = secs * 1000 / ptime_ms;
     let (mut far, mut heard) = (Vec::new(), 0usize);
-    for n in 0..packets {
-        let now = t0 + Duration::from_millis(u64::from(ptime_ms * n));
-        run_until(&mut m, now);
-        let pcm = sine(8000, 1000.0, n as usize * samples, samples);
-        let payload: Vec<u8> = pcm.into_iter().map(g711::linear_to_alaw).collect();
-        let mut buf = rtp(8, n as u16, n * samples as u32, 5, &payload);
-        m.handle_rtp(now, Side::A, addr(A_PEER), &mut buf);
-        let (out, events) = drain(&mut m);
+    // What came out since the last look: the far leg's audio, and the listener's samples.
+    let mut collect = |m: &mut CallMedia| {
+        let (out, events) = drain(m);
         for d in out.iter().filter(|d| d.side == Side::B && !d.rtcp) {
             let p = RtpPacket::parse(&d.data).unwrap();
             if p.payload_type == 0 {
@@ -668,24 +663,21 @@ fn pcma_packets_of(ptime_ms: u32, secs: u32) -> (usize, usize, f64) {
                 heard += pcm.len();
             }
         }
+    };
+    for n in 0..secs * 1000 / ptime_ms {
+        let now = t0 + Duration::from_millis(u64::from(ptime_ms * n));
+        run_until(&mut m, now);
+        let pcm = sine(8000, 1000.0, n as usize * samples, samples);
+        let payload: Vec<u8> = pcm.into_iter().map(g711::linear_to_alaw).collect();
+        let mut buf = rtp(8, n as u16, n * samples as u32, 5, &payload);
+        m.handle_rtp(now, Side::A, addr(A_PEER), &mut buf);
+        collect(&mut m);
     }
-    let end = t0 + Duration::from_secs(u64::from(secs)) + Duration::from_millis(300);
-    run_until(&mut m, end);
-    let (out, events) = drain(&mut m);
-    for d in out.iter().filter(|d| d.side == Side::B && !d.rtcp) {
-        let p = RtpPacket::parse(&d.data).unwrap();
-        if p.payload_type == 0 {
-            far.extend(p.payload.iter().map(|&u| g711::ulaw_to_linear(u)));
-        }
-    }
-    for e in events {
-        if let MediaEvent::Audio {
-            side: Side::A, pcm, ..
-        } = e
-        {
-            heard += pcm.len();
-        }
-    }
+    run_until(
+        &mut m,
+        t0 + Duration::from_secs(u64::from(secs)) + Duration::from_millis(300),
+    );
+    collect(&mut m);
     let ratio = tone_ratio(&far, 8000);
     (far.len(), heard, ratio)
 }
